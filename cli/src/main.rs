@@ -1,0 +1,121 @@
+//! The `depot` binary: serves every surface from one process, plus admin commands.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use axum::Router;
+use clap::{Parser, Subcommand, ValueEnum};
+use depot_core::config::{Backend, Config};
+use depot_core::http::{init_tracing, trace_layer, AppState};
+
+#[derive(Parser)]
+#[command(name = "depot", version, about = "depot: a package registry for bkrepo, RDS, OCP, APS and strux clients")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Embedded,
+    Aws,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every API surface from one process.
+    #[command(after_help = "\
+Environment:
+  DEPOT_BACKEND          embedded (default) or aws; --backend overrides it
+  DEPOT_DATA_DIR         embedded database and blobs (default ./depot-data); --data-dir overrides it
+  DEPOT_TABLE            DynamoDB table for --backend aws (default depot)
+  DEPOT_BUCKET           S3 bucket for --backend aws (default depot-artifacts)
+  AWS_ENDPOINT_URL       LocalStack or moto endpoint; unset means AWS itself
+  AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                         read by the AWS SDK as usual
+  DEPOT_ADMIN_PASSWORD   password of the system administrator 'admin', created on first
+                         start; when unset, a password is generated and printed once
+  DEPOT_MAX_BODY_BYTES   largest request body accepted (default 6291456, the Lambda limit)
+  DEPOT_PUBLIC_URL       base URL for download and Location URLs
+  RUST_LOG               log filter (default info)")]
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Directory of the embedded backend's database and blobs [default: ./depot-data].
+        #[arg(long, env = "DEPOT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Storage backend [default: embedded].
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// With --backend aws: create the DynamoDB table (with its indexes) and the S3
+        /// bucket when they are missing. For LocalStack and moto.
+        #[arg(long)]
+        create_resources: bool,
+    },
+    /// Create the DynamoDB table (with its indexes) and the S3 bucket named by
+    /// DEPOT_TABLE and DEPOT_BUCKET, when missing, at AWS_ENDPOINT_URL. For LocalStack and moto.
+    CreateResources,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(false);
+    match cli.command {
+        Command::Serve { listen, data_dir, backend, create_resources } => {
+            let mut config = Config::from_env()?;
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            match backend {
+                Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
+                Some(BackendArg::Aws) => config.backend = Backend::Aws,
+                None => {}
+            }
+            serve(config, listen, create_resources).await
+        }
+        Command::CreateResources => {
+            let config = Config { backend: Backend::Aws, ..Config::from_env()? };
+            config.open_stores(true).await?;
+            eprintln!("table {} and bucket {} are ready", config.table, config.bucket);
+            Ok(())
+        }
+    }
+}
+
+/// Every surface's router on one port, with one fallback and one trace layer.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(depot_packages::router(state))
+        .fallback(depot_packages::envelope::not_found)
+        .layer(axum::middleware::from_fn(trace_layer))
+}
+
+async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> anyhow::Result<()> {
+    let backend = config.backend;
+    let where_ = match backend {
+        Backend::Embedded => format!("embedded storage in {}", config.data_dir.display()),
+        Backend::Aws => format!("DynamoDB table {} and S3 bucket {}", config.table, config.bucket),
+    };
+    let state = AppState::open(config, create_resources).await.context("opening storage")?;
+    if let Some(password) = state.auth.bootstrap_admin(true).await.context("creating the admin user")? {
+        eprintln!("created system administrator 'admin' with generated password: {password}");
+        eprintln!("(shown once; set DEPOT_ADMIN_PASSWORD to choose it)");
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    eprintln!("depot {} listening on http://{} ({where_})", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,33 @@
+//! The bkrepo package and version management surface (`/repository/api/...`).
+//!
+//! This slice: projects and repositories. Every route authenticates before it
+//! touches storage, and every answer uses the bkrepo envelope.
+pub mod envelope;
+mod extract;
+mod projects;
+
+use axum::Router;
+use depot_core::http::{health, AppState, RouteTable};
+
+/// The routes of this surface. The route-consistency test compares them with
+/// `template.yaml`.
+pub fn routes() -> RouteTable<AppState> {
+    RouteTable::new()
+        .get("/health", health)
+        .post("/repository/api/project/create", projects::create_project)
+        .get("/repository/api/project/list", projects::list_projects)
+        .get("/repository/api/project/info/{projectId}", projects::project_info)
+        .get("/repository/api/project/exist/{projectId}", projects::project_exist)
+        .delete("/repository/api/project/delete/{projectId}", projects::delete_project)
+        .post("/repository/api/repo/create", projects::create_repo)
+        .get("/repository/api/repo/list/{projectId}", projects::list_repos)
+        .get("/repository/api/repo/info/{projectId}/{repoName}", projects::repo_info)
+        .get("/repository/api/repo/exist/{projectId}/{repoName}", projects::repo_exist)
+        .delete("/repository/api/repo/delete/{projectId}/{repoName}", projects::delete_repo)
+}
+
+/// This surface's router, with its state. No fallback: `depot serve` merges it with the
+/// other surfaces, and the Lambda entry point adds [`envelope::not_found`].
+pub fn router(state: AppState) -> Router {
+    routes().into_router().with_state(state)
+}

@@ -1,0 +1,109 @@
+//! Configuration from environment variables, the same on Lambda and locally.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::store::{dynamo::DynamoTable, embedded::EmbeddedTable, fs::FsBlobStore, s3::S3BlobStore, BlobStore, Table};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A database file and a blob directory under `DEPOT_DATA_DIR`.
+    Embedded,
+    /// DynamoDB and S3, at `AWS_ENDPOINT_URL` when set.
+    Aws,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "embedded" => Ok(Backend::Embedded),
+            "aws" => Ok(Backend::Aws),
+            other => Err(Error::Invalid(format!("DEPOT_BACKEND must be 'embedded' or 'aws', not '{other}'"))),
+        }
+    }
+}
+
+/// The Lambda synchronous request limit; the default body cap.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Every setting, with the variable that sets it:
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `DEPOT_BACKEND` | `embedded` | `embedded` or `aws` |
+/// | `DEPOT_DATA_DIR` | `./depot-data` | embedded database and blobs |
+/// | `DEPOT_TABLE` | `depot` | DynamoDB table (aws) |
+/// | `DEPOT_BUCKET` | `depot-artifacts` | S3 bucket (aws) |
+/// | `AWS_ENDPOINT_URL` | unset | LocalStack or moto endpoint (read by the AWS SDK) |
+/// | `DEPOT_ADMIN_PASSWORD` | unset | creates the system administrator `admin` on first start |
+/// | `DEPOT_MAX_BODY_BYTES` | 6291456 | largest request body accepted |
+/// | `DEPOT_PUBLIC_URL` | unset | base URL for download and Location URLs |
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub backend: Backend,
+    pub data_dir: PathBuf,
+    pub table: String,
+    pub bucket: String,
+    pub admin_password: Option<String>,
+    pub max_body_bytes: usize,
+    pub public_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: Backend::Embedded,
+            data_dir: PathBuf::from("./depot-data"),
+            table: "depot".into(),
+            bucket: "depot-artifacts".into(),
+            admin_password: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            public_url: None,
+        }
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Reads the `DEPOT_*` variables, with the defaults above.
+    pub fn from_env() -> Result<Self> {
+        let d = Config::default();
+        Ok(Config {
+            backend: var("DEPOT_BACKEND").map(|b| Backend::parse(&b)).transpose()?.unwrap_or(d.backend),
+            data_dir: var("DEPOT_DATA_DIR").map(PathBuf::from).unwrap_or(d.data_dir),
+            table: var("DEPOT_TABLE").unwrap_or(d.table),
+            bucket: var("DEPOT_BUCKET").unwrap_or(d.bucket),
+            admin_password: var("DEPOT_ADMIN_PASSWORD"),
+            max_body_bytes: match var("DEPOT_MAX_BODY_BYTES") {
+                Some(v) => v.parse().map_err(|_| Error::Invalid(format!("DEPOT_MAX_BODY_BYTES must be a number, not '{v}'")))?,
+                None => d.max_body_bytes,
+            },
+            public_url: var("DEPOT_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+        })
+    }
+
+    /// Opens the two ports on the configured backend. With `create_resources`, creates the
+    /// DynamoDB table and the S3 bucket when missing (for LocalStack and moto).
+    pub async fn open_stores(&self, create_resources: bool) -> Result<(Arc<dyn Table>, Arc<dyn BlobStore>)> {
+        match self.backend {
+            Backend::Embedded => {
+                let table = EmbeddedTable::open(&self.data_dir.join("depot.redb"))?;
+                let blobs = FsBlobStore::open(&self.data_dir.join("blobs"))?;
+                Ok((Arc::new(table), Arc::new(blobs)))
+            }
+            Backend::Aws => {
+                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let table = DynamoTable::new(&sdk, &self.table);
+                let blobs = S3BlobStore::new(&sdk, &self.bucket);
+                if create_resources {
+                    table.ensure_table().await?;
+                    blobs.ensure_bucket().await?;
+                }
+                Ok((Arc::new(table), Arc::new(blobs)))
+            }
+        }
+    }
+}

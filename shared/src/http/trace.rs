@@ -1,0 +1,44 @@
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+tokio::task_local! {
+    static TRACE_ID: String;
+}
+
+/// The header a trace id arrives in (set by the Lambda entry point from the request id).
+pub const TRACE_HEADER: &str = "x-request-id";
+
+/// The current request's trace id, or an empty string outside a request.
+pub fn trace_id() -> String {
+    TRACE_ID.try_with(|t| t.clone()).unwrap_or_default()
+}
+
+/// Middleware: one span per request, carrying the trace id that envelopes return.
+pub async fn trace_layer(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(TRACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
+    TRACE_ID
+        .scope(id, async move {
+            let res = next.run(req).await;
+            tracing::info!(status = res.status().as_u16(), "done");
+            res
+        })
+        .instrument(span)
+        .await
+}
+
+/// Logs as JSON (on Lambda) or as human-readable lines (locally). `RUST_LOG` filters.
+pub fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().without_time().try_init() } else { builder.try_init() };
+}

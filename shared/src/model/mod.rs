@@ -1,0 +1,10 @@
+//! Domain types: names, projects, repositories, the table key scheme and timestamps.
+mod keys;
+mod names;
+mod project;
+mod time;
+
+pub use keys::*;
+pub use names::*;
+pub use project::*;
+pub use time::*;

@@ -1,0 +1,47 @@
+use crate::{Error, Result};
+
+/// The rule every project and repository name follows.
+pub const NAME_RULE: &str =
+    "1-64 characters from letters, digits, '-', '_' and '.', starting with a letter or digit";
+
+/// Validates a project or repository name. `what` names the field in the message.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid {what} '{}': must be {NAME_RULE}",
+            printable(name)
+        )))
+    }
+}
+
+/// A name made safe to echo in a message: control characters escaped, length capped.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "A1", "my-proj_1.0", &"x".repeat(64)] {
+            assert!(validate_name("project", good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", ".a", "_a", "a/b", "a b", "a..b/", "ü", "a\0", &"x".repeat(65), ".."] {
+            let e = validate_name("project", bad).unwrap_err();
+            assert!(matches!(e, Error::Invalid(ref m) if m.contains("1-64 characters")), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// A project: the top-level namespace that holds repositories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_date: String,
+    pub last_modified_by: String,
+    pub last_modified_date: String,
+    /// How many repositories the project holds; kept in the same transactions as the writes.
+    #[serde(default)]
+    pub repo_count: i64,
+}
+
+/// The repository types depot serves. Each surface writes into repositories of its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RepoType {
+    Generic,
+    Rds,
+    Rpm,
+    Aps,
+    Strux,
+}
+
+impl RepoType {
+    pub const ALL: [RepoType; 5] = [Self::Generic, Self::Rds, Self::Rpm, Self::Aps, Self::Strux];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generic => "GENERIC",
+            Self::Rds => "RDS",
+            Self::Rpm => "RPM",
+            Self::Aps => "APS",
+            Self::Strux => "STRUX",
+        }
+    }
+
+    /// Parses a type name, case-insensitively. The error lists the supported types.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let all: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();
+                Error::Invalid(format!(
+                    "unsupported repository type '{}': supported types are {}",
+                    crate::model::printable(s),
+                    all.join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for RepoType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A repository inside a project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repository {
+    pub project_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub repo_type: RepoType,
+    pub category: String,
+    pub public: bool,
+    pub description: String,
+    pub created_by: String,
+    pub created_date: String,
+    pub last_modified_by: String,
+    pub last_modified_date: String,
+    /// How many packages the repository holds; kept in the same transactions as the writes.
+    #[serde(default)]
+    pub package_count: i64,
+    /// Bumped by every write to the repository; derived renderings are cached under it.
+    #[serde(default)]
+    pub generation: i64,
+}

@@ -1,0 +1,195 @@
+//! Projects and repositories.
+use serde_json::Value;
+
+use super::{from_item, to_item, Registry};
+use crate::model::{
+    now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, validate_name, Project, RepoType,
+    Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
+};
+use crate::store::{query_all, Cond, Item, Key, Query, TxOp};
+use crate::{Error, Result};
+
+/// What a caller asks for when creating a project.
+#[derive(Debug, Clone, Default)]
+pub struct NewProject {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// What a caller asks for when creating a repository.
+#[derive(Debug, Clone)]
+pub struct NewRepository {
+    pub project_id: String,
+    pub name: String,
+    pub repo_type: RepoType,
+    pub public: bool,
+    pub description: Option<String>,
+}
+
+fn repo_count_attr() -> String {
+    "repoCount".to_string()
+}
+
+impl Registry {
+    pub async fn create_project(&self, req: NewProject, by: &str) -> Result<Project> {
+        validate_name("project name", &req.name)?;
+        let now = now_iso();
+        let project = Project {
+            display_name: req.display_name.filter(|d| !d.is_empty()).unwrap_or_else(|| req.name.clone()),
+            description: req.description.unwrap_or_default(),
+            name: req.name,
+            created_by: by.to_string(),
+            created_date: now.clone(),
+            last_modified_by: by.to_string(),
+            last_modified_date: now,
+            repo_count: 0,
+        };
+        let item = to_item(&project_key(&project.name), &project)?;
+        self.table
+            .put(item, Cond::NotExists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::Exists(format!("project [{}] already exists", project.name))))?;
+        Ok(project)
+    }
+
+    pub async fn get_project(&self, name: &str) -> Result<Project> {
+        validate_name("project name", name)?;
+        match self.table.get(&project_key(name)).await? {
+            Some(item) => from_item(item),
+            None => Err(Error::NotFound(format!("project [{name}] not found"))),
+        }
+    }
+
+    pub async fn project_exists(&self, name: &str) -> Result<bool> {
+        validate_name("project name", name)?;
+        Ok(self.table.get(&project_key(name)).await?.is_some())
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<Project>> {
+        let items = query_all(&*self.table, Query::prefix(PROJECTS_PK, PROJECT_SK_PREFIX)).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Deletes a project. One that still holds repositories is refused unless `forced`,
+    /// which deletes its repositories (and their packages) first.
+    pub async fn delete_project(&self, name: &str, forced: bool) -> Result<()> {
+        let project = self.get_project(name).await?;
+        if forced {
+            for repo in self.list_repositories(name).await? {
+                self.delete_repository(name, &repo.name, true).await?;
+            }
+        }
+        self.table.delete(&project_key(name), Cond::Eq(repo_count_attr(), Value::from(0))).await.map_err(|e| {
+            e.on_conflict(|| {
+                Error::Conflict(format!(
+                    "project [{name}] still holds {} repositories; delete them first or pass forced=true",
+                    project.repo_count.max(1)
+                ))
+            })
+        })
+    }
+
+    pub async fn create_repository(&self, req: NewRepository, by: &str) -> Result<Repository> {
+        validate_name("project name", &req.project_id)?;
+        validate_name("repository name", &req.name)?;
+        let now = now_iso();
+        let repo = Repository {
+            project_id: req.project_id,
+            name: req.name,
+            repo_type: req.repo_type,
+            category: "LOCAL".into(),
+            public: req.public,
+            description: req.description.unwrap_or_default(),
+            created_by: by.to_string(),
+            created_date: now.clone(),
+            last_modified_by: by.to_string(),
+            last_modified_date: now,
+            package_count: 0,
+            generation: 0,
+        };
+        let item = to_item(&repo_key(&repo.project_id, &repo.name), &repo)?;
+        let ops = vec![
+            TxOp::Put { item, cond: Cond::NotExists },
+            TxOp::Update {
+                key: project_key(&repo.project_id),
+                set: Item::new(),
+                add: vec![(repo_count_attr(), 1)],
+                cond: Cond::Exists,
+            },
+        ];
+        match self.table.transact(ops).await {
+            Ok(()) => Ok(repo),
+            Err(Error::Conflict(m)) if m.contains("[1]") || m.contains(", 1]") => {
+                Err(Error::NotFound(format!("project [{}] not found", repo.project_id)))
+            }
+            Err(e) => Err(e.on_conflict(|| {
+                Error::Exists(format!("repository [{}/{}] already exists", repo.project_id, repo.name))
+            })),
+        }
+    }
+
+    pub async fn get_repository(&self, project: &str, name: &str) -> Result<Repository> {
+        validate_name("project name", project)?;
+        validate_name("repository name", name)?;
+        match self.table.get(&repo_key(project, name)).await? {
+            Some(item) => from_item(item),
+            None => Err(Error::NotFound(format!("repository [{project}/{name}] not found"))),
+        }
+    }
+
+    pub async fn repository_exists(&self, project: &str, name: &str) -> Result<bool> {
+        validate_name("project name", project)?;
+        validate_name("repository name", name)?;
+        Ok(self.table.get(&repo_key(project, name)).await?.is_some())
+    }
+
+    /// Lists a project's repositories, by name. An unknown project is `NotFound`.
+    pub async fn list_repositories(&self, project: &str) -> Result<Vec<Repository>> {
+        self.get_project(project).await?;
+        let items = query_all(&*self.table, Query::prefix(project_partition(project), REPO_SK_PREFIX)).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Deletes a repository. One that still holds packages is refused unless `forced`,
+    /// which deletes its packages and versions first. Blobs are left to garbage collection.
+    pub async fn delete_repository(&self, project: &str, name: &str, forced: bool) -> Result<()> {
+        let repo = self.get_repository(project, name).await?;
+        let mut cond = Cond::Eq("packageCount".into(), Value::from(0));
+        if forced {
+            self.delete_packages_of(project, name).await?;
+            cond = Cond::Exists;
+        }
+        let ops = vec![
+            TxOp::Delete { key: repo_key(project, name), cond },
+            TxOp::Update {
+                key: project_key(project),
+                set: Item::new(),
+                add: vec![(repo_count_attr(), -1)],
+                cond: Cond::Ge(repo_count_attr(), 1),
+            },
+        ];
+        self.table.transact(ops).await.map_err(|e| {
+            e.on_conflict(|| {
+                Error::Conflict(format!(
+                    "repository [{project}/{name}] still holds {} packages; delete them first or pass forced=true",
+                    repo.package_count.max(1)
+                ))
+            })
+        })
+    }
+
+    /// Deletes every package summary and version item of a repository, page by page.
+    async fn delete_packages_of(&self, project: &str, repo: &str) -> Result<()> {
+        let packages = query_all(&*self.table, Query::prefix(repo_partition(project, repo), PKG_SK_PREFIX)).await?;
+        for pkg in packages {
+            let key = Key::of(&pkg)?;
+            let package_key = key.sk.trim_start_matches(PKG_SK_PREFIX);
+            for version in query_all(&*self.table, Query::partition(package_partition(project, repo, package_key))).await? {
+                self.table.delete(&Key::of(&version)?, Cond::None).await?;
+            }
+            self.table.delete(&key, Cond::None).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! `Table` on an embedded database file (redb).
+//!
+//! Items live in one redb table keyed by `PK\0SK\0`; each secondary index is a redb
+//! table keyed by `GPK\0GSK\0PK\0SK\0`. Every call is one redb transaction, so writes
+//! are serialised and a transaction applies all or nothing.
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde_json::Value;
+
+use super::table::{check_key_str, check_tx, decode_token, encode_token};
+use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, SK};
+use crate::{Error, Result};
+
+const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
+
+/// DynamoDB's item size limit, enforced here too so that nothing works only embedded.
+const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+fn index_table(def: &IndexDef) -> TableDefinition<'static, &'static [u8], ()> {
+    TableDefinition::new(def.name)
+}
+
+fn db_err(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("embedded table: {e}"))
+}
+
+/// Joins key parts, each followed by a NUL, so byte order equals part-by-part order.
+fn enc(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [a, b].concat()
+}
+
+/// The byte bounds of a sort-key condition within a partition whose encoded prefix is `base`.
+fn bounds(base: &[u8], sk: &SkCond) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    use Bound::*;
+    let with = |s: &str, tail: &[u8]| cat(&cat(base, s.as_bytes()), tail);
+    match sk {
+        SkCond::Any => (Included(base.to_vec()), Excluded(cat(base, &[0xFF]))),
+        SkCond::Prefix(p) => (Included(with(p, b"")), Excluded(with(p, &[0xFF]))),
+        SkCond::Between(a, b) => (Included(with(a, &[0])), Excluded(with(b, &[1]))),
+        SkCond::Ge(a) => (Included(with(a, &[0])), Excluded(cat(base, &[0xFF]))),
+        SkCond::Gt(a) => (Included(with(a, &[1])), Excluded(cat(base, &[0xFF]))),
+        SkCond::Le(b) => (Included(base.to_vec()), Excluded(with(b, &[1]))),
+        SkCond::Lt(b) => (Included(base.to_vec()), Excluded(with(b, &[0]))),
+    }
+}
+
+fn cond_holds(existing: Option<&Item>, cond: &Cond) -> bool {
+    match cond {
+        Cond::None => true,
+        Cond::NotExists => existing.is_none(),
+        Cond::Exists => existing.is_some(),
+        Cond::Eq(attr, v) => existing.and_then(|i| i.get(attr)) == Some(v),
+        Cond::Ge(attr, n) => existing.and_then(|i| i.get(attr)).and_then(Value::as_i64).is_some_and(|x| x >= *n),
+    }
+}
+
+fn check_item(item: &Item) -> Result<Key> {
+    let key = Key::of(item).map_err(|_| Error::Invalid("an item needs string PK and SK attributes".into()))?;
+    check_key_str(&key.pk)?;
+    check_key_str(&key.sk)?;
+    for idx in INDEXES {
+        for attr in [idx.pk, idx.sk] {
+            match item.get(attr) {
+                None => {}
+                Some(Value::String(s)) => check_key_str(s)?,
+                Some(_) => return Err(Error::Invalid(format!("index key attribute {attr} must be a string"))),
+            }
+        }
+    }
+    Ok(key)
+}
+
+fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
+    let gpk = item.get(def.pk)?.as_str()?;
+    let gsk = item.get(def.sk)?.as_str()?;
+    let key = Key::of(item).ok()?;
+    Some(enc(&[gpk, gsk, &key.pk, &key.sk]))
+}
+
+/// The table file, shared by every task of the process.
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    db: Arc<Database>,
+}
+
+struct Tx<'a> {
+    items: redb::Table<'a, &'static [u8], &'static [u8]>,
+    indexes: Vec<(&'static IndexDef, redb::Table<'a, &'static [u8], ()>)>,
+}
+
+impl Tx<'_> {
+    fn read(&self, key: &Key) -> Result<Option<Item>> {
+        check_key_str(&key.pk)?;
+        check_key_str(&key.sk)?;
+        match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces (or removes, when `new` is None) the item at `key`, keeping indexes in step.
+    fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<&Item>) -> Result<()> {
+        let k = enc(&[&key.pk, &key.sk]);
+        for (def, table) in &mut self.indexes {
+            if let Some(e) = old.and_then(|o| index_entry(def, o)) {
+                table.remove(e.as_slice()).map_err(db_err)?;
+            }
+            if let Some(e) = new.and_then(|n| index_entry(def, n)) {
+                table.insert(e.as_slice(), ()).map_err(db_err)?;
+            }
+        }
+        match new {
+            Some(item) => {
+                let bytes = serde_json::to_vec(item).map_err(db_err)?;
+                if bytes.len() > MAX_ITEM_BYTES {
+                    return Err(Error::Invalid(format!("item {}/{} is over {MAX_ITEM_BYTES} bytes", key.pk, key.sk)));
+                }
+                self.items.insert(k.as_slice(), bytes.as_slice()).map_err(db_err)?;
+            }
+            None => {
+                self.items.remove(k.as_slice()).map_err(db_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one operation after its condition held. Returns the item as written.
+    fn apply(&mut self, op: &TxOp, old: Option<Item>) -> Result<Option<Item>> {
+        match op {
+            TxOp::Put { item, .. } => {
+                let key = check_item(item)?;
+                self.write(&key, old.as_ref(), Some(item))?;
+                Ok(Some(item.clone()))
+            }
+            TxOp::Delete { key, .. } => {
+                self.write(key, old.as_ref(), None)?;
+                Ok(None)
+            }
+            TxOp::Check { .. } => Ok(old),
+            TxOp::Update { key, set, add, .. } => {
+                let mut item = old.clone().unwrap_or_else(|| key.item());
+                for (k, v) in set {
+                    if k == PK || k == SK {
+                        return Err(Error::Internal("an update cannot change PK or SK".into()));
+                    }
+                    item.insert(k.clone(), v.clone());
+                }
+                for (attr, delta) in add {
+                    let cur = match item.get(attr) {
+                        None => 0,
+                        Some(v) => v.as_i64().ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?,
+                    };
+                    let sum = cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
+                    item.insert(attr.clone(), Value::from(sum));
+                }
+                check_item(&item)?;
+                self.write(key, old.as_ref(), Some(&item))?;
+                Ok(Some(item))
+            }
+        }
+    }
+}
+
+fn op_parts(op: &TxOp) -> Result<(Key, &Cond)> {
+    Ok(match op {
+        TxOp::Put { item, cond } => (check_item(item)?, cond),
+        TxOp::Delete { key, cond } | TxOp::Check { key, cond } | TxOp::Update { key, cond, .. } => (key.clone(), cond),
+    })
+}
+
+impl EmbeddedTable {
+    /// Opens (or creates) the database file and its tables.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = Database::create(path).map_err(db_err)?;
+        let tx = db.begin_write().map_err(db_err)?;
+        tx.open_table(ITEMS).map_err(db_err)?;
+        for def in INDEXES {
+            tx.open_table(index_table(def)).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(EmbeddedTable { db: Arc::new(db) })
+    }
+
+    /// Runs `ops` in one write transaction: every condition is checked, then every write
+    /// applied, or nothing is.
+    fn write_tx(db: &Database, ops: &[TxOp]) -> Result<Vec<Option<Item>>> {
+        let wtx = db.begin_write().map_err(db_err)?;
+        let results = {
+            let mut tx = Tx {
+                items: wtx.open_table(ITEMS).map_err(db_err)?,
+                indexes: INDEXES
+                    .iter()
+                    .map(|d| wtx.open_table(index_table(d)).map(|t| (d, t)))
+                    .collect::<Result<_, _>>()
+                    .map_err(db_err)?,
+            };
+            let mut olds = Vec::with_capacity(ops.len());
+            let mut failed = Vec::new();
+            for (i, op) in ops.iter().enumerate() {
+                let (key, cond) = op_parts(op)?;
+                let old = tx.read(&key)?;
+                if !cond_holds(old.as_ref(), cond) {
+                    failed.push(i);
+                }
+                olds.push(old);
+            }
+            if !failed.is_empty() {
+                // Dropping the uncommitted transaction aborts it.
+                return Err(Error::Conflict(format!("condition failed on operations {failed:?}")));
+            }
+            let mut results = Vec::with_capacity(ops.len());
+            for (op, old) in ops.iter().zip(olds) {
+                results.push(tx.apply(op, old)?);
+            }
+            results
+        };
+        wtx.commit().map_err(db_err)?;
+        Ok(results)
+    }
+
+    async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || Self::write_tx(&db, &ops)).await.map_err(db_err)?
+    }
+
+    fn query_sync(db: &Database, q: &Query) -> Result<Page> {
+        check_key_str(&q.pk)?;
+        let base = enc(&[&q.pk]);
+        let (mut lo, mut hi) = bounds(&base, &q.sk);
+        if let Some(token) = &q.start {
+            let t = decode_token(token, q)?;
+            let at = match q.index {
+                None => enc(&[&t[PK], &t[SK]]),
+                Some(name) => {
+                    let d = super::index_def(name)?;
+                    enc(&[&t[d.pk], &t[d.sk], &t[PK], &t[SK]])
+                }
+            };
+            if q.forward {
+                lo = Bound::Excluded(at);
+            } else {
+                hi = Bound::Excluded(at);
+            }
+        }
+        let limit = q.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+        if limit == 0 {
+            return Err(Error::Invalid("a query limit must be at least 1".into()));
+        }
+        let rtx = db.begin_read().map_err(db_err)?;
+        let items_t = rtx.open_table(ITEMS).map_err(db_err)?;
+        let range = (
+            lo.as_ref().map(|v| v.as_slice()),
+            hi.as_ref().map(|v| v.as_slice()),
+        );
+        let mut items = Vec::new();
+        match q.index {
+            None => {
+                let iter = items_t.range::<&[u8]>(range).map_err(db_err)?;
+                let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(iter) } else { Box::new(iter.rev()) };
+                for entry in iter.take(limit) {
+                    let (_, v) = entry.map_err(db_err)?;
+                    items.push(serde_json::from_slice::<Item>(v.value()).map_err(db_err)?);
+                }
+            }
+            Some(name) => {
+                let def = super::index_def(name)?;
+                let idx = rtx.open_table(index_table(def)).map_err(db_err)?;
+                let iter = idx.range::<&[u8]>(range).map_err(db_err)?;
+                let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(iter) } else { Box::new(iter.rev()) };
+                for entry in iter.take(limit) {
+                    let (k, _) = entry.map_err(db_err)?;
+                    let parts: Vec<&[u8]> = k.value().split(|b| *b == 0).collect();
+                    let base_key = [parts[2], &[0], parts[3], &[0]].concat();
+                    let v = items_t
+                        .get(base_key.as_slice())
+                        .map_err(db_err)?
+                        .ok_or_else(|| db_err("index entry without item"))?;
+                    items.push(serde_json::from_slice::<Item>(v.value()).map_err(db_err)?);
+                }
+            }
+        }
+        let next = if items.len() == limit {
+            let (pk_attr, sk_attr) = q.key_attrs()?;
+            let last = items.last().expect("a full page is not empty");
+            let mut attrs = serde_json::Map::new();
+            for a in [pk_attr, sk_attr, PK, SK] {
+                attrs.insert(a.to_string(), last.get(a).cloned().unwrap_or(Value::Null));
+            }
+            Some(encode_token(&attrs))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+#[async_trait]
+impl Table for EmbeddedTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>> {
+        let db = self.db.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            let rtx = db.begin_read().map_err(db_err)?;
+            let t = rtx.open_table(ITEMS).map_err(db_err)?;
+            check_key_str(&key.pk)?;
+            check_key_str(&key.sk)?;
+            match t.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+        .map_err(db_err)?
+    }
+
+    async fn put(&self, item: Item, cond: Cond) -> Result<()> {
+        self.write(vec![TxOp::Put { item, cond }]).await.map(drop)
+    }
+
+    async fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
+        self.write(vec![TxOp::Delete { key: key.clone(), cond }]).await.map(drop)
+    }
+
+    async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item> {
+        let op = TxOp::Update { key: key.clone(), set, add: add.to_vec(), cond };
+        let mut out = self.write(vec![op]).await?;
+        out.pop().flatten().ok_or_else(|| db_err("update wrote nothing"))
+    }
+
+    async fn transact(&self, ops: Vec<TxOp>) -> Result<()> {
+        check_tx(&ops)?;
+        self.write(ops).await.map(drop)
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page> {
+        let db = self.db.clone();
+        let q = query.clone();
+        tokio::task::spawn_blocking(move || Self::query_sync(&db, &q)).await.map_err(db_err)?
+    }
+}
