@@ -1,0 +1,48 @@
+//! Opens each adapter for the suites. The AWS adapters need `AWS_ENDPOINT_URL` (moto, which
+//! `scripts/test` starts); without it these tests fail, they never skip.
+use std::sync::Arc;
+
+use depot_core::store::dynamo::DynamoTable;
+use depot_core::store::embedded::EmbeddedTable;
+use depot_core::store::fs::FsBlobStore;
+use depot_core::store::s3::S3BlobStore;
+use depot_core::store::{BlobStore, Table};
+
+/// Keeps a temporary directory alive for as long as the adapter is used.
+pub struct Guard(#[allow(dead_code)] Option<tempfile::TempDir>);
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
+        "AWS_ENDPOINT_URL is not set: the AWS adapter tests need moto; run them with scripts/test"
+    );
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+pub async fn embedded_table() -> (Arc<dyn Table>, Guard) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = EmbeddedTable::open(&dir.path().join("t.redb")).unwrap();
+    (Arc::new(t), Guard(Some(dir)))
+}
+
+pub async fn dynamo_table() -> (Arc<dyn Table>, Guard) {
+    let t = DynamoTable::new(&sdk_config().await, unique("conformance"));
+    t.ensure_table().await.unwrap();
+    (Arc::new(t), Guard(None))
+}
+
+pub async fn fs_blobs() -> (Arc<dyn BlobStore>, Guard) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBlobStore::open(dir.path()).unwrap();
+    (Arc::new(b), Guard(Some(dir)))
+}
+
+pub async fn s3_blobs() -> (Arc<dyn BlobStore>, Guard) {
+    let b = S3BlobStore::new(&sdk_config().await, unique("conformance"));
+    b.ensure_bucket().await.unwrap();
+    (Arc::new(b), Guard(None))
+}
