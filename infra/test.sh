@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine:
+#   1. creates .venv and installs moto[server], cargo-lambda and cfn-lint into it;
+#   2. lints template.yaml with cfn-lint;
+#   3. starts moto on a free loopback port (S3 and DynamoDB for the AWS adapters);
+#   4. builds the binaries and runs every cargo test against moto;
+#   5. stops moto.
+# Extra arguments go to `cargo test`, e.g. `infra/test.sh -p depot-core`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${DEPOT_VENV:-.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+export PATH="$PWD/$venv/bin:$PATH"
+
+echo "== cfn-lint template.yaml"
+cfn-lint template.yaml
+
+port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    if "$venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then
+        break
+    fi
+    kill -0 "$moto_pid" 2>/dev/null || { cat target/moto.log; echo "moto did not start" >&2; exit 1; }
+    sleep 0.2
+done
+echo "== moto on 127.0.0.1:$port"
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+echo "== cargo build (binaries the end-to-end tests start)"
+cargo build --workspace --bins
+echo "== cargo test"
+cargo test --workspace "$@"

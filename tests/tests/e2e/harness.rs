@@ -1,0 +1,180 @@
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder};
+use serde_json::Value;
+
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery";
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A binary built by `cargo build --workspace --bins` (the test command does that first).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the binaries first (infra/test.sh does)", path.display());
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Requires the moto endpoint that `infra/test.sh` starts; fails, never skips, without it.
+pub fn aws_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .expect("AWS_ENDPOINT_URL is not set: the AWS end-to-end tests need moto; run infra/test.sh")
+}
+
+/// A running `depot serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    /// Lines the server printed on stderr before it listened.
+    pub banner: Vec<String>,
+    pub startup: Duration,
+}
+
+impl Server {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let mut cmd = Command::new(binary("depot"));
+        cmd.arg("serve").arg("--listen").arg(&listen).args(args);
+        cmd.env_remove("DEPOT_ADMIN_PASSWORD").env_remove("DEPOT_BACKEND").env_remove("DEPOT_DATA_DIR");
+        cmd.envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start depot");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut banner = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    let done = line.contains("listening on");
+                    banner.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("depot exited: {banner:#?}"),
+            }
+            assert!(Instant::now() < deadline, "depot did not start: {banner:#?}");
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Server { child, base: format!("http://{listen}"), banner, startup: started.elapsed() }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A thin client for envelope-speaking APIs.
+#[derive(Clone)]
+pub struct Api {
+    pub http: Client,
+    pub base: String,
+    pub auth: Option<(String, String)>,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        let http = Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+        Api { http, base: base.to_string(), auth: Some(("admin".into(), ADMIN_PASSWORD.into())) }
+    }
+
+    pub fn as_user(&self, user: &str, password: &str) -> Api {
+        Api { auth: Some((user.into(), password.into())), ..self.clone() }
+    }
+
+    pub fn anonymous(&self) -> Api {
+        Api { auth: None, ..self.clone() }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.auth {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value, HeaderMap) {
+        let mut r = self.req(method.parse().unwrap(), path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}"));
+        (status, json, headers)
+    }
+
+    /// Sends a raw body with a content type.
+    pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: &'static str) -> (u16, Value) {
+        let res = self.req(method.parse().unwrap(), path).header("content-type", content_type).body(body).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (s, v, _) = self.send("GET", path, None).await;
+        (s, v)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (s, v, _) = self.send("POST", path, Some(body)).await;
+        (s, v)
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let (s, v, _) = self.send("DELETE", path, None).await;
+        (s, v)
+    }
+}
+
+/// Asserts a successful bkrepo envelope and returns its data.
+pub fn data(status: u16, body: &Value) -> Value {
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+    assert!(body["message"].is_null(), "{body}");
+    assert!(body["traceId"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    body["data"].clone()
+}
+
+/// Asserts a failed bkrepo envelope with this status and code; returns the message.
+pub fn failure(status: u16, body: &Value, want_status: u16, want_code: i64) -> String {
+    assert_eq!((status, body["code"].as_i64()), (want_status, Some(want_code)), "{body}");
+    let msg = body["message"].as_str().unwrap_or_default().to_string();
+    assert!(!msg.is_empty(), "{body}");
+    msg
+}

@@ -1,0 +1,83 @@
+//! The real Lambda binary under `cargo lambda watch`, against DynamoDB and S3 on moto.
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use depot_core::store::{dynamo::DynamoTable, s3::S3BlobStore};
+use serde_json::json;
+
+use crate::harness::{aws_endpoint, data, failure, free_port, unique, workspace, Api, ADMIN_PASSWORD};
+
+/// `cargo lambda watch`, in its own process group, killed with its children on drop.
+struct Watch(Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn packages_function_under_cargo_lambda_watch() {
+    use std::os::unix::process::CommandExt;
+    aws_endpoint();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (table, bucket) = (unique("lambda"), unique("lambda"));
+    DynamoTable::new(&sdk, &table).ensure_table().await.unwrap();
+    S3BlobStore::new(&sdk, &bucket).ensure_bucket().await.unwrap();
+
+    let port = free_port();
+    let log = std::fs::File::create(workspace().join("target/cargo-lambda-watch.log")).unwrap();
+    let child = Command::new("cargo")
+        .args(["lambda", "watch", "-A", "127.0.0.1", "-P", &port.to_string()])
+        .current_dir(workspace())
+        .env("DEPOT_BACKEND", "aws")
+        .env("DEPOT_TABLE", &table)
+        .env("DEPOT_BUCKET", &bucket)
+        .env("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("cargo lambda (cargo-lambda must be on PATH; infra/test.sh installs it)");
+    let _watch = Watch(child);
+
+    let api = Api::new(&format!("http://127.0.0.1:{port}/lambda-url/packages"));
+    // The first request compiles (or finds) and starts the binary.
+    let started = Instant::now();
+    let health = loop {
+        match api.http.get(format!("{}/health", api.base)).send().await {
+            Ok(r) if r.status() == 200 => break r.json::<serde_json::Value>().await.unwrap(),
+            _ if started.elapsed() > Duration::from_secs(600) => panic!("the function did not answer; see target/cargo-lambda-watch.log"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    assert_eq!(health["status"], "ok");
+    eprintln!("cargo lambda watch: first 200 after {:?}", started.elapsed());
+
+    let (s, b) = api.anonymous().post("/repository/api/project/create", json!({"name": "lam"})).await;
+    failure(s, &b, 401, 250114);
+    let (s, b) = api.post("/repository/api/project/create", json!({"name": "lam", "description": "from lambda"})).await;
+    assert_eq!(data(s, &b)["name"], "lam");
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
+    assert_eq!(data(s, &b)["type"], "RDS");
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
+    failure(s, &b, 409, 250107);
+    let (s, b) = api.get("/repository/api/repo/list/lam").await;
+    let repos = data(s, &b);
+    assert_eq!(repos.as_array().unwrap().len(), 1);
+    assert_eq!(repos[0]["name"], "charts");
+    let (s, b) = api.get("/repository/api/project/list").await;
+    assert_eq!(data(s, &b).as_array().unwrap().len(), 1);
+    let (s, b) = api.get("/repository/api/nothing-here").await;
+    failure(s, &b, 404, 250108);
+
+    // The function wrote to DynamoDB: the table holds what the API said.
+    let t = DynamoTable::new(&sdk, &table);
+    let item = depot_core::store::Table::get(&t, &depot_core::model::repo_key("lam", "charts")).await.unwrap();
+    assert_eq!(item.unwrap()["type"], "RDS");
+}

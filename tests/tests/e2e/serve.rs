@@ -1,0 +1,211 @@
+//! `depot serve` on a fresh machine: embedded storage, the bkrepo project and repository
+//! routes, authentication, restarts, and the AWS backend on moto.
+use serde_json::json;
+
+use crate::harness::{data, failure, unique, Api, Server, ADMIN_PASSWORD};
+
+const P: &str = "/repository/api/project";
+const R: &str = "/repository/api/repo";
+
+#[tokio::test]
+async fn health_answers_without_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&["--data-dir", data_dir.to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let (status, body) = Api::new(&server.base).anonymous().get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(data_dir.join("depot.redb").exists(), "the embedded database was created");
+    eprintln!("depot serve: exec to listening in {:?}", server.startup);
+}
+
+#[tokio::test]
+async fn default_data_dir_is_created_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(crate::harness::binary("depot"));
+    let port = crate::harness::free_port();
+    cmd.current_dir(dir.path()).args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    cmd.env_remove("DEPOT_DATA_DIR").env_remove("DEPOT_BACKEND").env("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    cmd.stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = api.http.get(format!("{}/health", api.base)).send().await {
+            up = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "depot serve with no flags answered /health");
+    assert!(dir.path().join("depot-data/depot.redb").exists());
+}
+
+#[tokio::test]
+async fn routes_authenticate_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let api = Api::new(&server.base);
+    for who in [api.anonymous(), api.as_user("admin", "wrong"), api.as_user("nobody", "x"), api.as_user("../etc", "x")] {
+        let (status, body, headers) = who.send("POST", &format!("{P}/create"), Some(json!({"name": "p"}))).await;
+        failure(status, &body, 401, 250114);
+        assert_eq!(headers["www-authenticate"], "Basic realm=\"depot\"");
+        // A bad body from an unauthenticated caller is still a 401, not a 400.
+        let (status, body) = who.raw("POST", &format!("{R}/create"), "application/json", "{not json").await;
+        failure(status, &body, 401, 250114);
+        let (status, body) = who.get(&format!("{P}/list")).await;
+        failure(status, &body, 401, 250114);
+    }
+    let (status, body) = api.get(&format!("{P}/list")).await;
+    assert_eq!(data(status, &body), json!([]));
+    let (status, body, _) = api.send("GET", "/no/such/route", None).await;
+    failure(status, &body, 404, 250108);
+}
+
+#[tokio::test]
+async fn generated_admin_password_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", dir.path().to_str().unwrap()];
+    let server = Server::start(&args, &[]);
+    let line = server.banner.iter().find(|l| l.contains("generated password")).expect("a generated password").clone();
+    let password = line.rsplit(' ').next().unwrap().to_string();
+    assert!(password.len() >= 20, "{line}");
+    let api = Api::new(&server.base).as_user("admin", &password);
+    let (status, body) = api.get(&format!("{P}/list")).await;
+    data(status, &body);
+    drop(server);
+    // The second start keeps the admin and prints no password.
+    let again = Server::start(&args, &[]);
+    assert!(!again.banner.iter().any(|l| l.contains("password")), "{:?}", again.banner);
+    let (status, body) = Api::new(&again.base).as_user("admin", &password).get(&format!("{P}/list")).await;
+    data(status, &body);
+}
+
+/// The project and repository routes, as a bkrepo client uses them.
+async fn projects_and_repositories(api: &Api) {
+    let (s, b) = api.post(&format!("{P}/create"), json!({"name": "demo", "displayName": "Demo", "description": "d"})).await;
+    let p = data(s, &b);
+    assert_eq!((p["name"].as_str(), p["displayName"].as_str(), p["createdBy"].as_str()), (Some("demo"), Some("Demo"), Some("admin")));
+    assert!(p["createdDate"].as_str().unwrap().ends_with('Z'));
+
+    let (s, b) = api.post(&format!("{P}/create"), json!({"name": "demo"})).await;
+    assert!(failure(s, &b, 409, 250107).contains("already exists"));
+    for bad in ["-x", "a/b", "a b", "", "x".repeat(65).as_str(), "../etc", "ü"] {
+        let (s, b) = api.post(&format!("{P}/create"), json!({ "name": bad })).await;
+        if bad.is_empty() {
+            assert!(failure(s, &b, 400, 250103).contains("[name]"));
+        } else {
+            assert!(failure(s, &b, 400, 250105).contains("1-64 characters"), "{bad}");
+        }
+    }
+    let (s, b) = api.post(&format!("{P}/create"), json!({})).await;
+    failure(s, &b, 400, 250103);
+    let (s, b) = api.post(&format!("{P}/create"), json!({"name": 5})).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.raw("POST", &format!("{P}/create"), "application/json", "{not json").await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.raw("POST", &format!("{P}/create"), "text/plain", "{\"name\":\"x\"}").await;
+    failure(s, &b, 400, 250105);
+
+    let (s, b) = api.get(&format!("{P}/info/demo")).await;
+    assert_eq!(data(s, &b)["displayName"], "Demo");
+    let (s, b) = api.get(&format!("{P}/info/nope")).await;
+    failure(s, &b, 404, 250108);
+    let (s, b) = api.get(&format!("{P}/info/bad%2Fname")).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.get(&format!("{P}/exist/demo")).await;
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = api.get(&format!("{P}/exist/nope")).await;
+    assert_eq!(data(s, &b), json!(false));
+
+    for t in ["GENERIC", "RDS", "rpm", "APS", "STRUX"] {
+        let name = format!("r-{}", t.to_lowercase());
+        let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": name, "type": t, "category": "LOCAL"})).await;
+        let r = data(s, &b);
+        assert_eq!((r["type"].as_str(), r["public"].as_bool()), (Some(t.to_uppercase().as_str()), Some(false)));
+    }
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "r-rds", "type": "RDS"})).await;
+    failure(s, &b, 409, 250107);
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "MAVEN"})).await;
+    let msg = failure(s, &b, 400, 250105);
+    assert!(msg.contains("GENERIC, RDS, RPM, APS, STRUX"), "{msg}");
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "RDS", "category": "REMOTE"})).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x"})).await;
+    assert!(failure(s, &b, 400, 250103).contains("[type]"));
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "nope", "name": "x", "type": "RDS"})).await;
+    failure(s, &b, 404, 250108);
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "a\u{0}b", "type": "RDS"})).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "pub", "type": "GENERIC", "public": true})).await;
+    assert_eq!(data(s, &b)["public"], true);
+
+    let (s, b) = api.get(&format!("{R}/list/demo")).await;
+    let names: Vec<_> = data(s, &b).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["pub", "r-aps", "r-generic", "r-rds", "r-rpm", "r-strux"]);
+    let (s, b) = api.get(&format!("{R}/list/nope")).await;
+    failure(s, &b, 404, 250108);
+    let (s, b) = api.get(&format!("{R}/info/demo/r-rds")).await;
+    assert_eq!(data(s, &b)["projectId"], "demo");
+    let (s, b) = api.get(&format!("{R}/info/demo/missing")).await;
+    failure(s, &b, 404, 251006);
+    let (s, b) = api.get(&format!("{R}/exist/demo/r-rds")).await;
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = api.get(&format!("{R}/exist/demo/missing")).await;
+    assert_eq!(data(s, &b), json!(false));
+
+    let (s, b) = api.delete(&format!("{P}/delete/demo")).await;
+    assert!(failure(s, &b, 409, 250107).contains("forced=true"));
+    let (s, b) = api.delete(&format!("{R}/delete/demo/r-aps")).await;
+    data(s, &b);
+    let (s, b) = api.delete(&format!("{R}/delete/demo/r-aps")).await;
+    failure(s, &b, 404, 251006);
+    let (s, b) = api.delete(&format!("{R}/delete/demo/pub?forced=maybe")).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.delete(&format!("{R}/delete/demo/pub?forced=true")).await;
+    data(s, &b);
+    let (s, b) = api.get(&format!("{R}/list/demo")).await;
+    assert_eq!(data(s, &b).as_array().unwrap().len(), 4);
+
+    let (s, b) = api.post(&format!("{P}/create"), json!({"name": "scratch"})).await;
+    data(s, &b);
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "scratch", "name": "r", "type": "RDS"})).await;
+    data(s, &b);
+    let (s, b) = api.delete(&format!("{P}/delete/scratch?forced=true")).await;
+    data(s, &b);
+    let (s, b) = api.get(&format!("{P}/exist/scratch")).await;
+    assert_eq!(data(s, &b), json!(false));
+}
+
+async fn survives_restart(args: &[&str], env: &[(&str, &str)]) {
+    let server = Server::start(args, env);
+    let api = Api::new(&server.base);
+    projects_and_repositories(&api).await;
+    drop(server);
+
+    let server = Server::start(args, env);
+    let api = Api::new(&server.base);
+    let (s, b) = api.get(&format!("{P}/list")).await;
+    let names: Vec<_> = data(s, &b).as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["demo"]);
+    let (s, b) = api.get(&format!("{R}/list/demo")).await;
+    assert_eq!(data(s, &b).as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn embedded_backend_serves_projects_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    survives_restart(&["--data-dir", dir.path().to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]).await;
+}
+
+#[tokio::test]
+async fn aws_backend_serves_projects_and_survives_restart() {
+    crate::harness::aws_endpoint();
+    let table = unique("serve");
+    let bucket = unique("serve");
+    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    survives_restart(&["--backend", "aws", "--create-resources"], &env).await;
+}
