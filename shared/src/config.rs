@@ -5,6 +5,14 @@ use std::sync::Arc;
 use crate::store::{dynamo::DynamoTable, embedded::EmbeddedTable, fs::FsBlobStore, s3::S3BlobStore, BlobStore, Table};
 use crate::{Error, Result};
 
+/// Loads the AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with one
+/// HTTPS client, rustls on ring, shared by every SDK client of the process.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// A database file and a blob directory under `DEPOT_DATA_DIR`.
@@ -95,7 +103,7 @@ impl Config {
                 Ok((Arc::new(table), Arc::new(blobs)))
             }
             Backend::Aws => {
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let sdk = sdk_config().await;
                 let table = DynamoTable::new(&sdk, &self.table);
                 let blobs = S3BlobStore::new(&sdk, &self.bucket);
                 if create_resources {

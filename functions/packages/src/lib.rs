@@ -7,7 +7,7 @@ mod extract;
 mod projects;
 
 use axum::Router;
-use depot_core::http::{health, AppState, RouteTable};
+use depot_core::http::{health, surface_router, AppState, RouteTable};
 
 /// The routes of this surface. The route-consistency test compares them with
 /// `template.yaml`.
@@ -29,5 +29,5 @@ pub fn routes() -> RouteTable<AppState> {
 /// This surface's router, with its state. No fallback: `depot serve` merges it with the
 /// other surfaces, and the Lambda entry point adds [`envelope::not_found`].
 pub fn router(state: AppState) -> Router {
-    routes().into_router().with_state(state)
+    surface_router(routes(), state)
 }

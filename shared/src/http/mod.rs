@@ -61,6 +61,12 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Finishes a surface's router: its routes, the configured body limit, the state.
+pub fn surface_router(routes: RouteTable<AppState>, state: AppState) -> axum::Router {
+    let limit = state.config.max_body_bytes;
+    routes.into_router().layer(axum::extract::DefaultBodyLimit::max(limit)).with_state(state)
+}
+
 /// `GET /health`: `{"status":"ok","version":"..."}`. Touches no storage.
 pub async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))

@@ -35,10 +35,18 @@ pub async fn trace_layer(req: Request, next: Next) -> Response {
         .await
 }
 
-/// Logs as JSON (on Lambda) or as human-readable lines (locally). `RUST_LOG` filters.
+/// Logs as JSON (on Lambda) or as human-readable lines (locally). `RUST_LOG` filters, as
+/// a level (`debug`) or a list of `target=level` pairs; `info` when unset or unreadable.
+/// (A `Targets` filter rather than `EnvFilter`: no regex engine in the Lambda binaries.)
 pub fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().without_time().try_init() } else { builder.try_init() };
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let _ = if json { registry.with(fmt.json().without_time()).try_init() } else { registry.with(fmt).try_init() };
 }

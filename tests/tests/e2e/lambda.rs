@@ -24,7 +24,7 @@ impl Drop for Watch {
 async fn packages_function_under_cargo_lambda_watch() {
     use std::os::unix::process::CommandExt;
     aws_endpoint();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = depot_core::config::sdk_config().await;
     let (table, bucket) = (unique("lambda"), unique("lambda"));
     DynamoTable::new(&sdk, &table).ensure_table().await.unwrap();
     S3BlobStore::new(&sdk, &bucket).ensure_bucket().await.unwrap();

@@ -209,3 +209,15 @@ async fn aws_backend_serves_projects_and_survives_restart() {
     let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
     survives_restart(&["--backend", "aws", "--create-resources"], &env).await;
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_MAX_BODY_BYTES", "1000")];
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &env);
+    let api = Api::new(&server.base);
+    let (s, b) = api.post(&format!("{P}/create"), json!({"name": "big", "description": "x".repeat(2000)})).await;
+    assert_eq!((s, b["code"].as_i64()), (413, Some(250105)), "{b}");
+    let (s, b) = api.post(&format!("{P}/create"), json!({"name": "small", "description": "x".repeat(500)})).await;
+    data(s, &b);
+}
