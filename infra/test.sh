@@ -41,4 +41,6 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 echo "== cargo build (binaries the end-to-end tests start)"
 cargo build --workspace --bins
 echo "== cargo test"
-cargo test --workspace "$@"
+cargo test --workspace --all-targets "$@" 2>&1 | tee target/test-output.log
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test-output.log
