@@ -59,6 +59,12 @@ async fn routes_authenticate_before_anything_else() {
         let (status, body) = who.get(&format!("{P}/list")).await;
         failure(status, &body, 401, 250114);
     }
+    // Malformed Authorization headers are 401s too, never 400 or 500.
+    for header in ["Basic", "Basic !!!notbase64", "Basic bm9jb2xvbg==", "Bearer abc", "Digest x=y", "Basic YWRtaW46"] {
+        let res = api.http.get(format!("{}{P}/list", api.base)).header("authorization", header).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{header}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["code"], 250114, "{header}");
+    }
     let (status, body) = api.get(&format!("{P}/list")).await;
     assert_eq!(data(status, &body), json!([]));
     let (status, body, _) = api.send("GET", "/no/such/route", None).await;
