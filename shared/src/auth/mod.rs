@@ -45,13 +45,6 @@ pub enum Identity {
 }
 
 impl Identity {
-    pub fn user_id(&self) -> Option<&str> {
-        match self {
-            Identity::Anonymous => None,
-            Identity::User { id, .. } => Some(id),
-        }
-    }
-
     /// The caller's id when it is a system administrator; `Unauthenticated` for anonymous
     /// callers and `Forbidden` for other users.
     pub fn require_admin(&self) -> Result<&str> {
