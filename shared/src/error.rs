@@ -21,8 +21,10 @@ pub enum Error {
     #[error("{0}")]
     TooLarge(String),
     /// A storage condition failed: a conditional write or a transaction was refused.
-    #[error("{0}")]
-    Conflict(String),
+    /// `failed` holds the indexes of the transaction operations whose condition failed
+    /// (empty for a single conditional write, or when the store does not say).
+    #[error("{message}")]
+    Conflict { message: String, failed: Vec<usize> },
     /// A bug or a failed dependency. Logged with its trace id.
     #[error("{0}")]
     Internal(String),
@@ -33,8 +35,18 @@ impl Error {
         Error::Internal(e.to_string())
     }
 
+    /// A conflict that names no operation.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::Conflict { message: message.into(), failed: Vec::new() }
+    }
+
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Conflict(_))
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether this is a refused transaction whose operation `index` failed its condition.
+    pub fn failed_op(&self, index: usize) -> bool {
+        matches!(self, Error::Conflict { failed, .. } if failed.contains(&index))
     }
 
     /// Turns a failed storage condition into a domain answer, keeping other errors.

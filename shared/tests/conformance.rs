@@ -147,7 +147,7 @@ async fn table_conditional_put(t: Arc<dyn Table>) {
     t.put(it.clone(), Cond::NotExists).await.unwrap();
     assert_eq!(t.get(&Key::new("P", "a")).await.unwrap(), Some(it.clone()), "every value type round-trips");
     let again = t.put(item("P", "a", json!({"s": "y"})), Cond::NotExists).await;
-    assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+    assert!(matches!(again, Err(Error::Conflict { .. })), "{again:?}");
     assert_eq!(t.get(&Key::new("P", "a")).await.unwrap().unwrap()["s"], "x", "a refused put changes nothing");
 
     assert!(t.put(item("P", "a", json!({"s": "y"})), Cond::Eq("s".into(), json!("nope"))).await.unwrap_err().is_conflict());
@@ -174,7 +174,7 @@ async fn table_transaction_all_or_nothing(t: Arc<dyn Table>) {
         TxOp::Check { key: Key::new("T", "missing"), cond: Cond::Exists },
     ];
     let err = t.transact(failing.clone()).await.unwrap_err();
-    assert!(matches!(&err, Error::Conflict(m) if m.contains("[3]")), "{err:?}");
+    assert!(matches!(&err, Error::Conflict { failed, .. } if failed == &[3]), "{err:?}");
     assert_eq!(t.get(&Key::new("T", "b")).await.unwrap(), None, "no put");
     assert!(t.get(&Key::new("T", "a")).await.unwrap().is_some(), "no delete");
     assert_eq!(t.get(&Key::new("T", "counter")).await.unwrap().unwrap()["n"], 10, "no add");
@@ -349,10 +349,10 @@ async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
     t.put(ver.item(), Cond::None).await.unwrap();
     atomic_add(&*t, &repo_key("proj", "r1"), "packageCount", 1).await.unwrap();
     let refused = reg.delete_repository("proj", "r1", false).await.unwrap_err();
-    assert!(matches!(&refused, Error::Conflict(m) if m.contains("forced=true")), "{refused:?}");
+    assert!(matches!(&refused, Error::Conflict { message, .. } if message.contains("forced=true")), "{refused:?}");
     assert!(reg.repository_exists("proj", "r1").await.unwrap());
     let refused = reg.delete_project("proj", false).await.unwrap_err();
-    assert!(matches!(&refused, Error::Conflict(m) if m.contains("forced=true")), "{refused:?}");
+    assert!(matches!(&refused, Error::Conflict { message, .. } if message.contains("forced=true")), "{refused:?}");
 
     reg.delete_repository("proj", "r2", false).await.unwrap();
     assert_eq!(reg.get_project("proj").await.unwrap().repo_count, 1);

@@ -55,7 +55,7 @@ impl From<Error> for ApiError {
         let (status, code) = match &e {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, RESOURCE_NOT_FOUND),
             Error::Exists(_) => (StatusCode::CONFLICT, RESOURCE_EXISTED),
-            Error::Conflict(_) => (StatusCode::CONFLICT, RESOURCE_EXISTED),
+            Error::Conflict { .. } => (StatusCode::CONFLICT, RESOURCE_EXISTED),
             Error::Invalid(_) => (StatusCode::BAD_REQUEST, PARAMETER_INVALID),
             Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, AUTH_FAILED),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, PERMISSION_DENIED),

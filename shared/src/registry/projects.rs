@@ -82,7 +82,7 @@ impl Registry {
         }
         self.table.delete(&project_key(name), Cond::Eq(repo_count_attr(), Value::from(0))).await.map_err(|e| {
             e.on_conflict(|| {
-                Error::Conflict(format!(
+                Error::conflict(format!(
                     "project [{name}] still holds {} repositories; delete them first or pass forced=true",
                     project.repo_count.max(1)
                 ))
@@ -120,7 +120,7 @@ impl Registry {
         ];
         match self.table.transact(ops).await {
             Ok(()) => Ok(repo),
-            Err(Error::Conflict(m)) if m.contains("[1]") || m.contains(", 1]") => {
+            Err(e) if e.failed_op(1) => {
                 Err(Error::NotFound(format!("project [{}] not found", repo.project_id)))
             }
             Err(e) => Err(e.on_conflict(|| {
@@ -171,7 +171,7 @@ impl Registry {
         ];
         self.table.transact(ops).await.map_err(|e| {
             e.on_conflict(|| {
-                Error::Conflict(format!(
+                Error::conflict(format!(
                     "repository [{project}/{name}] still holds {} packages; delete them first or pass forced=true",
                     repo.package_count.max(1)
                 ))

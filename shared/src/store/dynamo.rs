@@ -74,7 +74,7 @@ fn check_item_keys(item: &Item) -> Result<()> {
 
 fn dynamo_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &str, e: SdkError<E, R>) -> Error {
     match e.code() {
-        Some("ConditionalCheckFailedException") => Error::Conflict("condition failed".into()),
+        Some("ConditionalCheckFailedException") => Error::conflict("condition failed"),
         code => {
             let msg = e.message().map(str::to_string).unwrap_or_else(|| format!("{e:?}"));
             if msg.contains("Item size") {
@@ -348,7 +348,7 @@ impl Table for DynamoTable {
             let failed: Vec<usize> =
                 reasons.iter().enumerate().filter(|(_, r)| r.as_str() == "ConditionalCheckFailed").map(|(i, _)| i).collect();
             if !failed.is_empty() {
-                return Err(Error::Conflict(format!("condition failed on operations {failed:?}")));
+                return Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed });
             }
             let retryable = reasons.iter().any(|r| r == "TransactionConflict")
                 || matches!(err.code(), Some("TransactionInProgressException" | "ThrottlingException"));

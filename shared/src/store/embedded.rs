@@ -222,7 +222,7 @@ impl EmbeddedTable {
             }
             if !failed.is_empty() {
                 // Dropping the uncommitted transaction aborts it.
-                return Err(Error::Conflict(format!("condition failed on operations {failed:?}")));
+                return Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed });
             }
             let mut results = Vec::with_capacity(ops.len());
             for (op, old) in ops.iter().zip(olds) {
