@@ -2,6 +2,7 @@
 //!
 //! This slice: projects and repositories. Every route authenticates before it
 //! touches storage, and every answer uses the bkrepo envelope.
+mod auth;
 pub mod envelope;
 mod extract;
 mod projects;
@@ -24,6 +25,17 @@ pub fn routes() -> RouteTable<AppState> {
         .get("/repository/api/repo/info/{projectId}/{repoName}", projects::repo_info)
         .get("/repository/api/repo/exist/{projectId}/{repoName}", projects::repo_exist)
         .delete("/repository/api/repo/delete/{projectId}/{repoName}", projects::delete_repo)
+        .post("/auth/api/user/create", auth::create_user)
+        .get("/auth/api/user/list", auth::list_users)
+        .get("/auth/api/user/detail/{userId}", auth::user_detail)
+        .put("/auth/api/user/{userId}", auth::update_user)
+        .delete("/auth/api/user/{userId}", auth::delete_user)
+        .post("/auth/api/user/token/{userId}/{name}", auth::create_token)
+        .get("/auth/api/user/list/token/{userId}", auth::list_tokens)
+        .delete("/auth/api/user/token/{userId}/{name}", auth::delete_token)
+        .post("/auth/api/permission/create", auth::create_permission)
+        .get("/auth/api/permission/list", auth::list_permissions)
+        .delete("/auth/api/permission/delete/{id}", auth::delete_permission)
 }
 
 /// This surface's router, with its state. No fallback: `depot serve` merges it with the

@@ -1,4 +1,5 @@
 //! Projects and repositories on bkrepo's routes.
+use depot_core::auth::Action;
 use depot_core::http::{AppState, Caller};
 use depot_core::model::RepoType;
 use depot_core::registry::{NewProject, NewRepository};
@@ -34,7 +35,7 @@ pub struct Forced {
     forced: bool,
 }
 
-fn required(v: Option<String>, name: &str) -> Result<String, ApiError> {
+pub(crate) fn required(v: Option<String>, name: &str) -> Result<String, ApiError> {
     v.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::missing(name))
 }
 
@@ -56,14 +57,16 @@ pub async fn list_projects(State(st): State<AppState>, caller: Caller) -> ApiRes
 }
 
 pub async fn project_info(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
-    caller.identity()?.require_admin()?;
+    let who = caller.identity()?;
     let BkPath(project) = path?;
+    st.auth.authorize(&who, &project, None, Action::Read).await?;
     Ok(ok(st.registry.get_project(&project).await?))
 }
 
 pub async fn project_exist(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
-    caller.identity()?.require_admin()?;
+    let who = caller.identity()?;
     let BkPath(project) = path?;
+    st.auth.authorize(&who, &project, None, Action::Read).await?;
     Ok(ok(st.registry.project_exists(&project).await?))
 }
 
@@ -81,9 +84,11 @@ pub async fn delete_project(
 
 pub async fn create_repo(State(st): State<AppState>, caller: Caller, body: Result<BkJson<CreateRepo>, ApiError>) -> ApiResult {
     let who = caller.identity()?;
-    let by = who.require_admin()?;
+    who.require_user()?;
     let BkJson(body) = body?;
     let project_id = required(body.project_id, "projectId")?;
+    st.auth.authorize(&who, &project_id, None, Action::Manage).await?;
+    let by = who.name();
     let name = required(body.name, "name")?;
     let repo_type = RepoType::parse(&required(body.repo_type, "type")?)?;
     if let Some(c) = body.category.filter(|c| !c.eq_ignore_ascii_case("LOCAL")) {
@@ -98,8 +103,9 @@ pub async fn create_repo(State(st): State<AppState>, caller: Caller, body: Resul
 }
 
 pub async fn list_repos(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
-    caller.identity()?.require_admin()?;
+    let who = caller.identity()?;
     let BkPath(project) = path?;
+    st.auth.authorize(&who, &project, None, Action::Read).await?;
     Ok(ok(st.registry.list_repositories(&project).await?))
 }
 
@@ -108,8 +114,9 @@ pub async fn repo_info(
     caller: Caller,
     path: Result<BkPath<(String, String)>, ApiError>,
 ) -> ApiResult {
-    caller.identity()?.require_admin()?;
+    let who = caller.identity()?;
     let BkPath((project, repo)) = path?;
+    st.auth.authorize(&who, &project, Some(&repo), Action::Read).await?;
     let r = st.registry.get_repository(&project, &repo).await;
     Ok(ok(r.map_err(|e| ApiError::from(e).not_found_code(REPOSITORY_NOT_FOUND))?))
 }
@@ -119,8 +126,9 @@ pub async fn repo_exist(
     caller: Caller,
     path: Result<BkPath<(String, String)>, ApiError>,
 ) -> ApiResult {
-    caller.identity()?.require_admin()?;
+    let who = caller.identity()?;
     let BkPath((project, repo)) = path?;
+    st.auth.authorize(&who, &project, Some(&repo), Action::Read).await?;
     Ok(ok(st.registry.repository_exists(&project, &repo).await?))
 }
 
@@ -130,8 +138,9 @@ pub async fn delete_repo(
     path: Result<BkPath<(String, String)>, ApiError>,
     query: Result<BkQuery<Forced>, ApiError>,
 ) -> ApiResult {
-    caller.identity()?.require_admin()?;
+    let who = caller.identity()?;
     let (BkPath((project, repo)), BkQuery(q)) = (path?, query?);
+    st.auth.authorize(&who, &project, Some(&repo), Action::Manage).await?;
     let r = st.registry.delete_repository(&project, &repo, q.forced).await;
     r.map_err(|e| ApiError::from(e).not_found_code(REPOSITORY_NOT_FOUND))?;
     Ok(ok(()))

@@ -1,8 +1,16 @@
-//! Users, password hashes and request identity.
+//! Users, password hashes, API tokens, permissions and request identity.
 //!
-//! Passwords are hashed with argon2 and never stored or logged in clear. Verified Basic
-//! credentials are cached in memory for a short time, keyed by a sha256 of the pair, so
-//! that the slow hash does not run on every request.
+//! Passwords are hashed with argon2 and never stored, returned or logged in clear. API
+//! tokens are stored as the sha256 of their secret. Verified credentials are cached in
+//! memory for a short time, keyed by a sha256 of what the client sent, so that the slow
+//! hash does not run on every request; changing a password, deleting a user or deleting
+//! a token drops that user's entries in the same process.
+mod permissions;
+mod users;
+
+pub use permissions::{Action, NewPermission, PermUser, Permission, ResourceType};
+pub use users::{NewUser, Token, UserUpdate, UserView};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +30,8 @@ use crate::{Error, Result};
 /// The system administrator created on first start.
 pub const ADMIN_USER: &str = "admin";
 
-/// How long a verified credential stays trusted without re-hashing.
-const CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a verified credential stays trusted without re-checking, by default.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAPACITY: usize = 1024;
 
 /// A stored user. `pwd_hash` is an argon2 PHC string.
@@ -35,6 +43,8 @@ pub struct User {
     pub pwd_hash: String,
     pub admin: bool,
     pub created_date: String,
+    #[serde(default)]
+    pub last_modified_date: String,
 }
 
 /// Who is calling.
@@ -49,11 +59,39 @@ impl Identity {
     /// callers and `Forbidden` for other users.
     pub fn require_admin(&self) -> Result<&str> {
         match self {
-            Identity::Anonymous => Err(Error::Unauthenticated("authentication required".into())),
+            Identity::Anonymous => Err(unauthenticated()),
             Identity::User { id, admin: true } => Ok(id),
             Identity::User { id, .. } => Err(Error::Forbidden(format!("user [{id}] is not a system administrator"))),
         }
     }
+
+    /// The caller's id; `Unauthenticated` for anonymous callers.
+    pub fn require_user(&self) -> Result<&str> {
+        match self {
+            Identity::Anonymous => Err(unauthenticated()),
+            Identity::User { id, .. } => Ok(id),
+        }
+    }
+
+    /// The name written into `createdBy` fields: the user id, or `anonymous`.
+    pub fn name(&self) -> &str {
+        match self {
+            Identity::Anonymous => "anonymous",
+            Identity::User { id, .. } => id,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Identity::User { admin: true, .. })
+    }
+}
+
+fn unauthenticated() -> Error {
+    Error::Unauthenticated("authentication required".into())
+}
+
+fn bad_credentials() -> Error {
+    Error::Unauthenticated("invalid credentials".into())
 }
 
 pub fn hash_password(password: &str) -> Result<String> {
@@ -74,17 +112,40 @@ pub fn generate_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Checks credentials against the user table, with a bounded in-memory cache.
+/// A cached verification: who it proved, until when, and for which user (to invalidate).
+struct CacheEntry {
+    identity: Identity,
+    until: Instant,
+}
+
+/// Checks credentials against the user and token items, with a bounded in-memory cache,
+/// and answers permission questions.
 pub struct Authenticator {
     table: Arc<dyn Table>,
     admin_password: Option<String>,
     bootstrapped: OnceCell<()>,
-    cache: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+    cache_ttl: Duration,
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    /// A hash to verify against when the user does not exist, so that the answer takes
+    /// as long as for a wrong password and does not tell which users exist.
+    dummy_hash: OnceCell<String>,
 }
 
 impl Authenticator {
     pub fn new(table: Arc<dyn Table>, admin_password: Option<String>) -> Self {
-        Authenticator { table, admin_password, bootstrapped: OnceCell::new(), cache: Mutex::new(HashMap::new()) }
+        Self::with_cache_ttl(table, admin_password, CACHE_TTL)
+    }
+
+    /// An authenticator whose cache keeps entries for `ttl`; zero disables the cache.
+    pub fn with_cache_ttl(table: Arc<dyn Table>, admin_password: Option<String>, ttl: Duration) -> Self {
+        Authenticator {
+            table,
+            admin_password,
+            bootstrapped: OnceCell::new(),
+            cache_ttl: ttl,
+            cache: Mutex::new(HashMap::new()),
+            dummy_hash: OnceCell::new(),
+        }
     }
 
     /// Creates the administrator `admin` when it does not exist yet, with the configured
@@ -100,12 +161,14 @@ impl Authenticator {
         if self.table.get(&user_key(ADMIN_USER)).await?.is_some() {
             return Ok(None);
         }
+        let now = now_iso();
         let user = User {
             user_id: ADMIN_USER.into(),
             name: ADMIN_USER.into(),
             pwd_hash: hash_password(&password)?,
             admin: true,
-            created_date: now_iso(),
+            created_date: now.clone(),
+            last_modified_date: now,
         };
         match self.table.put(to_item(&user_key(ADMIN_USER), &user)?, Cond::NotExists).await {
             Ok(()) => Ok(generated.then_some(password)),
@@ -116,52 +179,86 @@ impl Authenticator {
     }
 
     /// Resolves an `Authorization` header. No header is `Anonymous`; a malformed header or
-    /// wrong credentials are `Unauthenticated`.
+    /// wrong credentials are `Unauthenticated`. Accepts `Basic base64(user:password)`,
+    /// `Basic base64(user:token)` and `Bearer token`.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Identity> {
         let Some(header) = authorization else { return Ok(Identity::Anonymous) };
-        let bad = || Error::Unauthenticated("invalid credentials".into());
-        let (scheme, value) = header.trim().split_once(' ').ok_or_else(bad)?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(Error::Unauthenticated(format!("unsupported authorization scheme '{scheme}'")));
+        let (scheme, value) = header.trim().split_once(' ').ok_or_else(bad_credentials)?;
+        let value = value.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.verify(None, value).await;
         }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| bad())?;
-        let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-        let (user, password) = decoded.split_once(':').ok_or_else(bad)?;
-        self.verify_basic(user, password).await
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(Error::Unauthenticated(format!(
+                "unsupported authorization scheme '{}'",
+                crate::model::printable(scheme)
+            )));
+        }
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value).map_err(|_| bad_credentials())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| bad_credentials())?;
+        let (user, secret) = decoded.split_once(':').ok_or_else(bad_credentials)?;
+        self.verify(Some(user), secret).await
     }
 
-    async fn verify_basic(&self, user_id: &str, password: &str) -> Result<Identity> {
-        let cache_key: [u8; 32] = Sha256::new().chain_update(user_id).chain_update([0]).chain_update(password).finalize().into();
-        if let Some((id, at)) = self.cache.lock().expect("auth cache").get(&cache_key) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(id.clone());
+    async fn verify(&self, user_id: Option<&str>, secret: &str) -> Result<Identity> {
+        let cache_key: [u8; 32] = Sha256::new()
+            .chain_update(user_id.map(|u| u.as_bytes()).unwrap_or(b"\0bearer"))
+            .chain_update([0])
+            .chain_update(secret)
+            .finalize()
+            .into();
+        if let Some(e) = self.cache.lock().expect("auth cache").get(&cache_key) {
+            if Instant::now() < e.until {
+                return Ok(e.identity.clone());
             }
         }
         // The first request of a process creates the configured admin (on Lambda there is
         // no start-up hook that may touch the network).
         self.bootstrapped.get_or_try_init(|| async { self.bootstrap_admin(false).await.map(drop) }).await?;
-        let bad = || Error::Unauthenticated("invalid credentials".into());
-        if crate::model::validate_name("user id", user_id).is_err() {
-            return Err(bad());
+        let (identity, valid_for) = match self.verify_token(user_id, secret).await? {
+            Some(found) => found,
+            None => match user_id {
+                Some(u) => (self.verify_password_of(u, secret).await?, self.cache_ttl),
+                None => return Err(bad_credentials()),
+            },
+        };
+        if !valid_for.is_zero() {
+            let mut cache = self.cache.lock().expect("auth cache");
+            if cache.len() >= CACHE_CAPACITY {
+                let now = Instant::now();
+                cache.retain(|_, e| now < e.until);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(cache_key, CacheEntry { identity: identity.clone(), until: Instant::now() + valid_for });
         }
-        let item = self.table.get(&user_key(user_id)).await?.ok_or_else(bad)?;
-        let user: User = from_item(item)?;
-        let hash = user.pwd_hash.clone();
+        Ok(identity)
+    }
+
+    async fn verify_password_of(&self, user_id: &str, password: &str) -> Result<Identity> {
+        let user = match crate::model::validate_name("user id", user_id) {
+            Ok(()) => self.table.get(&user_key(user_id)).await?.map(from_item::<User>).transpose()?,
+            Err(_) => None,
+        };
+        let hash = match &user {
+            Some(u) => u.pwd_hash.clone(),
+            None => self.dummy_hash.get_or_try_init(|| async { hash_password(&generate_password()) }).await?.clone(),
+        };
         let pw = password.to_string();
         let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.map_err(Error::internal)?;
-        if !ok {
-            return Err(bad());
+        match user {
+            Some(u) if ok => Ok(Identity::User { id: u.user_id, admin: u.admin }),
+            _ => Err(bad_credentials()),
         }
-        let identity = Identity::User { id: user.user_id, admin: user.admin };
-        let mut cache = self.cache.lock().expect("auth cache");
-        if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-        }
-        cache.insert(cache_key, (identity.clone(), Instant::now()));
-        Ok(identity)
+    }
+
+    /// Drops every cached verification of `user_id`, so that the next request re-checks.
+    pub fn invalidate(&self, user_id: &str) {
+        self.cache
+            .lock()
+            .expect("auth cache")
+            .retain(|_, e| !matches!(&e.identity, Identity::User { id, .. } if id == user_id));
     }
 }
 

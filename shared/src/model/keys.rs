@@ -7,6 +7,12 @@
 //! | package summary | `REPO#{p}/{r}` | `PKG#{key}` |
 //! | version | `PKG#{p}/{r}/{key}` | `VER#{version}` |
 //! | user | `USERS` | `USER#{id}` |
+//! | API token, by secret | `TOKEN#{sha256 of the secret}` | `TOKEN` |
+//! | API token, by owner | `TOKENS#{user}` | `TOKEN#{name}` |
+//! | permission | `PERMS#{p}` | `PERM#{id}` |
+//! | permission id → project | `PERM#{id}` | `PERM` |
+//! | upload session | `UPLOADS` | `UPLOAD#{id}` |
+//! | staged blob of a repository | `STAGED#{p}/{r}` | `sha256:{hex}` |
 use crate::store::Key;
 
 pub const PROJECTS_PK: &str = "PROJECTS";
@@ -45,4 +51,43 @@ pub fn package_partition(project: &str, repo: &str, package_key: &str) -> String
 
 pub fn user_key(user_id: &str) -> Key {
     Key::new(USERS_PK, format!("{USER_SK_PREFIX}{user_id}"))
+}
+
+pub fn token_key(secret_sha256: &str) -> Key {
+    Key::new(format!("TOKEN#{secret_sha256}"), "TOKEN")
+}
+
+/// The partition that lists a user's tokens.
+pub fn user_tokens_partition(user_id: &str) -> String {
+    format!("TOKENS#{user_id}")
+}
+
+pub fn user_token_key(user_id: &str, name: &str) -> Key {
+    Key::new(user_tokens_partition(user_id), format!("TOKEN#{name}"))
+}
+
+/// The partition that holds a project's permissions.
+pub fn permissions_partition(project: &str) -> String {
+    format!("PERMS#{project}")
+}
+
+pub fn permission_key(project: &str, id: &str) -> Key {
+    Key::new(permissions_partition(project), format!("PERM#{id}"))
+}
+
+/// Points from a permission id to its project, for deletes by id.
+pub fn permission_pointer_key(id: &str) -> Key {
+    Key::new(format!("PERM#{id}"), "PERM")
+}
+
+pub const UPLOADS_PK: &str = "UPLOADS";
+pub const UPLOAD_SK_PREFIX: &str = "UPLOAD#";
+
+pub fn upload_key(id: &str) -> Key {
+    Key::new(UPLOADS_PK, format!("{UPLOAD_SK_PREFIX}{id}"))
+}
+
+/// A blob that a completed upload session staged for a repository, by digest.
+pub fn staged_key(project: &str, repo: &str, digest: &str) -> Key {
+    Key::new(format!("STAGED#{project}/{repo}"), digest.to_string())
 }

@@ -1,0 +1,328 @@
+//! Users and API tokens.
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{bad_credentials, hash_password, Authenticator, Identity, User};
+use crate::model::{
+    format_iso, now_iso, parse_iso, printable, token_key, user_key, user_token_key, user_tokens_partition, validate_name,
+    USERS_PK, USER_SK_PREFIX,
+};
+use crate::registry::{from_item, to_item};
+use crate::store::{query_all, Cond, Query, TxOp};
+use crate::{Error, Result};
+
+/// Every token secret starts with this, so that a Basic password is only looked up as a
+/// token when it can be one.
+pub const TOKEN_PREFIX: &str = "dpt_";
+
+/// Shortest password accepted for a new or changed password.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// What a caller sends to create a user.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub pwd: String,
+    pub admin: bool,
+}
+
+/// What a caller sends to change a user; absent fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub name: Option<String>,
+    pub pwd: Option<String>,
+    pub admin: Option<bool>,
+}
+
+/// A user as the API shows it: never the password hash.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub user_id: String,
+    pub name: String,
+    pub admin: bool,
+    pub created_date: String,
+    pub last_modified_date: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            user_id: u.user_id,
+            name: u.name,
+            admin: u.admin,
+            created_date: u.created_date,
+            last_modified_date: u.last_modified_date,
+        }
+    }
+}
+
+/// A stored API token. `hash` is the sha256 of the secret; the secret itself is shown
+/// once, when the token is created, and never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    pub user_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub hash: String,
+    pub created_at: String,
+    pub expired_at: Option<String>,
+}
+
+impl Token {
+    fn expired(&self, now: OffsetDateTime) -> bool {
+        self.expired_at.as_deref().and_then(parse_iso).is_some_and(|t| t <= now)
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn check_password(pwd: &str) -> Result<()> {
+    if pwd.chars().count() < MIN_PASSWORD_LEN || pwd.len() > 1024 || pwd.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "a password needs {MIN_PASSWORD_LEN} to 1024 characters and no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_display_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "invalid user name '{}': 1-128 characters without control characters",
+            printable(name)
+        )));
+    }
+    Ok(())
+}
+
+/// Reads `expiredAt`: an ISO date-time (UTC with `Z`, an offset, or bkrepo's local form)
+/// or milliseconds since the epoch. It must lie in the future.
+fn parse_expiry(s: &str) -> Result<String> {
+    let t = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<i128>()
+            .ok()
+            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+    } else {
+        parse_iso(s)
+    };
+    let t = t.ok_or_else(|| {
+        Error::Invalid(format!(
+            "invalid expiredAt '{}': use an ISO date-time such as 2030-01-31T00:00:00Z, or epoch milliseconds",
+            printable(s)
+        ))
+    })?;
+    if t <= OffsetDateTime::now_utc() {
+        return Err(Error::Invalid(format!("expiredAt '{}' is in the past", printable(s))));
+    }
+    Ok(format_iso(t))
+}
+
+/// A caller may act on a user's own things when it is that user or an administrator.
+fn require_self_or_admin<'a>(who: &'a Identity, user_id: &str) -> Result<&'a str> {
+    let me = who.require_user()?;
+    if me == user_id || who.is_admin() {
+        Ok(me)
+    } else {
+        Err(Error::Forbidden(format!("user [{me}] may not act for user [{}]", printable(user_id))))
+    }
+}
+
+impl Authenticator {
+    async fn load_user(&self, user_id: &str) -> Result<User> {
+        validate_name("user id", user_id)?;
+        match self.table.get(&user_key(user_id)).await? {
+            Some(item) => from_item(item),
+            None => Err(Error::NotFound(format!("user [{user_id}] not found"))),
+        }
+    }
+
+    /// Creates a user. Administrators only.
+    pub async fn create_user(&self, who: &Identity, req: NewUser) -> Result<UserView> {
+        who.require_admin()?;
+        validate_name("user id", &req.user_id)?;
+        let name = req.name.filter(|n| !n.is_empty()).unwrap_or_else(|| req.user_id.clone());
+        check_display_name(&name)?;
+        check_password(&req.pwd)?;
+        let pwd = req.pwd;
+        let pwd_hash = tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
+        let now = now_iso();
+        let user = User {
+            user_id: req.user_id,
+            name,
+            pwd_hash,
+            admin: req.admin,
+            created_date: now.clone(),
+            last_modified_date: now,
+        };
+        self.table
+            .put(to_item(&user_key(&user.user_id), &user)?, Cond::NotExists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::Exists(format!("user [{}] already exists", user.user_id))))?;
+        Ok(user.into())
+    }
+
+    /// Lists every user, by id. Administrators only.
+    pub async fn list_users(&self, who: &Identity) -> Result<Vec<UserView>> {
+        who.require_admin()?;
+        let items = query_all(&*self.table, Query::prefix(USERS_PK, USER_SK_PREFIX)).await?;
+        items.into_iter().map(|i| from_item::<User>(i).map(UserView::from)).collect()
+    }
+
+    /// One user. The user itself or an administrator.
+    pub async fn get_user(&self, who: &Identity, user_id: &str) -> Result<UserView> {
+        require_self_or_admin(who, user_id)?;
+        Ok(self.load_user(user_id).await?.into())
+    }
+
+    /// Changes a user's name, password or admin flag. A user may change its own name and
+    /// password; only an administrator may change the admin flag or another user. Drops
+    /// the user's cached credentials.
+    pub async fn update_user(&self, who: &Identity, user_id: &str, req: UserUpdate) -> Result<UserView> {
+        require_self_or_admin(who, user_id)?;
+        if req.admin.is_some() && !who.is_admin() {
+            return Err(Error::Forbidden("only a system administrator may change the admin flag".into()));
+        }
+        let mut user = self.load_user(user_id).await?;
+        if let Some(name) = req.name {
+            check_display_name(&name)?;
+            user.name = name;
+        }
+        if let Some(pwd) = req.pwd {
+            check_password(&pwd)?;
+            user.pwd_hash = tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
+        }
+        if let Some(admin) = req.admin {
+            user.admin = admin;
+        }
+        user.last_modified_date = now_iso();
+        self.table
+            .put(to_item(&user_key(user_id), &user)?, Cond::Exists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::NotFound(format!("user [{user_id}] not found"))))?;
+        self.invalidate(user_id);
+        Ok(user.into())
+    }
+
+    /// Deletes a user and its tokens. Administrators only; nobody deletes itself.
+    pub async fn delete_user(&self, who: &Identity, user_id: &str) -> Result<()> {
+        let me = who.require_admin()?;
+        validate_name("user id", user_id)?;
+        if me == user_id {
+            return Err(Error::Invalid("a user cannot delete itself".into()));
+        }
+        self.table
+            .delete(&user_key(user_id), Cond::Exists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::NotFound(format!("user [{user_id}] not found"))))?;
+        self.invalidate(user_id);
+        for item in query_all(&*self.table, Query::partition(user_tokens_partition(user_id))).await? {
+            let token: Token = from_item(item)?;
+            self.remove_token(&token).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates an API token for `user_id`. Returns the token with its secret, which is
+    /// shown this once.
+    pub async fn create_token(
+        &self,
+        who: &Identity,
+        user_id: &str,
+        name: &str,
+        expired_at: Option<&str>,
+    ) -> Result<(Token, String)> {
+        require_self_or_admin(who, user_id)?;
+        validate_name("token name", name)?;
+        let expired_at = expired_at.filter(|s| !s.is_empty()).map(parse_expiry).transpose()?;
+        self.load_user(user_id).await?;
+        let secret =
+            format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+        let token = Token {
+            user_id: user_id.to_string(),
+            name: name.to_string(),
+            hash: sha256_hex(&secret),
+            created_at: now_iso(),
+            expired_at,
+        };
+        let ops = vec![
+            TxOp::Put { item: to_item(&user_token_key(user_id, name), &token)?, cond: Cond::NotExists },
+            TxOp::Put { item: to_item(&token_key(&token.hash), &token)?, cond: Cond::NotExists },
+        ];
+        self.table.transact(ops).await.map_err(|e| {
+            e.on_conflict(|| Error::Exists(format!("user [{user_id}] already has a token named [{name}]")))
+        })?;
+        Ok((token, secret))
+    }
+
+    /// Lists a user's tokens, without secrets or hashes.
+    pub async fn list_tokens(&self, who: &Identity, user_id: &str) -> Result<Vec<Token>> {
+        require_self_or_admin(who, user_id)?;
+        self.load_user(user_id).await?;
+        let items = query_all(&*self.table, Query::partition(user_tokens_partition(user_id))).await?;
+        items
+            .into_iter()
+            .map(|i| from_item::<Token>(i).map(|t| Token { hash: String::new(), ..t }))
+            .collect()
+    }
+
+    /// Deletes one token; requests that present it fail from now on.
+    pub async fn delete_token(&self, who: &Identity, user_id: &str, name: &str) -> Result<()> {
+        require_self_or_admin(who, user_id)?;
+        validate_name("token name", name)?;
+        let item = self
+            .table
+            .get(&user_token_key(user_id, name))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("token [{name}] of user [{user_id}] not found")))?;
+        self.remove_token(&from_item(item)?).await?;
+        self.invalidate(user_id);
+        Ok(())
+    }
+
+    async fn remove_token(&self, token: &Token) -> Result<()> {
+        let ops = vec![
+            TxOp::Delete { key: user_token_key(&token.user_id, &token.name), cond: Cond::None },
+            TxOp::Delete { key: token_key(&token.hash), cond: Cond::None },
+        ];
+        self.table.transact(ops).await
+    }
+
+    /// Checks `secret` as an API token. `None` when it is not one, so that a Basic
+    /// password is then checked as a password. Returns the identity and how long it may
+    /// be cached (never past the token's expiry).
+    pub(super) async fn verify_token(&self, user_id: Option<&str>, secret: &str) -> Result<Option<(Identity, Duration)>> {
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
+        }
+        let Some(item) = self.table.get(&token_key(&sha256_hex(secret))).await? else {
+            return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
+        };
+        let token: Token = from_item(item)?;
+        if user_id.is_some_and(|u| u != token.user_id) {
+            return Err(bad_credentials());
+        }
+        let now = OffsetDateTime::now_utc();
+        if token.expired(now) {
+            return Err(Error::Unauthenticated(format!("token [{}] has expired", token.name)));
+        }
+        let user = match self.table.get(&user_key(&token.user_id)).await? {
+            Some(item) => from_item::<User>(item)?,
+            None => return Err(bad_credentials()),
+        };
+        let mut valid_for = self.cache_ttl;
+        if let Some(until) = token.expired_at.as_deref().and_then(parse_iso) {
+            let left = (until - now).try_into().unwrap_or(Duration::ZERO);
+            valid_for = valid_for.min(left);
+        }
+        Ok(Some((Identity::User { id: user.user_id, admin: user.admin }, valid_for)))
+    }
+}
