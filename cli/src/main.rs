@@ -6,6 +6,7 @@ use anyhow::Context;
 use axum::Router;
 use clap::{Parser, Subcommand, ValueEnum};
 use depot_core::config::{Backend, Config};
+use depot_core::http::blobs::local_blob_router;
 use depot_core::http::{init_tracing, trace_layer, AppState};
 
 #[derive(Parser)]
@@ -36,7 +37,11 @@ Environment:
   DEPOT_ADMIN_PASSWORD   password of the system administrator 'admin', created on first
                          start; when unset, a password is generated and printed once
   DEPOT_MAX_BODY_BYTES   largest request body accepted (default 6291456, the Lambda limit)
-  DEPOT_PUBLIC_URL       base URL for download and Location URLs
+  DEPOT_PUBLIC_URL       base URL for download, upload and Location URLs (default: the
+                         scheme and Host of each request)
+  DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
+                         signed /blobs/local/ URL on embedded storage) or proxy (stream
+                         the bytes through depot)
   RUST_LOG               log filter (default info)")]
     Serve {
         /// Address to listen on.
@@ -84,10 +89,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Every surface's router on one port, with one fallback and one trace layer.
+/// Every surface's router on one port, with the embedded backend's signed blob routes,
+/// one fallback and one trace layer.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .merge(depot_packages::router(state))
+        .merge(depot_packages::router(state.clone()))
+        .merge(local_blob_router(state))
         .fallback(depot_packages::envelope::not_found)
         .layer(axum::middleware::from_fn(trace_layer))
 }
@@ -103,6 +110,20 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
         eprintln!("created system administrator 'admin' with generated password: {password}");
         eprintln!("(shown once; set DEPOT_ADMIN_PASSWORD to choose it)");
     }
+    // Abandoned upload sessions expire; on AWS, DynamoDB TTL and bucket lifecycle rules
+    // do this instead.
+    let registry = state.registry.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match registry.expire_uploads().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "expired upload sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "expiring upload sessions failed"),
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     eprintln!("depot {} listening on http://{} ({where_})", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;

@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::store::{dynamo::DynamoTable, embedded::EmbeddedTable, fs::FsBlobStore, s3::S3BlobStore, BlobStore, Table};
+use crate::store::{dynamo::DynamoTable, embedded::EmbeddedTable, fs::FsBlobStore, s3::S3BlobStore, BlobStore, Table, UrlSigner};
 use crate::{Error, Result};
 
 /// Loads the AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with one
@@ -31,6 +31,32 @@ impl Backend {
     }
 }
 
+/// How downloads reach the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// 302 to a presigned URL that expires within 15 minutes (S3, or a signed local route).
+    Redirect,
+    /// The bytes stream through depot.
+    Proxy,
+}
+
+impl DownloadMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "redirect" => Ok(DownloadMode::Redirect),
+            "proxy" => Ok(DownloadMode::Proxy),
+            other => Err(Error::Invalid(format!("DEPOT_DOWNLOAD_MODE must be 'redirect' or 'proxy', not '{other}'"))),
+        }
+    }
+}
+
+/// The opened ports, and the signer of local blob URLs when the backend has one.
+pub struct Stores {
+    pub table: Arc<dyn Table>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub signer: Option<Arc<UrlSigner>>,
+}
+
 /// The Lambda synchronous request limit; the default body cap.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
@@ -46,6 +72,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_ADMIN_PASSWORD` | unset | creates the system administrator `admin` on first start |
 /// | `DEPOT_MAX_BODY_BYTES` | 6291456 | largest request body accepted |
 /// | `DEPOT_PUBLIC_URL` | unset | base URL for download and Location URLs |
+/// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
 #[derive(Debug, Clone)]
 pub struct Config {
     pub backend: Backend,
@@ -55,6 +82,7 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub max_body_bytes: usize,
     pub public_url: Option<String>,
+    pub download_mode: DownloadMode,
 }
 
 impl Default for Config {
@@ -67,6 +95,7 @@ impl Default for Config {
             admin_password: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_url: None,
+            download_mode: DownloadMode::Redirect,
         }
     }
 }
@@ -90,17 +119,18 @@ impl Config {
                 None => d.max_body_bytes,
             },
             public_url: var("DEPOT_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+            download_mode: var("DEPOT_DOWNLOAD_MODE").map(|m| DownloadMode::parse(&m)).transpose()?.unwrap_or(d.download_mode),
         })
     }
 
     /// Opens the two ports on the configured backend. With `create_resources`, creates the
     /// DynamoDB table and the S3 bucket when missing (for LocalStack and moto).
-    pub async fn open_stores(&self, create_resources: bool) -> Result<(Arc<dyn Table>, Arc<dyn BlobStore>)> {
+    pub async fn open_stores(&self, create_resources: bool) -> Result<Stores> {
         match self.backend {
             Backend::Embedded => {
                 let table = EmbeddedTable::open(&self.data_dir.join("depot.redb"))?;
                 let blobs = FsBlobStore::open(&self.data_dir.join("blobs"))?;
-                Ok((Arc::new(table), Arc::new(blobs)))
+                Ok(Stores { table: Arc::new(table), signer: Some(blobs.signer()), blobs: Arc::new(blobs) })
             }
             Backend::Aws => {
                 let sdk = sdk_config().await;
@@ -110,7 +140,7 @@ impl Config {
                     table.ensure_table().await?;
                     blobs.ensure_bucket().await?;
                 }
-                Ok((Arc::new(table), Arc::new(blobs)))
+                Ok(Stores { table: Arc::new(table), blobs: Arc::new(blobs), signer: None })
             }
         }
     }

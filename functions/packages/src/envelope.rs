@@ -71,8 +71,10 @@ impl From<Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { r.status() } else { StatusCode::BAD_REQUEST };
-        ApiError::new(status, PARAMETER_INVALID, format!("invalid JSON body: {}", r.body_text()))
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return depot_core::http::too_large(None).into();
+        }
+        ApiError::new(StatusCode::BAD_REQUEST, PARAMETER_INVALID, format!("invalid JSON body: {}", r.body_text()))
     }
 }
 
@@ -100,6 +102,11 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult = Result<Response, ApiError>;
+
+/// Renders a core error in this surface's envelope (for layers outside the handlers).
+pub fn render(e: Error) -> Response {
+    ApiError::from(e).into_response()
+}
 
 /// The answer for a route that does not exist, in the envelope.
 pub async fn not_found() -> ApiError {

@@ -3,6 +3,7 @@
 //! This slice: projects and repositories. Every route authenticates before it
 //! touches storage, and every answer uses the bkrepo envelope.
 mod auth;
+mod blobs;
 pub mod envelope;
 mod extract;
 mod projects;
@@ -36,10 +37,15 @@ pub fn routes() -> RouteTable<AppState> {
         .post("/auth/api/permission/create", auth::create_permission)
         .get("/auth/api/permission/list", auth::list_permissions)
         .delete("/auth/api/permission/delete/{id}", auth::delete_permission)
+        .post("/blobs/uploads", blobs::open_upload)
+        .get("/blobs/uploads/{id}", blobs::upload_info)
+        .delete("/blobs/uploads/{id}", blobs::abort_upload)
+        .post("/blobs/uploads/{id}/complete", blobs::complete_upload)
+        .get("/blobs/uploads/{id}/content", blobs::upload_content)
 }
 
 /// This surface's router, with its state. No fallback: `depot serve` merges it with the
 /// other surfaces, and the Lambda entry point adds [`envelope::not_found`].
 pub fn router(state: AppState) -> Router {
-    surface_router(routes(), state)
+    surface_router(routes(), state, envelope::render)
 }

@@ -1,5 +1,6 @@
 //! What every surface shares: the application state, the caller extractor, trace ids,
 //! the route table and the health route.
+pub mod blobs;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 mod routes;
@@ -16,7 +17,8 @@ pub use trace::{init_tracing, trace_id, trace_layer, TRACE_HEADER};
 use crate::auth::{Authenticator, Identity};
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::Result;
+use crate::store::UrlSigner;
+use crate::{Error, Result};
 
 /// Everything a handler needs. Built once per process and cloned into every request.
 #[derive(Clone)]
@@ -24,15 +26,22 @@ pub struct AppState {
     pub registry: Registry,
     pub auth: Arc<Authenticator>,
     pub config: Arc<Config>,
+    /// Signs and checks the local blob URLs of the embedded backend; `None` on AWS.
+    pub signer: Option<Arc<UrlSigner>>,
 }
 
 impl AppState {
     /// Opens the configured backend. No network I/O happens here beyond what the AWS SDK
     /// needs to load its configuration, unless `create_resources` is set.
     pub async fn open(config: Config, create_resources: bool) -> Result<Self> {
-        let (table, blobs) = config.open_stores(create_resources).await?;
-        let auth = Arc::new(Authenticator::new(table.clone(), config.admin_password.clone()));
-        Ok(AppState { registry: Registry::new(table, blobs), auth, config: Arc::new(config) })
+        let stores = config.open_stores(create_resources).await?;
+        let auth = Arc::new(Authenticator::new(stores.table.clone(), config.admin_password.clone()));
+        Ok(AppState {
+            registry: Registry::new(stores.table, stores.blobs),
+            auth,
+            config: Arc::new(config),
+            signer: stores.signer,
+        })
     }
 }
 
@@ -61,10 +70,42 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Finishes a surface's router: its routes, the configured body limit, the state.
-pub fn surface_router(routes: RouteTable<AppState>, state: AppState) -> axum::Router {
+/// The error for a body over `DEPOT_MAX_BODY_BYTES`, naming the way around the limit.
+pub fn too_large(limit: Option<usize>) -> Error {
+    let of = limit.map(|l| format!(" of {l} bytes")).unwrap_or_default();
+    Error::TooLarge(format!(
+        "request body is larger than the limit{of} (DEPOT_MAX_BODY_BYTES); send large files through an upload session: \
+         POST /blobs/uploads, PUT the bytes to the URLs it returns, POST /blobs/uploads/{{id}}/complete, \
+         then name the blob with the header X-Depot-Blob: sha256:<hex>"
+    ))
+}
+
+/// Finishes a surface's router: its routes, the configured body limit, the state. A
+/// request whose `Content-Length` is over the limit is refused before any handler runs,
+/// with `render(too_large(Some(limit)))` in the surface's own envelope; a chunked body over
+/// the limit fails in the body extractor, which the surface maps the same way.
+pub fn surface_router(
+    routes: RouteTable<AppState>,
+    state: AppState,
+    render: fn(Error) -> axum::response::Response,
+) -> axum::Router {
     let limit = state.config.max_body_bytes;
-    routes.into_router().layer(axum::extract::DefaultBodyLimit::max(limit)).with_state(state)
+    let check = move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return render(too_large(Some(limit)));
+        }
+        next.run(req).await
+    };
+    routes
+        .into_router()
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(check))
+        .with_state(state)
 }
 
 /// `GET /health`: `{"status":"ok","version":"..."}`. Touches no storage.

@@ -21,6 +21,23 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Validates a file name taken from a client: 1-255 bytes, not `.` or `..`, no `/`,
+/// `\`, NUL or control characters.
+pub fn validate_filename(name: &str) -> Result<()> {
+    let ok = (1..=255).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid file name '{}': 1-255 bytes without '/', '\\', NUL or control characters, and not '.' or '..'",
+            printable(name)
+        )))
+    }
+}
+
 /// A name made safe to echo in a message: control characters escaped, length capped.
 pub fn printable(s: &str) -> String {
     let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
@@ -42,6 +59,12 @@ mod tests {
         for bad in ["", "-a", ".a", "_a", "a/b", "a b", "a..b/", "ü", "a\0", &"x".repeat(65), ".."] {
             let e = validate_name("project", bad).unwrap_err();
             assert!(matches!(e, Error::Invalid(ref m) if m.contains("1-64 characters")), "{bad}: {e}");
+        }
+        for good in ["a.tgz", "x-1.0.0.tar.gz", "ü.zip"] {
+            assert!(validate_filename(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", "a\nb", "../x"] {
+            assert!(validate_filename(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Use cases, written only against the two ports.
 mod projects;
+mod uploads;
 
 pub use projects::{NewProject, NewRepository};
+pub use uploads::*;
 
 use std::sync::Arc;
 

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -50,6 +52,29 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Moves a blob to another key, replacing what was there.
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// A URL that lets its holder GET the blob, without credentials, until `expires_in`
+    /// has passed; `filename` becomes the response's content-disposition. A URL that
+    /// starts with `/` is relative to depot's own base URL (the embedded backend's signed
+    /// local routes).
+    async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String>;
+
+    /// A URL that lets its holder PUT the blob's bytes until `expires_in` has passed.
+    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String>;
+
+    /// Starts a multipart upload to `key`; returns its upload id.
+    async fn start_multipart(&self, key: &str) -> Result<String>;
+
+    /// A URL that lets its holder PUT part `part` (from 1) of a multipart upload.
+    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String>;
+
+    /// Joins the uploaded parts, in part-number order, into the blob at `key`. `Invalid`
+    /// when no part was uploaded; `NotFound` when the upload does not exist.
+    async fn complete_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+
+    /// Drops a multipart upload and the parts uploaded so far. Dropping a missing upload
+    /// succeeds.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
 }
 
 /// Checks a blob key: relative, `/`-separated, no empty, `.` or `..` segments, no

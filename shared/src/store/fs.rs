@@ -1,25 +1,50 @@
 //! `BlobStore` on a local directory. Puts stream into a temporary file under
 //! `<root>/.tmp/` and rename it into place, so a failed put leaves nothing behind.
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::blob::{resolve_range, validate_blob_key};
-use super::{BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher};
+use super::{BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher, UrlSigner};
 use crate::{Error, Result};
 
+/// The blob store of the embedded backend. Its "presigned" URLs are depot's own signed
+/// local routes (see [`UrlSigner`]); multipart parts are files under `<key>.parts/<id>/`.
 #[derive(Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    signer: Arc<UrlSigner>,
+}
+
+fn check_upload_id(upload_id: &str) -> Result<()> {
+    if upload_id.len() == 32 && upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("multipart upload '{}' not found", crate::model::printable(upload_id))))
+    }
 }
 
 impl FsBlobStore {
+    /// Opens (and creates) the store under `root`, with the URL-signing secret in
+    /// `<root>/.signing-key`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root.join(".tmp"))?;
-        Ok(FsBlobStore { root: root.to_path_buf() })
+        let signer = UrlSigner::load_or_create(&root.join(".signing-key"))?;
+        Ok(FsBlobStore { root: root.to_path_buf(), signer: Arc::new(signer) })
+    }
+
+    /// The signer of this store's local URLs, which the local blob routes verify with.
+    pub fn signer(&self) -> Arc<UrlSigner> {
+        self.signer.clone()
+    }
+
+    fn parts_dir(key: &str, upload_id: &str) -> String {
+        format!("{key}.parts/{upload_id}")
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
@@ -107,6 +132,71 @@ impl BlobStore for FsBlobStore {
         match tokio::fs::rename(&src, &dst).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!("blob {from} not found"))),
             r => Ok(r?),
+        }
+    }
+
+    async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
+        validate_blob_key(key)?;
+        Ok(self.signer.url("GET", key, expires_in, filename))
+    }
+
+    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String> {
+        validate_blob_key(key)?;
+        Ok(self.signer.url("PUT", key, expires_in, None))
+    }
+
+    async fn start_multipart(&self, key: &str) -> Result<String> {
+        validate_blob_key(key)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        tokio::fs::create_dir_all(self.path(&Self::parts_dir(key, &id))?).await?;
+        Ok(id)
+    }
+
+    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+        check_upload_id(upload_id)?;
+        let part_key = format!("{}/{part:05}", Self::parts_dir(key, upload_id));
+        validate_blob_key(&part_key)?;
+        Ok(self.signer.url("PUT", &part_key, expires_in, None))
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        check_upload_id(upload_id)?;
+        let dir = self.path(&Self::parts_dir(key, upload_id))?;
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!("multipart upload {upload_id} not found")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut parts = Vec::new();
+        while let Some(e) = entries.next_entry().await? {
+            if let Some(n) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                parts.push((n, e.path()));
+            }
+        }
+        if parts.is_empty() {
+            return Err(Error::Invalid("no part of this upload has been sent".into()));
+        }
+        parts.sort();
+        let joined = futures::stream::iter(parts)
+            .then(|(_, p)| async move { tokio::fs::File::open(p).await.map(ReaderStream::new) })
+            .try_flatten();
+        self.put(key, joined.boxed()).await?;
+        tokio::fs::remove_dir_all(&dir).await?;
+        let _ = tokio::fs::remove_dir(dir.parent().expect("parts dir has a parent")).await;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        check_upload_id(upload_id)?;
+        let dir = self.path(&Self::parts_dir(key, upload_id))?;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => {
+                let _ = tokio::fs::remove_dir(dir.parent().expect("parts dir has a parent")).await;
+                Ok(())
+            }
         }
     }
 }

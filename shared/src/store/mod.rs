@@ -7,8 +7,10 @@ pub mod dynamo;
 pub mod embedded;
 pub mod fs;
 pub mod s3;
+mod signer;
 mod table;
 
 pub use blob::*;
 pub use digest::*;
+pub use signer::*;
 pub use table::*;

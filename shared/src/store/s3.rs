@@ -1,16 +1,19 @@
 //! `BlobStore` on S3. Puts stream through S3 multipart upload in 8 MiB parts (a single
 //! `PutObject` when the body is smaller), hashing as the parts go by, so at most one part
 //! is held in memory. Works against AWS, LocalStack and moto: only the endpoint changes.
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::Client;
 use bytes::BytesMut;
 use futures::StreamExt;
 
 use super::blob::{resolve_range, validate_blob_key};
-use super::{BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher};
+use super::{pct_encode, BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher};
 use crate::{Error, Result};
 
 /// The size of each multipart part (S3's minimum is 5 MiB for all but the last).
@@ -30,15 +33,11 @@ fn s3_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &
 
 /// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.
 fn encode_copy_source(bucket: &str, key: &str) -> String {
-    let mut out = format!("{bucket}/");
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    format!("{bucket}/{}", pct_encode(key, true))
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| Error::Internal(format!("presigning: {e}")))
 }
 
 impl S3BlobStore {
@@ -72,16 +71,7 @@ impl S3BlobStore {
     }
 
     async fn multipart(&self, key: &str, first: BytesMut, rest: &mut ByteStream, hasher: &mut MultiHasher) -> Result<()> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("application/octet-stream")
-            .send()
-            .await
-            .map_err(|e| s3_err("create multipart upload", e))?;
-        let upload_id = created.upload_id().ok_or_else(|| Error::Internal("s3 gave no upload id".into()))?.to_string();
+        let upload_id = self.start_multipart(key).await?;
         let result: Result<()> = async {
             let mut parts = Vec::new();
             let mut buf = first;
@@ -128,7 +118,7 @@ impl S3BlobStore {
         }
         .await;
         if result.is_err() {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;
+            let _ = self.abort_multipart(key, &upload_id).await;
         }
         result
     }
@@ -228,5 +218,103 @@ impl BlobStore for S3BlobStore {
             Err(e) => return Err(s3_err("copy object", e)),
         }
         self.delete(from).await
+    }
+
+    async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
+        validate_blob_key(key)?;
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(f) = filename {
+            req = req.response_content_disposition(format!("attachment; filename*=UTF-8''{}", pct_encode(f, false)));
+        }
+        let signed = req.presigned(presigning(expires_in)?).await.map_err(|e| s3_err("presign get", e))?;
+        Ok(signed.uri().to_string())
+    }
+
+    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String> {
+        validate_blob_key(key)?;
+        let req = self.client.put_object().bucket(&self.bucket).key(key);
+        let signed = req.presigned(presigning(expires_in)?).await.map_err(|e| s3_err("presign put", e))?;
+        Ok(signed.uri().to_string())
+    }
+
+    async fn start_multipart(&self, key: &str) -> Result<String> {
+        validate_blob_key(key)?;
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .send()
+            .await
+            .map_err(|e| s3_err("create multipart upload", e))?;
+        out.upload_id().map(str::to_string).ok_or_else(|| Error::Internal("s3 gave no upload id".into()))
+    }
+
+    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+        validate_blob_key(key)?;
+        let req = self.client.upload_part().bucket(&self.bucket).key(key).upload_id(upload_id).part_number(part as i32);
+        let signed = req.presigned(presigning(expires_in)?).await.map_err(|e| s3_err("presign upload part", e))?;
+        Ok(signed.uri().to_string())
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        validate_blob_key(key)?;
+        // The parts as S3 received them: the client's word about ETags is not needed.
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+            {
+                Ok(o) => o,
+                Err(e) if matches!(e.code(), Some("NoSuchUpload")) => {
+                    return Err(Error::NotFound(format!("multipart upload {upload_id} not found")))
+                }
+                Err(e) => return Err(s3_err("list parts", e)),
+            };
+            for p in out.parts() {
+                parts.push(CompletedPart::builder().set_part_number(p.part_number()).set_e_tag(p.e_tag().map(str::to_string)).build());
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(m)) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        if parts.is_empty() {
+            return Err(Error::Invalid("no part of this upload has been sent".into()));
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                // A part below the 5 MiB minimum (other than the last) is the client's doing.
+                Some("EntityTooSmall") | Some("InvalidPart") | Some("InvalidPartOrder") => {
+                    Error::Invalid(format!("s3 refused the parts: {}", e.message().unwrap_or("invalid parts")))
+                }
+                _ => s3_err("complete multipart upload", e),
+            })?;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        validate_blob_key(key)?;
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some("NoSuchUpload")) => Ok(()),
+            Err(e) => Err(s3_err("abort multipart upload", e)),
+        }
     }
 }

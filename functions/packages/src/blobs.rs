@@ -1,0 +1,167 @@
+//! Upload sessions on `/blobs/uploads`: the way around the request-body limit for every
+//! surface. The rules live in `depot_core::registry`; this file translates.
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use depot_core::auth::Action;
+use depot_core::http::blobs::{download, BaseUrl};
+use depot_core::http::{AppState, Caller};
+use depot_core::registry::{NewUpload, OpenedUpload, UploadSession};
+use depot_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::envelope::{ok, ApiError, ApiResult};
+use crate::extract::{BkJson, BkPath, BkQuery};
+use crate::projects::required;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenUpload {
+    project_id: Option<String>,
+    repo_name: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Complete {
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ContentQuery {
+    filename: Option<String>,
+}
+
+fn session_view(s: &UploadSession) -> Value {
+    json!({
+        "id": s.id,
+        "projectId": s.project_id,
+        "repoName": s.repo_name,
+        "size": s.size,
+        "state": s.state,
+        "createdBy": s.created_by,
+        "createdDate": s.created_date,
+        "expiresAt": s.expires_at,
+        "digest": s.digest,
+        "completeUrl": format!("/blobs/uploads/{}/complete", s.id),
+    })
+}
+
+fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
+    let mut v = session_view(&o.session);
+    let targets: Vec<Value> = o
+        .targets
+        .into_iter()
+        .map(|t| json!({ "partNumber": t.part_number, "url": base.resolve(t.url) }))
+        .collect();
+    v["method"] = json!("PUT");
+    if o.session.multipart_id.is_some() {
+        v["partSize"] = json!(o.session.part_size);
+        v["parts"] = Value::Array(targets);
+        v["url"] = Value::Null;
+    } else {
+        v["url"] = targets[0]["url"].clone();
+        v["parts"] = Value::Array(vec![]);
+    }
+    v
+}
+
+/// Loads a session for a caller who needs `action` on its repository.
+async fn session_for(st: &AppState, who: &depot_core::auth::Identity, id: &str, action: Action) -> Result<UploadSession, ApiError> {
+    who.require_user()?;
+    let session = st.registry.get_upload(id).await?;
+    st.auth.authorize(who, &session.project_id, Some(&session.repo_name), action).await?;
+    Ok(session)
+}
+
+pub async fn open_upload(
+    State(st): State<AppState>,
+    caller: Caller,
+    base: BaseUrl,
+    body: Result<BkJson<OpenUpload>, ApiError>,
+) -> ApiResult {
+    let who = caller.identity()?;
+    who.require_user()?;
+    let BkJson(b) = body?;
+    let req = NewUpload {
+        project_id: required(b.project_id, "projectId")?,
+        repo_name: required(b.repo_name, "repoName")?,
+        size: b.size.ok_or_else(|| ApiError::missing("size"))?,
+        sha256: b.sha256,
+    };
+    st.auth.authorize(&who, &req.project_id, Some(&req.repo_name), Action::Write).await?;
+    let opened = st.registry.open_upload(req, who.name()).await?;
+    Ok(ok(opened_view(opened, &base)))
+}
+
+pub async fn upload_info(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+    let who = caller.identity()?;
+    who.require_user()?;
+    let BkPath(id) = path?;
+    let session = session_for(&st, &who, &id, Action::Write).await?;
+    Ok(ok(session_view(&session)))
+}
+
+pub async fn complete_upload(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+    body: Bytes,
+) -> ApiResult {
+    let who = caller.identity()?;
+    who.require_user()?;
+    let BkPath(id) = path?;
+    let complete: Complete = if body.iter().all(u8::is_ascii_whitespace) {
+        Complete { sha256: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("invalid JSON body: {e}")))?
+    };
+    let session = session_for(&st, &who, &id, Action::Write).await?;
+    let staged = st.registry.complete_upload(session, complete.sha256.as_deref()).await?;
+    Ok(ok(json!({
+        "digest": staged.digest,
+        "size": staged.size,
+        "sha256": staged.sha256,
+        "sha1": staged.sha1,
+        "md5": staged.md5,
+    })))
+}
+
+pub async fn abort_upload(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+    let who = caller.identity()?;
+    who.require_user()?;
+    let BkPath(id) = path?;
+    let session = session_for(&st, &who, &id, Action::Write).await?;
+    st.registry.discard_upload(&session).await?;
+    Ok(ok(true))
+}
+
+/// The verified bytes of a completed session, as any download: 302 or streamed.
+pub async fn upload_content(
+    State(st): State<AppState>,
+    caller: Caller,
+    base: BaseUrl,
+    headers: HeaderMap,
+    path: Result<BkPath<String>, ApiError>,
+    query: Result<BkQuery<ContentQuery>, ApiError>,
+) -> ApiResult {
+    let who = caller.identity()?;
+    who.require_user()?;
+    let (BkPath(id), BkQuery(q)) = (path?, query?);
+    let session = session_for(&st, &who, &id, Action::Read).await?;
+    let digest = session
+        .digest
+        .as_deref()
+        .ok_or_else(|| Error::Invalid(format!("upload session [{id}] is not complete yet")))?;
+    let staged = st.registry.resolve_staged(&session.project_id, &session.repo_name, digest).await?;
+    let filename = match q.filename {
+        Some(f) => {
+            depot_core::model::validate_filename(&f)?;
+            f
+        }
+        None => staged.sha256.clone(),
+    };
+    Ok(download(&st, &base, &headers, &staged.key, &filename).await?)
+}

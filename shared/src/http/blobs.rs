@@ -1,0 +1,184 @@
+//! Downloads, blob references and the embedded backend's signed local blob routes.
+//!
+//! Every surface answers a download through [`download`]: a 302 to a presigned URL that
+//! expires within 15 minutes, or the bytes streamed through when
+//! `DEPOT_DOWNLOAD_MODE=proxy`. On the embedded backend the presigned URLs point at
+//! `/blobs/local/...`, which [`local_blob_router`] serves after checking the HMAC
+//! signature and expiry; `depot serve` mounts it, Lambda never needs it.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::TryStreamExt;
+
+use super::AppState;
+use crate::config::DownloadMode;
+use crate::store::{pct_encode, BlobObject, ByteRange, LOCAL_BLOB_PREFIX};
+use crate::{Error, Result};
+
+/// How long a presigned download URL stays valid.
+pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The header that names a staged blob instead of sending the file.
+pub const BLOB_HEADER: &str = "x-depot-blob";
+
+/// depot's own base URL as the client sees it: `DEPOT_PUBLIC_URL`, or the scheme and
+/// `Host` of the request.
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(u) = &state.config.public_url {
+            return Ok(BaseUrl(u.clone()));
+        }
+        let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
+        let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
+        Ok(BaseUrl(format!("{proto}://{host}")))
+    }
+}
+
+impl BaseUrl {
+    /// Makes a URL absolute when it is relative to depot.
+    pub fn resolve(&self, url: String) -> String {
+        if url.starts_with('/') {
+            format!("{}{url}", self.0)
+        } else {
+            url
+        }
+    }
+}
+
+/// The `X-Depot-Blob` reference of a request, if it carries one.
+pub fn blob_reference(headers: &HeaderMap) -> Option<Result<String>> {
+    headers.get(BLOB_HEADER).map(|v| {
+        v.to_str()
+            .map(|s| s.trim().to_string())
+            .map_err(|_| Error::Invalid("X-Depot-Blob must be 'sha256:<64 hex digits>'".into()))
+    })
+}
+
+/// Parses a `Range: bytes=a-b` header (one range; `a-` is open-ended).
+pub fn parse_range(headers: &HeaderMap) -> Result<Option<ByteRange>> {
+    let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
+    let bad = || Error::Invalid("unsupported Range header: use one 'bytes=start-end' range".into());
+    let spec = v.to_str().map_err(|_| bad())?.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let start = a.trim().parse().map_err(|_| bad())?;
+    let end = match b.trim() {
+        "" => None,
+        e => Some(e.parse().map_err(|_| bad())?),
+    };
+    Ok(Some(ByteRange { start, end }))
+}
+
+fn content_disposition(filename: &str) -> HeaderValue {
+    let v = format!("attachment; filename*=UTF-8''{}", pct_encode(filename, false));
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// Streams a blob (or a range of it) as a response.
+pub fn stream_response(obj: BlobObject, range: Option<ByteRange>, filename: Option<&str>) -> Response {
+    let mut res = Response::new(Body::from_stream(obj.body.map_err(axum::Error::new)));
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(f) = filename {
+        headers.insert(header::CONTENT_DISPOSITION, content_disposition(f));
+    }
+    let len = match range {
+        Some(r) => {
+            let end = r.end.unwrap_or(obj.size - 1).min(obj.size - 1);
+            let v = format!("bytes {}-{end}/{}", r.start, obj.size);
+            headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).expect("ascii"));
+            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+            end - r.start + 1
+        }
+        None => obj.size,
+    };
+    res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    res
+}
+
+/// Answers a download of the blob at `key`, saved as `filename`, in the configured mode.
+pub async fn download(state: &AppState, base: &BaseUrl, headers: &HeaderMap, key: &str, filename: &str) -> Result<Response> {
+    match state.config.download_mode {
+        DownloadMode::Redirect => {
+            let url = base.resolve(state.registry.blobs.presign_get(key, DOWNLOAD_URL_TTL, Some(filename)).await?);
+            let mut res = StatusCode::FOUND.into_response();
+            res.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&url).map_err(|_| Error::Internal("presigned URL is not a header value".into()))?,
+            );
+            Ok(res)
+        }
+        DownloadMode::Proxy => {
+            let range = parse_range(headers)?;
+            let obj = state.registry.blobs.get(key, range).await?;
+            Ok(stream_response(obj, range, Some(filename)))
+        }
+    }
+}
+
+/// An error of the local routes: a status and a one-line JSON message.
+fn local_error(e: Error) -> Response {
+    let status = match &e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::Internal(m) => {
+            tracing::error!(trace_id = %super::trace_id(), error = %m, "internal error");
+            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(serde_json::json!({ "error": "internal error" })))
+                .into_response();
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, axum::Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+}
+
+async fn local_blob(
+    State(state): State<AppState>,
+    method: Method,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result: Result<Response> = async {
+        let signer = state
+            .signer
+            .as_ref()
+            .ok_or_else(|| Error::NotFound("local blob routes serve the embedded backend only".into()))?;
+        let m = if method == Method::HEAD { "GET" } else { method.as_str() };
+        let filename = q.get("filename").map(String::as_str);
+        signer.verify(m, &key, q.get("expires").map(String::as_str), q.get("signature").map(String::as_str), filename)?;
+        if method == Method::PUT {
+            let stream = body.into_data_stream().map_err(std::io::Error::other);
+            let digests = state.registry.blobs.put(&key, Box::pin(stream)).await?;
+            let mut res = StatusCode::OK.into_response();
+            let etag = HeaderValue::from_str(&format!("\"{}\"", digests.md5)).expect("hex");
+            res.headers_mut().insert(header::ETAG, etag);
+            return Ok(res);
+        }
+        let range = parse_range(&headers)?;
+        let obj = state.registry.blobs.get(&key, range).await?;
+        Ok(stream_response(obj, range, filename))
+    }
+    .await;
+    result.unwrap_or_else(local_error)
+}
+
+/// `GET`/`HEAD`/`PUT /blobs/local/{key}`: the embedded backend's presigned URLs. No body
+/// limit applies: these routes are where large uploads go.
+pub fn local_blob_router(state: AppState) -> Router {
+    let path = format!("{LOCAL_BLOB_PREFIX}{{*key}}");
+    Router::new().route(&path, get(local_blob).put(local_blob)).with_state(state)
+}

@@ -1,0 +1,365 @@
+//! Upload sessions: the way in for bodies over the request limit.
+//!
+//! A session hands out presigned URLs (one PUT, or one per multipart part). The client
+//! sends the bytes straight to the blob store, then asks depot to complete the session.
+//! Completion reads the bytes back, computes their digests, and keeps them only when the
+//! size and sha256 match what the client declared. The verified blob moves to its
+//! content-addressed key and is recorded as *staged* for the session's repository; an
+//! upload route of any surface may then name it (`X-Depot-Blob: sha256:<hex>`) instead
+//! of carrying the bytes.
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{from_item, to_item, Registry};
+use crate::model::{format_iso, now_iso, parse_iso, repo_key, staged_key, upload_key, validate_name, UPLOADS_PK, UPLOAD_SK_PREFIX};
+use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp};
+use crate::{Error, Result};
+
+/// How long the URLs of a session stay valid.
+pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(3600);
+/// How long an open session may still be completed: the URLs' life plus a grace period
+/// for the last part to land.
+pub const OPEN_SESSION_TTL: Duration = Duration::from_secs(2 * 3600);
+/// How long a completed session's blob stays available for reference.
+pub const STAGED_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Bodies above this size get multipart part URLs instead of one PUT.
+pub const MULTIPART_THRESHOLD: u64 = 32 * 1024 * 1024;
+/// The size of each part (S3's minimum is 5 MiB; its maximum count is 10,000).
+pub const UPLOAD_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// The largest session: S3's single-copy limit, which moving a blob to its content key
+/// relies on.
+pub const MAX_UPLOAD_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum UploadState {
+    Open,
+    Complete,
+}
+
+/// A stored session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub id: String,
+    pub project_id: String,
+    pub repo_name: String,
+    pub created_by: String,
+    pub size: u64,
+    /// The sha256 the client declared, if it declared one when opening the session.
+    pub sha256: Option<String>,
+    /// The multipart upload id, for multipart sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart_id: Option<String>,
+    pub part_size: u64,
+    pub parts: u32,
+    pub state: UploadState,
+    pub created_date: String,
+    pub expires_at: String,
+    /// `sha256:<hex>` once complete.
+    pub digest: Option<String>,
+    /// Epoch seconds after which the store may drop the item (DynamoDB TTL).
+    pub ttl: i64,
+}
+
+/// What a caller sends to open a session.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub project_id: String,
+    pub repo_name: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+/// Where the client sends the bytes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadTarget {
+    pub part_number: u32,
+    pub url: String,
+}
+
+/// An opened session and its URLs: one target for a single PUT, or one per part.
+#[derive(Debug, Clone)]
+pub struct OpenedUpload {
+    pub session: UploadSession,
+    pub targets: Vec<UploadTarget>,
+}
+
+/// A verified blob that a completed session staged for a repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedBlob {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub size: u64,
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    /// The blob store key of the bytes.
+    pub key: String,
+    pub session_id: String,
+    pub ttl: i64,
+}
+
+/// Reads a client's sha256: 64 hex digits, with or without a `sha256:` prefix.
+pub fn parse_sha256(s: &str) -> Result<String> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid sha256 '{}': expected 64 hex digits, optionally prefixed with 'sha256:'",
+            crate::model::printable(s)
+        )))
+    }
+}
+
+fn staging_key(id: &str) -> String {
+    format!("uploads/{id}")
+}
+
+fn epoch_after(d: Duration) -> (String, i64) {
+    let t = OffsetDateTime::now_utc() + d;
+    (format_iso(t), t.unix_timestamp())
+}
+
+fn check_session_id(id: &str) -> Result<()> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("upload session [{}] not found", crate::model::printable(id))))
+    }
+}
+
+impl UploadSession {
+    fn expired(&self, now: OffsetDateTime) -> bool {
+        parse_iso(&self.expires_at).is_none_or(|t| t <= now)
+    }
+}
+
+impl Registry {
+    /// Opens a session for `size` bytes bound for a repository. The caller has already
+    /// been authorised for WRITE on it.
+    pub async fn open_upload(&self, req: NewUpload, by: &str) -> Result<OpenedUpload> {
+        validate_name("project name", &req.project_id)?;
+        validate_name("repository name", &req.repo_name)?;
+        let sha256 = req.sha256.as_deref().map(parse_sha256).transpose()?;
+        if req.size > MAX_UPLOAD_SIZE {
+            return Err(Error::TooLarge(format!(
+                "an upload session takes at most {MAX_UPLOAD_SIZE} bytes, not {}",
+                req.size
+            )));
+        }
+        if self.table.get(&repo_key(&req.project_id, &req.repo_name)).await?.is_none() {
+            return Err(Error::NotFound(format!("repository [{}/{}] not found", req.project_id, req.repo_name)));
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let key = staging_key(&id);
+        let (multipart_id, part_size, parts) = if req.size > MULTIPART_THRESHOLD {
+            let parts = req.size.div_ceil(UPLOAD_PART_SIZE) as u32;
+            (Some(self.blobs.start_multipart(&key).await?), UPLOAD_PART_SIZE, parts)
+        } else {
+            (None, req.size, 1)
+        };
+        let mut targets = Vec::with_capacity(parts as usize);
+        match &multipart_id {
+            Some(mp) => {
+                for n in 1..=parts {
+                    targets.push(UploadTarget { part_number: n, url: self.blobs.presign_part(&key, mp, n, UPLOAD_URL_TTL).await? });
+                }
+            }
+            None => targets.push(UploadTarget { part_number: 1, url: self.blobs.presign_put(&key, UPLOAD_URL_TTL).await? }),
+        }
+        let (expires_at, ttl) = epoch_after(OPEN_SESSION_TTL);
+        let session = UploadSession {
+            id,
+            project_id: req.project_id,
+            repo_name: req.repo_name,
+            created_by: by.to_string(),
+            size: req.size,
+            sha256,
+            multipart_id,
+            part_size,
+            parts,
+            state: UploadState::Open,
+            created_date: now_iso(),
+            expires_at,
+            digest: None,
+            ttl,
+        };
+        self.table.put(to_item(&upload_key(&session.id), &session)?, Cond::NotExists).await?;
+        Ok(OpenedUpload { session, targets })
+    }
+
+    /// A session, whatever its state. An expired one is `NotFound`.
+    pub async fn get_upload(&self, id: &str) -> Result<UploadSession> {
+        check_session_id(id)?;
+        let session: UploadSession = match self.table.get(&upload_key(id)).await? {
+            Some(item) => from_item(item)?,
+            None => return Err(Error::NotFound(format!("upload session [{id}] not found"))),
+        };
+        if session.expired(OffsetDateTime::now_utc()) {
+            return Err(Error::NotFound(format!("upload session [{id}] has expired")));
+        }
+        Ok(session)
+    }
+
+    /// Completes a session: checks the bytes the client sent against the declared size
+    /// and sha256 (`sha256` here, or the one declared when opening), stages the blob for
+    /// the session's repository and returns it. A mismatch discards the bytes and the
+    /// session. Completing a completed session returns the same blob.
+    pub async fn complete_upload(&self, session: UploadSession, sha256: Option<&str>) -> Result<StagedBlob> {
+        if session.state == UploadState::Complete {
+            return self.staged_of(&session).await;
+        }
+        let declared = sha256.map(parse_sha256).transpose()?;
+        let expected = match (&session.sha256, &declared) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Invalid(format!(
+                    "sha256 {b} differs from sha256 {a} declared when the session was opened"
+                )))
+            }
+            (Some(a), _) => a.clone(),
+            (None, Some(b)) => b.clone(),
+            (None, None) => return Err(Error::Invalid("Parameter [sha256] is missing: declare the sha256 of the bytes".into())),
+        };
+        let key = staging_key(&session.id);
+        let mut received = self.blobs.head(&key).await?;
+        if let (None, Some(mp)) = (received, &session.multipart_id) {
+            match self.blobs.complete_multipart(&key, mp).await {
+                Ok(()) => received = self.blobs.head(&key).await?,
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(received) = received else {
+            // A concurrent completion may have moved the bytes already.
+            let now = self.get_upload(&session.id).await?;
+            if now.state == UploadState::Complete {
+                return self.staged_of(&now).await;
+            }
+            return Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id)));
+        };
+        if received != session.size {
+            self.discard_upload(&session).await?;
+            return Err(Error::Invalid(format!(
+                "size mismatch: the session declared {} bytes and {received} arrived; the upload was discarded",
+                session.size
+            )));
+        }
+        let digests = self.digest_blob(&key).await?;
+        if digests.sha256 != expected {
+            self.discard_upload(&session).await?;
+            return Err(Error::Invalid(format!(
+                "sha256 mismatch: declared {expected}, received {}; the upload was discarded",
+                digests.sha256
+            )));
+        }
+        let content = content_key(&digests.sha256);
+        if self.blobs.head(&content).await?.is_some() {
+            self.blobs.delete(&key).await?;
+        } else {
+            self.blobs.rename(&key, &content).await?;
+        }
+        let (_, ttl) = epoch_after(STAGED_TTL);
+        let staged = StagedBlob {
+            digest: format!("sha256:{}", digests.sha256),
+            size: digests.size,
+            sha256: digests.sha256.clone(),
+            sha1: digests.sha1,
+            md5: digests.md5,
+            key: content,
+            session_id: session.id.clone(),
+            ttl,
+        };
+        let (expires_at, _) = epoch_after(STAGED_TTL);
+        let mut set = Item::new();
+        set.insert("state".into(), serde_json::to_value(UploadState::Complete).map_err(Error::internal)?);
+        set.insert("digest".into(), staged.digest.clone().into());
+        set.insert("expiresAt".into(), expires_at.into());
+        set.insert("ttl".into(), ttl.into());
+        let ops = vec![
+            TxOp::Put { item: to_item(&staged_key(&session.project_id, &session.repo_name, &staged.digest), &staged)?, cond: Cond::None },
+            TxOp::Update {
+                key: upload_key(&session.id),
+                set,
+                add: vec![],
+                cond: Cond::Eq("state".into(), serde_json::to_value(UploadState::Open).map_err(Error::internal)?),
+            },
+        ];
+        match self.table.transact(ops).await {
+            Ok(()) => Ok(staged),
+            // A concurrent completion of the same session won: answer what it staged.
+            Err(e) if e.is_conflict() => self.staged_of(&self.get_upload(&session.id).await?).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn staged_of(&self, session: &UploadSession) -> Result<StagedBlob> {
+        let digest = session.digest.as_deref().ok_or_else(|| Error::Internal("complete session without digest".into()))?;
+        self.resolve_staged(&session.project_id, &session.repo_name, digest).await
+    }
+
+    /// Streams a blob through the hashers.
+    async fn digest_blob(&self, key: &str) -> Result<Digests> {
+        let mut body = self.blobs.get(key, None).await?.body;
+        let mut hasher = MultiHasher::new();
+        while let Some(chunk) = body.next().await {
+            hasher.update(&chunk.map_err(|e| Error::Internal(format!("reading an uploaded blob: {e}")))?);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Drops a session's bytes and the session.
+    pub async fn discard_upload(&self, session: &UploadSession) -> Result<()> {
+        let key = staging_key(&session.id);
+        if let Some(mp) = &session.multipart_id {
+            self.blobs.abort_multipart(&key, mp).await?;
+        }
+        self.blobs.delete(&key).await?;
+        self.table.delete(&upload_key(&session.id), Cond::None).await
+    }
+
+    /// The blob a completed session staged for a repository, by `sha256:<hex>`. This is
+    /// what an upload route resolves an `X-Depot-Blob` reference with: only blobs staged
+    /// for the same repository, and not yet expired, are found.
+    pub async fn resolve_staged(&self, project: &str, repo: &str, digest: &str) -> Result<StagedBlob> {
+        let hex = parse_sha256(digest)?;
+        let digest = format!("sha256:{hex}");
+        let missing = || {
+            Error::NotFound(format!(
+                "no completed upload session staged blob {digest} for repository [{project}/{repo}]"
+            ))
+        };
+        let item = self.table.get(&staged_key(project, repo, &digest)).await?.ok_or_else(missing)?;
+        let staged: StagedBlob = from_item(item)?;
+        if staged.ttl <= OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(missing());
+        }
+        Ok(staged)
+    }
+
+    /// Removes expired sessions with their bytes and staged records. DynamoDB's TTL and
+    /// the bucket's lifecycle rules do this on AWS; `depot serve` calls it periodically.
+    /// Returns how many sessions it removed.
+    pub async fn expire_uploads(&self) -> Result<usize> {
+        let now = OffsetDateTime::now_utc();
+        let mut removed = 0;
+        for item in query_all(&*self.table, Query::prefix(UPLOADS_PK, UPLOAD_SK_PREFIX)).await? {
+            let session: UploadSession = from_item(item)?;
+            if !session.expired(now) {
+                continue;
+            }
+            if let Some(d) = &session.digest {
+                self.table.delete(&staged_key(&session.project_id, &session.repo_name, d), Cond::None).await?;
+            }
+            self.discard_upload(&session).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
