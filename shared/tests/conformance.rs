@@ -296,8 +296,18 @@ macro_rules! suite {
     };
 }
 
-suite!(fs_blobs, crate::common::fs_blobs, [blob_put_streams_50mb, blob_get_range_head_delete, blob_failed_put_leaves_nothing]);
-suite!(s3_blobs, crate::common::s3_blobs, [blob_put_streams_50mb, blob_get_range_head_delete, blob_failed_put_leaves_nothing]);
+suite!(fs_blobs, crate::common::fs_blobs, [
+    blob_put_streams_50mb,
+    blob_get_range_head_delete,
+    blob_failed_put_leaves_nothing,
+    blob_presigned_put_and_multipart,
+]);
+suite!(s3_blobs, crate::common::s3_blobs, [
+    blob_put_streams_50mb,
+    blob_get_range_head_delete,
+    blob_failed_put_leaves_nothing,
+    blob_presigned_put_and_multipart,
+]);
 suite!(embedded_table, crate::common::embedded_table, [
     table_conditional_put,
     table_transaction_all_or_nothing,
@@ -312,6 +322,140 @@ suite!(dynamo_table, crate::common::dynamo_table, [
     table_query_paged,
     registry_projects_and_repositories,
 ]);
+
+/// Sends bytes to a presigned URL as a client would: over HTTP for an absolute URL (S3),
+/// or, for the embedded backend's relative `/blobs/local/<key>` URL, what its route does
+/// after checking the signature (the end-to-end tests drive the real route).
+/// Returns the ETag the store answered.
+async fn send_to(blobs: &dyn BlobStore, url: &str, bytes: Vec<u8>) -> String {
+    if let Some(rest) = url.strip_prefix(depot_core::store::LOCAL_BLOB_PREFIX) {
+        let key = rest.split('?').next().unwrap();
+        return blobs.put(key, depot_core::store::stream_from_bytes(bytes)).await.unwrap().md5;
+    }
+    let res = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let etag = res.headers().get("etag").map(|e| e.to_str().unwrap().to_string());
+    assert_eq!(res.status().as_u16(), 200, "{}", res.text().await.unwrap());
+    etag.expect("an ETag")
+}
+
+async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) {
+    use std::time::Duration;
+    let ttl = Duration::from_secs(300);
+    // One presigned PUT.
+    let url = blobs.presign_put("t/single", ttl).await.unwrap();
+    send_to(&*blobs, &url, b"single bytes".to_vec()).await;
+    assert_eq!(blobs.get("t/single", None).await.unwrap().bytes().await.unwrap(), b"single bytes");
+
+    // Multipart: parts sent out of order are joined in part order.
+    let part1: Vec<u8> = (0..5 * MIB + 100).map(|i| (i % 251) as u8).collect();
+    let part2 = b"the tail".to_vec();
+    let id = blobs.start_multipart("t/multi").await.unwrap();
+    let u2 = blobs.presign_part("t/multi", &id, 2, ttl).await.unwrap();
+    let u1 = blobs.presign_part("t/multi", &id, 1, ttl).await.unwrap();
+    assert_ne!(u1, u2);
+    let e2 = send_to(&*blobs, &u2, part2.clone()).await;
+    let e1 = send_to(&*blobs, &u1, part1.clone()).await;
+    // A wrong ETag is refused (S3 checks them), and the upload stays completable.
+    let wrong = [(1, e1.clone()), (2, format!("\"{}\"", "0".repeat(32)))];
+    assert!(matches!(blobs.complete_multipart("t/multi", &id, Some(&wrong)).await, Err(Error::Invalid(_))));
+    let joined = blobs.complete_multipart("t/multi", &id, Some(&[(2, e2), (1, e1)])).await.unwrap();
+    let got = blobs.get("t/multi", None).await.unwrap().bytes().await.unwrap();
+    if let Some(d) = joined {
+        assert_eq!((d.size, d.sha256), (got.len() as u64, hex::encode(Sha256::digest(&got))));
+    }
+    assert_eq!(got.len(), part1.len() + part2.len());
+    assert!(got[..part1.len()] == part1[..] && got[part1.len()..] == part2[..]);
+
+    // No parts is Invalid; aborting twice is fine.
+    let empty = blobs.start_multipart("t/empty").await.unwrap();
+    assert!(matches!(blobs.complete_multipart("t/empty", &empty, Some(&[(1, "\"x\"".into())])).await, Err(Error::Invalid(_))));
+    blobs.abort_multipart("t/empty", &empty).await.unwrap();
+    blobs.abort_multipart("t/empty", &empty).await.unwrap();
+    // (Completing an aborted upload is NoSuchUpload on AWS; moto answers 500, so the
+    // suite does not ask.)
+    assert_eq!(blobs.head("t/empty").await.unwrap(), None);
+
+    // A presigned GET carries the filename and reads the bytes.
+    let get = blobs.presign_get("t/single", ttl, Some("my file.txt")).await.unwrap();
+    if get.starts_with('/') {
+        assert!(get.starts_with(depot_core::store::LOCAL_BLOB_PREFIX) && get.contains("filename=my%20file.txt"), "{get}");
+    } else {
+        let res = reqwest::get(&get).await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        assert!(res.headers()["content-disposition"].to_str().unwrap().contains("my%20file.txt"));
+        assert_eq!(res.bytes().await.unwrap().as_ref(), b"single bytes");
+    }
+}
+
+// ---------------------------------------------------------------- upload sessions, both backends
+
+async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::{upload_key, RepoType};
+    use depot_core::registry::{NewProject, NewRepository, NewUpload, Registry};
+    let reg = Registry::new(t.clone(), blobs.clone());
+    reg.create_project(NewProject { name: "p".into(), ..Default::default() }, "admin").await.unwrap();
+    for r in ["r", "other"] {
+        let nr = NewRepository { project_id: "p".into(), name: r.into(), repo_type: RepoType::Rds, public: false, description: None };
+        reg.create_repository(nr, "admin").await.unwrap();
+    }
+    let bytes = b"staged bytes".to_vec();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let new = |size: u64, sha256: Option<String>| NewUpload { project_id: "p".into(), repo_name: "r".into(), size, sha256 };
+
+    let opened = reg.open_upload(new(bytes.len() as u64, Some(sha.clone())), "admin").await.unwrap();
+    assert_eq!(opened.targets.len(), 1);
+    send_to(&*blobs, &opened.targets[0].url, bytes.clone()).await;
+    let staged = reg.complete_upload(opened.session.clone(), None, None).await.unwrap();
+    assert_eq!((staged.digest.clone(), staged.size), (format!("sha256:{sha}"), bytes.len() as u64));
+    assert_eq!(staged.md5, hex::encode(Md5::digest(&bytes)));
+    assert_eq!(staged.sha1, hex::encode(Sha1::digest(&bytes)));
+    assert_eq!(blobs.get(&staged.key, None).await.unwrap().bytes().await.unwrap(), bytes);
+
+    // The X-Depot-Blob contract: the same repository resolves it, no other does.
+    let found = reg.resolve_staged("p", "r", &format!("sha256:{sha}")).await.unwrap();
+    assert_eq!((found.key, found.size), (staged.key.clone(), staged.size));
+    assert!(matches!(reg.resolve_staged("p", "other", &sha).await, Err(Error::NotFound(_))));
+    assert!(matches!(reg.resolve_staged("p", "r", &"a".repeat(64)).await, Err(Error::NotFound(_))));
+    assert!(matches!(reg.resolve_staged("p", "r", "sha256:xyz").await, Err(Error::Invalid(_))));
+
+    // Over the threshold a session is multipart.
+    let big = reg.open_upload(new(40 << 20, None), "admin").await.unwrap();
+    assert_eq!(big.targets.len(), 3);
+    assert!(big.session.multipart_id.is_some());
+
+    // An abandoned session expires with its bytes.
+    let abandoned = reg.open_upload(new(5, None), "admin").await.unwrap();
+    send_to(&*blobs, &abandoned.targets[0].url, b"12345".to_vec()).await;
+    let staging = format!("uploads/{}", abandoned.session.id);
+    assert_eq!(blobs.head(&staging).await.unwrap(), Some(5));
+    let past = Item::from_iter([("expiresAt".to_string(), json!("2001-01-01T00:00:00.000Z"))]);
+    for id in [&abandoned.session.id, &big.session.id] {
+        t.update(&upload_key(id), past.clone(), &[], Cond::Exists).await.unwrap();
+    }
+    assert!(matches!(reg.get_upload(&abandoned.session.id).await, Err(Error::NotFound(m)) if m.contains("expired")));
+    assert_eq!(reg.expire_uploads().await.unwrap(), 2);
+    assert_eq!(blobs.head(&staging).await.unwrap(), None);
+    assert_eq!(t.get(&upload_key(&abandoned.session.id)).await.unwrap(), None);
+    assert_eq!(reg.expire_uploads().await.unwrap(), 0, "the completed session is still live");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_sessions_embedded() {
+    let ((t, _g1), (b, _g2)) = (common::embedded_table().await, common::fs_blobs().await);
+    upload_sessions(t, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_sessions_aws() {
+    let ((t, _g1), (b, _g2)) = (common::dynamo_table().await, common::s3_blobs().await);
+    upload_sessions(t, b).await;
+}
 
 // ---------------------------------------------------------------- registry on both tables
 

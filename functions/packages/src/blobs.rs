@@ -25,8 +25,16 @@ pub struct OpenUpload {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedPart {
+    part_number: u32,
+    etag: String,
+}
+
+#[derive(Deserialize)]
 pub struct Complete {
     sha256: Option<String>,
+    parts: Option<Vec<CompletedPart>>,
 }
 
 #[derive(Deserialize)]
@@ -114,12 +122,13 @@ pub async fn complete_upload(
     who.require_user()?;
     let BkPath(id) = path?;
     let complete: Complete = if body.iter().all(u8::is_ascii_whitespace) {
-        Complete { sha256: None }
+        Complete { sha256: None, parts: None }
     } else {
         serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("invalid JSON body: {e}")))?
     };
     let session = session_for(&st, &who, &id, Action::Write).await?;
-    let staged = st.registry.complete_upload(session, complete.sha256.as_deref()).await?;
+    let parts: Option<Vec<(u32, String)>> = complete.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect());
+    let staged = st.registry.complete_upload(session, complete.sha256.as_deref(), parts.as_deref()).await?;
     Ok(ok(json!({
         "digest": staged.digest,
         "size": staged.size,

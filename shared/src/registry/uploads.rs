@@ -211,8 +211,15 @@ impl Registry {
     /// Completes a session: checks the bytes the client sent against the declared size
     /// and sha256 (`sha256` here, or the one declared when opening), stages the blob for
     /// the session's repository and returns it. A mismatch discards the bytes and the
-    /// session. Completing a completed session returns the same blob.
-    pub async fn complete_upload(&self, session: UploadSession, sha256: Option<&str>) -> Result<StagedBlob> {
+    /// session. Completing a completed session returns the same blob. For a multipart
+    /// session, `parts` may list `(part number, ETag)` as the PUT responses gave them;
+    /// without it the store's own list of received parts is used.
+    pub async fn complete_upload(
+        &self,
+        session: UploadSession,
+        sha256: Option<&str>,
+        parts: Option<&[(u32, String)]>,
+    ) -> Result<StagedBlob> {
         if session.state == UploadState::Complete {
             return self.staged_of(&session).await;
         }
@@ -229,9 +236,13 @@ impl Registry {
         };
         let key = staging_key(&session.id);
         let mut received = self.blobs.head(&key).await?;
+        let mut joined = None;
         if let (None, Some(mp)) = (received, &session.multipart_id) {
-            match self.blobs.complete_multipart(&key, mp).await {
-                Ok(()) => received = self.blobs.head(&key).await?,
+            match self.blobs.complete_multipart(&key, mp, parts).await {
+                Ok(digests) => {
+                    joined = digests;
+                    received = self.blobs.head(&key).await?;
+                }
                 Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -251,7 +262,10 @@ impl Registry {
                 session.size
             )));
         }
-        let digests = self.digest_blob(&key).await?;
+        let digests = match joined {
+            Some(d) => d,
+            None => self.digest_blob(&key).await?,
+        };
         if digests.sha256 != expected {
             self.discard_upload(&session).await?;
             return Err(Error::Invalid(format!(

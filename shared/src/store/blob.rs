@@ -68,9 +68,14 @@ pub trait BlobStore: Send + Sync + 'static {
     /// A URL that lets its holder PUT part `part` (from 1) of a multipart upload.
     async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String>;
 
-    /// Joins the uploaded parts, in part-number order, into the blob at `key`. `Invalid`
-    /// when no part was uploaded; `NotFound` when the upload does not exist.
-    async fn complete_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Joins the uploaded parts, in part-number order, into the blob at `key`. `parts`
+    /// lists `(part number, ETag)` as the client saw them when it sent each part (the S3
+    /// protocol); the store refuses an ETag that does not match what it holds. Without
+    /// the list, the store's own list of received parts is used. `Invalid` when no part
+    /// was uploaded or a listed part does not match; `NotFound` when the upload does not
+    /// exist. Returns the blob's digests when the store computed them while joining (the
+    /// embedded store does; S3 joins on its side, so the caller reads the blob back).
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Option<&[(u32, String)]>) -> Result<Option<Digests>>;
 
     /// Drops a multipart upload and the parts uploaded so far. Dropping a missing upload
     /// succeeds.

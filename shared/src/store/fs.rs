@@ -159,7 +159,7 @@ impl BlobStore for FsBlobStore {
         Ok(self.signer.url("PUT", &part_key, expires_in, None))
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, listed: Option<&[(u32, String)]>) -> Result<Option<Digests>> {
         check_upload_id(upload_id)?;
         let dir = self.path(&Self::parts_dir(key, upload_id))?;
         let mut entries = match tokio::fs::read_dir(&dir).await {
@@ -179,13 +179,38 @@ impl BlobStore for FsBlobStore {
             return Err(Error::Invalid("no part of this upload has been sent".into()));
         }
         parts.sort();
+        if let Some(listed) = listed {
+            // Like S3: every listed part must exist with that ETag (the part's md5).
+            let mut chosen = Vec::with_capacity(listed.len());
+            for (n, etag) in listed {
+                let Some((_, path)) = parts.iter().find(|(p, _)| p == n) else {
+                    return Err(Error::Invalid(format!("part {n} was not uploaded")));
+                };
+                let mut hasher = MultiHasher::new();
+                let mut file = tokio::fs::File::open(path).await?;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let read = file.read(&mut buf).await?;
+                    if read == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..read]);
+                }
+                if hasher.finish().md5 != etag.trim_matches('"') {
+                    return Err(Error::Invalid(format!("part {n}: ETag {etag} does not match the part received")));
+                }
+                chosen.push((*n, path.clone()));
+            }
+            chosen.sort();
+            parts = chosen;
+        }
         let joined = futures::stream::iter(parts)
             .then(|(_, p)| async move { tokio::fs::File::open(p).await.map(ReaderStream::new) })
             .try_flatten();
-        self.put(key, joined.boxed()).await?;
+        let digests = self.put(key, joined.boxed()).await?;
         tokio::fs::remove_dir_all(&dir).await?;
         let _ = tokio::fs::remove_dir(dir.parent().expect("parts dir has a parent")).await;
-        Ok(())
+        Ok(Some(digests))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {

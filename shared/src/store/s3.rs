@@ -70,6 +70,38 @@ impl S3BlobStore {
         }
     }
 
+    /// The parts S3 has received for an upload, with their ETags.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<CompletedPart>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+            {
+                Ok(o) => o,
+                Err(e) if matches!(e.code(), Some("NoSuchUpload")) => {
+                    return Err(Error::NotFound(format!("multipart upload {upload_id} not found")))
+                }
+                Err(e) => return Err(s3_err("list parts", e)),
+            };
+            for p in out.parts() {
+                parts.push(CompletedPart::builder().set_part_number(p.part_number()).set_e_tag(p.e_tag().map(str::to_string)).build());
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(m)) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(parts)
+    }
+
     async fn multipart(&self, key: &str, first: BytesMut, rest: &mut ByteStream, hasher: &mut MultiHasher) -> Result<()> {
         let upload_id = self.start_multipart(key).await?;
         let result: Result<()> = async {
@@ -258,36 +290,16 @@ impl BlobStore for S3BlobStore {
         Ok(signed.uri().to_string())
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, listed: Option<&[(u32, String)]>) -> Result<Option<Digests>> {
         validate_blob_key(key)?;
-        // The parts as S3 received them: the client's word about ETags is not needed.
-        let mut parts = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = match self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await
-            {
-                Ok(o) => o,
-                Err(e) if matches!(e.code(), Some("NoSuchUpload")) => {
-                    return Err(Error::NotFound(format!("multipart upload {upload_id} not found")))
-                }
-                Err(e) => return Err(s3_err("list parts", e)),
-            };
-            for p in out.parts() {
-                parts.push(CompletedPart::builder().set_part_number(p.part_number()).set_e_tag(p.e_tag().map(str::to_string)).build());
+        let parts = match listed {
+            Some(l) => {
+                let mut l = l.to_vec();
+                l.sort();
+                l.into_iter().map(|(n, etag)| CompletedPart::builder().part_number(n as i32).e_tag(etag).build()).collect()
             }
-            match (out.is_truncated(), out.next_part_number_marker()) {
-                (Some(true), Some(m)) => marker = Some(m.to_string()),
-                _ => break,
-            }
-        }
+            None => self.list_parts(key, upload_id).await?,
+        };
         if parts.is_empty() {
             return Err(Error::Invalid("no part of this upload has been sent".into()));
         }
@@ -301,12 +313,12 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(|e| match e.code() {
                 // A part below the 5 MiB minimum (other than the last) is the client's doing.
-                Some("EntityTooSmall") | Some("InvalidPart") | Some("InvalidPartOrder") => {
+                Some("EntityTooSmall") | Some("InvalidPart") | Some("InvalidPartOrder") | Some("NoSuchUpload") => {
                     Error::Invalid(format!("s3 refused the parts: {}", e.message().unwrap_or("invalid parts")))
                 }
                 _ => s3_err("complete multipart upload", e),
             })?;
-        Ok(())
+        Ok(None)
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {

@@ -1,5 +1,5 @@
 //! Opens each adapter for the suites. The AWS adapters need `AWS_ENDPOINT_URL` (moto, which
-//! `scripts/test` starts); without it these tests fail, they never skip.
+//! `infra/test.sh` starts); without it these tests fail, they never skip.
 use std::sync::Arc;
 
 use depot_core::store::dynamo::DynamoTable;
@@ -18,7 +18,7 @@ pub fn unique(prefix: &str) -> String {
 pub async fn sdk_config() -> aws_config::SdkConfig {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
-        "AWS_ENDPOINT_URL is not set: the AWS adapter tests need moto; run them with scripts/test"
+        "AWS_ENDPOINT_URL is not set: the AWS adapter tests need moto; run them with infra/test.sh"
     );
     depot_core::config::sdk_config().await
 }

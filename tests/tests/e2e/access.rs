@@ -1,0 +1,299 @@
+//! Users, API tokens, permission grants and the credential cache, through `depot serve`.
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{data, failure, Api, Server, ADMIN_PASSWORD};
+
+const U: &str = "/auth/api/user";
+
+fn embedded() -> (tempfile::TempDir, Server, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let api = Api::new(&server.base);
+    (dir, server, api)
+}
+
+async fn create_user(api: &Api, id: &str, pwd: &str, admin: bool) -> Value {
+    let (s, b) = api.post(&format!("{U}/create"), json!({"userId": id, "name": format!("User {id}"), "pwd": pwd, "admin": admin})).await;
+    data(s, &b)
+}
+
+/// Nothing the user routes answer may carry a password or its hash.
+fn assert_no_secrets(v: &Value, pwd: &str) {
+    let text = v.to_string();
+    assert!(!text.contains(pwd), "{text}");
+    assert!(!text.contains("argon2"), "{text}");
+    assert!(!text.contains("pwd"), "{text}");
+}
+
+#[tokio::test]
+async fn users_are_managed_and_passwords_never_leave() {
+    let (dir, _server, api) = embedded();
+    let alice = create_user(&api, "alice", "alice-password-1", false).await;
+    assert_eq!((alice["userId"].as_str(), alice["admin"].as_bool()), (Some("alice"), Some(false)));
+    assert_no_secrets(&alice, "alice-password-1");
+    let (s, b) = api.post(&format!("{U}/create"), json!({"userId": "alice", "pwd": "another-password"})).await;
+    failure(s, &b, 409, 250107);
+    let (s, b) = api.post(&format!("{U}/create"), json!({"userId": "bob", "pwd": "short"})).await;
+    assert!(failure(s, &b, 400, 250105).contains("8 to 1024"));
+    let (s, b) = api.post(&format!("{U}/create"), json!({"userId": "../x", "pwd": "long-enough-pw"})).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.post(&format!("{U}/create"), json!({"pwd": "long-enough-pw"})).await;
+    assert!(failure(s, &b, 400, 250103).contains("[userId]"));
+
+    let (s, b) = api.get(&format!("{U}/list")).await;
+    let list = data(s, &b);
+    assert_no_secrets(&list, "alice-password-1");
+    let ids: Vec<_> = list.as_array().unwrap().iter().map(|u| u["userId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["admin", "alice"]);
+
+    // Alice sees herself, not others; she may change her own name and password.
+    let alice_api = api.as_user("alice", "alice-password-1");
+    let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
+    assert_eq!(data(s, &b)["name"], "User alice");
+    let (s, b) = alice_api.get(&format!("{U}/detail/admin")).await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = alice_api.get(&format!("{U}/list")).await;
+    failure(s, &b, 403, 250113);
+    let (s, b, _) = alice_api.send("PUT", &format!("{U}/alice"), Some(json!({"admin": true}))).await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = api.get(&format!("{U}/detail/nobody")).await;
+    failure(s, &b, 404, 250108);
+
+    // The stored file holds no clear password.
+    let db = std::fs::read(dir.path().join("depot.redb")).unwrap();
+    assert!(!db.windows(16).any(|w| w == b"alice-password-1"), "clear password in the database");
+
+    // A password change takes effect at once, although the old one was cached.
+    let (s, b, _) = alice_api.send("PUT", &format!("{U}/alice"), Some(json!({"pwd": "alice-password-2", "name": "Alice"}))).await;
+    assert_eq!(data(s, &b)["name"], "Alice");
+    let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
+    failure(s, &b, 401, 250114);
+    let alice_api = api.as_user("alice", "alice-password-2");
+    let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
+    data(s, &b);
+
+    // Deleting a user logs it out at once, and nobody deletes itself.
+    let (s, b) = api.delete(&format!("{U}/admin")).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.delete(&format!("{U}/alice")).await;
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
+    failure(s, &b, 401, 250114);
+    let (s, b) = api.delete(&format!("{U}/alice")).await;
+    failure(s, &b, 404, 250108);
+}
+
+#[tokio::test]
+async fn api_tokens_work_as_bearer_and_basic_and_expire() {
+    let (_dir, server, api) = embedded();
+    create_user(&api, "ci", "ci-password-123", false).await;
+    let ci = api.as_user("ci", "ci-password-123");
+    let (s, b) = ci.post(&format!("{U}/token/ci/build"), json!({})).await;
+    let tok = data(s, &b);
+    let secret = tok["id"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("dpt_") && secret.len() > 40, "{tok}");
+    assert_eq!((tok["name"].as_str(), tok["expiredAt"].as_str()), (Some("build"), None));
+    let (s, b) = ci.post(&format!("{U}/token/ci/build"), json!({})).await;
+    failure(s, &b, 409, 250107);
+    let (s, b) = ci.post(&format!("{U}/token/admin/mine"), json!({})).await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = ci.post(&format!("{U}/token/ci/old?expiredAt=2001-01-01T00:00:00"), json!({})).await;
+    assert!(failure(s, &b, 400, 250105).contains("in the past"));
+    let (s, b) = ci.post(&format!("{U}/token/ci/bad?expiredAt=tomorrow"), json!({})).await;
+    failure(s, &b, 400, 250105);
+
+    // The listing shows no secret and no hash.
+    let (s, b) = ci.get(&format!("{U}/list/token/ci")).await;
+    let list = data(s, &b);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(&secret[4..]), "{list}");
+    assert!(list[0].get("hash").is_none(), "{list}");
+
+    let bearer = |token: &str| {
+        let (http, base, token) = (api.http.clone(), server.base.clone(), token.to_string());
+        async move {
+            let res = http.get(format!("{base}{U}/detail/ci")).bearer_auth(token).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = bearer(&secret).await;
+    assert_eq!(data(s, &b)["userId"], "ci");
+    let (s, b) = api.as_user("ci", &secret).get(&format!("{U}/detail/ci")).await;
+    assert_eq!(data(s, &b)["userId"], "ci");
+    // A token is only good for its own user.
+    let (s, b) = api.as_user("admin", &secret).get(&format!("{U}/detail/ci")).await;
+    failure(s, &b, 401, 250114);
+    let (s, b) = bearer("dpt_notatoken").await;
+    failure(s, &b, 401, 250114);
+
+    // Deleting the token stops it at once.
+    let (s, b) = ci.delete(&format!("{U}/token/ci/build")).await;
+    data(s, &b);
+    let (s, b) = bearer(&secret).await;
+    failure(s, &b, 401, 250114);
+    let (s, b) = ci.delete(&format!("{U}/token/ci/build")).await;
+    failure(s, &b, 404, 250108);
+
+    // An expiring token works until its expiry, even from the cache.
+    let soon = time::OffsetDateTime::now_utc() + Duration::from_secs(2);
+    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (s, b) = ci.post(&format!("{U}/token/ci/short?expiredAt={}", soon.replace('+', "%2B")), json!({})).await;
+    let short = data(s, &b)["id"].as_str().unwrap().to_string();
+    let (s, b) = bearer(&short).await;
+    data(s, &b);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (s, b) = bearer(&short).await;
+    failure(s, &b, 401, 250114);
+
+    // Deleting a user drops its tokens.
+    let (s, b) = ci.post(&format!("{U}/token/ci/again"), json!({})).await;
+    let again = data(s, &b)["id"].as_str().unwrap().to_string();
+    let (s, b) = api.delete(&format!("{U}/ci")).await;
+    data(s, &b);
+    let (s, b) = bearer(&again).await;
+    failure(s, &b, 401, 250114);
+}
+
+/// One request of a route group, as each kind of caller.
+struct Case {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+impl Case {
+    fn new(method: &'static str, path: &str, body: Option<Value>) -> Self {
+        Case { method, path: path.to_string(), body }
+    }
+}
+
+#[tokio::test]
+async fn every_route_group_in_four_cases() {
+    let (_dir, _server, admin) = embedded();
+    let (s, b) = admin.post("/repository/api/project/create", json!({"name": "team"})).await;
+    data(s, &b);
+    for (name, public) in [("private", false), ("open", true)] {
+        let (s, b) = admin.post("/repository/api/repo/create", json!({"projectId": "team", "name": name, "type": "GENERIC", "public": public})).await;
+        data(s, &b);
+    }
+    create_user(&admin, "dev", "dev-password-1", false).await;
+    create_user(&admin, "lead", "lead-password-1", false).await;
+    create_user(&admin, "outsider", "outsider-password", false).await;
+
+    // lead manages the project; dev reads and writes the private repository.
+    let (s, b) = admin
+        .post(
+            "/auth/api/permission/create",
+            json!({"permName": "leads", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "lead", "action": ["MANAGE"]}]}),
+        )
+        .await;
+    let lead_perm = data(s, &b).as_str().unwrap().to_string();
+    let lead = admin.as_user("lead", "lead-password-1");
+    let (s, b) = lead
+        .post(
+            "/auth/api/permission/create",
+            json!({"permName": "devs", "projectId": "team", "resourceType": "REPO", "repos": ["private"], "users": [{"id": "dev", "action": ["READ", "WRITE"]}]}),
+        )
+        .await;
+    let dev_perm = data(s, &b).as_str().unwrap().to_string();
+    let (s, b) = lead.get("/auth/api/permission/list?projectId=team").await;
+    let perms = data(s, &b);
+    assert_eq!(perms.as_array().unwrap().len(), 2, "{perms}");
+    assert!(perms.as_array().unwrap().iter().any(|p| p["id"] == dev_perm && p["repos"] == json!(["private"])), "{perms}");
+
+    let dev = admin.as_user("dev", "dev-password-1");
+    let outsider = admin.as_user("outsider", "outsider-password");
+    let wrong = admin.as_user("dev", "not-the-password");
+    let anonymous = admin.anonymous();
+
+    // (group, request, who is allowed)
+    let groups: Vec<(&str, Case, &Api)> = vec![
+        ("project info", Case::new("GET", "/repository/api/project/info/team", None), &dev),
+        ("project exist", Case::new("GET", "/repository/api/project/exist/team", None), &lead),
+        ("project list", Case::new("GET", "/repository/api/project/list", None), &admin),
+        ("project create", Case::new("POST", "/repository/api/project/create", Some(json!({"name": "p2"}))), &admin),
+        ("repo create", Case::new("POST", "/repository/api/repo/create", Some(json!({"projectId": "team", "name": "new", "type": "RDS"}))), &lead),
+        ("repo list", Case::new("GET", "/repository/api/repo/list/team", None), &dev),
+        ("repo info", Case::new("GET", "/repository/api/repo/info/team/private", None), &dev),
+        ("repo exist", Case::new("GET", "/repository/api/repo/exist/team/private", None), &dev),
+        ("repo delete", Case::new("DELETE", "/repository/api/repo/delete/team/new", None), &lead),
+        ("user create", Case::new("POST", "/auth/api/user/create", Some(json!({"userId": "u2", "pwd": "u2-password"}))), &admin),
+        ("user list", Case::new("GET", "/auth/api/user/list", None), &admin),
+        ("user detail", Case::new("GET", "/auth/api/user/detail/dev", None), &dev),
+        ("user update", Case::new("PUT", "/auth/api/user/u2", Some(json!({"name": "U2"}))), &admin),
+        ("user delete", Case::new("DELETE", "/auth/api/user/u2", None), &admin),
+        ("token create", Case::new("POST", "/auth/api/user/token/dev/t1", None), &dev),
+        ("token list", Case::new("GET", "/auth/api/user/list/token/dev", None), &dev),
+        ("token delete", Case::new("DELETE", "/auth/api/user/token/dev/t1", None), &dev),
+        ("permission create", Case::new("POST", "/auth/api/permission/create", Some(json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "admin", "action": ["READ"]}]}))), &lead),
+        ("permission list", Case::new("GET", "/auth/api/permission/list?projectId=team", None), &lead),
+        ("upload open", Case::new("POST", "/blobs/uploads", Some(json!({"projectId": "team", "repoName": "private", "size": 3}))), &dev),
+    ];
+    for (group, case, allowed) in &groups {
+        let send = |who: &Api| {
+            let who = who.clone();
+            let (m, p, b) = (case.method, case.path.clone(), case.body.clone());
+            async move { who.send(m, &p, b).await }
+        };
+        let (s, b, h) = send(&anonymous).await;
+        failure(s, &b, 401, 250114);
+        assert_eq!(h["www-authenticate"], "Basic realm=\"depot\"", "{group}");
+        let (s, b, h) = send(&wrong).await;
+        failure(s, &b, 401, 250114);
+        assert_eq!(h["www-authenticate"], "Basic realm=\"depot\"", "{group}");
+        let (s, b, _) = send(&outsider).await;
+        assert_eq!((s, b["code"].as_i64()), (403, Some(250113)), "{group}: {b}");
+        let (s, b, _) = send(allowed).await;
+        assert_eq!((s, b["code"].as_i64()), (200, Some(0)), "{group}: {b}");
+    }
+
+    // READ is not WRITE: dev cannot open an upload on the public repository, nor manage.
+    let (s, b) = dev.post("/blobs/uploads", json!({"projectId": "team", "repoName": "open", "size": 3})).await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = dev.post("/repository/api/repo/create", json!({"projectId": "team", "name": "mine", "type": "RDS"})).await;
+    failure(s, &b, 403, 250113);
+    // A public repository is readable by anyone, a private one is not.
+    let (s, b) = anonymous.get("/repository/api/repo/info/team/open").await;
+    assert_eq!(data(s, &b)["public"], true);
+    let (s, b) = outsider.get("/repository/api/repo/info/team/open").await;
+    data(s, &b);
+    let (s, b) = anonymous.get("/repository/api/repo/info/team/private").await;
+    failure(s, &b, 401, 250114);
+
+    // Revoking a grant takes effect at once.
+    let (s, b) = outsider.delete(&format!("/auth/api/permission/delete/{dev_perm}")).await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = lead.delete(&format!("/auth/api/permission/delete/{dev_perm}")).await;
+    data(s, &b);
+    let (s, b) = dev.get("/repository/api/repo/info/team/private").await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = lead.delete(&format!("/auth/api/permission/delete/{dev_perm}")).await;
+    failure(s, &b, 404, 250108);
+    let (s, b) = admin.delete(&format!("/auth/api/permission/delete/{lead_perm}")).await;
+    data(s, &b);
+    let (s, b) = lead.get("/auth/api/permission/list?projectId=team").await;
+    failure(s, &b, 403, 250113);
+
+    // Bad grants are 400s naming the problem.
+    for (body, needle) in [
+        (json!({"permName": "x", "projectId": "team", "resourceType": "NODE", "users": [{"id": "dev", "action": ["READ"]}]}), "resourceType"),
+        (json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "dev", "action": ["FLY"]}]}), "unknown action"),
+        (json!({"permName": "x", "projectId": "team", "resourceType": "REPO", "repos": [], "users": [{"id": "dev", "action": ["READ"]}]}), "repos"),
+        (json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": []}), "users"),
+        (json!({"projectId": "team", "resourceType": "PROJECT", "users": []}), "[permName]"),
+    ] {
+        let (s, b) = admin.post("/auth/api/permission/create", body).await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b["message"].as_str().unwrap().contains(needle), "{needle}: {b}");
+    }
+    let (s, b) = admin
+        .post("/auth/api/permission/create", json!({"permName": "x", "projectId": "nope", "resourceType": "PROJECT", "users": [{"id": "dev", "action": ["READ"]}]}))
+        .await;
+    failure(s, &b, 404, 250108);
+    let (s, b) = admin
+        .post("/auth/api/permission/create", json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "ghost", "action": ["READ"]}]}))
+        .await;
+    failure(s, &b, 404, 250108);
+}

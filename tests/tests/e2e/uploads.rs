@@ -1,0 +1,361 @@
+//! Upload sessions and downloads through `depot serve`: signed local routes on the
+//! embedded backend, real presigned S3 URLs on moto, the proxy mode, and a 100 MB upload
+//! with the server's peak memory measured.
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{data, failure, unique, Api, Server, ADMIN_PASSWORD};
+
+const UP: &str = "/blobs/uploads";
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Deterministic bytes that do not compress to nothing.
+pub fn payload(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A client that does not follow redirects, to look at them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+pub async fn setup_repo(api: &Api, project: &str, repo: &str) {
+    let (s, b) = api.post("/repository/api/project/create", json!({"name": project})).await;
+    data(s, &b);
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": project, "name": repo, "type": "GENERIC"})).await;
+    data(s, &b);
+}
+
+pub async fn open(api: &Api, project: &str, repo: &str, size: usize, sha: Option<&str>) -> Value {
+    let (s, b) = api.post(UP, json!({"projectId": project, "repoName": repo, "size": size, "sha256": sha})).await;
+    data(s, &b)
+}
+
+async fn put_etag(http: &reqwest::Client, url: &str, bytes: Vec<u8>) -> (u16, Option<String>) {
+    let res = http.put(url).header("content-type", "application/octet-stream").body(bytes).send().await.unwrap();
+    let status = res.status().as_u16();
+    let etag = res.headers().get("etag").map(|e| e.to_str().unwrap().to_string());
+    assert!(status == 200 || status == 403, "PUT {url}: {status} {}", res.text().await.unwrap());
+    (status, etag)
+}
+
+async fn put(http: &reqwest::Client, url: &str, bytes: Vec<u8>) -> u16 {
+    put_etag(http, url, bytes).await.0
+}
+
+/// Sends the bytes where the session says: one PUT, or one PUT per part. Returns the
+/// parts' `{partNumber, etag}` for the completion, as S3 clients do.
+pub async fn send_bytes(session: &Value, bytes: &[u8]) -> Value {
+    let http = reqwest::Client::new();
+    if let Some(url) = session["url"].as_str() {
+        assert_eq!(put(&http, url, bytes.to_vec()).await, 200);
+        return Value::Null;
+    }
+    let part = session["partSize"].as_u64().unwrap() as usize;
+    let parts = session["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), bytes.len().div_ceil(part), "{session}");
+    let mut etags = Vec::new();
+    for p in parts {
+        let n = p["partNumber"].as_u64().unwrap() as usize;
+        let chunk = bytes[(n - 1) * part..(n * part).min(bytes.len())].to_vec();
+        let (status, etag) = put_etag(&http, p["url"].as_str().unwrap(), chunk).await;
+        assert_eq!(status, 200);
+        etags.push(json!({"partNumber": n, "etag": etag.expect("an ETag")}));
+    }
+    Value::Array(etags)
+}
+
+pub async fn complete(api: &Api, id: &str, sha: Option<&str>) -> (u16, Value) {
+    complete_parts(api, id, sha, Value::Null).await
+}
+
+pub async fn complete_parts(api: &Api, id: &str, sha: Option<&str>, parts: Value) -> (u16, Value) {
+    api.post(&format!("{UP}/{id}/complete"), json!({ "sha256": sha, "parts": parts })).await
+}
+
+/// Opens, sends and completes a session; returns the completion's data.
+pub async fn upload(api: &Api, project: &str, repo: &str, bytes: &[u8]) -> Value {
+    let sha = sha256_hex(bytes);
+    let session = open(api, project, repo, bytes.len(), Some(&sha)).await;
+    let parts = send_bytes(&session, bytes).await;
+    let (s, b) = complete_parts(api, session["id"].as_str().unwrap(), None, parts).await;
+    let done = data(s, &b);
+    assert_eq!(done["digest"], format!("sha256:{sha}"));
+    assert_eq!(done["size"], bytes.len());
+    json!({ "session": session, "done": done })
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+}
+
+fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all.extend_from_slice(env);
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &all);
+    let api = Api::new(&server.base);
+    (dir, server, api)
+}
+
+#[tokio::test]
+async fn sessions_verify_size_and_sha256_on_the_server() {
+    let (dir, server, api) = embedded(&[]);
+    setup_repo(&api, "up", "files").await;
+    let bytes = b"hello depot".to_vec();
+    let sha = sha256_hex(&bytes);
+
+    let session = open(&api, "up", "files", bytes.len(), None).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let url = session["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/blobs/local/uploads/", server.base)), "{session}");
+    assert_eq!((session["state"].as_str(), session["parts"].as_array().map(Vec::len)), (Some("OPEN"), Some(0)));
+    // Completing before the bytes arrive is a 400 that keeps the session.
+    let (s, b) = complete(&api, &id, Some(&sha)).await;
+    assert!(failure(s, &b, 400, 250105).contains("no bytes"));
+    // Without a declared sha256 there is nothing to verify against.
+    send_bytes(&session, &bytes).await;
+    let (s, b) = complete(&api, &id, None).await;
+    assert!(failure(s, &b, 400, 250105).contains("[sha256]"));
+    let (s, b) = complete(&api, &id, Some(&format!("sha256:{sha}"))).await;
+    let done = data(s, &b);
+    assert_eq!(done["digest"], format!("sha256:{sha}"));
+    assert_eq!(done["md5"].as_str().unwrap().len(), 32);
+    assert_eq!(done["sha1"].as_str().unwrap().len(), 40);
+    // Completing again answers the same blob.
+    let (s, b) = complete(&api, &id, None).await;
+    assert_eq!(data(s, &b)["digest"], done["digest"]);
+    let (s, b) = api.get(&format!("{UP}/{id}")).await;
+    let info = data(s, &b);
+    assert_eq!((info["state"].as_str(), info["digest"].as_str()), (Some("COMPLETE"), done["digest"].as_str()));
+    let stored = dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]));
+    assert_eq!(std::fs::read(&stored).unwrap(), bytes, "the blob sits at its content address");
+    assert!(!dir.path().join(format!("blobs/uploads/{id}")).exists(), "the staging copy is gone");
+
+    // A sha256 mismatch is a 400 and keeps nothing.
+    let liar = open(&api, "up", "files", 5, Some(&"0".repeat(64))).await;
+    let liar_id = liar["id"].as_str().unwrap();
+    send_bytes(&liar, b"12345").await;
+    let (s, b) = complete(&api, liar_id, None).await;
+    assert!(failure(s, &b, 400, 250105).contains("sha256 mismatch"));
+    let (s, b) = api.get(&format!("{UP}/{liar_id}")).await;
+    failure(s, &b, 404, 250108);
+    let real = sha256_hex(b"12345");
+    assert!(!dir.path().join(format!("blobs/uploads/{liar_id}")).exists());
+    assert!(!dir.path().join(format!("blobs/blobs/sha256/{}/{}/{real}", &real[..2], &real[2..4])).exists());
+    // So is a size mismatch.
+    let short = open(&api, "up", "files", 5, Some(&real)).await;
+    send_bytes(&short, b"123456").await;
+    let (s, b) = complete(&api, short["id"].as_str().unwrap(), None).await;
+    assert!(failure(s, &b, 400, 250105).contains("size mismatch"));
+    // A sha256 at completion that contradicts the one declared at opening.
+    let twice = open(&api, "up", "files", 5, Some(&real)).await;
+    let (s, b) = complete(&api, twice["id"].as_str().unwrap(), Some(&"1".repeat(64))).await;
+    assert!(failure(s, &b, 400, 250105).contains("differs"));
+    // Aborting drops the session.
+    let (s, b) = api.delete(&format!("{UP}/{}", twice["id"].as_str().unwrap())).await;
+    data(s, &b);
+    let (s, b) = api.get(&format!("{UP}/{}", twice["id"].as_str().unwrap())).await;
+    failure(s, &b, 404, 250108);
+
+    // Bad requests to open a session.
+    for (body, status, code) in [
+        (json!({"projectId": "up", "repoName": "files"}), 400, 250103),
+        (json!({"projectId": "up", "repoName": "files", "size": -1}), 400, 250105),
+        (json!({"projectId": "up", "repoName": "files", "size": 1, "sha256": "xyz"}), 400, 250105),
+        (json!({"projectId": "up", "repoName": "nope", "size": 1}), 404, 250108),
+        (json!({"projectId": "up", "repoName": "../x", "size": 1}), 400, 250105),
+        (json!({"projectId": "up", "repoName": "files", "size": 6u64 << 30}), 413, 250105),
+    ] {
+        let (s, b) = api.post(UP, body.clone()).await;
+        assert_eq!((s, b["code"].as_i64()), (status, Some(code)), "{body}: {b}");
+    }
+    for bad in ["nope", "0123456789abcdef0123456789abcdef", "..%2F..%2Fetc"] {
+        let (s, b) = api.get(&format!("{UP}/{bad}")).await;
+        failure(s, &b, 404, 250108);
+    }
+
+    // Downloads answer 302 to a signed local URL that expires within 15 minutes.
+    let http = no_redirects();
+    let res = http
+        .get(format!("{}{UP}/{id}/content?filename=hello.txt", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&format!("{}/blobs/local/blobs/sha256/", server.base)), "{location}");
+    let expires: u64 = query_param(&location, "expires").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(expires > now && expires <= now + 900, "expires in {}s", expires - now);
+    let res = http.get(&location).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let cd = res.headers()["content-disposition"].to_str().unwrap().to_string();
+    assert!(cd.contains("hello.txt"), "{cd}");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes);
+    let res = http.get(&location).header("range", "bytes=6-").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"depot");
+    let (s, b) = api.get(&format!("{UP}/{id}/content?filename=..%2Fx")).await;
+    failure(s, &b, 400, 250105);
+
+    // A tampered URL is refused: signature, expiry, key, filename or method changed.
+    let sig = query_param(&location, "signature").unwrap();
+    let flipped = format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]);
+    let tampered = [
+        location.replace(&sig, &flipped),
+        location.replace(&format!("expires={expires}"), &format!("expires={}", expires + 3600)),
+        location.replace("filename=hello.txt", "filename=other.txt"),
+        location.replace(&sha[..8], &"f".repeat(8)),
+        location.split('?').next().unwrap().to_string(),
+    ];
+    for url in &tampered {
+        let res = http.get(url).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{url}");
+    }
+    assert_eq!(put(&http, &location, b"overwrite".to_vec()).await, 403, "a GET URL does not allow PUT");
+    // An expired URL is refused: sign one that expires now, with the server's own key.
+    let signer = depot_core::store::UrlSigner::load_or_create(&dir.path().join("blobs/.signing-key")).unwrap();
+    let key = format!("blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]);
+    let fresh = format!("{}{}", server.base, signer.url("GET", &key, Duration::ZERO, None));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = http.get(&fresh).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    assert!(res.text().await.unwrap().contains("expired"));
+    let valid = format!("{}{}", server.base, signer.url("GET", &key, Duration::from_secs(60), None));
+    assert_eq!(http.get(&valid).send().await.unwrap().status().as_u16(), 200, "the same key signs valid URLs");
+}
+
+#[tokio::test]
+async fn proxy_mode_streams_downloads() {
+    let (_dir, server, api) = embedded(&[("DEPOT_DOWNLOAD_MODE", "proxy")]);
+    setup_repo(&api, "px", "files").await;
+    let bytes = payload(300_000, 7);
+    let up = upload(&api, "px", "files", &bytes).await;
+    let id = up["session"]["id"].as_str().unwrap();
+    let res = no_redirects()
+        .get(format!("{}{UP}/{id}/content?filename=big.bin", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["content-disposition"].to_str().unwrap().contains("big.bin"));
+    assert_eq!(res.headers()["content-length"], "300000");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes);
+    let res = no_redirects()
+        .get(format!("{}{UP}/{id}/content", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(res.headers()["content-range"], "bytes 10-19/300000");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[10..20].to_vec());
+}
+
+#[tokio::test]
+async fn a_hundred_megabytes_through_a_session() {
+    let (dir, server, api) = embedded(&[]);
+    setup_repo(&api, "big", "files").await;
+    let bytes = payload(100_000_000, 42);
+    let sha = sha256_hex(&bytes);
+    let session = open(&api, "big", "files", bytes.len(), Some(&sha)).await;
+    assert_eq!(session["parts"].as_array().unwrap().len(), 6, "16 MiB parts");
+    let before = server.peak_rss();
+    server.reset_peak_rss();
+    let started = Instant::now();
+    // No part list: the server joins the parts it received.
+    send_bytes(&session, &bytes).await;
+    let sent = started.elapsed();
+    let (s, b) = complete(&api, session["id"].as_str().unwrap(), None).await;
+    let done = data(s, &b);
+    let total = started.elapsed();
+    let peak = server.peak_rss();
+    assert_eq!(done["digest"], format!("sha256:{sha}"));
+    let stored = dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]));
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), 100_000_000);
+    eprintln!(
+        "100 MB session upload (embedded): parts sent in {sent:?}, completed (verify + move) in {:?}; \
+         server peak RSS {:.1} MiB during the upload (peak before it {:.1} MiB)",
+        total - sent,
+        peak as f64 / 1048576.0,
+        before as f64 / 1048576.0
+    );
+    assert!(peak < 64 * 1024 * 1024, "the server streams: peak RSS {peak} bytes");
+}
+
+#[tokio::test]
+async fn aws_backend_uploads_through_presigned_s3_urls() {
+    let endpoint = crate::harness::aws_endpoint();
+    let (table, bucket) = (unique("up"), unique("up"));
+    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let api = Api::new(&server.base);
+    setup_repo(&api, "s3", "files").await;
+
+    // One presigned PUT, straight to S3.
+    let small = payload(1000, 1);
+    let up = upload(&api, "s3", "files", &small).await;
+    let url = up["session"]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{endpoint}/{bucket}/uploads/")), "{url}");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+
+    // Multipart: 40 MiB in 16 MiB parts, each to its presigned UploadPart URL.
+    let big = payload(40 << 20, 2);
+    let sha = sha256_hex(&big);
+    let session = open(&api, "s3", "files", big.len(), Some(&sha)).await;
+    assert_eq!(session["parts"].as_array().unwrap().len(), 3);
+    assert!(session["parts"][0]["url"].as_str().unwrap().contains("uploadId="), "{session}");
+    server.reset_peak_rss();
+    let parts = send_bytes(&session, &big).await;
+    let (s, b) = complete_parts(&api, session["id"].as_str().unwrap(), None, parts).await;
+    assert_eq!(data(s, &b)["digest"], format!("sha256:{sha}"));
+    eprintln!("40 MiB multipart session on moto: server peak RSS {:.1} MiB", server.peak_rss() as f64 / 1048576.0);
+
+    // A mismatch on S3 keeps nothing either.
+    let liar = open(&api, "s3", "files", 1000, Some(&"0".repeat(64))).await;
+    send_bytes(&liar, &small).await;
+    let (s, b) = complete(&api, liar["id"].as_str().unwrap(), None).await;
+    assert!(failure(s, &b, 400, 250105).contains("sha256 mismatch"));
+    let sdk = depot_core::config::sdk_config().await;
+    let blobs = depot_core::store::s3::S3BlobStore::new(&sdk, &bucket);
+    let staging = format!("uploads/{}", liar["id"].as_str().unwrap());
+    assert_eq!(depot_core::store::BlobStore::head(&blobs, &staging).await.unwrap(), None);
+
+    // The download is a 302 to a presigned S3 GET that expires within 15 minutes.
+    let id = session["id"].as_str().unwrap();
+    let res = no_redirects()
+        .get(format!("{}{UP}/{id}/content?filename=big.bin", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&format!("{endpoint}/{bucket}/blobs/sha256/")), "{location}");
+    let expires: u64 = query_param(&location, "X-Amz-Expires").unwrap().parse().unwrap();
+    assert!(expires <= 900, "{location}");
+    assert!(query_param(&location, "response-content-disposition").unwrap().contains("big.bin"), "{location}");
+    let res = reqwest::get(&location).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["content-disposition"].to_str().unwrap().contains("big.bin"));
+    let got = res.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&got), sha);
+}
