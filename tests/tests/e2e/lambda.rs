@@ -76,6 +76,30 @@ async fn packages_function_under_cargo_lambda_watch() {
     let (s, b) = api.get("/repository/api/nothing-here").await;
     failure(s, &b, 404, 250108);
 
+    // An upload session through real presigned S3 URLs, completed by the function.
+    let bytes = crate::uploads::payload(2 << 20, 9);
+    let done = crate::uploads::upload(&api, "lam", "charts", &bytes).await;
+    let url = done["session"]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/{bucket}/uploads/", aws_endpoint())), "{url}");
+    let id = done["session"]["id"].as_str().unwrap();
+    let res = crate::uploads::no_redirects()
+        .get(format!("{}/blobs/uploads/{id}/content?filename=c.tgz", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let got = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
+    assert_eq!(crate::uploads::sha256_hex(&got), crate::uploads::sha256_hex(&bytes));
+    // Users and a token, on the function.
+    let (s, b) = api.post("/auth/api/user/create", json!({"userId": "ci", "pwd": "ci-password-1"})).await;
+    data(s, &b);
+    let (s, b) = api.as_user("ci", "ci-password-1").post("/auth/api/user/token/ci/t", json!({})).await;
+    let token = data(s, &b)["id"].as_str().unwrap().to_string();
+    let (s, b) = api.as_user("ci", &token).post("/blobs/uploads", json!({"projectId": "lam", "repoName": "charts", "size": 1})).await;
+    failure(s, &b, 403, 250113);
+
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);
     let item = depot_core::store::Table::get(&t, &depot_core::model::repo_key("lam", "charts")).await.unwrap();

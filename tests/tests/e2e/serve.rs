@@ -224,6 +224,25 @@ async fn a_body_over_the_limit_is_413() {
     let api = Api::new(&server.base);
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "big", "description": "x".repeat(2000)})).await;
     assert_eq!((s, b["code"].as_i64()), (413, Some(250105)), "{b}");
+    let msg = b["message"].as_str().unwrap();
+    assert!(msg.contains("/blobs/uploads") && msg.contains("1000 bytes") && msg.contains("X-Depot-Blob"), "{msg}");
+    // The same without a Content-Length: a chunked body fails in the body reader.
+    let chunks = futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 100]))));
+    let res = api
+        .http
+        .post(format!("{}{P}/create", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+    let b: serde_json::Value = res.json().await.unwrap();
+    assert!(b["message"].as_str().unwrap().contains("/blobs/uploads"), "{b}");
+    // An anonymous caller with a big body learns about the limit too: nothing is read.
+    let (s, b) = api.anonymous().post(&format!("{P}/create"), json!({"name": "big", "description": "x".repeat(2000)})).await;
+    assert_eq!(s, 413, "{b}");
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "small", "description": "x".repeat(500)})).await;
     data(s, &b);
 }
