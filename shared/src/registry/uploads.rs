@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::{from_item, to_item, Registry};
 use crate::model::{format_iso, now_iso, parse_iso, repo_key, staged_key, upload_key, validate_name, UPLOADS_PK, UPLOAD_SK_PREFIX};
-use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp};
+use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
 /// How long the URLs of a session stay valid.
@@ -295,7 +295,7 @@ impl Registry {
         set.insert("state".into(), serde_json::to_value(UploadState::Complete).map_err(Error::internal)?);
         set.insert("digest".into(), staged.digest.clone().into());
         set.insert("expiresAt".into(), expires_at.into());
-        set.insert("ttl".into(), ttl.into());
+        set.insert(TTL_ATTR.into(), ttl.into());
         let ops = vec![
             TxOp::Put { item: to_item(&staged_key(&session.project_id, &session.repo_name, &staged.digest), &staged)?, cond: Cond::None },
             TxOp::Update {

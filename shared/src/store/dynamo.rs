@@ -152,7 +152,8 @@ impl DynamoTable {
         DynamoTable { client: Client::new(config), table: table.into() }
     }
 
-    /// Creates the table and its indexes when missing (for LocalStack and moto), on-demand billing.
+    /// Creates the table, its indexes and TTL on `ttl` when missing (for LocalStack and
+    /// moto), on-demand billing.
     pub async fn ensure_table(&self) -> Result<()> {
         if self.client.describe_table().table_name(&self.table).send().await.is_ok() {
             return Ok(());
@@ -189,6 +190,18 @@ impl DynamoTable {
         for _ in 0..120 {
             let out = self.client.describe_table().table_name(&self.table).send().await.map_err(|e| dynamo_err("describe table", e))?;
             if out.table().and_then(|t| t.table_status()).map(|s| s.as_str() == "ACTIVE").unwrap_or(false) {
+                // Upload sessions and staged blobs carry `ttl` (epoch seconds), as in
+                // template.yaml; depot also checks expiry itself, TTL only cleans up.
+                let spec = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name(super::TTL_ATTR)
+                    .enabled(true)
+                    .build()
+                    .expect("ttl spec");
+                match self.client.update_time_to_live().table_name(&self.table).time_to_live_specification(spec).send().await {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.code(), Some("ValidationException")) => {} // already enabled
+                    Err(e) => return Err(dynamo_err("enable ttl", e)),
+                }
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

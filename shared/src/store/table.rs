@@ -10,6 +10,8 @@ pub type Item = Map<String, Value>;
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
+/// The attribute holding an item's expiry in epoch seconds (DynamoDB TTL).
+pub const TTL_ATTR: &str = "ttl";
 
 /// A global secondary index: an item appears in it when it carries both attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
