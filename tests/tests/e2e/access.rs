@@ -9,7 +9,8 @@ const U: &str = "/auth/api/user";
 
 fn embedded() -> (tempfile::TempDir, Server, Api) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("RUST_LOG", "debug")];
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &env);
     let api = Api::new(&server.base);
     (dir, server, api)
 }
@@ -29,7 +30,7 @@ fn assert_no_secrets(v: &Value, pwd: &str) {
 
 #[tokio::test]
 async fn users_are_managed_and_passwords_never_leave() {
-    let (dir, _server, api) = embedded();
+    let (dir, server, api) = embedded();
     let alice = create_user(&api, "alice", "alice-password-1", false).await;
     assert_eq!((alice["userId"].as_str(), alice["admin"].as_bool()), (Some("alice"), Some(false)));
     assert_no_secrets(&alice, "alice-password-1");
@@ -83,6 +84,13 @@ async fn users_are_managed_and_passwords_never_leave() {
     failure(s, &b, 401, 250114);
     let (s, b) = api.delete(&format!("{U}/alice")).await;
     failure(s, &b, 404, 250108);
+
+    // Nothing in the server's log (at debug level) carries a password.
+    let log = server.log();
+    assert!(log.len() > 10, "the server logged its requests: {log:?}");
+    for pwd in ["alice-password-1", "alice-password-2", ADMIN_PASSWORD] {
+        assert!(!log.iter().any(|l| l.contains(pwd)), "{pwd} in the log");
+    }
 }
 
 #[tokio::test]

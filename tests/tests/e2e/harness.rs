@@ -47,6 +47,8 @@ pub struct Server {
     /// Lines the server printed on stderr before it listened.
     pub banner: Vec<String>,
     pub startup: Duration,
+    /// Lines the server printed on stderr after it listened.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -83,13 +85,24 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "depot did not start: {banner:#?}");
         }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Server { child, base: format!("http://{listen}"), banner, startup: started.elapsed() }
+        // Keep draining stderr so the server never blocks on a full pipe, and keep it.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Server { child, base: format!("http://{listen}"), banner, startup: started.elapsed(), log }
     }
 }
 
 impl Server {
+    /// What the server has logged since it listened.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
