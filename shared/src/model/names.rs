@@ -38,6 +38,11 @@ pub fn validate_filename(name: &str) -> Result<()> {
     }
 }
 
+/// Whether `id` has the form of the ids depot generates: 32 hex digits (a simple UUID).
+pub fn is_generated_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A name made safe to echo in a message: control characters escaped, length capped.
 pub fn printable(s: &str) -> String {
     let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();

@@ -128,7 +128,7 @@ fn epoch_after(d: Duration) -> (String, i64) {
 }
 
 fn check_session_id(id: &str) -> Result<()> {
-    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if crate::model::is_generated_id(id) {
         Ok(())
     } else {
         Err(Error::NotFound(format!("upload session [{}] not found", crate::model::printable(id))))

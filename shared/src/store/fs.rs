@@ -22,7 +22,7 @@ pub struct FsBlobStore {
 }
 
 fn check_upload_id(upload_id: &str) -> Result<()> {
-    if upload_id.len() == 32 && upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if crate::model::is_generated_id(upload_id) {
         Ok(())
     } else {
         Err(Error::NotFound(format!("multipart upload '{}' not found", crate::model::printable(upload_id))))

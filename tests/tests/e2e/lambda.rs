@@ -82,14 +82,7 @@ async fn packages_function_under_cargo_lambda_watch() {
     let url = done["session"]["url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/{bucket}/uploads/", aws_endpoint())), "{url}");
     let id = done["session"]["id"].as_str().unwrap();
-    let res = crate::uploads::no_redirects()
-        .get(format!("{}/blobs/uploads/{id}/content?filename=c.tgz", api.base))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 302);
-    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let location = crate::uploads::content_redirect(&api.base, id, "c.tgz").await;
     let got = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
     assert_eq!(crate::uploads::sha256_hex(&got), crate::uploads::sha256_hex(&bytes));
     // Users and a token, on the function.

@@ -98,6 +98,18 @@ pub async fn upload(api: &Api, project: &str, repo: &str, bytes: &[u8]) -> Value
     json!({ "session": session, "done": done })
 }
 
+/// Asks for a completed session's bytes as admin and returns the 302's `Location`.
+pub async fn content_redirect(base: &str, id: &str, filename: &str) -> String {
+    let res = no_redirects()
+        .get(format!("{base}{UP}/{id}/content?filename={filename}"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
 fn query_param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
@@ -191,14 +203,7 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
 
     // Downloads answer 302 to a signed local URL that expires within 15 minutes.
     let http = no_redirects();
-    let res = http
-        .get(format!("{}{UP}/{id}/content?filename=hello.txt", server.base))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 302);
-    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let location = content_redirect(&server.base, &id, "hello.txt").await;
     assert!(location.starts_with(&format!("{}/blobs/local/blobs/sha256/", server.base)), "{location}");
     let expires: u64 = query_param(&location, "expires").unwrap().parse().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -340,15 +345,7 @@ async fn aws_backend_uploads_through_presigned_s3_urls() {
     assert_eq!(depot_core::store::BlobStore::head(&blobs, &staging).await.unwrap(), None);
 
     // The download is a 302 to a presigned S3 GET that expires within 15 minutes.
-    let id = session["id"].as_str().unwrap();
-    let res = no_redirects()
-        .get(format!("{}{UP}/{id}/content?filename=big.bin", server.base))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 302);
-    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let location = content_redirect(&server.base, session["id"].as_str().unwrap(), "big.bin").await;
     assert!(location.starts_with(&format!("{endpoint}/{bucket}/blobs/sha256/")), "{location}");
     let expires: u64 = query_param(&location, "X-Amz-Expires").unwrap().parse().unwrap();
     assert!(expires <= 900, "{location}");
