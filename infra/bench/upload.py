@@ -5,8 +5,8 @@ Usage: infra/bench/upload.py [path/to/depot] [megabytes] [runs]
 Each run opens a session for the file, PUTs the bytes to the signed URLs the session
 returns (one PUT, or one per 16 MiB part), and completes it (the server re-reads and
 hashes the bytes). It prints, per run, the time to send the bytes, the time to complete,
-the throughput of the whole, and the server's peak resident memory during the upload
-(VmHWM, reset just before it), then the medians.
+the throughput of the whole, and the server's resident memory just before the upload
+(VmRSS) and at its peak during it (VmHWM, reset just before), then the medians.
 """
 import base64
 import hashlib
@@ -43,10 +43,10 @@ def call(method, url, body=None, auth=True, content_type="application/json"):
         return json.loads(data) if data[:1] == b"{" else data
 
 
-def peak_rss(pid):
+def status_bytes(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -70,6 +70,7 @@ def one(binary, payload, sha):
              json.dumps({"projectId": "bench", "name": "files", "type": "GENERIC"}).encode())
         session = call("POST", base + "/blobs/uploads", json.dumps(
             {"projectId": "bench", "repoName": "files", "size": len(payload), "sha256": sha}).encode())["data"]
+        before = status_bytes(proc.pid, "VmRSS")
         with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
             f.write("5")
         start = time.perf_counter()
@@ -85,7 +86,7 @@ def one(binary, payload, sha):
         done = call("POST", f"{base}/blobs/uploads/{session['id']}/complete", b"{}")["data"]
         finished = time.perf_counter()
         assert done["digest"] == "sha256:" + sha, done
-        return sent - start, finished - sent, peak_rss(proc.pid)
+        return sent - start, finished - sent, status_bytes(proc.pid, "VmHWM"), before
     finally:
         proc.terminate()
         proc.wait()
@@ -100,14 +101,16 @@ def main():
     sha = hashlib.sha256(payload).hexdigest()
     rows = []
     for i in range(runs):
-        send, complete, rss = one(binary, payload, sha)
-        rows.append((send, complete, rss))
+        send, complete, rss, before = one(binary, payload, sha)
+        rows.append((send, complete, rss, before))
         total = send + complete
         print(f"run {i + 1}: send {send:.2f} s, complete {complete:.2f} s, "
-              f"{mb / total:.0f} MB/s overall, server peak RSS {rss / 1048576:.1f} MiB")
+              f"{mb / total:.0f} MB/s overall, server RSS {before / 1048576:.1f} MiB before, "
+              f"peak {rss / 1048576:.1f} MiB during")
     med = lambda k: statistics.median(r[k] for r in rows)
     print(f"median of {runs}: send {med(0):.2f} s, complete {med(1):.2f} s, "
-          f"{mb / (med(0) + med(1)):.0f} MB/s, peak RSS {med(2) / 1048576:.1f} MiB")
+          f"{mb / (med(0) + med(1)):.0f} MB/s, RSS before {med(3) / 1048576:.1f} MiB, "
+          f"peak during {med(2) / 1048576:.1f} MiB")
 
 
 if __name__ == "__main__":
