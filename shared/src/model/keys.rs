@@ -13,6 +13,7 @@
 //! | permission id → project | `PERM#{id}` | `PERM` |
 //! | upload session | `UPLOADS` | `UPLOAD#{id}` |
 //! | staged blob of a repository | `STAGED#{p}/{r}` | `sha256:{hex}` |
+//! | downloads of a version on a day | `DL#{p}/{r}/{key}` | `DAY#{yyyy-mm-dd}#{version}` |
 use crate::store::Key;
 
 pub const PROJECTS_PK: &str = "PROJECTS";
@@ -90,4 +91,13 @@ pub fn upload_key(id: &str) -> Key {
 /// A blob that a completed upload session staged for a repository, by digest.
 pub fn staged_key(project: &str, repo: &str, digest: &str) -> Key {
     Key::new(format!("STAGED#{project}/{repo}"), digest.to_string())
+}
+
+pub fn version_key(project: &str, repo: &str, package_key: &str, version: &str) -> Key {
+    Key::new(package_partition(project, repo, package_key), format!("{VER_SK_PREFIX}{version}"))
+}
+
+/// The per-day download counter of a version.
+pub fn download_day_key(project: &str, repo: &str, package_key: &str, day: &str, version: &str) -> Key {
+    Key::new(format!("DL#{project}/{repo}/{package_key}"), format!("DAY#{day}#{version}"))
 }

@@ -1,7 +1,9 @@
 //! Use cases, written only against the two ports.
+mod packages;
 mod projects;
 mod uploads;
 
+pub use packages::{BlobRef, NewVersion};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;
 

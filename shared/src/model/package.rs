@@ -1,0 +1,169 @@
+//! Packages and versions: what every surface's uploads become in the domain.
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::printable;
+use crate::{Error, Result};
+
+/// The stage tags, in the order a version moves through them.
+pub const STAGE_PRERELEASE: &str = "@prerelease";
+pub const STAGE_RELEASE: &str = "@release";
+
+/// One entry of a version's `packageMetadata`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataEntry {
+    pub key: String,
+    pub value: Value,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A package: the summary of its versions. Item `REPO#{p}/{r}` + `PKG#{key}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageSummary {
+    pub project_id: String,
+    pub repo_name: String,
+    pub name: String,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub package_type: String,
+    pub latest: String,
+    pub downloads: i64,
+    pub versions: i64,
+    pub description: String,
+    pub created_by: String,
+    pub created_date: String,
+    pub last_modified_by: String,
+    pub last_modified_date: String,
+    #[serde(default)]
+    pub extension: Map<String, Value>,
+    #[serde(default)]
+    pub history_version: Vec<String>,
+    /// Bumped by every change but download counts: writers condition on it.
+    #[serde(default)]
+    pub revision: i64,
+}
+
+/// One version of a package. Item `PKG#{p}/{r}/{key}` + `VER#{version}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageVersion {
+    pub project_id: String,
+    pub repo_name: String,
+    pub package_key: String,
+    pub name: String,
+    pub size: u64,
+    pub downloads: i64,
+    #[serde(default)]
+    pub stage_tag: Vec<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub package_metadata: Vec<MetadataEntry>,
+    pub created_by: String,
+    pub created_date: String,
+    pub last_modified_by: String,
+    pub last_modified_date: String,
+    /// The artifact's path in the repository, such as `/chart-1.0.0.tgz`.
+    pub content_path: String,
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    /// The blob store key of the bytes.
+    pub blob_key: String,
+    #[serde(default)]
+    pub revision: i64,
+}
+
+impl PackageVersion {
+    pub fn is_released(&self) -> bool {
+        self.stage_tag.iter().any(|t| t == STAGE_RELEASE)
+    }
+}
+
+/// Checks a package key `{type}://{value}`: a lowercase type, then 1-256 printable
+/// characters without backslashes, control characters or `.`/`..` path segments.
+pub fn validate_package_key(key: &str) -> Result<()> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid package key '{}': expected {{type}}://{{value}}, such as rds://mychart",
+            printable(key)
+        ))
+    };
+    let (ty, value) = key.split_once("://").ok_or_else(bad)?;
+    let ty_ok = !ty.is_empty() && ty.len() <= 16 && ty.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let value_ok = !value.is_empty()
+        && value.len() <= 256
+        && !value.chars().any(|c| c == '\\' || c.is_control())
+        && !value.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    if ty_ok && value_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Checks a version name: 1-128 characters from letters, digits, `.`, `-`, `_` and `+`,
+/// starting with a letter or digit.
+pub fn validate_version(version: &str) -> Result<()> {
+    let ok = (1..=128).contains(&version.len())
+        && version.as_bytes()[0].is_ascii_alphanumeric()
+        && version.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid version '{}': 1-128 characters from letters, digits, '.', '-', '_' and '+', starting with a letter or digit",
+            printable(version)
+        )))
+    }
+}
+
+/// Orders versions: semantic versions by semver precedence (build metadata breaking
+/// ties), above every version that is not semver; those compare by name.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(x), Ok(y)) => x.cmp_precedence(&y).then_with(|| x.build.cmp(&y.build)),
+        (Ok(_), Err(_)) => Ordering::Greater,
+        (Err(_), Ok(_)) => Ordering::Less,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
+/// Whether a version is a semantic version.
+pub fn is_semver(v: &str) -> bool {
+    semver::Version::parse(v).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_versions() {
+        for good in ["rds://chart", "rpm://a/b/c", "gav://g:a"] {
+            assert!(validate_package_key(good).is_ok(), "{good}");
+        }
+        for bad in ["chart", "RDS://x", "rds://", "rds://../x", "rds://a//b", "rds://a\\b", "rds://a\0"] {
+            assert!(validate_package_key(bad).is_err(), "{bad}");
+        }
+        for good in ["1.0.0", "1.0.0-rc.1+b5", "v2", "2024_01"] {
+            assert!(validate_version(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../1", "1/2", "-1", "1 0", "1\n"] {
+            assert!(validate_version(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ordering() {
+        let mut v = vec!["1.0.0", "1.10.0", "1.2.0", "1.0.0-rc.1", "banana", "2.0.0"];
+        v.sort_by(|a, b| compare_versions(b, a));
+        assert_eq!(v, ["2.0.0", "1.10.0", "1.2.0", "1.0.0", "1.0.0-rc.1", "banana"]);
+    }
+}

@@ -1,0 +1,375 @@
+//! Packages and versions: create, read, list, delete, count downloads.
+//!
+//! A version and its package summary change together in one transaction, with the
+//! repository's generation bumped in the same transaction, so that anything derived from
+//! the repository (an `index.yaml`) can be cached under the generation and never be
+//! stale. Writers read the package summary, compute the new one, and write it on the
+//! condition that its `revision` has not moved; on a lost race they read again.
+use futures::StreamExt;
+use serde_json::{Map, Value};
+
+use super::{from_item, to_item, Registry};
+use crate::model::{
+    compare_versions, download_day_key, now_iso, package_key, package_partition, printable, repo_key,
+    repo_partition, validate_name, validate_package_key, validate_version, MetadataEntry, PackageSummary, PackageVersion,
+    RepoType, Repository, PKG_SK_PREFIX, VER_SK_PREFIX,
+};
+use crate::store::{content_key, query_all, ByteStream, Cond, Digests, Item, Query, TxOp};
+use crate::{Error, Result};
+
+/// How often a writer retries after losing a race on the package summary.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Bytes already in the blob store, with their digests.
+#[derive(Debug, Clone)]
+pub struct BlobRef {
+    pub key: String,
+    pub digests: Digests,
+}
+
+/// What a surface asks for when a version is uploaded.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub project_id: String,
+    pub repo_name: String,
+    pub package_key: String,
+    pub package_name: String,
+    pub package_type: RepoType,
+    pub version: String,
+    pub description: String,
+    pub content_path: String,
+    pub blob: BlobRef,
+    pub metadata: Map<String, Value>,
+    pub package_metadata: Vec<MetadataEntry>,
+    /// Replaces the package summary's `extension`.
+    pub extension: Map<String, Value>,
+    /// Replace an existing version instead of refusing with `Exists`.
+    pub overwrite: bool,
+    /// The caller holds MANAGE: it may overwrite a `@release` version.
+    pub may_change_released: bool,
+}
+
+fn conflict_retry<T>() -> Result<T> {
+    Err(Error::Internal("gave up after too many concurrent writers on one package".into()))
+}
+
+impl Registry {
+    /// Stores a stream under its content address and returns where and what it is.
+    pub async fn store_content(&self, body: ByteStream) -> Result<BlobRef> {
+        let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
+        let digests = self.blobs.put(&tmp, body).await?;
+        let key = content_key(&digests.sha256);
+        if self.blobs.head(&key).await?.is_some() {
+            self.blobs.delete(&tmp).await?;
+        } else if let Err(e) = self.blobs.rename(&tmp, &key).await {
+            let _ = self.blobs.delete(&tmp).await;
+            return Err(e);
+        }
+        Ok(BlobRef { key, digests })
+    }
+
+    /// The repository, checked to be of `ty`: another type is `Invalid`.
+    pub async fn repository_of_type(&self, project: &str, repo: &str, ty: RepoType) -> Result<Repository> {
+        let r = self.get_repository(project, repo).await?;
+        if r.repo_type != ty {
+            return Err(Error::Invalid(format!(
+                "repository [{project}/{repo}] is a {} repository, not {}",
+                r.repo_type.as_str(),
+                ty.as_str()
+            )));
+        }
+        Ok(r)
+    }
+
+    pub async fn get_package(&self, project: &str, repo: &str, key: &str) -> Result<PackageSummary> {
+        validate_package_key(key)?;
+        match self.table.get(&package_key(project, repo, key)).await? {
+            Some(item) => from_item(item),
+            None => Err(Error::NotFound(format!("package [{}] not found", printable(key)))),
+        }
+    }
+
+    pub async fn get_version(&self, project: &str, repo: &str, key: &str, version: &str) -> Result<PackageVersion> {
+        validate_package_key(key)?;
+        validate_version(version)?;
+        match self.table.get(&crate::model::version_key(project, repo, key, version)).await? {
+            Some(item) => from_item(item),
+            None => Err(Error::NotFound(format!("version [{version}] of package [{}] not found", printable(key)))),
+        }
+    }
+
+    /// Every package of a repository, by key.
+    pub async fn list_packages(&self, project: &str, repo: &str) -> Result<Vec<PackageSummary>> {
+        let items = query_all(&*self.table, Query::prefix(repo_partition(project, repo), PKG_SK_PREFIX)).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Every version of a package, newest first by version order.
+    pub async fn list_versions(&self, project: &str, repo: &str, key: &str) -> Result<Vec<PackageVersion>> {
+        let items =
+            query_all(&*self.table, Query::prefix(package_partition(project, repo, key), VER_SK_PREFIX)).await?;
+        let mut versions: Vec<PackageVersion> = items.into_iter().map(from_item).collect::<Result<_>>()?;
+        versions.sort_by(|a, b| compare_versions(&b.name, &a.name));
+        Ok(versions)
+    }
+
+    /// Creates a version (or, with `overwrite`, replaces one) and updates its package
+    /// summary and the repository's counters in one transaction. Returns the version and
+    /// whether it is new.
+    pub async fn create_version(&self, req: NewVersion, by: &str) -> Result<(PackageVersion, bool)> {
+        validate_name("project name", &req.project_id)?;
+        validate_name("repository name", &req.repo_name)?;
+        validate_package_key(&req.package_key)?;
+        validate_version(&req.version)?;
+        let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
+        let vkey = crate::model::version_key(p, r, k, &req.version);
+        for _ in 0..MAX_ATTEMPTS {
+            let now = now_iso();
+            let existing: Option<PackageVersion> = self.table.get(&vkey).await?.map(from_item).transpose()?;
+            if let Some(old) = &existing {
+                if !req.overwrite {
+                    return Err(Error::Exists(format!("version [{}] of package [{k}] already exists", req.version)));
+                }
+                if old.is_released() && !req.may_change_released {
+                    return Err(Error::Forbidden(format!(
+                        "version [{}] of package [{k}] is a @release version: overwriting it needs MANAGE",
+                        req.version
+                    )));
+                }
+            }
+            let summary: Option<PackageSummary> = self.table.get(&package_key(p, r, k)).await?.map(from_item).transpose()?;
+            let version = PackageVersion {
+                project_id: p.to_string(),
+                repo_name: r.to_string(),
+                package_key: k.to_string(),
+                name: req.version.clone(),
+                size: req.blob.digests.size,
+                downloads: existing.as_ref().map_or(0, |o| o.downloads),
+                stage_tag: existing.as_ref().map(|o| o.stage_tag.clone()).unwrap_or_default(),
+                metadata: req.metadata.clone(),
+                package_metadata: req.package_metadata.clone(),
+                created_by: existing.as_ref().map_or_else(|| by.to_string(), |o| o.created_by.clone()),
+                created_date: existing.as_ref().map_or_else(|| now.clone(), |o| o.created_date.clone()),
+                last_modified_by: by.to_string(),
+                last_modified_date: now.clone(),
+                content_path: req.content_path.clone(),
+                sha256: req.blob.digests.sha256.clone(),
+                sha1: req.blob.digests.sha1.clone(),
+                md5: req.blob.digests.md5.clone(),
+                blob_key: req.blob.key.clone(),
+                revision: existing.as_ref().map_or(0, |o| o.revision + 1),
+            };
+            let version_cond = match &existing {
+                None => Cond::NotExists,
+                Some(o) => Cond::Eq("revision".into(), Value::from(o.revision)),
+            };
+            let is_new_version = existing.is_none();
+            let (summary_op, new_package) = match summary {
+                None => {
+                    let s = PackageSummary {
+                        project_id: p.to_string(),
+                        repo_name: r.to_string(),
+                        name: req.package_name.clone(),
+                        key: k.to_string(),
+                        package_type: req.package_type.as_str().to_string(),
+                        latest: req.version.clone(),
+                        downloads: 0,
+                        versions: 1,
+                        description: req.description.clone(),
+                        created_by: by.to_string(),
+                        created_date: now.clone(),
+                        last_modified_by: by.to_string(),
+                        last_modified_date: now.clone(),
+                        extension: req.extension.clone(),
+                        history_version: vec![req.version.clone()],
+                        revision: 0,
+                    };
+                    (TxOp::Put { item: to_item(&package_key(p, r, k), &s)?, cond: Cond::NotExists }, true)
+                }
+                Some(s) => {
+                    let mut set = Item::new();
+                    let latest = if !is_new_version {
+                        s.latest.clone()
+                    } else if !crate::model::is_semver(&req.version) || !crate::model::is_semver(&s.latest) {
+                        // Not semver: the newest upload is the latest.
+                        req.version.clone()
+                    } else if compare_versions(&req.version, &s.latest).is_gt() {
+                        req.version.clone()
+                    } else {
+                        s.latest.clone()
+                    };
+                    set.insert("latest".into(), latest.into());
+                    let mut history = s.history_version.clone();
+                    if !history.contains(&req.version) {
+                        history.push(req.version.clone());
+                    }
+                    set.insert("historyVersion".into(), serde_json::to_value(history).map_err(Error::internal)?);
+                    set.insert("name".into(), req.package_name.clone().into());
+                    set.insert("description".into(), req.description.clone().into());
+                    set.insert("extension".into(), Value::Object(req.extension.clone()));
+                    set.insert("lastModifiedBy".into(), by.into());
+                    set.insert("lastModifiedDate".into(), now.clone().into());
+                    let mut add = vec![("revision".to_string(), 1)];
+                    if is_new_version {
+                        add.push(("versions".to_string(), 1));
+                    }
+                    let op = TxOp::Update {
+                        key: package_key(p, r, k),
+                        set,
+                        add,
+                        cond: Cond::Eq("revision".into(), Value::from(s.revision)),
+                    };
+                    (op, false)
+                }
+            };
+            let mut repo_add = vec![("generation".to_string(), 1)];
+            if new_package {
+                repo_add.push(("packageCount".to_string(), 1));
+            }
+            let ops = vec![
+                TxOp::Put { item: to_item(&vkey, &version)?, cond: version_cond },
+                summary_op,
+                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: Cond::Exists },
+            ];
+            match self.table.transact(ops).await {
+                Ok(()) => return Ok((version, is_new_version)),
+                Err(e) if e.failed_op(2) => return Err(Error::NotFound(format!("repository [{p}/{r}] not found"))),
+                Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => {
+                    return Err(Error::Exists(format!("version [{}] of package [{k}] already exists", req.version)))
+                }
+                // Another writer changed the version or the summary first: read again.
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        conflict_retry()
+    }
+
+    /// Deletes a version. The package goes with its last version; otherwise `versions`
+    /// drops by one and `latest` is recomputed. A `@release` version needs
+    /// `may_change_released` (MANAGE).
+    pub async fn delete_version(
+        &self,
+        project: &str,
+        repo: &str,
+        key: &str,
+        version: &str,
+        may_change_released: bool,
+    ) -> Result<PackageVersion> {
+        let vkey = crate::model::version_key(project, repo, key, version);
+        for _ in 0..MAX_ATTEMPTS {
+            let old = self.get_version(project, repo, key, version).await?;
+            if old.is_released() && !may_change_released {
+                return Err(Error::Forbidden(format!(
+                    "version [{version}] of package [{key}] is a @release version: deleting it needs MANAGE"
+                )));
+            }
+            let summary = self.get_package(project, repo, key).await?;
+            let version_op = TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };
+            let summary_cond = Cond::Eq("revision".into(), Value::from(summary.revision));
+            let mut repo_add = vec![("generation".to_string(), 1)];
+            let summary_op = if summary.versions <= 1 {
+                repo_add.push(("packageCount".to_string(), -1));
+                TxOp::Delete { key: package_key(project, repo, key), cond: summary_cond }
+            } else {
+                let mut set = Item::new();
+                if summary.latest == version {
+                    let remaining = self.list_versions(project, repo, key).await?;
+                    let next = remaining
+                        .iter()
+                        .filter(|v| v.name != version)
+                        .max_by(|a, b| {
+                            if remaining.iter().all(|v| crate::model::is_semver(&v.name)) {
+                                compare_versions(&a.name, &b.name)
+                            } else {
+                                a.created_date.cmp(&b.created_date)
+                            }
+                        })
+                        .map(|v| v.name.clone())
+                        .unwrap_or_default();
+                    set.insert("latest".into(), next.into());
+                }
+                set.insert("lastModifiedDate".into(), now_iso().into());
+                TxOp::Update {
+                    key: package_key(project, repo, key),
+                    set,
+                    add: vec![("versions".to_string(), -1), ("revision".to_string(), 1)],
+                    cond: summary_cond,
+                }
+            };
+            let ops = vec![
+                version_op,
+                summary_op,
+                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: Cond::Exists },
+            ];
+            match self.table.transact(ops).await {
+                Ok(()) => return Ok(old),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        conflict_retry()
+    }
+
+    /// Deletes every version of a package, then the package. Returns how many versions
+    /// went.
+    pub async fn delete_package(&self, project: &str, repo: &str, key: &str, may_change_released: bool) -> Result<usize> {
+        self.get_package(project, repo, key).await?;
+        let versions = self.list_versions(project, repo, key).await?;
+        if !may_change_released {
+            if let Some(v) = versions.iter().find(|v| v.is_released()) {
+                return Err(Error::Forbidden(format!(
+                    "version [{}] of package [{key}] is a @release version: deleting it needs MANAGE",
+                    v.name
+                )));
+            }
+        }
+        let mut n = 0;
+        for v in versions {
+            match self.delete_version(project, repo, key, &v.name, may_change_released).await {
+                Ok(_) => n += 1,
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Counts one download: the version's, the package's and the day's counters move
+    /// together.
+    pub async fn record_download(&self, project: &str, repo: &str, key: &str, version: &str) -> Result<()> {
+        let day = &now_iso()[..10];
+        let day_key = download_day_key(project, repo, key, day, version);
+        let mut day_set = Item::new();
+        day_set.insert("day".into(), day.into());
+        day_set.insert("version".into(), version.into());
+        let ops = vec![
+            TxOp::Update {
+                key: crate::model::version_key(project, repo, key, version),
+                set: Item::new(),
+                add: vec![("downloads".into(), 1)],
+                cond: Cond::Exists,
+            },
+            TxOp::Update { key: package_key(project, repo, key), set: Item::new(), add: vec![("downloads".into(), 1)], cond: Cond::Exists },
+            TxOp::Update { key: day_key, set: day_set, add: vec![("downloads".into(), 1)], cond: Cond::None },
+        ];
+        self.table
+            .transact(ops)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::NotFound(format!("version [{version}] of package [{key}] not found"))))
+    }
+
+    /// Reads a blob fully into memory, refusing more than `limit` bytes.
+    pub async fn read_blob_capped(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        let obj = self.blobs.get(key, None).await?;
+        if obj.size > limit {
+            return Err(Error::TooLarge(format!("blob of {} bytes is over the limit of {limit}", obj.size)));
+        }
+        let mut out = Vec::with_capacity(obj.size as usize);
+        let mut body = obj.body;
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+}
