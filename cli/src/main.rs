@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(depot_packages::router(state.clone()))
+        .merge(depot_rds::router(state.clone()))
         .merge(local_blob_router(state))
         .fallback(depot_packages::envelope::not_found)
         .layer(axum::middleware::from_fn(trace_layer))

@@ -73,6 +73,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_MAX_BODY_BYTES` | 6291456 | largest request body accepted |
 /// | `DEPOT_PUBLIC_URL` | unset | base URL for download and Location URLs |
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
+/// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 #[derive(Debug, Clone)]
 pub struct Config {
     pub backend: Backend,
@@ -83,6 +84,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub public_url: Option<String>,
     pub download_mode: DownloadMode,
+    pub max_unpacked_bytes: u64,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_url: None,
             download_mode: DownloadMode::Redirect,
+            max_unpacked_bytes: 1 << 30,
         }
     }
 }
@@ -120,6 +123,10 @@ impl Config {
             },
             public_url: var("DEPOT_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
             download_mode: var("DEPOT_DOWNLOAD_MODE").map(|m| DownloadMode::parse(&m)).transpose()?.unwrap_or(d.download_mode),
+            max_unpacked_bytes: match var("DEPOT_MAX_UNPACKED_BYTES") {
+                Some(v) => v.parse().map_err(|_| Error::Invalid(format!("DEPOT_MAX_UNPACKED_BYTES must be a number, not '{v}'")))?,
+                None => d.max_unpacked_bytes,
+            },
         })
     }
 

@@ -401,7 +401,7 @@ async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     let reg = Registry::new(t.clone(), blobs.clone());
     reg.create_project(NewProject { name: "p".into(), ..Default::default() }, "admin").await.unwrap();
     for r in ["r", "other"] {
-        let nr = NewRepository { project_id: "p".into(), name: r.into(), repo_type: RepoType::Rds, public: false, description: None };
+        let nr = NewRepository { project_id: "p".into(), name: r.into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
         reg.create_repository(nr, "admin").await.unwrap();
     }
     let bytes = b"staged bytes".to_vec();
@@ -471,6 +471,7 @@ async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
         repo_type: RepoType::Rds,
         public: false,
         description: None,
+        allow_overwrite: None,
     };
 
     let p = reg.create_project(np("proj"), "admin").await.unwrap();

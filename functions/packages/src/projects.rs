@@ -27,6 +27,7 @@ pub struct CreateRepo {
     category: Option<String>,
     public: Option<bool>,
     description: Option<String>,
+    allow_overwrite: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +99,10 @@ pub async fn create_repo(State(st): State<AppState>, caller: Caller, body: Resul
         ))
         .into());
     }
-    let req = NewRepository { project_id, name, repo_type, public: body.public.unwrap_or(false), description: body.description };
+    let req = NewRepository { project_id, name, repo_type, public: body.public.unwrap_or(false),
+        description: body.description,
+        allow_overwrite: body.allow_overwrite,
+    };
     Ok(ok(st.registry.create_repository(req, by).await?))
 }
 

@@ -28,6 +28,42 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Signs and checks the local blob URLs of the embedded backend; `None` on AWS.
     pub signer: Option<Arc<UrlSigner>>,
+    /// Renderings derived from a repository (an `index.yaml`), by repository generation.
+    pub derived: Arc<DerivedCache>,
+}
+
+/// A small in-process cache of renderings, each stored with the repository generation it
+/// was rendered at. A reader that finds the generation it just read gets the rendering
+/// without touching the table again; any write bumps the generation, so a reader never
+/// gets a stale one.
+#[derive(Default)]
+pub struct DerivedCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<Vec<u8>>)>>,
+}
+
+/// How many renderings a process keeps.
+const DERIVED_CAPACITY: usize = 256;
+
+impl DerivedCache {
+    /// The rendering of `key` at `generation`, if this process has it.
+    pub fn get(&self, key: &str, generation: i64) -> Option<Arc<Vec<u8>>> {
+        let entries = self.entries.lock().expect("derived cache");
+        entries.get(key).filter(|(g, _)| *g == generation).map(|(_, b)| b.clone())
+    }
+
+    /// Keeps a rendering, unless a newer generation is already kept.
+    pub fn put(&self, key: &str, generation: i64, rendering: Arc<Vec<u8>>) {
+        let mut entries = self.entries.lock().expect("derived cache");
+        if entries.len() >= DERIVED_CAPACITY && !entries.contains_key(key) {
+            entries.clear();
+        }
+        match entries.get(key) {
+            Some((g, _)) if *g > generation => {}
+            _ => {
+                entries.insert(key.to_string(), (generation, rendering));
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -35,13 +71,19 @@ impl AppState {
     /// needs to load its configuration, unless `create_resources` is set.
     pub async fn open(config: Config, create_resources: bool) -> Result<Self> {
         let stores = config.open_stores(create_resources).await?;
+        Ok(Self::from_stores(config, stores))
+    }
+
+    /// The state over ports opened elsewhere (tests wrap a port to count its calls).
+    pub fn from_stores(config: Config, stores: crate::config::Stores) -> Self {
         let auth = Arc::new(Authenticator::new(stores.table.clone(), config.admin_password.clone()));
-        Ok(AppState {
+        AppState {
             registry: Registry::new(stores.table, stores.blobs),
             auth,
             config: Arc::new(config),
             signer: stores.signer,
-        })
+            derived: Arc::default(),
+        }
     }
 }
 

@@ -51,6 +51,10 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
         self.add(Method::PUT, path, h)
     }
 
+    pub fn head<H: Handler<T, S>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::HEAD, path, h)
+    }
+
     pub fn delete<H: Handler<T, S>, T: 'static>(self, path: &'static str, h: H) -> Self {
         self.add(Method::DELETE, path, h)
     }

@@ -75,6 +75,10 @@ pub struct Repository {
     pub category: String,
     pub public: bool,
     pub description: String,
+    /// Whether an upload may replace an existing version when the client asks to
+    /// (`?force`). On by default.
+    #[serde(default = "yes")]
+    pub allow_overwrite: bool,
     pub created_by: String,
     pub created_date: String,
     pub last_modified_by: String,
@@ -85,4 +89,8 @@ pub struct Repository {
     /// Bumped by every write to the repository; derived renderings are cached under it.
     #[serde(default)]
     pub generation: i64,
+}
+
+fn yes() -> bool {
+    true
 }

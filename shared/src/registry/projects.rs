@@ -25,6 +25,8 @@ pub struct NewRepository {
     pub repo_type: RepoType,
     pub public: bool,
     pub description: Option<String>,
+    /// `None` keeps the default (overwrites allowed).
+    pub allow_overwrite: Option<bool>,
 }
 
 fn repo_count_attr() -> String {
@@ -101,6 +103,7 @@ impl Registry {
             category: "LOCAL".into(),
             public: req.public,
             description: req.description.unwrap_or_default(),
+            allow_overwrite: req.allow_overwrite.unwrap_or(true),
             created_by: by.to_string(),
             created_date: now.clone(),
             last_modified_by: by.to_string(),

@@ -40,7 +40,10 @@ fn template_routes() -> BTreeMap<String, Routes> {
 /// (binary name → its router's routes) from the surface crates.
 fn code_routes() -> BTreeMap<String, Routes> {
     let list = |l: Vec<(axum::http::Method, &'static str)>| l.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-    BTreeMap::from([("packages".to_string(), list(depot_packages::routes().list()))])
+    BTreeMap::from([
+        ("packages".to_string(), list(depot_packages::routes().list())),
+        ("rds".to_string(), list(depot_rds::routes().list())),
+    ])
 }
 
 #[test]
@@ -65,7 +68,10 @@ async fn every_declared_route_reaches_a_handler_that_authenticates() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
     let state = AppState::open(config, false).await.unwrap();
-    let routers = BTreeMap::from([("packages".to_string(), depot_packages::router(state))]);
+    let routers = BTreeMap::from([
+        ("packages".to_string(), depot_packages::router(state.clone())),
+        ("rds".to_string(), depot_rds::router(state)),
+    ]);
     for (binary, routes) in template_routes() {
         for (method, path) in routes {
             let concrete: String = path
