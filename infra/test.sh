@@ -2,7 +2,8 @@
 # The whole test suite on a fresh machine:
 #   1. creates .venv and installs moto[server], cargo-lambda and cfn-lint into it;
 #   2. lints template.yaml with cfn-lint;
-#   3. starts moto on a free loopback port (S3 and DynamoDB for the AWS adapters);
+#   3. starts moto on a free loopback port (S3 and DynamoDB for the AWS adapters),
+#      serving one request at a time (infra/moto_serial.py says why);
 #   4. builds the binaries and runs every cargo test against moto;
 #   5. stops moto.
 # Extra arguments go to `cargo test`, e.g. `infra/test.sh -p depot-core`.
@@ -21,7 +22,8 @@ cfn-lint template.yaml
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
-moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+# One request at a time: see infra/moto_serial.py for why.
+"$venv/bin/python" infra/moto_serial.py 127.0.0.1 "$port" > target/moto.log 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

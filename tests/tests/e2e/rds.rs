@@ -1,0 +1,563 @@
+//! RDS chart repositories through `depot serve`: uploads in every archive format, the
+//! index, the charts API, downloads, deletes, hostile and broken input, concurrency on
+//! both backends, and the cost of an unchanged index.
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::harness::{data, Api, Server, ADMIN_PASSWORD};
+use crate::uploads::{no_redirects, setup_repo, sha256_hex};
+
+// ---------------------------------------------------------------- fixtures
+
+pub fn rds_yaml(code: &str, version: &str) -> String {
+    format!(
+        "rdsVersion: v1\nname: Chart {code}\ncode: {code}\nversion: {version}\ndescription: about {code}\n\
+         home: https://example.invalid/{code}\nicon: icon.png\nkeywords: [db, demo]\n\
+         maintainers:\n  - name: Ops\n    email: ops@example.invalid\n"
+    )
+}
+
+fn tar_header(path: &[u8], size: u64, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    // Written raw, so that hostile names ('..', absolute) can be built too.
+    h.as_old_mut().name[..path.len()].copy_from_slice(path);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    h
+}
+
+/// A tar of (path, bytes) files.
+pub fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let h = tar_header(path.as_bytes(), bytes.len() as u64, tar::EntryType::Regular);
+        b.append(&h, bytes.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+pub fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (path, bytes) in files {
+        w.start_file(*path, opts).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A well-formed chart archive in `ext` (tgz, tar.gz, tar or zip).
+pub fn chart(code: &str, version: &str, ext: &str) -> (String, Vec<u8>) {
+    let files = vec![
+        (format!("{code}/RDS.yaml"), rds_yaml(code, version).into_bytes()),
+        (format!("{code}/templates/app.sql"), format!("-- {code} {version}\nselect 1;\n").into_bytes()),
+    ];
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    let bytes = match ext {
+        "tgz" | "tar.gz" => gzip(&tar_of(&files)),
+        "tar" => tar_of(&files),
+        "zip" => zip_of(&files),
+        _ => unreachable!(),
+    };
+    (format!("{code}-{version}.{ext}"), bytes)
+}
+
+/// POSTs a chart as the multipart field `chart`.
+pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
+    let form = reqwest::multipart::Form::new().part("chart", part);
+    let mut req = api.http.post(format!("{}{path}", api.base)).multipart(form);
+    if let Some((u, p)) = &api.auth {
+        req = req.basic_auth(u, Some(p));
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+async fn get_text(api: &Api, path: &str) -> (u16, String) {
+    let res = api.http.get(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+pub async fn index(api: &Api, p: &str, r: &str) -> serde_yaml::Value {
+    let (s, text) = get_text(api, &format!("/rds/{p}/{r}/index.yaml")).await;
+    assert_eq!(s, 200, "{text}");
+    serde_yaml::from_str(&text).unwrap()
+}
+
+fn error_of(status: u16, body: &Value, want: u16) -> String {
+    assert_eq!(status, want, "{body}");
+    let e = body["error"].as_str().unwrap_or_else(|| panic!("no error field: {body}")).to_string();
+    assert!(!e.is_empty());
+    e
+}
+
+fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all.extend_from_slice(env);
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &all);
+    let api = Api::new(&server.base);
+    (dir, server, api)
+}
+
+async fn rds_repo(api: &Api, p: &str, r: &str) {
+    let (s, b) = api.post("/repository/api/project/create", json!({"name": p})).await;
+    data(s, &b);
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": p, "name": r, "type": "RDS"})).await;
+    data(s, &b);
+}
+
+// ---------------------------------------------------------------- the whole flow
+
+/// Upload → index → charts API → download → delete, as a chart client does.
+pub async fn chart_flow(api: &Api, p: &str, r: &str) {
+    let up = format!("/rds/api/{p}/{r}/charts");
+    let (file, bytes) = chart("mysql", "1.0.0", "tgz");
+    let (s, b) = upload(api, &up, &file, bytes.clone()).await;
+    assert_eq!((s, b.clone()), (201, json!({"saved": true})));
+    let (s, b) = upload(api, &up, &file, bytes.clone()).await;
+    assert_eq!(error_of(s, &b, 409), "mysql-1.0.0.tgz already exists");
+    // The other formats, and the short route.
+    for (v, ext) in [("1.1.0", "zip"), ("1.2.0", "tar"), ("2.0.0-rc.1", "tar.gz")] {
+        let (f, b) = chart("mysql", v, ext);
+        let (s, body) = upload(api, &format!("/api/{p}/{r}/charts"), &f, b).await;
+        assert_eq!(s, 201, "{ext}: {body}");
+    }
+    let (f, b) = chart("redis", "0.1.0", "tgz");
+    assert_eq!(upload(api, &up, &f, b).await.0, 201);
+
+    let idx = index(api, p, r).await;
+    assert_eq!(idx["apiVersion"], "v1");
+    assert!(idx["generated"].as_str().is_some());
+    let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
+    let versions: Vec<_> = mysql.iter().map(|e| e["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["2.0.0-rc.1", "1.2.0", "1.1.0", "1.0.0"], "newest semver first");
+    let e = &mysql[3];
+    assert_eq!(e["digest"].as_str().unwrap(), sha256_hex(&bytes));
+    assert_eq!((e["name"].as_str(), e["code"].as_str(), e["extension"].as_str()), (Some("Chart mysql"), Some("mysql"), Some("tgz")));
+    assert_eq!(e["urls"][0].as_str(), Some("charts/mysql-1.0.0.tgz"));
+    assert_eq!(e["keywords"][1].as_str(), Some("demo"));
+    assert_eq!(e["maintainers"][0]["email"].as_str(), Some("ops@example.invalid"));
+    assert_eq!((e["rdsVersion"].as_str(), e["home"].as_str()), (Some("v1"), Some("https://example.invalid/mysql")));
+    assert!(e["created"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(mysql[0]["extension"].as_str(), Some("tar.gz"));
+    assert_eq!(idx["entries"]["redis"].as_sequence().unwrap().len(), 1);
+
+    // The charts API.
+    let (s, all) = api.get(&format!("/rds/{p}/{r}/api/charts")).await;
+    assert_eq!(s, 200);
+    assert_eq!(all["mysql"].as_array().unwrap().len(), 4);
+    let (s, one) = api.get(&format!("/rds/{p}/{r}/api/charts/mysql")).await;
+    assert_eq!((s, one.as_array().unwrap().len()), (200, 4));
+    let (s, v) = api.get(&format!("/rds/{p}/{r}/api/charts/mysql/1.1.0")).await;
+    assert_eq!((s, v["extension"].as_str()), (200, Some("zip")));
+    let (s, b) = api.get(&format!("/rds/{p}/{r}/api/charts/nope")).await;
+    error_of(s, &b, 404);
+    let (s, b) = api.get(&format!("/rds/{p}/{r}/api/charts/mysql/9.9.9")).await;
+    error_of(s, &b, 404);
+    let head = |path: String| {
+        let api = api.clone();
+        async move {
+            let res = api.http.head(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+            res.status().as_u16()
+        }
+    };
+    assert_eq!(head(format!("/rds/{p}/{r}/api/charts/mysql/1.1.0")).await, 200);
+    assert_eq!(head(format!("/rds/{p}/{r}/api/charts/mysql")).await, 200);
+    assert_eq!(head(format!("/rds/{p}/{r}/api/charts")).await, 200);
+    assert_eq!(head(format!("/rds/{p}/{r}/api/charts/nope")).await, 404);
+
+    // Download: a 302 whose bytes match the index digest, counted.
+    let res = no_redirects()
+        .get(format!("{}/rds/{p}/{r}/charts/mysql-1.0.0.tgz", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let got = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.to_vec(), bytes, "byte for byte");
+    assert_eq!(sha256_hex(&got), e["digest"].as_str().unwrap());
+    let (s, b) = api.get(&format!("/rds/ext/version/detail/{p}/{r}/?packageKey=rds://mysql&version=1.0.0")).await;
+    let detail = data(s, &b);
+    assert_eq!(detail["basic"]["downloadCount"], 1);
+    assert_eq!(detail["basic"]["fullPath"], "/mysql-1.0.0.tgz");
+    assert_eq!(detail["basic"]["sha256"], sha256_hex(&bytes));
+    // Every extension is found, not only .tgz.
+    let (s, b) = api.get(&format!("/rds/ext/version/detail/{p}/{r}?packageKey=rds://mysql&version=1.1.0")).await;
+    assert_eq!(data(s, &b)["basic"]["fullPath"], "/mysql-1.1.0.zip");
+    let (s, b) = api.get(&format!("/rds/{p}/{r}/charts/mysql-1.0.0.zip")).await;
+    error_of(s, &b, 404);
+
+    // Overwrite with ?force.
+    let (s, b) = upload(api, &format!("{up}?force=true"), &file, gzip(&tar_of(&[("mysql/RDS.yaml", rds_yaml("mysql", "1.0.0").into_bytes())]))).await;
+    assert_eq!(s, 201, "{b}");
+    let idx2 = index(api, p, r).await;
+    assert_ne!(idx2["entries"]["mysql"][3]["digest"], e["digest"], "the overwrite shows in the index");
+
+    // Deletes.
+    let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
+    assert_eq!((s, b), (200, json!({"deleted": true})));
+    let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
+    assert_eq!(error_of(s, &b, 404), "remove package rds://mysql for version [1.2.0] failed: no such file or directory");
+    let (s, b) = api.delete(&format!("/rds/ext/version/delete/{p}/{r}/?packageKey=rds://mysql&version=1.1.0")).await;
+    assert_eq!(data(s, &b), Value::Null);
+    let idx = index(api, p, r).await;
+    assert_eq!(idx["entries"]["mysql"].as_sequence().unwrap().len(), 2, "the index follows deletes at once");
+    let (s, b) = api.delete(&format!("/rds/ext/package/delete/{p}/{r}?packageKey=rds://mysql")).await;
+    data(s, &b);
+    let (s, b) = api.delete(&format!("/rds/ext/package/delete/{p}/{r}/?packageKey=rds://mysql")).await;
+    assert_eq!(error_of(s, &b, 404), "remove package rds://mysql failed: no such file or directory");
+    let idx = index(api, p, r).await;
+    assert!(idx["entries"].get("mysql").is_none());
+    assert_eq!(idx["entries"]["redis"].as_sequence().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn charts_on_the_embedded_backend() {
+    let (_dir, _server, api) = embedded(&[]);
+    rds_repo(&api, "rp", "charts").await;
+    chart_flow(&api, "rp", "charts").await;
+}
+
+#[tokio::test]
+async fn charts_on_the_aws_backend() {
+    crate::harness::aws_endpoint();
+    let (table, bucket) = (crate::harness::unique("rds"), crate::harness::unique("rds"));
+    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let api = Api::new(&server.base);
+    rds_repo(&api, "rp", "charts").await;
+    chart_flow(&api, "rp", "charts").await;
+    concurrent_uploads(&api, "rp", "charts").await;
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[tokio::test]
+async fn bad_uploads_are_clear_4xx() {
+    let (_dir, _server, api) = embedded(&[("DEPOT_MAX_UNPACKED_BYTES", "10000000")]);
+    rds_repo(&api, "bp", "charts").await;
+    setup_repo(&api, "gp", "generic").await;
+    let up = "/rds/api/bp/charts/charts";
+    let meta = |code: &str, version: &str| rds_yaml(code, version).into_bytes();
+    let ok_files = |yaml: Vec<u8>| vec![("c/RDS.yaml", yaml), ("c/a.txt", b"a".to_vec())];
+
+    let mut cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![];
+    for (code, why) in [("../x", "code"), ("a/b", "code"), ("a\\\\b", "code"), ("a\\u0000b", "code"), ("a\\tb", "code")] {
+        let yaml = format!("name: n\ncode: \"{code}\"\nversion: 1.0.0\n").into_bytes();
+        cases.push(("bad code", "c-1.tgz".into(), gzip(&tar_of(&ok_files(yaml))), 400, why));
+    }
+    for version in ["1.0", "../1.0.0", "1.0.0/x", "latest"] {
+        let yaml = format!("name: n\ncode: c\nversion: \"{version}\"\n").into_bytes();
+        cases.push(("bad version", "c.tgz".into(), gzip(&tar_of(&ok_files(yaml))), 400, "version"));
+    }
+    cases.extend([
+        ("no RDS.yaml", "c.tgz".into(), gzip(&tar_of(&[("c/other.yaml", meta("c", "1.0.0"))])), 400, "no RDS.yaml"),
+        ("RDS.yaml at the root", "c.tgz".into(), gzip(&tar_of(&[("RDS.yaml", meta("c", "1.0.0"))])), 400, "no RDS.yaml"),
+        ("RDS.yaml too deep", "c.tgz".into(), gzip(&tar_of(&[("c/d/RDS.yaml", meta("c", "1.0.0"))])), 400, "no RDS.yaml"),
+        ("invalid YAML", "c.tgz".into(), gzip(&tar_of(&ok_files(b"name: [unclosed\n".to_vec()))), 400, "invalid RDS.yaml"),
+        ("no code", "c.tgz".into(), gzip(&tar_of(&ok_files(b"name: n\nversion: 1.0.0\n".to_vec()))), 400, "'code'"),
+        ("no name", "c.zip".into(), zip_of(&ok_files(b"code: c\nversion: 1.0.0\n".to_vec())), 400, "'name'"),
+        ("dotdot entry", "c.tgz".into(), gzip(&tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("../evil", b"x".to_vec())])), 400, "'..'"),
+        ("absolute entry", "c.tar".into(), tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("/etc/evil", b"x".to_vec())]), 400, "absolute"),
+        ("zip dotdot", "c.zip".into(), zip_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("../evil", b"x".to_vec())]), 400, "'..'"),
+        ("truncated", "c.tgz".into(), {
+            let full = gzip(&tar_of(&ok_files(meta("c", "1.0.0"))));
+            full[..full.len() / 2].to_vec()
+        }, 400, "broken"),
+        ("not an archive", "c.tgz".into(), b"hello, not gzip".to_vec(), 400, "broken"),
+        ("unknown extension", "c.rar".into(), gzip(&tar_of(&ok_files(meta("c", "1.0.0")))), 400, "unsupported archive"),
+        ("bad file name", "../c.tgz".into(), gzip(&tar_of(&ok_files(meta("c", "1.0.0")))), 400, "file name"),
+        ("RDS.yaml over 1 MB", "c.tgz".into(), gzip(&tar_of(&[("c/RDS.yaml", {
+            let mut y = meta("c", "1.0.0");
+            y.extend(std::iter::repeat_n(b'#', 1024 * 1024));
+            y
+        })])), 413, "RDS.yaml is over"),
+        ("gzip bomb", "c.tgz".into(), gzip(&tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("c/zeros", vec![0u8; 20_000_000])])), 413, "decompressed size"),
+        ("too many entries", "c.tgz".into(), {
+            let mut files = vec![("c/RDS.yaml".to_string(), meta("c", "1.0.0"))];
+            files.extend((0..10_001).map(|i| (format!("c/f{i}"), Vec::new())));
+            let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+            gzip(&tar_of(&files))
+        }, 413, "more than 10000 entries"),
+    ]);
+    for (what, filename, bytes, status, needle) in cases {
+        let (s, b) = upload(&api, up, &filename, bytes).await;
+        let e = error_of(s, &b, status);
+        assert!(e.contains(needle), "{what}: {e}");
+    }
+
+    // A symlink entry, in tar and in zip.
+    let mut t = tar::Builder::new(Vec::new());
+    let m = meta("c", "1.0.0");
+    t.append(&tar_header(b"c/RDS.yaml", m.len() as u64, tar::EntryType::Regular), m.as_slice()).unwrap();
+    let mut link = tar_header(b"c/link", 0, tar::EntryType::Symlink);
+    link.set_link_name("/etc/passwd").unwrap();
+    link.set_cksum();
+    t.append(&link, std::io::empty()).unwrap();
+    let (s, b) = upload(&api, up, "c.tgz", gzip(&t.into_inner().unwrap())).await;
+    assert!(error_of(s, &b, 400).contains("link"));
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    w.start_file("c/RDS.yaml", opts).unwrap();
+    w.write_all(&m).unwrap();
+    w.add_symlink("c/link", "/etc/passwd", opts).unwrap();
+    let (s, b) = upload(&api, up, "c.zip", w.finish().unwrap().into_inner()).await;
+    assert!(error_of(s, &b, 400).contains("link"));
+
+    // Wrong content type, missing field, unknown project or repository, another type.
+    let res = api.http.post(format!("{}{up}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&json!({"chart": "x"})).send().await.unwrap();
+    let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
+    assert!(error_of(s, &b, 400).contains("multipart"));
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let res = api.http.post(format!("{}{up}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().await.unwrap();
+    let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
+    assert!(error_of(s, &b, 400).contains("'chart'"));
+    let (f, bytes) = chart("c", "1.0.0", "tgz");
+    for (path, status) in [("/rds/api/nope/charts/charts", 404), ("/rds/api/bp/nope/charts", 404), ("/rds/api/gp/generic/charts", 400)] {
+        let (s, b) = upload(&api, path, &f, bytes.clone()).await;
+        error_of(s, &b, status);
+    }
+    // Anonymous and wrong passwords get 401 with the challenge, in this surface's shape.
+    let res = api.http.get(format!("{}/rds/bp/charts/index.yaml", api.base)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    assert_eq!(res.headers()["www-authenticate"], "Basic realm=\"depot\"");
+    assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+    let (s, b) = upload(&api.as_user("admin", "wrong"), up, &f, bytes.clone()).await;
+    error_of(s, &b, 401);
+    // Bad names in read paths.
+    for path in ["/rds/bp/charts/charts/..%2Fx.tgz", "/rds/bp/charts/api/charts/a%5Cb", "/rds/ext/version/detail/bp/charts?packageKey=rds://c", "/rds/ext/version/detail/bp/charts?packageKey=rds://../x&version=1.0.0"] {
+        let (s, b) = api.get(path).await;
+        assert!(s == 400 || s == 404, "{path}: {s} {b}");
+        assert!(b["error"].is_string(), "{path}: {b}");
+    }
+    // Nothing bad was stored.
+    let idx = index(&api, "bp", "charts").await;
+    assert!(idx["entries"].as_mapping().unwrap().is_empty(), "{idx:?}");
+
+    // A repository that refuses overwrites keeps the first upload even with ?force.
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "bp", "name": "strict", "type": "RDS", "allowOverwrite": false})).await;
+    data(s, &b);
+    assert_eq!(upload(&api, "/rds/api/bp/strict/charts", &f, bytes.clone()).await.0, 201);
+    let (s, b) = upload(&api, "/rds/api/bp/strict/charts?force=true", &f, bytes.clone()).await;
+    assert!(error_of(s, &b, 409).contains("refuses overwrites"));
+}
+
+// ---------------------------------------------------------------- concurrency
+
+async fn concurrent_uploads(api: &Api, p: &str, r: &str) {
+    let up = format!("/rds/api/{p}/{r}/charts");
+    // 30 distinct versions of one chart at once: the index lists all 30.
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (api, up) = (api.clone(), up.clone());
+            tokio::spawn(async move {
+                let (f, b) = chart("busy", &format!("1.0.{i}"), "tgz");
+                upload(&api, &up, &f, b).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        assert_eq!(s, 201, "{b}");
+    }
+    let idx = index(api, p, r).await;
+    let listed: Vec<_> = idx["entries"]["busy"].as_sequence().unwrap().iter().map(|e| e["version"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed.len(), 30, "{listed:?}");
+    assert_eq!(listed[0], "1.0.29");
+
+    // 10 uploads of the same version with different bytes: one 201, nine 409s, and the
+    // stored bytes, metadata and index agree on the winner.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (api, up) = (api.clone(), up.clone());
+            tokio::spawn(async move {
+                let mut yaml = rds_yaml("race", "1.0.0");
+                yaml.push_str(&format!("# writer {i}\n"));
+                let bytes = gzip(&tar_of(&[("race/RDS.yaml", yaml.into_bytes())]));
+                let (s, b) = upload(&api, &up, "race-1.0.0.tgz", bytes.clone()).await;
+                (s, b, bytes)
+            })
+        })
+        .collect();
+    let mut winners = vec![];
+    let mut conflicts = 0;
+    for t in tasks {
+        let (s, b, bytes) = t.await.unwrap();
+        match s {
+            201 => winners.push(bytes),
+            409 => {
+                assert_eq!(b["error"], "race-1.0.0.tgz already exists");
+                conflicts += 1
+            }
+            _ => panic!("{s} {b}"),
+        }
+    }
+    assert_eq!((winners.len(), conflicts), (1, 9));
+    let idx = index(api, p, r).await;
+    let entry = &idx["entries"]["race"][0];
+    assert_eq!(entry["digest"].as_str().unwrap(), sha256_hex(&winners[0]));
+    let (s, b) = api.get(&format!("/rds/ext/version/detail/{p}/{r}?packageKey=rds://race&version=1.0.0")).await;
+    assert_eq!(data(s, &b)["basic"]["sha256"].as_str().unwrap(), sha256_hex(&winners[0]));
+    let res = reqwest::Client::new()
+        .get(format!("{}/rds/{p}/{r}/charts/race-1.0.0.tgz", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().to_vec(), winners[0], "the stored bytes are the winner's");
+}
+
+#[tokio::test]
+async fn concurrent_uploads_on_the_embedded_backend() {
+    let (_dir, _server, api) = embedded(&[]);
+    rds_repo(&api, "cp", "charts").await;
+    concurrent_uploads(&api, "cp", "charts").await;
+}
+
+// ---------------------------------------------------------------- the cost of the index
+
+/// The embedded table, counting the calls and the items that queries return.
+struct Counting {
+    inner: Arc<dyn depot_core::store::Table>,
+    calls: AtomicUsize,
+    queries: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl depot_core::store::Table for Counting {
+    async fn get(&self, key: &depot_core::store::Key) -> depot_core::Result<Option<depot_core::store::Item>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: depot_core::store::Item, cond: depot_core::store::Cond) -> depot_core::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.put(item, cond).await
+    }
+    async fn delete(&self, key: &depot_core::store::Key, cond: depot_core::store::Cond) -> depot_core::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(key, cond).await
+    }
+    async fn update(
+        &self,
+        key: &depot_core::store::Key,
+        set: depot_core::store::Item,
+        add: &[(String, i64)],
+        cond: depot_core::store::Cond,
+    ) -> depot_core::Result<depot_core::store::Item> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.update(key, set, add, cond).await
+    }
+    async fn transact(&self, ops: Vec<depot_core::store::TxOp>) -> depot_core::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.transact(ops).await
+    }
+    async fn query(&self, q: &depot_core::store::Query) -> depot_core::Result<depot_core::store::Page> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        self.inner.query(q).await
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_index_is_served_without_querying_versions() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = depot_core::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        ..Default::default()
+    };
+    let stores = config.open_stores(false).await.unwrap();
+    let counting = Arc::new(Counting { inner: stores.table, calls: AtomicUsize::new(0), queries: AtomicUsize::new(0) });
+    let stores = depot_core::config::Stores { table: counting.clone(), ..stores };
+    let state = depot_core::http::AppState::from_stores(config, stores);
+    state.auth.bootstrap_admin(false).await.unwrap();
+    let app = axum::Router::new()
+        .merge(depot_packages::router(state.clone()))
+        .merge(depot_rds::router(state));
+    let auth = format!("Basic {}", base64_admin());
+    let call = |req: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            (status, body)
+        }
+    };
+    let json_req = |path: &str, body: Value| {
+        Request::post(path).header("authorization", &auth).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+    };
+    assert_eq!(call(json_req("/repository/api/project/create", json!({"name": "ix"}))).await.0, 200);
+    assert_eq!(call(json_req("/repository/api/repo/create", json!({"projectId": "ix", "name": "c", "type": "RDS"}))).await.0, 200);
+    let upload_req = |code: &str, version: &str| {
+        let (file, bytes) = chart(code, version, "tgz");
+        let boundary = "depotboundary";
+        let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\nContent-Type: application/gzip\r\n\r\n").into_bytes();
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        Request::post("/rds/api/ix/c/charts")
+            .header("authorization", &auth)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for (code, n) in [("a", 5), ("b", 5), ("c", 5)] {
+        for i in 0..n {
+            assert_eq!(call(upload_req(code, &format!("1.0.{i}"))).await.0, 201);
+        }
+    }
+    let index_req = || Request::get("/rds/ix/c/index.yaml").header("authorization", &auth).body(Body::empty()).unwrap();
+    let measure = |f: &Counting| (f.calls.load(Ordering::SeqCst), f.queries.load(Ordering::SeqCst));
+
+    let before = measure(&counting);
+    let (s, first) = call(index_req()).await;
+    assert_eq!(s, 200);
+    let cold = (measure(&counting).0 - before.0, measure(&counting).1 - before.1);
+    assert!(cold.1 >= 4, "a cold rendering queries the packages and each one's versions: {cold:?}");
+
+    let before = measure(&counting);
+    let (s, again) = call(index_req()).await;
+    assert_eq!(s, 200);
+    let hot = (measure(&counting).0 - before.0, measure(&counting).1 - before.1);
+    assert_eq!(hot.1, 0, "a hot index runs no query: {hot:?}");
+    assert!(hot.0 <= 3, "a hot index costs the repository read(s) only: {hot:?}");
+    assert_eq!(strip_generated(&first), strip_generated(&again));
+
+    // A write bumps the generation: the next GET renders again and shows it.
+    assert_eq!(call(upload_req("a", "2.0.0")).await.0, 201);
+    let before = measure(&counting);
+    let (_, after_write) = call(index_req()).await;
+    assert!(measure(&counting).1 > before.1, "rendered again after the write");
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&after_write).unwrap();
+    assert_eq!(doc["entries"]["a"][0]["version"].as_str(), Some("2.0.0"));
+    eprintln!("index.yaml table calls: cold {} ({} queries), hot {} ({} queries)", cold.0, cold.1, hot.0, hot.1);
+}
+
+fn strip_generated(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).lines().filter(|l| !l.starts_with("generated:")).collect::<Vec<_>>().join("\n")
+}
+
+fn base64_admin() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+}
