@@ -93,6 +93,18 @@ async fn packages_function_under_cargo_lambda_watch() {
     let (s, b) = api.as_user("ci", &token).post("/blobs/uploads", json!({"projectId": "lam", "repoName": "charts", "size": 1})).await;
     failure(s, &b, 403, 250113);
 
+    // The RDS function: upload → index → download (byte for byte, digest) → delete → index.
+    let rds = Api::new(&format!("http://127.0.0.1:{port}/lambda-url/rds"));
+    let started = Instant::now();
+    loop {
+        match rds.http.get(format!("{}/rds/lam/charts/index.yaml", rds.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await {
+            Ok(r) if r.status() == 200 => break,
+            _ if started.elapsed() > Duration::from_secs(600) => panic!("the rds function did not answer; see target/cargo-lambda-watch.log"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    crate::rds::chart_flow(&rds, "lam", "charts").await;
+
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);
     let item = depot_core::store::Table::get(&t, &depot_core::model::repo_key("lam", "charts")).await.unwrap();

@@ -561,3 +561,61 @@ fn base64_admin() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
 }
+
+#[tokio::test]
+async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
+    let (_dir, _server, api) = embedded(&[]);
+    rds_repo(&api, "sp", "charts").await;
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "sp", "name": "other", "type": "RDS"})).await;
+    data(s, &b);
+    let up = "/rds/api/sp/charts/charts";
+    // Through the header, with no body at all.
+    let (_, bytes) = chart("big", "3.0.0", "tgz");
+    let done = crate::uploads::upload(&api, "sp", "charts", &bytes).await;
+    let digest = done["done"]["digest"].as_str().unwrap().to_string();
+    let res = api
+        .http
+        .post(format!("{}{up}", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("x-depot-blob", &digest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{}", res.text().await.unwrap());
+    let idx = index(&api, "sp", "charts").await;
+    assert_eq!(idx["entries"]["big"][0]["digest"].as_str(), Some(&digest["sha256:".len()..]));
+    assert_eq!(idx["entries"]["big"][0]["extension"].as_str(), Some("tgz"));
+    // Through the form field `blob`, for a zip.
+    let (_, zbytes) = chart("big", "3.1.0", "zip");
+    let zdone = crate::uploads::upload(&api, "sp", "charts", &zbytes).await;
+    let form = reqwest::multipart::Form::new().text("blob", zdone["done"]["digest"].as_str().unwrap().to_string());
+    let res = api.http.post(format!("{}{up}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let (s, b) = api.get("/rds/sp/charts/api/charts/big/3.1.0").await;
+    assert_eq!((s, b["extension"].as_str()), (200, Some("zip")));
+    // A blob staged for another repository, or never staged, is not found; a bad
+    // reference is a 400; a staged blob that is no chart is refused like any upload.
+    for (reference, status) in [(digest.clone(), 404), (format!("sha256:{}", "a".repeat(64)), 404), ("sha256:nope".to_string(), 400)] {
+        let res = api
+            .http
+            .post(format!("{}/rds/api/sp/other/charts", api.base))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("x-depot-blob", &reference)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "{reference}");
+        assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    let junk = crate::uploads::upload(&api, "sp", "charts", b"not an archive at all").await;
+    let res = api
+        .http
+        .post(format!("{}{up}", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("x-depot-blob", junk["done"]["digest"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("broken"));
+}
