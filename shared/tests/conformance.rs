@@ -314,6 +314,7 @@ suite!(embedded_table, crate::common::embedded_table, [
     table_atomic_add_concurrent,
     table_query_paged,
     registry_projects_and_repositories,
+    registry_packages_and_versions,
 ]);
 suite!(dynamo_table, crate::common::dynamo_table, [
     table_conditional_put,
@@ -321,6 +322,7 @@ suite!(dynamo_table, crate::common::dynamo_table, [
     table_atomic_add_concurrent,
     table_query_paged,
     registry_projects_and_repositories,
+    registry_packages_and_versions,
 ]);
 
 /// Sends bytes to a presigned URL as a client would: over HTTP for an absolute URL (S3),
@@ -507,4 +509,74 @@ async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
     assert!(matches!(reg.delete_repository("proj", "r1", false).await, Err(Error::NotFound(_))));
     reg.delete_project("proj", false).await.unwrap();
     assert!(!reg.project_exists("proj").await.unwrap());
+}
+
+async fn registry_packages_and_versions(t: Arc<dyn Table>) {
+    use depot_core::model::{version_key, RepoType, STAGE_RELEASE};
+    use depot_core::registry::{NewProject, NewRepository, NewVersion, Registry};
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = Registry::new(t.clone(), blobs);
+    reg.create_project(NewProject { name: "pk".into(), ..Default::default() }, "admin").await.unwrap();
+    let nr = NewRepository { project_id: "pk".into(), name: "r".into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
+    reg.create_repository(nr, "admin").await.unwrap();
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
+    let nv = |v: &str| NewVersion {
+        project_id: "pk".into(),
+        repo_name: "r".into(),
+        package_key: "rds://x".into(),
+        package_name: "x".into(),
+        package_type: RepoType::Rds,
+        version: v.into(),
+        description: String::new(),
+        content_path: format!("/x-{v}.tgz"),
+        blob: blob.clone(),
+        metadata: Default::default(),
+        package_metadata: vec![],
+        extension: Default::default(),
+        overwrite: false,
+        may_change_released: false,
+    };
+    let generation = || async { reg.get_repository("pk", "r").await.unwrap().generation };
+    let g0 = generation().await;
+    for v in ["1.0.0", "1.10.0", "1.2.0"] {
+        let (_, new) = reg.create_version(nv(v), "u").await.unwrap();
+        assert!(new);
+    }
+    let p = reg.get_package("pk", "r", "rds://x").await.unwrap();
+    assert_eq!((p.versions, p.latest.as_str()), (3, "1.10.0"), "latest by semver");
+    assert_eq!(p.history_version, ["1.0.0", "1.10.0", "1.2.0"]);
+    assert_eq!(reg.get_repository("pk", "r").await.unwrap().package_count, 1);
+    assert_eq!(generation().await, g0 + 3, "every write bumps the generation");
+    assert!(matches!(reg.create_version(nv("1.2.0"), "u").await, Err(Error::Exists(_))));
+
+    // A @release version is kept from overwrites and deletes without MANAGE.
+    t.update(&version_key("pk", "r", "rds://x", "1.2.0"), Item::from_iter([("stageTag".to_string(), json!([STAGE_RELEASE]))]), &[], Cond::Exists)
+        .await
+        .unwrap();
+    let over = NewVersion { overwrite: true, ..nv("1.2.0") };
+    assert!(matches!(reg.create_version(over.clone(), "u").await, Err(Error::Forbidden(_))));
+    assert!(matches!(reg.delete_version("pk", "r", "rds://x", "1.2.0", false).await, Err(Error::Forbidden(_))));
+    let (v, new) = reg.create_version(NewVersion { may_change_released: true, ..over }, "u").await.unwrap();
+    assert!(!new);
+    assert_eq!(v.stage_tag, [STAGE_RELEASE], "an overwrite keeps the stage");
+    assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().versions, 3, "an overwrite adds no version");
+
+    // Downloads count on the version and the package together.
+    reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
+    reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
+    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 2);
+    assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().downloads, 2);
+    assert!(matches!(reg.record_download("pk", "r", "rds://x", "9.9.9").await, Err(Error::NotFound(_))));
+
+    // Deleting the latest recomputes it; the last delete removes the package.
+    reg.delete_version("pk", "r", "rds://x", "1.10.0", false).await.unwrap();
+    let p = reg.get_package("pk", "r", "rds://x").await.unwrap();
+    assert_eq!((p.versions, p.latest.as_str()), (2, "1.2.0"));
+    assert_eq!(p.history_version.len(), 3, "history is never pruned");
+    assert!(matches!(reg.delete_version("pk", "r", "rds://x", "1.10.0", false).await, Err(Error::NotFound(_))));
+    assert_eq!(reg.delete_package("pk", "r", "rds://x", true).await.unwrap(), 2);
+    assert!(matches!(reg.get_package("pk", "r", "rds://x").await, Err(Error::NotFound(_))));
+    let repo = reg.get_repository("pk", "r").await.unwrap();
+    assert_eq!(repo.package_count, 0, "no negative or stale counter");
+    assert!(reg.list_versions("pk", "r", "rds://x").await.unwrap().is_empty());
 }
