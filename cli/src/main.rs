@@ -39,6 +39,9 @@ Environment:
   DEPOT_MAX_BODY_BYTES   largest request body accepted (default 6291456, the Lambda limit)
   DEPOT_PUBLIC_URL       base URL for download, upload and Location URLs (default: the
                          scheme and Host of each request)
+  DEPOT_MAX_UNPACKED_BYTES
+                         largest decompressed size of an uploaded archive (default
+                         1073741824)
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)

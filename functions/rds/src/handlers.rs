@@ -1,6 +1,5 @@
 //! The RDS routes. Each checks the caller first, then its input, then calls the domain.
 use std::io::{Cursor, Seek, Write};
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
@@ -232,22 +231,30 @@ pub async fn upload(
     }
 }
 
-pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPath) -> RdsResult {
+pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPath, headers: HeaderMap) -> RdsResult {
     let (_, p, r) = repo_access(&st, caller, path, Action::Read).await?;
     // The generation is read before the versions, so a rendering is never older than
     // the generation it is cached under.
     let generation = st.registry.get_repository(&p, &r).await?.generation;
+    // The generation is the index's version: a client that has it gets 304.
+    let etag = format!("\"g{generation}\"");
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        res.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+        return Ok(res);
+    }
     let key = format!("rds-index\0{p}\0{r}");
     let body = match st.derived.get(&key, generation) {
         Some(b) => b,
         None => {
-            let rendered = Arc::new(index::render(index::entries(&st.registry, &p, &r).await?)?);
+            let rendered = Bytes::from(index::render(index::entries(&st.registry, &p, &r).await?)?);
             st.derived.put(&key, generation, rendered.clone());
             rendered
         }
     };
-    let mut res = Bytes::from((*body).clone()).into_response();
+    let mut res = body.into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-yaml"));
+    res.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
     Ok(res)
 }
 
@@ -360,15 +367,38 @@ fn required(v: Option<String>, name: &str) -> Result<String, RdsError> {
     v.filter(|s| !s.is_empty()).ok_or_else(|| RdsError::bad(format!("Parameter [{name}] is missing")))
 }
 
+/// What an ext route names: the caller, the repository, `packageKey` and (when
+/// `with_version`) `version`.
+struct ExtTarget {
+    who: Identity,
+    p: String,
+    r: String,
+    key: String,
+    version: String,
+}
+
+async fn ext_target(
+    st: &AppState,
+    caller: Caller,
+    path: RepoPath,
+    query: Result<Query<ExtQuery>, QueryRejection>,
+    action: Action,
+    with_version: bool,
+) -> Result<ExtTarget, RdsError> {
+    let (who, p, r) = repo_access(st, caller, path, action).await?;
+    let Query(q) = query?;
+    let key = required(q.package_key, "packageKey")?;
+    let version = if with_version { required(q.version, "version")? } else { String::new() };
+    Ok(ExtTarget { who, p, r, key, version })
+}
+
 pub async fn ext_version_detail(
     State(st): State<AppState>,
     caller: Caller,
     path: RepoPath,
     query: Result<Query<ExtQuery>, QueryRejection>,
 ) -> RdsResult {
-    let (_, p, r) = repo_access(&st, caller, path, Action::Read).await?;
-    let Query(q) = query?;
-    let (key, version) = (required(q.package_key, "packageKey")?, required(q.version, "version")?);
+    let ExtTarget { p, r, key, version, .. } = ext_target(&st, caller, path, query, Action::Read, true).await?;
     let v = st.registry.get_version(&p, &r, &key, &version).await.map_err(|e| match e {
         Error::NotFound(_) => RdsError::new(
             StatusCode::NOT_FOUND,
@@ -402,9 +432,7 @@ pub async fn ext_delete_package(
     path: RepoPath,
     query: Result<Query<ExtQuery>, QueryRejection>,
 ) -> RdsResult {
-    let (who, p, r) = repo_access(&st, caller, path, Action::Delete).await?;
-    let Query(q) = query?;
-    let key = required(q.package_key, "packageKey")?;
+    let ExtTarget { who, p, r, key, .. } = ext_target(&st, caller, path, query, Action::Delete, false).await?;
     let manage = holds_manage(&st, &who, &p, &r).await;
     match st.registry.delete_package(&p, &r, &key, manage).await {
         Ok(_) => Ok(envelope(Value::Null)),
@@ -422,9 +450,7 @@ pub async fn ext_delete_version(
     path: RepoPath,
     query: Result<Query<ExtQuery>, QueryRejection>,
 ) -> RdsResult {
-    let (who, p, r) = repo_access(&st, caller, path, Action::Delete).await?;
-    let Query(q) = query?;
-    let (key, version) = (required(q.package_key, "packageKey")?, required(q.version, "version")?);
+    let ExtTarget { who, p, r, key, version } = ext_target(&st, caller, path, query, Action::Delete, true).await?;
     remove_version(&st, &who, &p, &r, &key, &version).await?;
     Ok(envelope(Value::Null))
 }

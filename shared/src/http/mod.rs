@@ -32,13 +32,13 @@ pub struct AppState {
     pub derived: Arc<DerivedCache>,
 }
 
-/// A small in-process cache of renderings, each stored with the repository generation it
+/// A small in-process cache of renderings (cheap to clone: `Bytes` shares the buffer), each stored with the repository generation it
 /// was rendered at. A reader that finds the generation it just read gets the rendering
 /// without touching the table again; any write bumps the generation, so a reader never
 /// gets a stale one.
 #[derive(Default)]
 pub struct DerivedCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<Vec<u8>>)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, bytes::Bytes)>>,
 }
 
 /// How many renderings a process keeps.
@@ -46,13 +46,13 @@ const DERIVED_CAPACITY: usize = 256;
 
 impl DerivedCache {
     /// The rendering of `key` at `generation`, if this process has it.
-    pub fn get(&self, key: &str, generation: i64) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&self, key: &str, generation: i64) -> Option<bytes::Bytes> {
         let entries = self.entries.lock().expect("derived cache");
         entries.get(key).filter(|(g, _)| *g == generation).map(|(_, b)| b.clone())
     }
 
     /// Keeps a rendering, unless a newer generation is already kept.
-    pub fn put(&self, key: &str, generation: i64, rendering: Arc<Vec<u8>>) {
+    pub fn put(&self, key: &str, generation: i64, rendering: bytes::Bytes) {
         let mut entries = self.entries.lock().expect("derived cache");
         if entries.len() >= DERIVED_CAPACITY && !entries.contains_key(key) {
             entries.clear();

@@ -8,11 +8,7 @@ use crate::harness::{data, failure, Api, Server, ADMIN_PASSWORD};
 const U: &str = "/auth/api/user";
 
 fn embedded() -> (tempfile::TempDir, Server, Api) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("RUST_LOG", "debug")];
-    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &env);
-    let api = Api::new(&server.base);
-    (dir, server, api)
+    crate::harness::embedded(&[("RUST_LOG", "debug")])
 }
 
 async fn create_user(api: &Api, id: &str, pwd: &str, admin: bool) -> Value {

@@ -131,6 +131,17 @@ impl Drop for Server {
     }
 }
 
+/// `depot serve` on a fresh embedded data directory, with the test admin password and
+/// `env`; returns the directory (kept alive), the server and an admin client.
+pub fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all.extend_from_slice(env);
+    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &all);
+    let api = Api::new(&server.base);
+    (dir, server, api)
+}
+
 /// A thin client for envelope-speaking APIs.
 #[derive(Clone)]
 pub struct Api {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::harness::{data, Api, Server, ADMIN_PASSWORD};
+use crate::harness::{data, embedded, Api, Server, ADMIN_PASSWORD};
 use crate::uploads::{no_redirects, setup_repo, sha256_hex};
 
 // ---------------------------------------------------------------- fixtures
@@ -105,14 +105,6 @@ fn error_of(status: u16, body: &Value, want: u16) -> String {
     e
 }
 
-fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)];
-    all.extend_from_slice(env);
-    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &all);
-    let api = Api::new(&server.base);
-    (dir, server, api)
-}
 
 async fn rds_repo(api: &Api, p: &str, r: &str) {
     let (s, b) = api.post("/repository/api/project/create", json!({"name": p})).await;
@@ -142,6 +134,12 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
 
     let idx = index(api, p, r).await;
     assert_eq!(idx["apiVersion"], "v1");
+    // The index carries an ETag; a client that sends it back gets 304 until a write.
+    let url = format!("{}/rds/{p}/{r}/index.yaml", api.base);
+    let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 304);
     assert!(idx["generated"].as_str().is_some());
     let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
     let versions: Vec<_> = mysql.iter().map(|e| e["version"].as_str().unwrap()).collect();
@@ -213,6 +211,9 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     // Deletes.
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
     assert_eq!((s, b), (200, json!({"deleted": true})));
+    let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "a write changes the ETag");
+    assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
     assert_eq!(error_of(s, &b, 404), "remove package rds://mysql for version [1.2.0] failed: no such file or directory");
     let (s, b) = api.delete(&format!("/rds/ext/version/delete/{p}/{r}/?packageKey=rds://mysql&version=1.1.0")).await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{data, failure, unique, Api, Server, ADMIN_PASSWORD};
+use crate::harness::{data, embedded, failure, unique, Api, Server, ADMIN_PASSWORD};
 
 const UP: &str = "/blobs/uploads";
 
@@ -115,14 +115,6 @@ fn query_param(url: &str, name: &str) -> Option<String> {
     q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
 }
 
-fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)];
-    all.extend_from_slice(env);
-    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &all);
-    let api = Api::new(&server.base);
-    (dir, server, api)
-}
 
 #[tokio::test]
 async fn sessions_verify_size_and_sha256_on_the_server() {
