@@ -14,27 +14,15 @@ should not grow with the number of versions; a GET after a write renders again.
 """
 import base64
 import io
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
-PASSWORD = "bench-password-123"
+from depot_proc import PASSWORD, Serve
+
 AUTH = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def call(method, url, body=None, content_type=None):
@@ -98,19 +86,8 @@ def ms(samples, q):
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/depot"
     sizes = [int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else "1000,10000").split(",")]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data_dir = tempfile.mkdtemp(prefix="depot-bench-")
-    env = dict(os.environ, DEPOT_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn")
-    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(3000):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.01)
+    with Serve(binary) as srv:
+        base = srv.base
         call("POST", base + "/repository/api/project/create", b'{"name":"bench"}', "application/json")
         call("POST", base + "/repository/api/repo/create",
              b'{"projectId":"bench","name":"charts","type":"RDS"}', "application/json")
@@ -135,10 +112,6 @@ def main():
                   f"hot with If-None-Match (304) median {ms(not_modified, 0.5):.2f} ms, p99 {ms(not_modified, 0.99):.2f} ms; "
                   f"after a write median {ms(after, 0.5):.1f} ms, p99 {ms(after, 0.99):.1f} ms; "
                   f"index {length / 1024:.0f} KiB")
-    finally:
-        proc.terminate()
-        proc.wait()
-        subprocess.run(["rm", "-rf", data_dir])
 
 
 if __name__ == "__main__":

@@ -15,12 +15,7 @@ import tempfile
 import time
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from depot_proc import free_port
 
 
 def health_ok(port):

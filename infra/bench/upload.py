@@ -12,24 +12,14 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
-PASSWORD = "bench-password-123"
+from depot_proc import PASSWORD, Serve
+
 AUTH = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def call(method, url, body=None, auth=True, content_type="application/json"):
@@ -52,26 +42,15 @@ def status_bytes(pid, field):
 
 
 def one(binary, payload, sha):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data_dir = tempfile.mkdtemp(prefix="depot-bench-")
-    env = dict(os.environ, DEPOT_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn")
-    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(3000):
-            try:
-                call("GET", base + "/health", auth=False)
-                break
-            except OSError:
-                time.sleep(0.01)
+    with Serve(binary) as srv:
+        base, pid = srv.base, srv.proc.pid
         call("POST", base + "/repository/api/project/create", json.dumps({"name": "bench"}).encode())
         call("POST", base + "/repository/api/repo/create",
              json.dumps({"projectId": "bench", "name": "files", "type": "GENERIC"}).encode())
         session = call("POST", base + "/blobs/uploads", json.dumps(
             {"projectId": "bench", "repoName": "files", "size": len(payload), "sha256": sha}).encode())["data"]
-        before = status_bytes(proc.pid, "VmRSS")
-        with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+        before = status_bytes(pid, "VmRSS")
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
             f.write("5")
         start = time.perf_counter()
         if session["url"]:
@@ -86,11 +65,7 @@ def one(binary, payload, sha):
         done = call("POST", f"{base}/blobs/uploads/{session['id']}/complete", b"{}")["data"]
         finished = time.perf_counter()
         assert done["digest"] == "sha256:" + sha, done
-        return sent - start, finished - sent, status_bytes(proc.pid, "VmHWM"), before
-    finally:
-        proc.terminate()
-        proc.wait()
-        subprocess.run(["rm", "-rf", data_dir])
+        return sent - start, finished - sent, status_bytes(pid, "VmHWM"), before
 
 
 def main():
