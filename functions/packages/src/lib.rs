@@ -6,6 +6,7 @@ mod auth;
 mod blobs;
 pub mod envelope;
 mod extract;
+mod packages;
 mod projects;
 
 use axum::Router;
@@ -26,6 +27,12 @@ pub fn routes() -> RouteTable<AppState> {
         .get("/repository/api/repo/info/{projectId}/{repoName}", projects::repo_info)
         .get("/repository/api/repo/exist/{projectId}/{repoName}", projects::repo_exist)
         .delete("/repository/api/repo/delete/{projectId}/{repoName}", projects::delete_repo)
+        .get("/repository/api/package/info/{projectId}/{repoName}", packages::package_info)
+        .delete("/repository/api/package/delete/{projectId}/{repoName}", packages::delete_package)
+        .post("/repository/api/version/list/{projectId}/{repoName}", packages::list_versions)
+        .delete("/repository/api/version/delete/{projectId}/{repoName}", packages::delete_version)
+        .get("/repository/api/version/download/{projectId}/{repoName}", packages::download_version)
+        .post("/repository/api/stage/upgrade/{projectId}/{repoName}/{*packageKeyAndVersion}", packages::upgrade_stage)
         .post("/auth/api/user/create", auth::create_user)
         .get("/auth/api/user/list", auth::list_users)
         .get("/auth/api/user/detail/{userId}", auth::user_detail)

@@ -84,6 +84,22 @@ impl PackageVersion {
     pub fn is_released(&self) -> bool {
         self.stage_tag.iter().any(|t| t == STAGE_RELEASE)
     }
+
+    /// The stage the version has reached: 0 none, 1 `@prerelease`, 2 `@release`.
+    pub fn stage(&self) -> usize {
+        STAGES.iter().rposition(|s| self.stage_tag.iter().any(|t| t == s)).map_or(0, |i| i + 1)
+    }
+}
+
+/// The stages in order.
+pub const STAGES: [&str; 2] = [STAGE_PRERELEASE, STAGE_RELEASE];
+
+/// Reads a stage tag as clients send it: with or without the `@`, any case.
+pub fn parse_stage(tag: &str) -> Result<&'static str> {
+    let t = tag.trim().trim_start_matches('@').to_ascii_lowercase();
+    STAGES.iter().copied().find(|s| s[1..] == t).ok_or_else(|| {
+        Error::Invalid(format!("unknown stage tag '{}': use @prerelease or @release", printable(tag)))
+    })
 }
 
 /// Checks a package key `{type}://{value}`: a lowercase type, then 1-256 printable

@@ -335,6 +335,59 @@ impl Registry {
         Ok(n)
     }
 
+    /// Moves a version to a later stage: to `tag`, or to the next stage when `tag` is
+    /// `None`. Stages only move forward (none → `@prerelease` → `@release`); the version
+    /// keeps every tag it passed.
+    pub async fn upgrade_stage(&self, project: &str, repo: &str, key: &str, version: &str, tag: Option<&str>, by: &str) -> Result<PackageVersion> {
+        use crate::model::{parse_stage, STAGES};
+        let target = tag.filter(|t| !t.trim().is_empty()).map(parse_stage).transpose()?;
+        for _ in 0..MAX_ATTEMPTS {
+            let mut v = self.get_version(project, repo, key, version).await?;
+            let current = v.stage();
+            let next = match target {
+                Some(t) => STAGES.iter().position(|s| *s == t).expect("a known stage") + 1,
+                None if current >= STAGES.len() => {
+                    return Err(Error::Invalid(format!("version [{version}] of package [{key}] is already @release")))
+                }
+                None => current + 1,
+            };
+            if next <= current {
+                return Err(Error::Invalid(format!(
+                    "stages only move forward: version [{version}] of package [{key}] is already {}",
+                    STAGES[current - 1]
+                )));
+            }
+            for s in &STAGES[current..next] {
+                v.stage_tag.push(s.to_string());
+            }
+            let now = now_iso();
+            let mut set = Item::new();
+            set.insert("stageTag".into(), serde_json::to_value(&v.stage_tag).map_err(Error::internal)?);
+            set.insert("lastModifiedBy".into(), by.into());
+            set.insert("lastModifiedDate".into(), now.clone().into());
+            let ops = vec![
+                TxOp::Update {
+                    key: crate::model::version_key(project, repo, key, version),
+                    set,
+                    add: vec![("revision".into(), 1)],
+                    cond: Cond::Eq("revision".into(), Value::from(v.revision)),
+                },
+                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: vec![("generation".into(), 1)], cond: Cond::Exists },
+            ];
+            match self.table.transact(ops).await {
+                Ok(()) => {
+                    v.revision += 1;
+                    v.last_modified_by = by.to_string();
+                    v.last_modified_date = now;
+                    return Ok(v);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        conflict_retry()
+    }
+
     /// Counts one download: the version's, the package's and the day's counters move
     /// together.
     pub async fn record_download(&self, project: &str, repo: &str, key: &str, version: &str) -> Result<()> {

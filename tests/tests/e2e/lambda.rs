@@ -104,6 +104,24 @@ async fn packages_function_under_cargo_lambda_watch() {
         }
     }
     crate::rds::chart_flow(&rds, "lam", "charts").await;
+    // The packages function sees what the rds function uploaded.
+    let (s, b) = api.get("/repository/api/package/info/lam/charts?packageKey=rds://redis").await;
+    assert_eq!(data(s, &b)["latest"], "0.1.0");
+    let (s, b) = api.post("/repository/api/stage/upgrade/lam/charts/rds%3A%2F%2Fredis/0.1.0?tag=release", json!({})).await;
+    assert_eq!(data(s, &b)["stageTag"], json!(["@prerelease", "@release"]));
+    let (s, b) = api.post("/repository/api/version/list/lam/charts?packageKey=rds://redis", json!({"stageTag": "@release"})).await;
+    assert_eq!(data(s, &b).as_array().unwrap().len(), 1);
+    let location = {
+        let res = crate::uploads::no_redirects()
+            .get(format!("{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0", api.base))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 302);
+        res.headers()["location"].to_str().unwrap().to_string()
+    };
+    assert_eq!(reqwest::get(&location).await.unwrap().status().as_u16(), 200);
 
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);

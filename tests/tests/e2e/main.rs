@@ -4,6 +4,7 @@
 mod access;
 mod harness;
 mod lambda;
+mod packages;
 mod rds;
 mod routes;
 mod serve;

@@ -39,7 +39,17 @@ fn template_routes() -> BTreeMap<String, Routes> {
 
 /// (binary name → its router's routes) from the surface crates.
 fn code_routes() -> BTreeMap<String, Routes> {
-    let list = |l: Vec<(axum::http::Method, &'static str)>| l.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    // axum writes a greedy parameter `{*name}`; API Gateway writes it `{name+}`.
+    let greedy = |p: &str| {
+        p.split('/')
+            .map(|seg| match seg.strip_prefix("{*") {
+                Some(rest) => format!("{{{}+}}", rest.trim_end_matches('}')),
+                None => seg.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let list = |l: Vec<(axum::http::Method, &'static str)>| l.into_iter().map(|(m, p)| (m.to_string(), greedy(p))).collect();
     BTreeMap::from([
         ("packages".to_string(), list(depot_packages::routes().list())),
         ("rds".to_string(), list(depot_rds::routes().list())),

@@ -1,0 +1,250 @@
+//! Packages and versions on bkrepo's `/repository/api/...` routes, whatever surface
+//! uploaded them.
+use axum::extract::State;
+use axum::http::HeaderMap;
+use depot_core::auth::{Action, Identity};
+use depot_core::http::blobs::{download, BaseUrl};
+use depot_core::http::{AppState, Caller};
+use depot_core::model::{compare_versions, parse_stage, printable, PackageSummary, PackageVersion};
+use depot_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::envelope::{ok, ApiError, ApiResult};
+use crate::extract::{BkJson, BkPath, BkQuery};
+use crate::projects::required;
+
+pub const PACKAGE_NOT_FOUND: i64 = 251017;
+pub const VERSION_NOT_FOUND: i64 = 251019;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyQuery {
+    package_key: Option<String>,
+    version: Option<String>,
+    tag: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VersionFilter {
+    version: Option<String>,
+    stage_tag: Option<String>,
+    #[serde(default)]
+    metadata: Vec<MetadataFilter>,
+    sort_property: Option<String>,
+    direction: Option<String>,
+    // Accepted for compatibility; the POST list answers every match.
+    #[allow(dead_code)]
+    page_number: Option<i64>,
+    #[allow(dead_code)]
+    page_size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataFilter {
+    key: String,
+    value: Value,
+}
+
+/// A package as bkrepo shows it.
+pub fn package_view(p: &PackageSummary) -> Value {
+    json!({
+        "projectId": p.project_id,
+        "repoName": p.repo_name,
+        "name": p.name,
+        "key": p.key,
+        "type": p.package_type,
+        "latest": p.latest,
+        "downloads": p.downloads,
+        "versions": p.versions,
+        "description": p.description,
+        "createdBy": p.created_by,
+        "createdDate": p.created_date,
+        "lastModifiedBy": p.last_modified_by,
+        "lastModifiedDate": p.last_modified_date,
+        "extension": p.extension,
+        "historyVersion": p.history_version,
+    })
+}
+
+/// A version as bkrepo shows it; `packageMetadata` is also written `nodeMetadata`.
+pub fn version_view(v: &PackageVersion) -> Value {
+    json!({
+        "name": v.name,
+        "size": v.size,
+        "downloads": v.downloads,
+        "stageTag": v.stage_tag,
+        "metadata": v.metadata,
+        "packageMetadata": v.package_metadata,
+        "nodeMetadata": v.package_metadata,
+        "contentPath": v.content_path,
+        "sha256": v.sha256,
+        "md5": v.md5,
+        "createdBy": v.created_by,
+        "createdDate": v.created_date,
+        "lastModifiedBy": v.last_modified_by,
+        "lastModifiedDate": v.last_modified_date,
+    })
+}
+
+/// Authenticates, authorizes `action` on the repository and reads `packageKey`.
+async fn target(
+    st: &AppState,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+    action: Action,
+) -> Result<(Identity, String, String, String, KeyQuery), ApiError> {
+    let who = caller.identity()?;
+    let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
+    st.auth.authorize(&who, &p, Some(&r), action).await?;
+    st.registry.get_repository(&p, &r).await.map_err(|e| ApiError::from(e).not_found_code(crate::envelope::REPOSITORY_NOT_FOUND))?;
+    let key = required(q.package_key.clone(), "packageKey")?;
+    depot_core::model::validate_package_key(&key)?;
+    Ok((who, p, r, key, q))
+}
+
+fn package_missing(e: Error) -> ApiError {
+    ApiError::from(e).not_found_code(PACKAGE_NOT_FOUND)
+}
+
+fn version_missing(e: Error) -> ApiError {
+    ApiError::from(e).not_found_code(VERSION_NOT_FOUND)
+}
+
+pub async fn package_info(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+) -> ApiResult {
+    let (_, p, r, key, _) = target(&st, caller, path, query, Action::Read).await?;
+    let pkg = st.registry.get_package(&p, &r, &key).await.map_err(package_missing)?;
+    Ok(ok(package_view(&pkg)))
+}
+
+pub async fn delete_package(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+) -> ApiResult {
+    let (who, p, r, key, _) = target(&st, caller, path, query, Action::Delete).await?;
+    let manage = st.auth.authorize(&who, &p, Some(&r), Action::Manage).await.is_ok();
+    st.registry.delete_package(&p, &r, &key, manage).await.map_err(package_missing)?;
+    Ok(ok(()))
+}
+
+pub async fn delete_version(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+) -> ApiResult {
+    let (who, p, r, key, q) = target(&st, caller, path, query, Action::Delete).await?;
+    let version = required(q.version, "version")?;
+    let manage = st.auth.authorize(&who, &p, Some(&r), Action::Manage).await.is_ok();
+    st.registry.delete_version(&p, &r, &key, &version, manage).await.map_err(version_missing)?;
+    Ok(ok(()))
+}
+
+/// Sorts versions by a bkrepo sort property; semver order, newest first, by default.
+fn sort_versions(versions: &mut [PackageVersion], property: Option<&str>, direction: Option<&str>) -> Result<(), ApiError> {
+    let ascending = match direction.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("DESC") => false,
+        Some("ASC") => true,
+        Some(d) => return Err(Error::Invalid(format!("direction must be ASC or DESC, not '{}'", printable(d))).into()),
+    };
+    let key: fn(&PackageVersion, &PackageVersion) -> std::cmp::Ordering = match property {
+        None | Some("version") => |a, b| compare_versions(&a.name, &b.name),
+        Some("name") => |a, b| a.name.cmp(&b.name),
+        Some("createdDate") => |a, b| a.created_date.cmp(&b.created_date),
+        Some("lastModifiedDate") => |a, b| a.last_modified_date.cmp(&b.last_modified_date),
+        Some("downloads") => |a, b| a.downloads.cmp(&b.downloads),
+        Some("size") => |a, b| a.size.cmp(&b.size),
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "unknown sortProperty '{}': use version, name, createdDate, lastModifiedDate, downloads or size",
+                printable(other)
+            ))
+            .into())
+        }
+    };
+    versions.sort_by(|a, b| if ascending { key(a, b) } else { key(b, a) });
+    Ok(())
+}
+
+/// Keeps the versions that match a filter: version prefix, every listed stage tag, and
+/// every metadata key/value.
+fn filter_versions(versions: Vec<PackageVersion>, f: &VersionFilter) -> Result<Vec<PackageVersion>, ApiError> {
+    let tags = match f.stage_tag.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(t) => t.split(',').map(parse_stage).collect::<Result<Vec<_>, _>>()?,
+        None => vec![],
+    };
+    Ok(versions
+        .into_iter()
+        .filter(|v| f.version.as_deref().is_none_or(|pre| v.name.starts_with(pre)))
+        .filter(|v| tags.iter().all(|t| v.stage_tag.iter().any(|s| s == t)))
+        .filter(|v| {
+            f.metadata.iter().all(|m| {
+                v.metadata.get(&m.key) == Some(&m.value)
+                    || v.package_metadata.iter().any(|e| e.key == m.key && e.value == m.value)
+            })
+        })
+        .collect())
+}
+
+pub async fn list_versions(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+    body: Result<BkJson<VersionFilter>, ApiError>,
+) -> ApiResult {
+    let (_, p, r, key, _) = target(&st, caller, path, query, Action::Read).await?;
+    let BkJson(filter) = body?;
+    st.registry.get_package(&p, &r, &key).await.map_err(package_missing)?;
+    let mut versions = filter_versions(st.registry.list_versions(&p, &r, &key).await?, &filter)?;
+    sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
+    Ok(ok(versions.iter().map(version_view).collect::<Vec<_>>()))
+}
+
+pub async fn download_version(
+    State(st): State<AppState>,
+    caller: Caller,
+    base: BaseUrl,
+    headers: HeaderMap,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+) -> ApiResult {
+    let (_, p, r, key, q) = target(&st, caller, path, query, Action::Read).await?;
+    let version = required(q.version, "version")?;
+    let v = st.registry.get_version(&p, &r, &key, &version).await.map_err(version_missing)?;
+    st.registry.record_download(&p, &r, &key, &version).await.map_err(version_missing)?;
+    let filename = v.content_path.rsplit('/').next().filter(|f| !f.is_empty()).unwrap_or(&v.name).to_string();
+    Ok(download(&st, &base, &headers, &v.blob_key, &filename).await?)
+}
+
+/// `POST /repository/api/stage/upgrade/{projectId}/{repoName}/{packageKey}/{version}`:
+/// the package key arrives percent-encoded (`rds%3A%2F%2Fx`) or raw (`rds://x`, which
+/// puts `//` in the path); both end up in the wildcard, and the version is its last
+/// segment.
+pub async fn upgrade_stage(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String, String)>, ApiError>,
+    query: Result<BkQuery<KeyQuery>, ApiError>,
+) -> ApiResult {
+    let who = caller.identity()?;
+    let (BkPath((p, r, rest)), BkQuery(q)) = (path?, query?);
+    st.auth.authorize(&who, &p, Some(&r), Action::Write).await?;
+    let (key, version) = rest
+        .rsplit_once('/')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| Error::Invalid(format!("expected {{packageKey}}/{{version}} after the repository, not '{}'", printable(&rest))))?;
+    depot_core::model::validate_package_key(key)?;
+    let v = st.registry.upgrade_stage(&p, &r, key, version, q.tag.as_deref(), who.name()).await.map_err(version_missing)?;
+    Ok(ok(version_view(&v)))
+}
