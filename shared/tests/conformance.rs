@@ -241,6 +241,9 @@ async fn table_query_paged(t: Arc<dyn Table>) {
 
     let (fwd, pages) = collect_pages(&*t, Query::prefix("Q", "item#").limit(10)).await;
     assert_eq!(fwd, all);
+    // An empty prefix matches the whole partition, on the table and on an index.
+    assert_eq!(collect_pages(&*t, Query::prefix("Q", "")).await.0.len(), 27);
+    assert_eq!(collect_pages(&*t, Query::prefix("G", "").index("GSI1")).await.0.len(), 25);
     assert!(pages >= 3, "{pages} pages");
     let (back, pages) = collect_pages(&*t, Query::prefix("Q", "item#").backward().limit(10)).await;
     assert_eq!(back, all.iter().rev().cloned().collect::<Vec<_>>());

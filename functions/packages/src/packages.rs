@@ -6,6 +6,7 @@ use depot_core::auth::{Action, Identity};
 use depot_core::http::blobs::{download, BaseUrl};
 use depot_core::http::{AppState, Caller};
 use depot_core::model::{compare_versions, parse_stage, printable, PackageSummary, PackageVersion};
+use depot_core::registry::{PageOf, PageRequest};
 use depot_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,6 +24,96 @@ pub struct KeyQuery {
     package_key: Option<String>,
     version: Option<String>,
     tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackagePageQuery {
+    package_name: Option<String>,
+    page_number: Option<i64>,
+    page_size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionPageQuery {
+    package_key: Option<String>,
+    version: Option<String>,
+    stage_tag: Option<String>,
+    page_number: Option<i64>,
+    page_size: Option<i64>,
+    sort_property: Option<String>,
+    direction: Option<String>,
+}
+
+/// bkrepo's page: `{pageNumber, pageSize, totalRecords, totalPages, records}`.
+fn page_view<T>(page: &PageOf<T>, view: fn(&T) -> Value) -> Value {
+    let size = page.request.size as i64;
+    json!({
+        "pageNumber": page.request.number,
+        "pageSize": size,
+        "totalRecords": page.total,
+        "totalPages": (page.total + size - 1) / size,
+        "records": page.items.iter().map(view).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn package_page(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<PackagePageQuery>, ApiError>,
+) -> ApiResult {
+    let who = caller.identity()?;
+    let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
+    st.auth.authorize(&who, &p, Some(&r), Action::Read).await?;
+    let req = PageRequest::from_query(q.page_number, q.page_size)?;
+    let prefix = q.package_name.filter(|n| !n.is_empty());
+    let page = st
+        .registry
+        .package_page(&p, &r, prefix.as_deref(), req)
+        .await
+        .map_err(|e| ApiError::from(e).not_found_code(crate::envelope::REPOSITORY_NOT_FOUND))?;
+    Ok(ok(page_view(&page, package_view)))
+}
+
+pub async fn version_page(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<(String, String)>, ApiError>,
+    query: Result<BkQuery<VersionPageQuery>, ApiError>,
+) -> ApiResult {
+    let who = caller.identity()?;
+    let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
+    st.auth.authorize(&who, &p, Some(&r), Action::Read).await?;
+    let key = required(q.package_key, "packageKey")?;
+    depot_core::model::validate_package_key(&key)?;
+    let req = PageRequest::from_query(q.page_number, q.page_size)?;
+    let filter = VersionFilter {
+        version: q.version.filter(|v| !v.is_empty()),
+        stage_tag: q.stage_tag,
+        sort_property: q.sort_property,
+        direction: q.direction,
+        ..Default::default()
+    };
+    let by_version = matches!(filter.sort_property.as_deref(), None | Some("version"));
+    let unfiltered = filter.version.is_none() && filter.stage_tag.as_deref().is_none_or(|t| t.trim().is_empty());
+    if by_version && unfiltered {
+        // The indexed path: cost follows the page size.
+        let ascending = match filter.direction.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("DESC") => false,
+            Some("ASC") => true,
+            Some(d) => return Err(Error::Invalid(format!("direction must be ASC or DESC, not '{}'", printable(d))).into()),
+        };
+        let page = st.registry.version_page(&p, &r, &key, ascending, req).await.map_err(package_missing)?;
+        return Ok(ok(page_view(&page, version_view)));
+    }
+    st.registry.get_package(&p, &r, &key).await.map_err(package_missing)?;
+    let mut versions = filter_versions(st.registry.list_versions(&p, &r, &key).await?, &filter)?;
+    sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
+    let total = versions.len() as i64;
+    let items = versions.into_iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).collect();
+    Ok(ok(page_view(&PageOf { request: req, total, items }, version_view)))
 }
 
 #[derive(Deserialize, Default)]

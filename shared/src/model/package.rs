@@ -151,6 +151,35 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// A string whose byte order is [`compare_versions`]' order: semantic versions by
+/// precedence (major, minor, patch zero-padded; a pre-release below its release; numeric
+/// pre-release identifiers below alphanumeric ones), above every other version, which
+/// sort by name. The version itself ends it, so equal precedence breaks by name.
+pub fn version_sort_key(v: &str) -> String {
+    match semver::Version::parse(v) {
+        Ok(s) => {
+            // '~' (release) sorts after any pre-release; identifiers are joined by '!'
+            // and ended by ' ', both below every identifier character, so a shorter list
+            // sorts first.
+            let pre = if s.pre.is_empty() {
+                "~".to_string()
+            } else {
+                s.pre
+                    .as_str()
+                    .split('.')
+                    .map(|id| match id.parse::<u64>() {
+                        Ok(n) => format!("0{n:020}"),
+                        Err(_) => format!("1{id}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("!")
+            };
+            format!("1#{:020}.{:020}.{:020}#{pre} #{v}", s.major, s.minor, s.patch)
+        }
+        Err(_) => format!("0#{v}"),
+    }
+}
+
 /// Whether a version is a semantic version.
 pub fn is_semver(v: &str) -> bool {
     semver::Version::parse(v).is_ok()
@@ -174,6 +203,18 @@ mod tests {
         for bad in ["", "../1", "1/2", "-1", "1 0", "1\n"] {
             assert!(validate_version(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sort_keys_follow_version_order() {
+        let mut v = vec![
+            "1.0.0", "1.10.0", "1.2.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0-alpha", "1.0.0-alpha.1",
+            "1.0.0-beta", "1.0.0-1", "banana", "apple", "2.0.0+build.5", "10.0.0",
+        ];
+        let mut by_key = v.clone();
+        v.sort_by(|a, b| compare_versions(a, b));
+        by_key.sort_by_key(|x| version_sort_key(x));
+        assert_eq!(v, by_key);
     }
 
     #[test]

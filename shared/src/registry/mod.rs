@@ -3,7 +3,7 @@ mod packages;
 mod projects;
 mod uploads;
 
-pub use packages::{BlobRef, NewVersion};
+pub use packages::{BlobRef, NewVersion, PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;
 

@@ -14,7 +14,7 @@ use crate::model::{
     repo_partition, validate_name, validate_package_key, validate_version, MetadataEntry, PackageSummary, PackageVersion,
     RepoType, Repository, PKG_SK_PREFIX, VER_SK_PREFIX,
 };
-use crate::store::{content_key, query_all, ByteStream, Cond, Digests, Item, Query, TxOp};
+use crate::store::{content_key, query_all, ByteStream, Cond, Digests, Item, Key, Query, TxOp};
 use crate::{Error, Result};
 
 /// How often a writer retries after losing a race on the package summary.
@@ -47,6 +47,68 @@ pub struct NewVersion {
     pub overwrite: bool,
     /// The caller holds MANAGE: it may overwrite a `@release` version.
     pub may_change_released: bool,
+}
+
+/// Index GSI1 lists a repository's packages by lower-case name, then key.
+fn names_index_pk(project: &str, repo: &str) -> String {
+    format!("NAMES#{project}/{repo}")
+}
+
+fn names_index_sk(name: &str, key: &str) -> String {
+    format!("{}#{key}", name.to_lowercase())
+}
+
+/// Index GSI2 lists a package's versions in version order.
+fn versions_index_pk(project: &str, repo: &str, key: &str) -> String {
+    format!("VERS#{project}/{repo}/{key}")
+}
+
+/// The largest page a listing serves.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A page request: `number` from 1.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub number: u32,
+    pub size: u32,
+}
+
+impl PageRequest {
+    /// bkrepo's rules: pages start at 1, size 20 by default; zero or less means the
+    /// default; a size over [`MAX_PAGE_SIZE`] is refused.
+    pub fn from_query(number: Option<i64>, size: Option<i64>) -> Result<Self> {
+        let number = number.filter(|n| *n > 0).unwrap_or(1);
+        let size = size.filter(|n| *n > 0).unwrap_or(20);
+        if size > MAX_PAGE_SIZE as i64 {
+            return Err(Error::Invalid(format!("pageSize {size} is over the maximum of {MAX_PAGE_SIZE}")));
+        }
+        if number > 1_000_000 {
+            return Err(Error::Invalid(format!("pageNumber {number} is out of range")));
+        }
+        Ok(PageRequest { number: number as u32, size: size as u32 })
+    }
+}
+
+/// One page of a listing, with the total the counters give.
+#[derive(Debug, Clone)]
+pub struct PageOf<T> {
+    pub request: PageRequest,
+    pub total: i64,
+    pub items: Vec<T>,
+}
+
+/// Reads up to `n` items of a query from `start`; returns them and the token after them.
+async fn take(table: &dyn crate::store::Table, query: &Query, start: Option<String>, n: u32) -> Result<(Vec<Item>, Option<String>)> {
+    let mut items = Vec::new();
+    let mut token = start;
+    loop {
+        let page = table.query(&query.clone().start(token).limit(n - items.len() as u32)).await?;
+        items.extend(page.items);
+        token = page.next;
+        if items.len() as u32 >= n || token.is_none() {
+            return Ok((items, token));
+        }
+    }
 }
 
 fn conflict_retry<T>() -> Result<T> {
@@ -184,7 +246,10 @@ impl Registry {
                         history_version: vec![req.version.clone()],
                         revision: 0,
                     };
-                    (TxOp::Put { item: to_item(&package_key(p, r, k), &s)?, cond: Cond::NotExists }, true)
+                    let mut item = to_item(&package_key(p, r, k), &s)?;
+                    item.insert("GSI1PK".into(), names_index_pk(p, r).into());
+                    item.insert("GSI1SK".into(), names_index_sk(&s.name, k).into());
+                    (TxOp::Put { item, cond: Cond::NotExists }, true)
                 }
                 Some(s) => {
                     let mut set = Item::new();
@@ -205,6 +270,7 @@ impl Registry {
                     }
                     set.insert("historyVersion".into(), serde_json::to_value(history).map_err(Error::internal)?);
                     set.insert("name".into(), req.package_name.clone().into());
+                    set.insert("GSI1SK".into(), names_index_sk(&req.package_name, k).into());
                     set.insert("description".into(), req.description.clone().into());
                     set.insert("extension".into(), Value::Object(req.extension.clone()));
                     set.insert("lastModifiedBy".into(), by.into());
@@ -226,8 +292,11 @@ impl Registry {
             if new_package {
                 repo_add.push(("packageCount".to_string(), 1));
             }
+            let mut version_item = to_item(&vkey, &version)?;
+            version_item.insert("GSI2PK".into(), versions_index_pk(p, r, k).into());
+            version_item.insert("GSI2SK".into(), crate::model::version_sort_key(&version.name).into());
             let ops = vec![
-                TxOp::Put { item: to_item(&vkey, &version)?, cond: version_cond },
+                TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
                 TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: Cond::Exists },
             ];
@@ -386,6 +455,78 @@ impl Registry {
             }
         }
         conflict_retry()
+    }
+
+    /// Reads page `req` of `query`. Where each page starts is remembered in the table
+    /// under the repository's generation, so a client that walks the pages in order reads
+    /// about one page of items per page; a jump to a page not yet reached at this
+    /// generation walks there once.
+    async fn paged(&self, scope: &str, kind: &str, generation: i64, query: Query, req: PageRequest) -> Result<Vec<Item>> {
+        let boundary = |n: u32| Key::new(format!("PAGES#{scope}"), format!("{kind}#{generation}#{}#{n}", req.size));
+        let remember = |n: u32, token: String| {
+            let mut item = boundary(n).item();
+            item.insert("start".into(), token.into());
+            item.insert(crate::store::TTL_ATTR.into(), (time::OffsetDateTime::now_utc().unix_timestamp() + 86_400).into());
+            item
+        };
+        let mut start = None;
+        if req.number > 1 {
+            match self.table.get(&boundary(req.number)).await? {
+                Some(item) => start = item.get("start").and_then(Value::as_str).map(str::to_string),
+                None => {
+                    let mut token = None;
+                    for n in 1..req.number {
+                        let (_, next) = take(&*self.table, &query, token, req.size).await?;
+                        match next {
+                            Some(t) => {
+                                self.table.put(remember(n + 1, t.clone()), Cond::None).await?;
+                                token = Some(t);
+                            }
+                            None => return Ok(vec![]),
+                        }
+                    }
+                    start = token;
+                }
+            }
+        }
+        let (items, next) = take(&*self.table, &query, start, req.size).await?;
+        if let Some(t) = next {
+            if items.len() as u32 == req.size {
+                self.table.put(remember(req.number + 1, t), Cond::None).await?;
+            }
+        }
+        Ok(items)
+    }
+
+    /// A page of a repository's packages, by name (case-insensitive), then key.
+    /// `name_prefix` keeps names that start with it, ignoring case.
+    pub async fn package_page(&self, project: &str, repo: &str, name_prefix: Option<&str>, req: PageRequest) -> Result<PageOf<PackageSummary>> {
+        let r = self.get_repository(project, repo).await?;
+        let prefix = name_prefix.map(str::to_lowercase).unwrap_or_default();
+        let query = Query::prefix(names_index_pk(project, repo), prefix.clone()).index("GSI1");
+        let total = if prefix.is_empty() {
+            r.package_count
+        } else {
+            query_all(&*self.table, query.clone()).await?.len() as i64
+        };
+        let scope = format!("{project}/{repo}");
+        let items = self.paged(&scope, &format!("pkg:{prefix}"), r.generation, query, req).await?;
+        Ok(PageOf { request: req, total, items: items.into_iter().map(from_item).collect::<Result<_>>()? })
+    }
+
+    /// A page of a package's versions in version order (newest first unless
+    /// `ascending`), without filters: its cost follows the page size.
+    pub async fn version_page(&self, project: &str, repo: &str, key: &str, ascending: bool, req: PageRequest) -> Result<PageOf<PackageVersion>> {
+        let r = self.get_repository(project, repo).await?;
+        let pkg = self.get_package(project, repo, key).await?;
+        let mut query = Query::partition(versions_index_pk(project, repo, key)).index("GSI2");
+        if !ascending {
+            query = query.backward();
+        }
+        let scope = format!("{project}/{repo}");
+        let dir = if ascending { "asc" } else { "desc" };
+        let items = self.paged(&scope, &format!("ver:{key}:{dir}"), r.generation, query, req).await?;
+        Ok(PageOf { request: req, total: pkg.versions, items: items.into_iter().map(from_item).collect::<Result<_>>()? })
     }
 
     /// Counts one download: the version's, the package's and the day's counters move

@@ -387,6 +387,8 @@ impl Table for DynamoTable {
         let s = |v: &String| AttributeValue::S(v.clone());
         let sk_expr = match &q.sk {
             SkCond::Any => None,
+            // DynamoDB refuses an empty begins_with; an empty prefix matches everything.
+            SkCond::Prefix(p) if p.is_empty() => None,
             SkCond::Prefix(p) => Some(format!("begins_with({}, {})", e.name(sk_attr), e.value(s(p)))),
             SkCond::Between(a, b) => {
                 let n = e.name(sk_attr);

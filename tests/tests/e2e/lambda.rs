@@ -111,6 +111,10 @@ async fn packages_function_under_cargo_lambda_watch() {
     assert_eq!(data(s, &b)["stageTag"], json!(["@prerelease", "@release"]));
     let (s, b) = api.post("/repository/api/version/list/lam/charts?packageKey=rds://redis", json!({"stageTag": "@release"})).await;
     assert_eq!(data(s, &b).as_array().unwrap().len(), 1);
+    let (s, b) = api.get("/repository/api/package/page/lam/charts?pageSize=10").await;
+    assert!(data(s, &b)["records"].as_array().unwrap().iter().any(|p| p["key"] == "rds://redis"));
+    let (s, b) = api.get("/repository/api/version/page/lam/charts?packageKey=rds://redis").await;
+    assert_eq!(data(s, &b)["totalRecords"], 1);
     let location = {
         let res = crate::uploads::no_redirects()
             .get(format!("{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0", api.base))

@@ -434,11 +434,23 @@ async fn concurrent_uploads_on_the_embedded_backend() {
 
 // ---------------------------------------------------------------- the cost of the index
 
-/// The embedded table, counting the calls and the items that queries return.
-struct Counting {
-    inner: Arc<dyn depot_core::store::Table>,
-    calls: AtomicUsize,
-    queries: AtomicUsize,
+/// A real table adapter, counting the calls and the items that queries return.
+pub struct Counting {
+    pub inner: Arc<dyn depot_core::store::Table>,
+    pub calls: AtomicUsize,
+    pub queries: AtomicUsize,
+    pub items_read: AtomicUsize,
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn depot_core::store::Table>) -> Arc<Self> {
+        Arc::new(Counting { inner, calls: AtomicUsize::new(0), queries: AtomicUsize::new(0), items_read: AtomicUsize::new(0) })
+    }
+
+    /// (calls, queries, items read by queries) so far.
+    pub fn snapshot(&self) -> (usize, usize, usize) {
+        (self.calls.load(Ordering::SeqCst), self.queries.load(Ordering::SeqCst), self.items_read.load(Ordering::SeqCst))
+    }
 }
 
 #[async_trait::async_trait]
@@ -472,7 +484,9 @@ impl depot_core::store::Table for Counting {
     async fn query(&self, q: &depot_core::store::Query) -> depot_core::Result<depot_core::store::Page> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.queries.fetch_add(1, Ordering::SeqCst);
-        self.inner.query(q).await
+        let page = self.inner.query(q).await?;
+        self.items_read.fetch_add(page.items.len(), Ordering::SeqCst);
+        Ok(page)
     }
 }
 
@@ -488,7 +502,7 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
         ..Default::default()
     };
     let stores = config.open_stores(false).await.unwrap();
-    let counting = Arc::new(Counting { inner: stores.table, calls: AtomicUsize::new(0), queries: AtomicUsize::new(0) });
+    let counting = Counting::new(stores.table);
     let stores = depot_core::config::Stores { table: counting.clone(), ..stores };
     let state = depot_core::http::AppState::from_stores(config, stores);
     state.auth.bootstrap_admin(false).await.unwrap();
