@@ -7,6 +7,7 @@ mod blobs;
 pub mod envelope;
 mod extract;
 mod packages;
+mod search;
 mod projects;
 
 use axum::Router;
@@ -29,6 +30,7 @@ pub fn routes() -> RouteTable<AppState> {
         .delete("/repository/api/repo/delete/{projectId}/{repoName}", projects::delete_repo)
         .get("/repository/api/package/page/{projectId}/{repoName}", packages::package_page)
         .get("/repository/api/package/info/{projectId}/{repoName}", packages::package_info)
+        .post("/repository/api/package/search", search::search)
         .get("/repository/api/version/page/{projectId}/{repoName}", packages::version_page)
         .delete("/repository/api/package/delete/{projectId}/{repoName}", packages::delete_package)
         .post("/repository/api/version/list/{projectId}/{repoName}", packages::list_versions)

@@ -7,5 +7,6 @@ mod lambda;
 mod packages;
 mod rds;
 mod routes;
+mod search;
 mod serve;
 mod uploads;

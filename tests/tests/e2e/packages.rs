@@ -197,7 +197,6 @@ async fn twenty_concurrent_uploads_then_twenty_concurrent_deletes() {
 /// Walks every page of packages and versions, checking that each record comes once, the
 /// totals, the order, and the cost: items read per page follow the page size.
 async fn pages_on(config: depot_core::config::Config) {
-    use std::sync::Arc;
     let stores = config.open_stores(true).await.unwrap();
     let counting = crate::rds::Counting::new(stores.table);
     let stores = depot_core::config::Stores { table: counting.clone(), ..stores };

@@ -1,0 +1,426 @@
+//! `POST /repository/api/package/search`: bkrepo's rule DSL over the packages of one
+//! project.
+//!
+//! A rule is nested (`{rules, relation: AND|OR|NOR}`) or a leaf (`{field, value,
+//! operation}`). The top rule must be an AND holding a `projectId` EQ leaf. Unknown
+//! fields and operations, and values of the wrong type, are 400s that name the problem
+//! (bkrepo turns unknown operations into EQ; depot does not).
+use std::cmp::Ordering;
+
+use axum::extract::State;
+use depot_core::auth::Action;
+use depot_core::http::{AppState, Caller};
+use depot_core::model::{parse_iso, printable};
+use depot_core::registry::PageRequest;
+use depot_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use crate::envelope::{ok, ApiError, ApiResult, PARAMETER_MISSING};
+use crate::extract::BkJson;
+use crate::packages::package_view;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Text,
+    Number,
+    Date,
+}
+
+/// The fields a rule, a select or a sort may name, with their kinds.
+const FIELDS: &[(&str, Kind)] = &[
+    ("projectId", Kind::Text),
+    ("repoName", Kind::Text),
+    ("repoType", Kind::Text),
+    ("name", Kind::Text),
+    ("key", Kind::Text),
+    ("type", Kind::Text),
+    ("latest", Kind::Text),
+    ("description", Kind::Text),
+    ("createdBy", Kind::Text),
+    ("lastModifiedBy", Kind::Text),
+    ("downloads", Kind::Number),
+    ("versions", Kind::Number),
+    ("createdDate", Kind::Date),
+    ("lastModifiedDate", Kind::Date),
+];
+
+/// Fields a select may name beyond the rule fields.
+const SELECT_ONLY: &[&str] = &["extension", "historyVersion"];
+
+fn kind_of(field: &str) -> Result<Kind, Error> {
+    FIELDS.iter().find(|(f, _)| *f == field).map(|(_, k)| *k).ok_or_else(|| {
+        let names: Vec<_> = FIELDS.iter().map(|(f, _)| *f).collect();
+        Error::Invalid(format!("unknown field '{}': use one of {}", printable(field), names.join(", ")))
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Before,
+    After,
+    In,
+    Nin,
+    Prefix,
+    Suffix,
+    Contains,
+    Match,
+    MatchI,
+    Null,
+    NotNull,
+}
+
+const OPS: &[(&str, Op)] = &[
+    ("EQ", Op::Eq),
+    ("NE", Op::Ne),
+    ("LT", Op::Lt),
+    ("LTE", Op::Lte),
+    ("GT", Op::Gt),
+    ("GTE", Op::Gte),
+    ("BEFORE", Op::Before),
+    ("AFTER", Op::After),
+    ("IN", Op::In),
+    ("NIN", Op::Nin),
+    ("PREFIX", Op::Prefix),
+    ("SUFFIX", Op::Suffix),
+    ("CONTAINS", Op::Contains),
+    ("MATCH", Op::Match),
+    ("MATCH_I", Op::MatchI),
+    ("NULL", Op::Null),
+    ("NOT_NULL", Op::NotNull),
+];
+
+/// A checked rule.
+#[derive(Debug)]
+pub enum Rule {
+    And(Vec<Rule>),
+    Or(Vec<Rule>),
+    Nor(Vec<Rule>),
+    Leaf { field: String, op: Op, value: Value },
+}
+
+fn invalid(m: String) -> Error {
+    Error::Invalid(m)
+}
+
+/// Parses and checks one rule.
+pub fn parse_rule(v: &Value) -> Result<Rule, Error> {
+    let obj = v.as_object().ok_or_else(|| invalid(format!("a rule must be an object, not {v}")))?;
+    if let Some(relation) = obj.get("relation") {
+        let relation = relation.as_str().ok_or_else(|| invalid("relation must be AND, OR or NOR".into()))?;
+        let rules = obj
+            .get("rules")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid(format!("a nested rule ({relation}) needs a 'rules' list")))?;
+        let rules = rules.iter().map(parse_rule).collect::<Result<Vec<_>, _>>()?;
+        return match relation.to_ascii_uppercase().as_str() {
+            "AND" => Ok(Rule::And(rules)),
+            "OR" => Ok(Rule::Or(rules)),
+            "NOR" => Ok(Rule::Nor(rules)),
+            other => Err(invalid(format!("unknown relation '{}': use AND, OR or NOR", printable(other)))),
+        };
+    }
+    let field = obj
+        .get("field")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("a rule needs 'field' (or 'relation' and 'rules'): {v}")))?;
+    let op_name = obj.get("operation").and_then(Value::as_str).unwrap_or("EQ");
+    let op = OPS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(op_name))
+        .map(|(_, o)| *o)
+        .ok_or_else(|| {
+            let names: Vec<_> = OPS.iter().map(|(n, _)| *n).collect();
+            invalid(format!("unknown operation '{}': use one of {}", printable(op_name), names.join(", ")))
+        })?;
+    let kind = kind_of(field)?;
+    let value = obj.get("value").cloned().unwrap_or(Value::Null);
+    let wrong = |want: &str| invalid(format!("operation {op_name} on '{field}' needs {want}, not {value}"));
+    if field == "repoName" && !matches!(op, Op::Eq | Op::In | Op::Nin) {
+        return Err(invalid(format!("repoName takes EQ, IN or NIN, not {op_name}")));
+    }
+    let scalar_ok = |v: &Value| match kind {
+        Kind::Text => v.is_string(),
+        Kind::Number => v.is_i64() || v.is_u64() || v.is_f64(),
+        Kind::Date => v.as_str().is_some_and(|s| parse_iso(s).is_some()),
+    };
+    let kind_name = match kind {
+        Kind::Text => "a string",
+        Kind::Number => "a number",
+        Kind::Date => "an ISO date-time string",
+    };
+    match op {
+        Op::Eq | Op::Ne => {
+            if !scalar_ok(&value) {
+                return Err(wrong(kind_name));
+            }
+        }
+        Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
+            if kind == Kind::Text {
+                return Err(invalid(format!("operation {op_name} compares numbers and dates; '{field}' is text")));
+            }
+            if !scalar_ok(&value) {
+                return Err(wrong(kind_name));
+            }
+        }
+        Op::Before | Op::After => {
+            if kind != Kind::Date {
+                return Err(invalid(format!("operation {op_name} compares dates; '{field}' is not a date")));
+            }
+            if !scalar_ok(&value) {
+                return Err(wrong(kind_name));
+            }
+        }
+        Op::In | Op::Nin => {
+            let list = value.as_array().ok_or_else(|| wrong("a list"))?;
+            if !list.iter().all(scalar_ok) {
+                return Err(wrong(&format!("a list of {}s", kind_name.trim_start_matches("a ").trim_start_matches("an "))));
+            }
+        }
+        Op::Prefix | Op::Suffix | Op::Contains | Op::Match | Op::MatchI => {
+            if kind != Kind::Text {
+                return Err(invalid(format!("operation {op_name} works on text; '{field}' is not text")));
+            }
+            if !value.is_string() {
+                return Err(wrong("a string"));
+            }
+        }
+        Op::Null | Op::NotNull => {}
+    }
+    Ok(Rule::Leaf { field: field.to_string(), op, value })
+}
+
+fn as_date(v: &Value) -> Option<OffsetDateTime> {
+    v.as_str().and_then(parse_iso)
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// `*` matches any run of characters; the pattern covers the whole text.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn compare(kind: Kind, a: &Value, b: &Value) -> Option<Ordering> {
+    match kind {
+        Kind::Number => as_f64(a)?.partial_cmp(&as_f64(b)?),
+        Kind::Date => Some(as_date(a)?.cmp(&as_date(b)?)),
+        Kind::Text => Some(a.as_str()?.cmp(b.as_str()?)),
+    }
+}
+
+fn equal(kind: Kind, a: &Value, b: &Value) -> bool {
+    match kind {
+        Kind::Date => matches!((as_date(a), as_date(b)), (Some(x), Some(y)) if x == y),
+        Kind::Number => matches!((as_f64(a), as_f64(b)), (Some(x), Some(y)) if x == y),
+        Kind::Text => a == b,
+    }
+}
+
+/// Whether a record (the package view plus `repoType`) matches.
+pub fn matches(rule: &Rule, rec: &Map<String, Value>) -> bool {
+    match rule {
+        Rule::And(rs) => rs.iter().all(|r| matches(r, rec)),
+        Rule::Or(rs) => rs.iter().any(|r| matches(r, rec)),
+        Rule::Nor(rs) => !rs.iter().any(|r| matches(r, rec)),
+        Rule::Leaf { field, op, value } => {
+            let kind = kind_of(field).expect("checked when parsed");
+            let got = rec.get(field).unwrap_or(&Value::Null);
+            let text = got.as_str().unwrap_or_default();
+            let pat = value.as_str().unwrap_or_default();
+            match op {
+                Op::Eq => equal(kind, got, value),
+                Op::Ne => !equal(kind, got, value),
+                Op::Lt => compare(kind, got, value) == Some(Ordering::Less),
+                Op::Lte => matches!(compare(kind, got, value), Some(Ordering::Less | Ordering::Equal)),
+                Op::Gt => compare(kind, got, value) == Some(Ordering::Greater),
+                Op::Gte => matches!(compare(kind, got, value), Some(Ordering::Greater | Ordering::Equal)),
+                Op::Before => compare(kind, got, value) == Some(Ordering::Less),
+                Op::After => compare(kind, got, value) == Some(Ordering::Greater),
+                Op::In => value.as_array().is_some_and(|l| l.iter().any(|v| equal(kind, got, v))),
+                Op::Nin => !value.as_array().is_some_and(|l| l.iter().any(|v| equal(kind, got, v))),
+                Op::Prefix => got.is_string() && text.starts_with(pat),
+                Op::Suffix => got.is_string() && text.ends_with(pat),
+                Op::Contains => got.is_string() && text.contains(pat),
+                Op::Match => got.is_string() && wildcard(pat, text),
+                Op::MatchI => got.is_string() && wildcard(&pat.to_lowercase(), &text.to_lowercase()),
+                Op::Null => got.is_null(),
+                Op::NotNull => !got.is_null(),
+            }
+        }
+    }
+}
+
+/// The project the top rule names: it must be an AND with a `projectId` EQ leaf.
+fn project_of(rule: &Rule) -> Result<String, ApiError> {
+    let Rule::And(rules) = rule else {
+        return Err(Error::Invalid("the top rule must be an AND rule holding a projectId EQ rule".into()).into());
+    };
+    for r in rules {
+        if let Rule::Leaf { field, op: Op::Eq, value } = r {
+            if field == "projectId" {
+                return value.as_str().map(str::to_string).ok_or_else(|| Error::Invalid("projectId must be a string".into()).into());
+            }
+        }
+    }
+    Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, PARAMETER_MISSING, "Parameter [projectId] is missing: the top AND rule needs a projectId EQ rule"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageBody {
+    page_number: Option<i64>,
+    page_size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct SortBody {
+    #[serde(default)]
+    properties: Vec<String>,
+    direction: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    #[serde(default)]
+    select: Vec<String>,
+    page: Option<PageBody>,
+    sort: Option<SortBody>,
+    rule: Option<Value>,
+}
+
+pub async fn search(State(st): State<AppState>, caller: Caller, body: Result<BkJson<SearchBody>, ApiError>) -> ApiResult {
+    let who = caller.identity()?;
+    who.require_user()?;
+    let BkJson(body) = body?;
+    let rule_value = body.rule.ok_or_else(|| ApiError::missing("rule"))?;
+    let rule = parse_rule(&rule_value)?;
+    let project = project_of(&rule)?;
+    for f in &body.select {
+        if !SELECT_ONLY.contains(&f.as_str()) {
+            kind_of(f)?;
+        }
+    }
+    let sort_kinds = match &body.sort {
+        Some(s) => s.properties.iter().map(|p| kind_of(p).map(|k| (p.clone(), k))).collect::<Result<Vec<_>, _>>()?,
+        None => vec![],
+    };
+    let descending = match body.sort.as_ref().and_then(|s| s.direction.as_deref()).map(str::to_ascii_uppercase).as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(d) => return Err(Error::Invalid(format!("sort direction must be ASC or DESC, not '{}'", printable(d))).into()),
+    };
+    let req = PageRequest::from_query(body.page.as_ref().and_then(|p| p.page_number), body.page.as_ref().and_then(|p| p.page_size))?;
+
+    // Every repository of the project that the caller may read.
+    let mut records = Vec::new();
+    for repo in st.registry.list_repositories(&project).await? {
+        if st.auth.authorize(&who, &project, Some(&repo.name), Action::Read).await.is_err() {
+            continue;
+        }
+        for pkg in st.registry.list_packages(&project, &repo.name).await? {
+            let mut rec = match package_view(&pkg) {
+                Value::Object(m) => m,
+                _ => unreachable!("a package view is an object"),
+            };
+            rec.insert("repoType".into(), json!(repo.repo_type.as_str()));
+            if matches(&rule, &rec) {
+                records.push(rec);
+            }
+        }
+    }
+    if !sort_kinds.is_empty() {
+        records.sort_by(|a, b| {
+            let ord = sort_kinds
+                .iter()
+                .map(|(f, k)| {
+                    compare(*k, a.get(f).unwrap_or(&Value::Null), b.get(f).unwrap_or(&Value::Null)).unwrap_or(Ordering::Equal)
+                })
+                .find(|o| *o != Ordering::Equal)
+                .unwrap_or(Ordering::Equal);
+            if descending { ord.reverse() } else { ord }
+        });
+    }
+    let total = records.len() as i64;
+    let size = req.size as i64;
+    let page: Vec<Value> = records
+        .into_iter()
+        .skip(((req.number - 1) * req.size) as usize)
+        .take(req.size as usize)
+        .map(|mut r| {
+            if !body.select.is_empty() {
+                r.retain(|k, _| body.select.iter().any(|s| s == k));
+            }
+            Value::Object(r)
+        })
+        .collect();
+    Ok(ok(json!({
+        "pageNumber": req.number,
+        "pageSize": size,
+        "totalRecords": total,
+        "totalPages": (total + size - 1) / size,
+        "records": page,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("a*c", "abbbc"));
+        assert!(wildcard("*", ""));
+        assert!(wildcard("a*", "a"));
+        assert!(!wildcard("a*c", "abcd"));
+        assert!(wildcard("*b*", "abc"));
+        assert!(!wildcard("b", "abc"), "anchored");
+    }
+
+    #[test]
+    fn rule_errors_name_the_problem() {
+        let bad = |v: Value, needle: &str| {
+            let e = parse_rule(&v).unwrap_err().to_string();
+            assert!(e.contains(needle), "{v}: {e}");
+        };
+        bad(json!({"field": "colour", "value": "x", "operation": "EQ"}), "unknown field");
+        bad(json!({"field": "name", "value": "x", "operation": "LIKE"}), "unknown operation");
+        bad(json!({"field": "downloads", "value": "x", "operation": "GT"}), "a number");
+        bad(json!({"field": "name", "value": 3, "operation": "PREFIX"}), "a string");
+        bad(json!({"field": "name", "value": "x", "operation": "IN"}), "a list");
+        bad(json!({"field": "name", "value": "a", "operation": "GT"}), "numbers and dates");
+        bad(json!({"field": "repoName", "value": "a", "operation": "PREFIX"}), "EQ, IN or NIN");
+        bad(json!({"relation": "XOR", "rules": []}), "unknown relation");
+        bad(json!({"relation": "AND"}), "'rules'");
+        bad(json!({"field": "createdDate", "value": "yesterday", "operation": "BEFORE"}), "ISO");
+    }
+}
