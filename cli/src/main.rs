@@ -61,6 +61,24 @@ Environment:
         #[arg(long)]
         create_resources: bool,
     },
+    /// Remove content blobs that no version and no staged upload refers to. Blobs younger
+    /// than the grace period are kept (an upload may be about to name them), and so is a
+    /// blob whose bytes another version still uses. On embedded storage, stop
+    /// `depot serve` first: the database file takes one process at a time.
+    Gc {
+        /// List what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep blobs written less than this many seconds ago.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: i64,
+        /// Directory of the embedded backend's database and blobs [default: ./depot-data].
+        #[arg(long, env = "DEPOT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Storage backend [default: embedded].
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
     /// Create the DynamoDB table (with its indexes) and the S3 bucket named by
     /// DEPOT_TABLE and DEPOT_BUCKET, when missing, at AWS_ENDPOINT_URL. For LocalStack and moto.
     CreateResources,
@@ -82,6 +100,32 @@ async fn main() -> anyhow::Result<()> {
                 None => {}
             }
             serve(config, listen, create_resources).await
+        }
+        Command::Gc { dry_run, grace_secs, data_dir, backend } => {
+            let mut config = Config::from_env()?;
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            match backend {
+                Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
+                Some(BackendArg::Aws) => config.backend = Backend::Aws,
+                None => {}
+            }
+            let state = AppState::open(config, false).await.context("opening storage")?;
+            let report = state.registry.collect_garbage(dry_run, grace_secs).await?;
+            let verb = if dry_run { "would remove" } else { "unreferenced" };
+            for b in &report.unreferenced {
+                println!("{verb} {} ({} bytes)", b.key, b.size);
+            }
+            let bytes: u64 = report.unreferenced.iter().map(|b| b.size).sum();
+            println!(
+                "{} blobs scanned, {} referenced, {} unreferenced ({bytes} bytes), {} removed",
+                report.scanned,
+                report.referenced,
+                report.unreferenced.len(),
+                report.removed
+            );
+            Ok(())
         }
         Command::CreateResources => {
             let config = Config { backend: Backend::Aws, ..Config::from_env()? };

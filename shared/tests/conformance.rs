@@ -386,6 +386,17 @@ async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) {
     // suite does not ask.)
     assert_eq!(blobs.head("t/empty").await.unwrap(), None);
 
+    // Listing a folder: every blob under it with its size, in key order.
+    blobs.put("t/list/b", depot_core::store::stream_from_bytes(b"bb".to_vec())).await.unwrap();
+    blobs.put("t/list/a/x", depot_core::store::stream_from_bytes(b"a".to_vec())).await.unwrap();
+    blobs.put("t/listed-not", depot_core::store::stream_from_bytes(b"n".to_vec())).await.unwrap();
+    let listed = blobs.list("t/list").await.unwrap();
+    let keys: Vec<_> = listed.iter().map(|b| (b.key.as_str(), b.size)).collect();
+    assert_eq!(keys, [("t/list/a/x", 1), ("t/list/b", 2)]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(listed.iter().all(|b| (now - b.modified).abs() < 300), "{listed:?}");
+    assert!(blobs.list("t/nothing-here").await.unwrap().is_empty());
+
     // A presigned GET carries the filename and reads the bytes.
     let get = blobs.presign_get("t/single", ttl, Some("my file.txt")).await.unwrap();
     if get.starts_with('/') {

@@ -1,8 +1,10 @@
 //! Use cases, written only against the two ports.
+mod gc;
 mod packages;
 mod projects;
 mod uploads;
 
+pub use gc::GcReport;
 pub use packages::{BlobRef, NewVersion, PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;

@@ -33,6 +33,15 @@ impl BlobObject {
     }
 }
 
+/// One stored blob, as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub key: String,
+    pub size: u64,
+    /// When the bytes were last written, in seconds since the epoch.
+    pub modified: i64,
+}
+
 /// The blob port: streamed bytes under string keys.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -76,6 +85,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// exist. Returns the blob's digests when the store computed them while joining (the
     /// embedded store does; S3 joins on its side, so the caller reads the blob back).
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Option<&[(u32, String)]>) -> Result<Option<Digests>>;
+
+    /// Every blob whose key starts with `prefix` (a whole `/`-separated folder), in key
+    /// order. For maintenance (garbage collection), never on a request path.
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>>;
 
     /// Drops a multipart upload and the parts uploaded so far. Dropping a missing upload
     /// succeeds.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::blob::{resolve_range, validate_blob_key};
-use super::{BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher, UrlSigner};
+use super::{BlobInfo, BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher, UrlSigner};
 use crate::{Error, Result};
 
 /// The blob store of the embedded backend. Its "presigned" URLs are depot's own signed
@@ -223,5 +223,40 @@ impl BlobStore for FsBlobStore {
                 Ok(())
             }
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>> {
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let root = self.root.clone();
+        let mut out = tokio::task::spawn_blocking(move || -> Result<Vec<BlobInfo>> {
+            let mut out = Vec::new();
+            let mut stack = vec![dir];
+            while let Some(d) = stack.pop() {
+                let entries = match std::fs::read_dir(&d) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    if meta.is_dir() {
+                        stack.push(entry.path());
+                    } else if let Ok(rel) = entry.path().strip_prefix(&root) {
+                        let modified = meta
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map_or(0, |d| d.as_secs() as i64);
+                        out.push(BlobInfo { key: rel.to_string_lossy().replace('\\', "/"), size: meta.len(), modified });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(Error::internal)??;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 }

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use futures::StreamExt;
 
 use super::blob::{resolve_range, validate_blob_key};
-use super::{pct_encode, BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher};
+use super::{pct_encode, BlobInfo, BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher};
 use crate::{Error, Result};
 
 /// The size of each multipart part (S3's minimum is 5 MiB for all but the last).
@@ -328,5 +328,33 @@ impl BlobStore for S3BlobStore {
             Err(e) if matches!(e.code(), Some("NoSuchUpload")) => Ok(()),
             Err(e) => Err(s3_err("abort multipart upload", e)),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>> {
+        validate_blob_key(prefix.trim_end_matches('/'))?;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(format!("{}/", prefix.trim_end_matches('/')))
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| s3_err("list objects", e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    let modified = o.last_modified().map_or(0, |t| t.secs());
+                    out.push(BlobInfo { key: key.to_string(), size: o.size().unwrap_or(0).max(0) as u64, modified });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 }

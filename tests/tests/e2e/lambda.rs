@@ -115,6 +115,12 @@ async fn packages_function_under_cargo_lambda_watch() {
     assert!(data(s, &b)["records"].as_array().unwrap().iter().any(|p| p["key"] == "rds://redis"));
     let (s, b) = api.get("/repository/api/version/page/lam/charts?packageKey=rds://redis").await;
     assert_eq!(data(s, &b)["totalRecords"], 1);
+    let rule = json!({"relation": "AND", "rules": [
+        {"field": "projectId", "operation": "EQ", "value": "lam"},
+        {"field": "name", "operation": "MATCH_I", "value": "*REDIS"},
+    ]});
+    let (s, b) = api.post("/repository/api/package/search", json!({"rule": rule, "select": ["key"]})).await;
+    assert_eq!(data(s, &b)["records"], json!([{"key": "rds://redis"}]));
     let location = {
         let res = crate::uploads::no_redirects()
             .get(format!("{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0", api.base))
@@ -126,6 +132,11 @@ async fn packages_function_under_cargo_lambda_watch() {
         res.headers()["location"].to_str().unwrap().to_string()
     };
     assert_eq!(reqwest::get(&location).await.unwrap().status().as_u16(), 200);
+    // Deletes through the packages function: a @release version needs MANAGE (admin has it).
+    let (s, b) = api.delete("/repository/api/version/delete/lam/charts?packageKey=rds://redis&version=0.1.0").await;
+    data(s, &b);
+    let (s, b) = api.delete("/repository/api/package/delete/lam/charts?packageKey=rds://redis").await;
+    failure(s, &b, 404, 251017);
 
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);

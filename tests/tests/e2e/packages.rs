@@ -237,7 +237,10 @@ async fn pages_on(config: depot_core::config::Config) {
     // Packages: 26 in pages of 10, each once, by lower-case name.
     let mut seen = vec![];
     for n in 1..=3 {
+        let before = counting.snapshot();
         let page = reg.package_page("pg", "r", None, req(n, 10)).await.unwrap();
+        let read = counting.snapshot().2 - before.2;
+        assert!(read <= 10, "items read for package page {n}: {read}");
         assert_eq!(page.total, 26);
         seen.extend(page.items.into_iter().map(|p| p.name));
     }

@@ -634,3 +634,66 @@ async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
     assert_eq!(res.status().as_u16(), 400);
     assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("broken"));
 }
+
+fn gc(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(crate::harness::binary("depot"))
+        .args(["gc", "--data-dir", dir.to_str().unwrap()])
+        .args(args)
+        .env_remove("DEPOT_BACKEND")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn gc_removes_only_unreferenced_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", dir.path().to_str().unwrap()];
+    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    let server = Server::start(&args, &env);
+    let api = Api::new(&server.base);
+    rds_repo(&api, "gc", "one").await;
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "gc", "name": "two", "type": "RDS"})).await;
+    data(s, &b);
+    // The same bytes in two repositories; then one of them is deleted.
+    let (f, shared) = chart("shared", "1.0.0", "tgz");
+    assert_eq!(upload(&api, "/rds/api/gc/one/charts", &f, shared.clone()).await.0, 201);
+    assert_eq!(upload(&api, "/rds/api/gc/two/charts", &f, shared.clone()).await.0, 201);
+    let (s, _) = api.delete("/rds/gc/one/api/charts/shared/1.0.0").await;
+    assert_eq!(s, 200);
+    // A chart overwritten: its first bytes are no longer referenced.
+    let (f2, first) = chart("over", "1.0.0", "tgz");
+    assert_eq!(upload(&api, "/rds/api/gc/one/charts", &f2, first.clone()).await.0, 201);
+    let second = gzip(&tar_of(&[("over/RDS.yaml", format!("{}# second\n", rds_yaml("over", "1.0.0")).into_bytes())]));
+    assert_eq!(upload(&api, "/rds/api/gc/one/charts?force=true", &f2, second.clone()).await.0, 201);
+    drop(server);
+
+    let blob_path = |bytes: &[u8]| {
+        let sha = sha256_hex(bytes);
+        dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]))
+    };
+    let young = gc(dir.path(), &["--dry-run"]);
+    assert!(young.contains("0 unreferenced"), "the grace period protects fresh blobs: {young}");
+    let dry = gc(dir.path(), &["--dry-run", "--grace-secs", "0"]);
+    assert!(dry.contains(&format!("would remove blobs/sha256/{}", &sha256_hex(&first)[..2])), "{dry}");
+    assert!(dry.contains("1 unreferenced") && dry.contains("0 removed"), "{dry}");
+    assert!(blob_path(&first).exists(), "a dry run removes nothing");
+    let real = gc(dir.path(), &["--grace-secs", "0"]);
+    assert!(real.contains("1 removed"), "{real}");
+    assert!(!blob_path(&first).exists());
+    assert!(blob_path(&second).exists() && blob_path(&shared).exists(), "referenced blobs stay");
+    let again = gc(dir.path(), &["--grace-secs", "0"]);
+    assert!(again.contains("0 unreferenced"), "{again}");
+
+    // The shared chart still downloads from the other repository.
+    let server = Server::start(&args, &env);
+    let api = Api::new(&server.base);
+    let got = reqwest::Client::new()
+        .get(format!("{}/rds/gc/two/charts/shared-1.0.0.tgz", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().to_vec(), shared);
+}
