@@ -90,27 +90,11 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(false);
     match cli.command {
         Command::Serve { listen, data_dir, backend, create_resources } => {
-            let mut config = Config::from_env()?;
-            if let Some(d) = data_dir {
-                config.data_dir = d;
-            }
-            match backend {
-                Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
-                Some(BackendArg::Aws) => config.backend = Backend::Aws,
-                None => {}
-            }
+            let config = config_from(data_dir, backend)?;
             serve(config, listen, create_resources).await
         }
         Command::Gc { dry_run, grace_secs, data_dir, backend } => {
-            let mut config = Config::from_env()?;
-            if let Some(d) = data_dir {
-                config.data_dir = d;
-            }
-            match backend {
-                Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
-                Some(BackendArg::Aws) => config.backend = Backend::Aws,
-                None => {}
-            }
+            let config = config_from(data_dir, backend)?;
             let state = AppState::open(config, false).await.context("opening storage")?;
             let report = state.registry.collect_garbage(dry_run, grace_secs).await?;
             let verb = if dry_run { "would remove" } else { "unreferenced" };
@@ -134,6 +118,20 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The configuration from the environment, with the command line's overrides.
+fn config_from(data_dir: Option<PathBuf>, backend: Option<BackendArg>) -> anyhow::Result<Config> {
+    let mut config = Config::from_env()?;
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    match backend {
+        Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
+        Some(BackendArg::Aws) => config.backend = Backend::Aws,
+        None => {}
+    }
+    Ok(config)
 }
 
 /// Every surface's router on one port, with the embedded backend's signed blob routes,

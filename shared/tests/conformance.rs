@@ -534,22 +534,7 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     let nr = NewRepository { project_id: "pk".into(), name: "r".into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
     reg.create_repository(nr, "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
-    let nv = |v: &str| NewVersion {
-        project_id: "pk".into(),
-        repo_name: "r".into(),
-        package_key: "rds://x".into(),
-        package_name: "x".into(),
-        package_type: RepoType::Rds,
-        version: v.into(),
-        description: String::new(),
-        content_path: format!("/x-{v}.tgz"),
-        blob: blob.clone(),
-        metadata: Default::default(),
-        package_metadata: vec![],
-        extension: Default::default(),
-        overwrite: false,
-        may_change_released: false,
-    };
+    let nv = |v: &str| NewVersion::new("pk", "r", "rds://x", "x", RepoType::Rds, v, blob.clone());
     let generation = || async { reg.get_repository("pk", "r").await.unwrap().generation };
     let g0 = generation().await;
     for v in ["1.0.0", "1.10.0", "1.2.0"] {

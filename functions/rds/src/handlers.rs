@@ -288,14 +288,19 @@ pub async fn chart_versions(
     Ok(Json(versions.iter().map(index::entry).collect::<Vec<_>>()).into_response())
 }
 
-pub async fn chart_version(
-    State(st): State<AppState>,
-    caller: Caller,
-    path: Result<Path<(String, String, String, String)>, PathRejection>,
-) -> RdsResult {
+type VersionPath = Result<Path<(String, String, String, String)>, PathRejection>;
+
+/// [`repo_access`] for the routes that name a chart version: (caller, project, repo,
+/// code, version).
+async fn version_access(st: &AppState, caller: Caller, path: VersionPath, action: Action) -> Result<(Identity, String, String, String, String), RdsError> {
     let who = caller.identity()?;
     let Path((p, r, code, version)) = path?;
-    let (_, p, r) = repo_access(&st, Caller(Ok(who)), Ok(Path((p, r))), Action::Read).await?;
+    let (who, p, r) = repo_access(st, Caller(Ok(who)), Ok(Path((p, r))), action).await?;
+    Ok((who, p, r, code, version))
+}
+
+pub async fn chart_version(State(st): State<AppState>, caller: Caller, path: VersionPath) -> RdsResult {
+    let (_, p, r, code, version) = version_access(&st, caller, path, Action::Read).await?;
     let v = st.registry.get_version(&p, &r, &chart_key(&code)?, &version).await.map_err(|e| match e {
         Error::NotFound(_) => RdsError::new(StatusCode::NOT_FOUND, format!("chart {code} version {version} not found")),
         e => e.into(),
@@ -316,14 +321,8 @@ async fn remove_version(st: &AppState, who: &Identity, p: &str, r: &str, key: &s
     }
 }
 
-pub async fn delete_chart_version(
-    State(st): State<AppState>,
-    caller: Caller,
-    path: Result<Path<(String, String, String, String)>, PathRejection>,
-) -> RdsResult {
-    let who = caller.identity()?;
-    let Path((p, r, code, version)) = path?;
-    let (who, p, r) = repo_access(&st, Caller(Ok(who)), Ok(Path((p, r))), Action::Delete).await?;
+pub async fn delete_chart_version(State(st): State<AppState>, caller: Caller, path: VersionPath) -> RdsResult {
+    let (who, p, r, code, version) = version_access(&st, caller, path, Action::Delete).await?;
     remove_version(&st, &who, &p, &r, &chart_key(&code)?, &version).await?;
     Ok(Json(json!({ "deleted": true })).into_response())
 }

@@ -111,6 +111,29 @@ async fn take(table: &dyn crate::store::Table, query: &Query, start: Option<Stri
     }
 }
 
+impl NewVersion {
+    /// A version of `key` in `project/repo` with no description, metadata or extension,
+    /// stored at `/{version}`, refused if it exists. Set the other fields as needed.
+    pub fn new(project: &str, repo: &str, key: &str, name: &str, ty: RepoType, version: &str, blob: BlobRef) -> Self {
+        NewVersion {
+            project_id: project.into(),
+            repo_name: repo.into(),
+            package_key: key.into(),
+            package_name: name.into(),
+            package_type: ty,
+            version: version.into(),
+            description: String::new(),
+            content_path: format!("/{version}"),
+            blob,
+            metadata: Map::new(),
+            package_metadata: vec![],
+            extension: Map::new(),
+            overwrite: false,
+            may_change_released: false,
+        }
+    }
+}
+
 fn conflict_retry<T>() -> Result<T> {
     Err(Error::Internal("gave up after too many concurrent writers on one package".into()))
 }

@@ -40,6 +40,17 @@ pub fn aws_endpoint() -> String {
         .expect("AWS_ENDPOINT_URL is not set: the AWS end-to-end tests need moto; run infra/test.sh")
 }
 
+/// A configuration for the AWS backend on moto, with a fresh table and bucket.
+pub fn aws_config(prefix: &str) -> depot_core::config::Config {
+    aws_endpoint();
+    depot_core::config::Config {
+        backend: depot_core::config::Backend::Aws,
+        table: unique(prefix),
+        bucket: unique(prefix),
+        ..Default::default()
+    }
+}
+
 /// A running `depot serve`, killed on drop.
 pub struct Server {
     child: Child,

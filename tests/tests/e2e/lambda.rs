@@ -121,16 +121,8 @@ async fn packages_function_under_cargo_lambda_watch() {
     ]});
     let (s, b) = api.post("/repository/api/package/search", json!({"rule": rule, "select": ["key"]})).await;
     assert_eq!(data(s, &b)["records"], json!([{"key": "rds://redis"}]));
-    let location = {
-        let res = crate::uploads::no_redirects()
-            .get(format!("{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0", api.base))
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 302);
-        res.headers()["location"].to_str().unwrap().to_string()
-    };
+    let location =
+        crate::uploads::redirect_location(&format!("{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0", api.base)).await;
     assert_eq!(reqwest::get(&location).await.unwrap().status().as_u16(), 200);
     // Deletes through the packages function: a @release version needs MANAGE (admin has it).
     let (s, b) = api.delete("/repository/api/version/delete/lam/charts?packageKey=rds://redis&version=0.1.0").await;

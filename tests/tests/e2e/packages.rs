@@ -208,22 +208,7 @@ async fn pages_on(config: depot_core::config::Config) {
     let nr = NewRepository { project_id: "pg".into(), name: "r".into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
     reg.create_repository(nr, "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
-    let nv = |code: String, name: String, v: String| NewVersion {
-        project_id: "pg".into(),
-        repo_name: "r".into(),
-        package_key: format!("rds://{code}"),
-        package_name: name,
-        package_type: RepoType::Rds,
-        version: v,
-        description: String::new(),
-        content_path: "/x".into(),
-        blob: blob.clone(),
-        metadata: Default::default(),
-        package_metadata: vec![],
-        extension: Default::default(),
-        overwrite: false,
-        may_change_released: false,
-    };
+    let nv = |code: String, name: String, v: String| NewVersion::new("pg", "r", &format!("rds://{code}"), &name, RepoType::Rds, &v, blob.clone());
     // 25 packages with mixed-case names, and one package with 60 versions.
     for i in 0..25 {
         let name = if i % 2 == 0 { format!("Alpha{i:02}") } else { format!("beta{i:02}") };
@@ -290,13 +275,7 @@ async fn pages_are_stable_and_cost_follows_page_size_embedded() {
 
 #[tokio::test]
 async fn pages_are_stable_and_cost_follows_page_size_dynamodb() {
-    crate::harness::aws_endpoint();
-    let config = depot_core::config::Config {
-        backend: depot_core::config::Backend::Aws,
-        table: crate::harness::unique("pages"),
-        bucket: crate::harness::unique("pages"),
-        ..Default::default()
-    };
+    let config = crate::harness::aws_config("pages");
     pages_on(config).await;
 }
 

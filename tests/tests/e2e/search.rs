@@ -154,20 +154,9 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
         let key = format!("{}://{name}-{i}", ty.as_str().to_lowercase());
         for v in 0..1 + rng.below(3) {
             let nv = NewVersion {
-                project_id: project.clone(),
-                repo_name: repo.into(),
-                package_key: key.clone(),
-                package_name: name.clone(),
-                package_type: ty,
-                version: format!("1.{v}.{}", rng.below(3)),
-                description: String::new(),
-                content_path: "/x".into(),
-                blob: blob.clone(),
-                metadata: Default::default(),
-                package_metadata: vec![],
-                extension: Default::default(),
                 overwrite: true,
                 may_change_released: true,
+                ..NewVersion::new(&project, repo, &key, &name, ty, &format!("1.{v}.{}", rng.below(3)), blob.clone())
             };
             reg.create_version(nv, if rng.below(2) == 0 { "alice" } else { "bob" }).await.unwrap();
         }
@@ -267,12 +256,6 @@ async fn search_matches_brute_force_embedded() {
 
 #[tokio::test]
 async fn search_matches_brute_force_dynamodb() {
-    crate::harness::aws_endpoint();
-    let config = depot_core::config::Config {
-        backend: depot_core::config::Backend::Aws,
-        table: crate::harness::unique("search"),
-        bucket: crate::harness::unique("search"),
-        ..Default::default()
-    };
+    let config = crate::harness::aws_config("search");
     search_on(config, 99).await;
 }

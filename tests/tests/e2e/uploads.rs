@@ -98,16 +98,16 @@ pub async fn upload(api: &Api, project: &str, repo: &str, bytes: &[u8]) -> Value
     json!({ "session": session, "done": done })
 }
 
+/// GETs `url` as admin, expects a 302 and returns its `Location`.
+pub async fn redirect_location(url: &str) -> String {
+    let res = no_redirects().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 302, "{url}");
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
 /// Asks for a completed session's bytes as admin and returns the 302's `Location`.
 pub async fn content_redirect(base: &str, id: &str, filename: &str) -> String {
-    let res = no_redirects()
-        .get(format!("{base}{UP}/{id}/content?filename={filename}"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 302);
-    res.headers()["location"].to_str().unwrap().to_string()
+    redirect_location(&format!("{base}{UP}/{id}/content?filename={filename}")).await
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {
