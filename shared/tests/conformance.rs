@@ -565,6 +565,9 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
     assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 2);
     assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().downloads, 2);
+    let today = depot_core::model::now_iso()[..10].to_string();
+    let day = t.get(&depot_core::model::download_day_key("pk", "r", "rds://x", &today, "1.0.0")).await.unwrap().unwrap();
+    assert_eq!(day["downloads"], 2, "the day's counter moves with them");
     assert!(matches!(reg.record_download("pk", "r", "rds://x", "9.9.9").await, Err(Error::NotFound(_))));
 
     // Deleting the latest recomputes it; the last delete removes the package.
