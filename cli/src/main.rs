@@ -61,9 +61,10 @@ Environment:
         #[arg(long)]
         create_resources: bool,
     },
-    /// Remove content blobs that no version and no staged upload refers to. Blobs younger
-    /// than the grace period are kept (an upload may be about to name them), and so is a
-    /// blob whose bytes another version still uses. On embedded storage, stop
+    /// Remove content blobs that no version and no staged upload refers to.
+    ///
+    /// Blobs younger than the grace period are kept (an upload may be about to name them),
+    /// and so is a blob whose bytes another version still uses. On embedded storage, stop
     /// `depot serve` first: the database file takes one process at a time.
     Gc {
         /// List what would be removed, and remove nothing.
@@ -79,8 +80,10 @@ Environment:
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
-    /// Create the DynamoDB table (with its indexes) and the S3 bucket named by
-    /// DEPOT_TABLE and DEPOT_BUCKET, when missing, at AWS_ENDPOINT_URL. For LocalStack and moto.
+    /// Create the DynamoDB table and the S3 bucket when missing (LocalStack, moto).
+    ///
+    /// The table (with its indexes and TTL) and the bucket are named by DEPOT_TABLE and
+    /// DEPOT_BUCKET, at AWS_ENDPOINT_URL.
     CreateResources,
 }
 
