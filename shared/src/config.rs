@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::store::{dynamo::DynamoTable, embedded::EmbeddedTable, fs::FsBlobStore, s3::S3BlobStore, BlobStore, Table, UrlSigner};
+use crate::store::{dynamo::DynamoTable, s3::S3BlobStore, BlobStore, Table, UrlSigner};
 use crate::{Error, Result};
 
 /// Loads the AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with one
@@ -134,9 +134,14 @@ impl Config {
     /// DynamoDB table and the S3 bucket when missing (for LocalStack and moto).
     pub async fn open_stores(&self, create_resources: bool) -> Result<Stores> {
         match self.backend {
+            #[cfg(not(feature = "embedded"))]
+            Backend::Embedded => Err(Error::Invalid(
+                "this binary was built without the embedded backend (a Lambda function); set DEPOT_BACKEND=aws".into(),
+            )),
+            #[cfg(feature = "embedded")]
             Backend::Embedded => {
-                let table = EmbeddedTable::open(&self.data_dir.join("depot.redb"))?;
-                let blobs = FsBlobStore::open(&self.data_dir.join("blobs"))?;
+                let table = crate::store::embedded::EmbeddedTable::open(&self.data_dir.join("depot.redb"))?;
+                let blobs = crate::store::fs::FsBlobStore::open(&self.data_dir.join("blobs"))?;
                 Ok(Stores { table: Arc::new(table), signer: Some(blobs.signer()), blobs: Arc::new(blobs) })
             }
             Backend::Aws => {

@@ -4,6 +4,7 @@
 mod blob;
 mod digest;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod fs;
 pub mod s3;
