@@ -100,11 +100,7 @@ pub async fn version_page(
     let unfiltered = filter.version.is_none() && filter.stage_tag.as_deref().is_none_or(|t| t.trim().is_empty());
     if by_version && unfiltered {
         // The indexed path: cost follows the page size.
-        let ascending = match filter.direction.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("DESC") => false,
-            Some("ASC") => true,
-            Some(d) => return Err(Error::Invalid(format!("direction must be ASC or DESC, not '{}'", printable(d))).into()),
-        };
+        let ascending = is_ascending(filter.direction.as_deref(), false)?;
         let page = st.registry.version_page(&p, &r, &key, ascending, req).await.map_err(package_missing)?;
         return Ok(ok(page_view(&page, version_view)));
     }
@@ -241,13 +237,20 @@ pub async fn delete_version(
     Ok(ok(()))
 }
 
+/// Reads a bkrepo sort direction, `ASC` or `DESC` in any case; `default_ascending` when
+/// absent.
+pub(crate) fn is_ascending(direction: Option<&str>, default_ascending: bool) -> Result<bool, Error> {
+    match direction.map(str::to_ascii_uppercase).as_deref() {
+        None => Ok(default_ascending),
+        Some("ASC") => Ok(true),
+        Some("DESC") => Ok(false),
+        Some(_) => Err(Error::Invalid(format!("direction must be ASC or DESC, not '{}'", printable(direction.unwrap_or_default())))),
+    }
+}
+
 /// Sorts versions by a bkrepo sort property; semver order, newest first, by default.
 fn sort_versions(versions: &mut [PackageVersion], property: Option<&str>, direction: Option<&str>) -> Result<(), ApiError> {
-    let ascending = match direction.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("DESC") => false,
-        Some("ASC") => true,
-        Some(d) => return Err(Error::Invalid(format!("direction must be ASC or DESC, not '{}'", printable(d))).into()),
-    };
+    let ascending = is_ascending(direction, false)?;
     let key: fn(&PackageVersion, &PackageVersion) -> std::cmp::Ordering = match property {
         None | Some("version") => |a, b| compare_versions(&a.name, &b.name),
         Some("name") => |a, b| a.name.cmp(&b.name),

@@ -334,11 +334,7 @@ pub async fn search(State(st): State<AppState>, caller: Caller, body: Result<BkJ
         Some(s) => s.properties.iter().map(|p| kind_of(p).map(|k| (p.clone(), k))).collect::<Result<Vec<_>, _>>()?,
         None => vec![],
     };
-    let descending = match body.sort.as_ref().and_then(|s| s.direction.as_deref()).map(str::to_ascii_uppercase).as_deref() {
-        None | Some("ASC") => false,
-        Some("DESC") => true,
-        Some(d) => return Err(Error::Invalid(format!("sort direction must be ASC or DESC, not '{}'", printable(d))).into()),
-    };
+    let descending = !crate::packages::is_ascending(body.sort.as_ref().and_then(|s| s.direction.as_deref()), true)?;
     let req = PageRequest::from_query(body.page.as_ref().and_then(|p| p.page_number), body.page.as_ref().and_then(|p| p.page_size))?;
 
     // Every repository of the project that the caller may read.

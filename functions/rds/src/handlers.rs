@@ -1,5 +1,5 @@
 //! The RDS routes. Each checks the caller first, then its input, then calls the domain.
-use std::io::{Cursor, Seek, Write};
+use std::io::{Cursor, Seek};
 
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
@@ -11,7 +11,7 @@ use axum::Json;
 use depot_core::auth::{Action, Identity};
 use depot_core::http::blobs::{self, blob_reference, BaseUrl};
 use depot_core::http::{trace_id, AppState, Caller};
-use depot_core::model::{printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType};
+use depot_core::model::{printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository};
 use depot_core::registry::{BlobRef, NewVersion};
 use depot_core::store::Digests;
 use depot_core::Error;
@@ -47,12 +47,17 @@ fn envelope(data: Value) -> Response {
 
 /// Authenticates, checks the names, and authorizes `action` on the repository, which must
 /// be an RDS repository.
-async fn repo_access(st: &AppState, caller: Caller, path: RepoPath, action: Action) -> Result<(Identity, String, String), RdsError> {
+async fn repo_access(st: &AppState, caller: Caller, path: RepoPath, action: Action) -> Result<(Identity, String, String, Repository), RdsError> {
     let who = caller.identity()?;
     let Path((p, r)) = path?;
-    st.auth.authorize(&who, &p, Some(&r), action).await?;
-    st.registry.repository_of_type(&p, &r, RepoType::Rds).await?;
-    Ok((who, p, r))
+    let repo = access(st, &who, &p, &r, action).await?;
+    Ok((who, p, r, repo))
+}
+
+/// Authorizes an authenticated caller for `action` on an RDS repository; returns it.
+async fn access(st: &AppState, who: &Identity, p: &str, r: &str, action: Action) -> Result<Repository, RdsError> {
+    st.auth.authorize(who, p, Some(r), action).await?;
+    Ok(st.registry.repository_of_type(p, r, RepoType::Rds).await?)
 }
 
 /// Whether the caller also holds MANAGE (to change `@release` versions).
@@ -116,16 +121,23 @@ async fn inspect<R: std::io::Read + Seek + Send + 'static>(r: R, format: Format,
     parsed.map_err(archive_error)
 }
 
-/// Copies a stored blob into an anonymous temporary file, to read it as an archive.
-async fn spool(st: &AppState, key: &str) -> Result<std::fs::File, RdsError> {
+/// Copies a stored blob into an anonymous temporary file, to read it as an archive;
+/// returns the file (rewound) and its first bytes, to tell the format by.
+async fn spool(st: &AppState, key: &str) -> Result<(std::fs::File, Vec<u8>), RdsError> {
+    use tokio::io::AsyncWriteExt;
     let mut body = st.registry.blobs.get(key, None).await?.body;
-    let mut file = tempfile::tempfile().map_err(Error::from)?;
+    let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(Error::from)?);
+    let mut head = Vec::with_capacity(512);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(Error::from)?;
-        file = tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|_| file)).await.map_err(Error::internal)?.map_err(Error::from)?;
+        if head.len() < 512 {
+            head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
+        }
+        file.write_all(&chunk).await.map_err(Error::from)?;
     }
+    let mut file = file.into_std().await;
     file.rewind().map_err(Error::from)?;
-    Ok(file)
+    Ok((file, head))
 }
 
 /// Checks `RDS.yaml`'s identity fields; returns (code, version).
@@ -155,11 +167,11 @@ pub async fn upload(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> RdsResult {
-    let (who, p, r) = repo_access(&st, caller, path, Action::Write).await?;
+    let (who, p, r, repo) = repo_access(&st, caller, path, Action::Write).await?;
     let Query(q) = query?;
-    let repo = st.registry.get_repository(&p, &r).await?;
     let limits = Limits { max_unpacked_bytes: st.config.max_unpacked_bytes, ..Limits::default() };
-    let (meta, format, blob) = match read_source(&headers, multipart).await? {
+    let not_archive = || RdsError::bad(format!("{BROKEN} not a tgz, tar or zip archive"));
+    let (meta, (code, version), format, blob) = match read_source(&headers, multipart).await? {
         Source::Bytes { filename, bytes } => {
             let format = match &filename {
                 Some(f) => {
@@ -168,31 +180,24 @@ pub async fn upload(
                         RdsError::bad(format!("unsupported archive '{}': use .tgz, .tar.gz, .tar or .zip", printable(f)))
                     })?
                 }
-                None => Format::sniff(&bytes).ok_or_else(|| RdsError::bad(format!("{BROKEN} not a tgz, tar or zip archive")))?,
+                None => Format::sniff(&bytes).ok_or_else(not_archive)?,
             };
             let meta = inspect(Cursor::new(bytes.clone()), format, limits).await?;
-            identity_of(&meta)?;
+            // Checked before the bytes are stored: a refused upload leaves nothing.
+            let id = identity_of(&meta)?;
             let blob = st.registry.store_content(depot_core::store::stream_from_bytes(bytes)).await?;
-            (meta, format, blob)
+            (meta, id, format, blob)
         }
         Source::Staged(reference) => {
             let staged = st.registry.resolve_staged(&p, &r, &reference).await?;
-            let file = spool(&st, &staged.key).await?;
-            let mut head = vec![0u8; 512];
-            let n = {
-                use std::io::Read;
-                let mut f = file.try_clone().map_err(Error::from)?;
-                let n = f.read(&mut head).map_err(Error::from)?;
-                f.rewind().map_err(Error::from)?;
-                n
-            };
-            let format = Format::sniff(&head[..n]).ok_or_else(|| RdsError::bad(format!("{BROKEN} not a tgz, tar or zip archive")))?;
+            let (file, head) = spool(&st, &staged.key).await?;
+            let format = Format::sniff(&head).ok_or_else(not_archive)?;
             let meta = inspect(file, format, limits).await?;
+            let id = identity_of(&meta)?;
             let digests = Digests { sha256: staged.sha256, sha1: staged.sha1, md5: staged.md5, size: staged.size };
-            (meta, format, BlobRef { key: staged.key, digests })
+            (meta, id, format, BlobRef { key: staged.key, digests })
         }
     };
-    let (code, version) = identity_of(&meta)?;
     let filename = format!("{code}-{version}.{}", format.ext());
     let force = q.force.is_some_and(|f| !f.eq_ignore_ascii_case("false"));
     let mut metadata = Map::new();
@@ -232,10 +237,10 @@ pub async fn upload(
 }
 
 pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPath, headers: HeaderMap) -> RdsResult {
-    let (_, p, r) = repo_access(&st, caller, path, Action::Read).await?;
-    // The generation is read before the versions, so a rendering is never older than
-    // the generation it is cached under.
-    let generation = st.registry.get_repository(&p, &r).await?.generation;
+    // The repository (and its generation) is read before the versions, so a rendering
+    // is never older than the generation it is cached under.
+    let (_, p, r, repo) = repo_access(&st, caller, path, Action::Read).await?;
+    let generation = repo.generation;
     // The generation is the index's version: a client that has it gets 304.
     let etag = format!("\"g{generation}\"");
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
@@ -259,7 +264,7 @@ pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPa
 }
 
 pub async fn all_charts(State(st): State<AppState>, caller: Caller, path: RepoPath) -> RdsResult {
-    let (_, p, r) = repo_access(&st, caller, path, Action::Read).await?;
+    let (_, p, r, _) = repo_access(&st, caller, path, Action::Read).await?;
     Ok(Json(index::entries(&st.registry, &p, &r).await?).into_response())
 }
 
@@ -283,7 +288,7 @@ pub async fn chart_versions(
 ) -> RdsResult {
     let who = caller.identity()?;
     let Path((p, r, code)) = path?;
-    let (_, p, r) = repo_access(&st, Caller(Ok(who)), Ok(Path((p, r))), Action::Read).await?;
+    access(&st, &who, &p, &r, Action::Read).await?;
     let versions = versions_of(&st, &p, &r, &code).await?;
     Ok(Json(versions.iter().map(index::entry).collect::<Vec<_>>()).into_response())
 }
@@ -295,7 +300,7 @@ type VersionPath = Result<Path<(String, String, String, String)>, PathRejection>
 async fn version_access(st: &AppState, caller: Caller, path: VersionPath, action: Action) -> Result<(Identity, String, String, String, String), RdsError> {
     let who = caller.identity()?;
     let Path((p, r, code, version)) = path?;
-    let (who, p, r) = repo_access(st, Caller(Ok(who)), Ok(Path((p, r))), action).await?;
+    access(st, &who, &p, &r, action).await?;
     Ok((who, p, r, code, version))
 }
 
@@ -356,7 +361,7 @@ pub async fn download(
 ) -> RdsResult {
     let who = caller.identity()?;
     let Path((p, r, filename)) = path?;
-    let (_, p, r) = repo_access(&st, Caller(Ok(who)), Ok(Path((p, r))), Action::Read).await?;
+    access(&st, &who, &p, &r, Action::Read).await?;
     let v = version_for_file(&st, &p, &r, &filename).await?;
     st.registry.record_download(&p, &r, &v.package_key, &v.name).await?;
     Ok(blobs::download(&st, &base, &headers, &v.blob_key, &filename).await?)
@@ -384,7 +389,7 @@ async fn ext_target(
     action: Action,
     with_version: bool,
 ) -> Result<ExtTarget, RdsError> {
-    let (who, p, r) = repo_access(st, caller, path, action).await?;
+    let (who, p, r, _) = repo_access(st, caller, path, action).await?;
     let Query(q) = query?;
     let key = required(q.package_key, "packageKey")?;
     let version = if with_version { required(q.version, "version")? } else { String::new() };

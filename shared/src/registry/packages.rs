@@ -5,7 +5,6 @@
 //! the repository (an `index.yaml`) can be cached under the generation and never be
 //! stale. Writers read the package summary, compute the new one, and write it on the
 //! condition that its `revision` has not moved; on a lost race they read again.
-use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use super::{from_item, to_item, Registry};
@@ -574,19 +573,5 @@ impl Registry {
             .transact(ops)
             .await
             .map_err(|e| e.on_conflict(|| Error::NotFound(format!("version [{version}] of package [{key}] not found"))))
-    }
-
-    /// Reads a blob fully into memory, refusing more than `limit` bytes.
-    pub async fn read_blob_capped(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
-        let obj = self.blobs.get(key, None).await?;
-        if obj.size > limit {
-            return Err(Error::TooLarge(format!("blob of {} bytes is over the limit of {limit}", obj.size)));
-        }
-        let mut out = Vec::with_capacity(obj.size as usize);
-        let mut body = obj.body;
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
     }
 }

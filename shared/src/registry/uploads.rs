@@ -279,7 +279,7 @@ impl Registry {
         } else {
             self.blobs.rename(&key, &content).await?;
         }
-        let (_, ttl) = epoch_after(STAGED_TTL);
+        let (expires_at, ttl) = epoch_after(STAGED_TTL);
         let staged = StagedBlob {
             digest: format!("sha256:{}", digests.sha256),
             size: digests.size,
@@ -290,7 +290,6 @@ impl Registry {
             session_id: session.id.clone(),
             ttl,
         };
-        let (expires_at, _) = epoch_after(STAGED_TTL);
         let mut set = Item::new();
         set.insert("state".into(), serde_json::to_value(UploadState::Complete).map_err(Error::internal)?);
         set.insert("digest".into(), staged.digest.clone().into());
