@@ -92,6 +92,16 @@ async fn info_lists_stages_downloads_and_deletes() {
     failure(s, &b, 404, 251019);
     let (s, b) = up("rds://app").await;
     failure(s, &b, 400, 250105);
+    let (s, b) = up("rds://app/1.10.0?tag=gold").await;
+    assert!(failure(s, &b, 400, 250105).contains("stage tag"));
+    let (s, b) = up("not-a-key/1.10.0").await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = list(json!({"colour": "red"})).await;
+    assert!(failure(s, &b, 400, 250105).contains("colour"));
+    let (s, b) = list(json!({"metadata": [{"key": 1}]})).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = api.raw("POST", &format!("{VER}/list/pp/charts?packageKey=rds://app"), "application/json", "{not json").await;
+    failure(s, &b, 400, 250105);
     let (s, b) = list(json!({"stageTag": "release"})).await;
     assert_eq!(names(&data(s, &b)), ["1.2.0", "1.0.0"]);
     let (s, b) = list(json!({"stageTag": "@release,@prerelease"})).await;

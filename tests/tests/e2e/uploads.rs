@@ -135,6 +135,13 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     send_bytes(&session, &bytes).await;
     let (s, b) = complete(&api, &id, None).await;
     assert!(failure(s, &b, 400, 250105).contains("[sha256]"));
+    // Malformed completion bodies are 400s that keep the session.
+    let (s, b) = api.raw("POST", &format!("{UP}/{id}/complete"), "application/json", "{not json").await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = complete_parts(&api, &id, Some(&sha), json!("parts")).await;
+    failure(s, &b, 400, 250105);
+    let (s, b) = complete(&api, &id, Some("sha256:zz")).await;
+    failure(s, &b, 400, 250105);
     let (s, b) = complete(&api, &id, Some(&format!("sha256:{sha}"))).await;
     let done = data(s, &b);
     assert_eq!(done["digest"], format!("sha256:{sha}"));
@@ -226,6 +233,12 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
         assert_eq!(res.status().as_u16(), 403, "{url}");
     }
     assert_eq!(put(&http, &location, b"overwrite".to_vec()).await, 403, "a GET URL does not allow PUT");
+    // Hostile keys on the local route: refused before anything is read or written.
+    for path in ["/blobs/local/..%2F..%2Fetc%2Fpasswd?expires=1&signature=00", "/blobs/local/a/../../x?expires=1&signature=zz", "/blobs/local/.signing-key"] {
+        let res = http.get(format!("{}{path}", server.base)).send().await.unwrap();
+        let status = res.status().as_u16();
+        assert!(status == 403 || status == 400 || status == 404, "{path}: {status}");
+    }
     // An expired URL is refused: sign one that expires now, with the server's own key.
     let signer = depot_core::store::UrlSigner::load_or_create(&dir.path().join("blobs/.signing-key")).unwrap();
     let key = format!("blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]);
