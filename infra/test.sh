@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A clean debug build of the suite needs about 3 GB; a full disk shows up as a linker
+# crash (SIGBUS), so say how much room there was.
+echo "== disk free: $(df -Ph . | awk 'NR==2 { print $4 " of " $2 }')"
+
 venv="${DEPOT_VENV:-.venv}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
@@ -45,4 +49,5 @@ cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace --all-targets "$@" 2>&1 | tee target/test-output.log
 # One closing line for the whole run, summed over every test binary.
+echo "== target/ after the run: $(du -sh target | cut -f1)"
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test-output.log
