@@ -55,8 +55,5 @@ async fn main() {
     println!("  Basic, no cache (argon2 every time): median {slow_med:?}, p99 {slow_p99:?} ({n_slow} requests)");
     println!("  Basic, cached:                       median {fast_med:?}, p99 {fast_p99:?} ({n_fast} requests)");
     println!("  Bearer token, no cache:              median {tok_med:?}, p99 {tok_p99:?} ({n_tok} requests)");
-    println!(
-        "  ratio uncached/cached (median): {:.0}x",
-        slow_med.as_secs_f64() / fast_med.as_secs_f64().max(1e-9)
-    );
+    println!("  ratio uncached/cached (median): {:.0}x", slow_med.as_secs_f64() / fast_med.as_secs_f64().max(1e-9));
 }

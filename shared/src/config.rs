@@ -118,13 +118,20 @@ impl Config {
             bucket: var("DEPOT_BUCKET").unwrap_or(d.bucket),
             admin_password: var("DEPOT_ADMIN_PASSWORD"),
             max_body_bytes: match var("DEPOT_MAX_BODY_BYTES") {
-                Some(v) => v.parse().map_err(|_| Error::Invalid(format!("DEPOT_MAX_BODY_BYTES must be a number, not '{v}'")))?,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("DEPOT_MAX_BODY_BYTES must be a number, not '{v}'")))?,
                 None => d.max_body_bytes,
             },
             public_url: var("DEPOT_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
-            download_mode: var("DEPOT_DOWNLOAD_MODE").map(|m| DownloadMode::parse(&m)).transpose()?.unwrap_or(d.download_mode),
+            download_mode: var("DEPOT_DOWNLOAD_MODE")
+                .map(|m| DownloadMode::parse(&m))
+                .transpose()?
+                .unwrap_or(d.download_mode),
             max_unpacked_bytes: match var("DEPOT_MAX_UNPACKED_BYTES") {
-                Some(v) => v.parse().map_err(|_| Error::Invalid(format!("DEPOT_MAX_UNPACKED_BYTES must be a number, not '{v}'")))?,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("DEPOT_MAX_UNPACKED_BYTES must be a number, not '{v}'")))?,
                 None => d.max_unpacked_bytes,
             },
         })

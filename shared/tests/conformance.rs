@@ -5,9 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use depot_core::store::{
-    atomic_add, BlobStore, ByteRange, ByteStream, Cond, Item, Key, Query, SkCond, Table, TxOp,
-};
+use depot_core::store::{atomic_add, BlobStore, ByteRange, ByteStream, Cond, Item, Key, Query, SkCond, Table, TxOp};
 use depot_core::Error;
 use futures::StreamExt;
 use md5::Md5;
@@ -143,14 +141,22 @@ fn item(pk: &str, sk: &str, extra: Value) -> Item {
 }
 
 async fn table_conditional_put(t: Arc<dyn Table>) {
-    let it = item("P", "a", json!({"s": "x", "n": 42, "neg": -7, "b": true, "z": null, "l": [1, "two", {"three": 3}], "m": {"k": ["v"]}}));
+    let it = item(
+        "P",
+        "a",
+        json!({"s": "x", "n": 42, "neg": -7, "b": true, "z": null, "l": [1, "two", {"three": 3}], "m": {"k": ["v"]}}),
+    );
     t.put(it.clone(), Cond::NotExists).await.unwrap();
     assert_eq!(t.get(&Key::new("P", "a")).await.unwrap(), Some(it.clone()), "every value type round-trips");
     let again = t.put(item("P", "a", json!({"s": "y"})), Cond::NotExists).await;
     assert!(matches!(again, Err(Error::Conflict { .. })), "{again:?}");
     assert_eq!(t.get(&Key::new("P", "a")).await.unwrap().unwrap()["s"], "x", "a refused put changes nothing");
 
-    assert!(t.put(item("P", "a", json!({"s": "y"})), Cond::Eq("s".into(), json!("nope"))).await.unwrap_err().is_conflict());
+    assert!(t
+        .put(item("P", "a", json!({"s": "y"})), Cond::Eq("s".into(), json!("nope")))
+        .await
+        .unwrap_err()
+        .is_conflict());
     t.put(item("P", "a", json!({"s": "y", "n": 1})), Cond::Eq("s".into(), json!("x"))).await.unwrap();
     assert!(t.put(item("P", "missing", json!({})), Cond::Exists).await.unwrap_err().is_conflict());
     assert!(t.put(item("P", "a", json!({})), Cond::Ge("n".into(), 2)).await.unwrap_err().is_conflict());
@@ -170,7 +176,12 @@ async fn table_transaction_all_or_nothing(t: Arc<dyn Table>) {
     let failing = vec![
         TxOp::Put { item: item("T", "b", json!({"v": 2})), cond: Cond::NotExists },
         TxOp::Delete { key: Key::new("T", "a"), cond: Cond::Exists },
-        TxOp::Update { key: Key::new("T", "counter"), set: Item::new(), add: vec![("n".into(), 1)], cond: Cond::Exists },
+        TxOp::Update {
+            key: Key::new("T", "counter"),
+            set: Item::new(),
+            add: vec![("n".into(), 1)],
+            cond: Cond::Exists,
+        },
         TxOp::Check { key: Key::new("T", "missing"), cond: Cond::Exists },
     ];
     let err = t.transact(failing.clone()).await.unwrap_err();
@@ -189,7 +200,11 @@ async fn table_transaction_all_or_nothing(t: Arc<dyn Table>) {
     let set: Item = json!({"name": "x"}).as_object().unwrap().clone();
     let out = t.update(&Key::new("T", "new"), set, &[("n".into(), 3)], Cond::None).await.unwrap();
     assert_eq!((out["name"].clone(), out["n"].clone(), out["PK"].clone()), (json!("x"), json!(3), json!("T")));
-    assert!(t.update(&Key::new("T", "new2"), Item::new(), &[("n".into(), 1)], Cond::Exists).await.unwrap_err().is_conflict());
+    assert!(t
+        .update(&Key::new("T", "new2"), Item::new(), &[("n".into(), 1)], Cond::Exists)
+        .await
+        .unwrap_err()
+        .is_conflict());
 }
 
 async fn table_atomic_add_concurrent(t: Arc<dyn Table>) {
@@ -299,34 +314,50 @@ macro_rules! suite {
     };
 }
 
-suite!(fs_blobs, crate::common::fs_blobs, [
-    blob_put_streams_50mb,
-    blob_get_range_head_delete,
-    blob_failed_put_leaves_nothing,
-    blob_presigned_put_and_multipart,
-]);
-suite!(s3_blobs, crate::common::s3_blobs, [
-    blob_put_streams_50mb,
-    blob_get_range_head_delete,
-    blob_failed_put_leaves_nothing,
-    blob_presigned_put_and_multipart,
-]);
-suite!(embedded_table, crate::common::embedded_table, [
-    table_conditional_put,
-    table_transaction_all_or_nothing,
-    table_atomic_add_concurrent,
-    table_query_paged,
-    registry_projects_and_repositories,
-    registry_packages_and_versions,
-]);
-suite!(dynamo_table, crate::common::dynamo_table, [
-    table_conditional_put,
-    table_transaction_all_or_nothing,
-    table_atomic_add_concurrent,
-    table_query_paged,
-    registry_projects_and_repositories,
-    registry_packages_and_versions,
-]);
+suite!(
+    fs_blobs,
+    crate::common::fs_blobs,
+    [
+        blob_put_streams_50mb,
+        blob_get_range_head_delete,
+        blob_failed_put_leaves_nothing,
+        blob_presigned_put_and_multipart,
+    ]
+);
+suite!(
+    s3_blobs,
+    crate::common::s3_blobs,
+    [
+        blob_put_streams_50mb,
+        blob_get_range_head_delete,
+        blob_failed_put_leaves_nothing,
+        blob_presigned_put_and_multipart,
+    ]
+);
+suite!(
+    embedded_table,
+    crate::common::embedded_table,
+    [
+        table_conditional_put,
+        table_transaction_all_or_nothing,
+        table_atomic_add_concurrent,
+        table_query_paged,
+        registry_projects_and_repositories,
+        registry_packages_and_versions,
+    ]
+);
+suite!(
+    dynamo_table,
+    crate::common::dynamo_table,
+    [
+        table_conditional_put,
+        table_transaction_all_or_nothing,
+        table_atomic_add_concurrent,
+        table_query_paged,
+        registry_projects_and_repositories,
+        registry_packages_and_versions,
+    ]
+);
 
 /// Sends bytes to a presigned URL as a client would: over HTTP for an absolute URL (S3),
 /// or, for the embedded backend's relative `/blobs/local/<key>` URL, what its route does
@@ -379,7 +410,10 @@ async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) {
 
     // No parts is Invalid; aborting twice is fine.
     let empty = blobs.start_multipart("t/empty").await.unwrap();
-    assert!(matches!(blobs.complete_multipart("t/empty", &empty, Some(&[(1, "\"x\"".into())])).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        blobs.complete_multipart("t/empty", &empty, Some(&[(1, "\"x\"".into())])).await,
+        Err(Error::Invalid(_))
+    ));
     blobs.abort_multipart("t/empty", &empty).await.unwrap();
     blobs.abort_multipart("t/empty", &empty).await.unwrap();
     // (Completing an aborted upload is NoSuchUpload on AWS; moto answers 500, so the
@@ -400,7 +434,10 @@ async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) {
     // A presigned GET carries the filename and reads the bytes.
     let get = blobs.presign_get("t/single", ttl, Some("my file.txt")).await.unwrap();
     if get.starts_with('/') {
-        assert!(get.starts_with(depot_core::store::LOCAL_BLOB_PREFIX) && get.contains("filename=my%20file.txt"), "{get}");
+        assert!(
+            get.starts_with(depot_core::store::LOCAL_BLOB_PREFIX) && get.contains("filename=my%20file.txt"),
+            "{get}"
+        );
     } else {
         let res = reqwest::get(&get).await.unwrap();
         assert_eq!(res.status().as_u16(), 200);
@@ -417,12 +454,20 @@ async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     let reg = Registry::new(t.clone(), blobs.clone());
     reg.create_project(NewProject { name: "p".into(), ..Default::default() }, "admin").await.unwrap();
     for r in ["r", "other"] {
-        let nr = NewRepository { project_id: "p".into(), name: r.into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
+        let nr = NewRepository {
+            project_id: "p".into(),
+            name: r.into(),
+            repo_type: RepoType::Rds,
+            public: false,
+            description: None,
+            allow_overwrite: None,
+        };
         reg.create_repository(nr, "admin").await.unwrap();
     }
     let bytes = b"staged bytes".to_vec();
     let sha = hex::encode(Sha256::digest(&bytes));
-    let new = |size: u64, sha256: Option<String>| NewUpload { project_id: "p".into(), repo_name: "r".into(), size, sha256 };
+    let new =
+        |size: u64, sha256: Option<String>| NewUpload { project_id: "p".into(), repo_name: "r".into(), size, sha256 };
 
     let opened = reg.open_upload(new(bytes.len() as u64, Some(sha.clone())), "admin").await.unwrap();
     assert_eq!(opened.targets.len(), 1);
@@ -531,7 +576,14 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     let (blobs, _g) = common::fs_blobs().await;
     let reg = Registry::new(t.clone(), blobs);
     reg.create_project(NewProject { name: "pk".into(), ..Default::default() }, "admin").await.unwrap();
-    let nr = NewRepository { project_id: "pk".into(), name: "r".into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
+    let nr = NewRepository {
+        project_id: "pk".into(),
+        name: "r".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
     reg.create_repository(nr, "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
     let nv = |v: &str| NewVersion::new("pk", "r", "rds://x", "x", RepoType::Rds, v, blob.clone());
@@ -549,9 +601,14 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     assert!(matches!(reg.create_version(nv("1.2.0"), "u").await, Err(Error::Exists(_))));
 
     // A @release version is kept from overwrites and deletes without MANAGE.
-    t.update(&version_key("pk", "r", "rds://x", "1.2.0"), Item::from_iter([("stageTag".to_string(), json!([STAGE_RELEASE]))]), &[], Cond::Exists)
-        .await
-        .unwrap();
+    t.update(
+        &version_key("pk", "r", "rds://x", "1.2.0"),
+        Item::from_iter([("stageTag".to_string(), json!([STAGE_RELEASE]))]),
+        &[],
+        Cond::Exists,
+    )
+    .await
+    .unwrap();
     let over = NewVersion { overwrite: true, ..nv("1.2.0") };
     assert!(matches!(reg.create_version(over.clone(), "u").await, Err(Error::Forbidden(_))));
     assert!(matches!(reg.delete_version("pk", "r", "rds://x", "1.2.0", false).await, Err(Error::Forbidden(_))));
@@ -566,7 +623,8 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 2);
     assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().downloads, 2);
     let today = depot_core::model::now_iso()[..10].to_string();
-    let day = t.get(&depot_core::model::download_day_key("pk", "r", "rds://x", &today, "1.0.0")).await.unwrap().unwrap();
+    let day =
+        t.get(&depot_core::model::download_day_key("pk", "r", "rds://x", &today, "1.0.0")).await.unwrap().unwrap();
     assert_eq!(day["downloads"], 2, "the day's counter moves with them");
     assert!(matches!(reg.record_download("pk", "r", "rds://x", "9.9.9").await, Err(Error::NotFound(_))));
 

@@ -58,11 +58,16 @@ pub struct ProjectQuery {
     project_id: Option<String>,
 }
 
-pub async fn create_user(State(st): State<AppState>, caller: Caller, body: Result<BkJson<CreateUser>, ApiError>) -> ApiResult {
+pub async fn create_user(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<BkJson<CreateUser>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_admin()?;
     let BkJson(b) = body?;
-    let req = NewUser { user_id: required(b.user_id, "userId")?, name: b.name, pwd: required(b.pwd, "pwd")?, admin: b.admin };
+    let req =
+        NewUser { user_id: required(b.user_id, "userId")?, name: b.name, pwd: required(b.pwd, "pwd")?, admin: b.admin };
     Ok(ok(st.auth.create_user(&who, req).await?))
 }
 
@@ -71,7 +76,11 @@ pub async fn list_users(State(st): State<AppState>, caller: Caller) -> ApiResult
     Ok(ok(st.auth.list_users(&who).await?))
 }
 
-pub async fn user_detail(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn user_detail(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     let BkPath(uid) = path?;
     Ok(ok(st.auth.get_user(&who, &uid).await?))
@@ -90,7 +99,11 @@ pub async fn update_user(
     Ok(ok(st.auth.update_user(&who, &uid, req).await?))
 }
 
-pub async fn delete_user(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn delete_user(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_admin()?;
     let BkPath(uid) = path?;
@@ -117,7 +130,11 @@ pub async fn create_token(
     })))
 }
 
-pub async fn list_tokens(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn list_tokens(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_user()?;
     let BkPath(uid) = path?;

@@ -59,11 +59,8 @@ fn session_view(s: &UploadSession) -> Value {
 
 fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
     let mut v = session_view(&o.session);
-    let targets: Vec<Value> = o
-        .targets
-        .into_iter()
-        .map(|t| json!({ "partNumber": t.part_number, "url": base.resolve(t.url) }))
-        .collect();
+    let targets: Vec<Value> =
+        o.targets.into_iter().map(|t| json!({ "partNumber": t.part_number, "url": base.resolve(t.url) })).collect();
     v["method"] = json!("PUT");
     if o.session.multipart_id.is_some() {
         v["partSize"] = json!(o.session.part_size);
@@ -77,7 +74,12 @@ fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
 }
 
 /// Loads a session for a caller who needs `action` on its repository.
-async fn session_for(st: &AppState, who: &depot_core::auth::Identity, id: &str, action: Action) -> Result<UploadSession, ApiError> {
+async fn session_for(
+    st: &AppState,
+    who: &depot_core::auth::Identity,
+    id: &str,
+    action: Action,
+) -> Result<UploadSession, ApiError> {
     who.require_user()?;
     let session = st.registry.get_upload(id).await?;
     st.auth.authorize(who, &session.project_id, Some(&session.repo_name), action).await?;
@@ -104,7 +106,11 @@ pub async fn open_upload(
     Ok(ok(opened_view(opened, &base)))
 }
 
-pub async fn upload_info(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn upload_info(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_user()?;
     let BkPath(id) = path?;
@@ -127,7 +133,8 @@ pub async fn complete_upload(
         serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("invalid JSON body: {e}")))?
     };
     let session = session_for(&st, &who, &id, Action::Write).await?;
-    let parts: Option<Vec<(u32, String)>> = complete.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect());
+    let parts: Option<Vec<(u32, String)>> =
+        complete.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect());
     let staged = st.registry.complete_upload(session, complete.sha256.as_deref(), parts.as_deref()).await?;
     Ok(ok(json!({
         "digest": staged.digest,
@@ -138,7 +145,11 @@ pub async fn complete_upload(
     })))
 }
 
-pub async fn abort_upload(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn abort_upload(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_user()?;
     let BkPath(id) = path?;

@@ -62,7 +62,11 @@ impl From<Error> for ApiError {
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, PARAMETER_INVALID),
             Error::Internal(m) => {
                 tracing::error!(trace_id = %trace_id(), error = %m, "internal error");
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, SYSTEM_ERROR, "internal error; see the server log for this trace id");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    SYSTEM_ERROR,
+                    "internal error; see the server log for this trace id",
+                );
             }
         };
         ApiError::new(status, code, e.to_string())

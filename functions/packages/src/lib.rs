@@ -7,8 +7,8 @@ mod blobs;
 pub mod envelope;
 mod extract;
 mod packages;
-mod search;
 mod projects;
+mod search;
 
 use axum::Router;
 use depot_core::http::{health, surface_router, AppState, RouteTable};

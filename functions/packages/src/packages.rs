@@ -187,7 +187,10 @@ async fn target(
     let who = caller.identity()?;
     let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
     st.auth.authorize(&who, &p, Some(&r), action).await?;
-    st.registry.get_repository(&p, &r).await.map_err(|e| ApiError::from(e).not_found_code(crate::envelope::REPOSITORY_NOT_FOUND))?;
+    st.registry
+        .get_repository(&p, &r)
+        .await
+        .map_err(|e| ApiError::from(e).not_found_code(crate::envelope::REPOSITORY_NOT_FOUND))?;
     let key = required(q.package_key.clone(), "packageKey")?;
     depot_core::model::validate_package_key(&key)?;
     Ok((who, p, r, key, q))
@@ -244,12 +247,19 @@ pub(crate) fn is_ascending(direction: Option<&str>, default_ascending: bool) -> 
         None => Ok(default_ascending),
         Some("ASC") => Ok(true),
         Some("DESC") => Ok(false),
-        Some(_) => Err(Error::Invalid(format!("direction must be ASC or DESC, not '{}'", printable(direction.unwrap_or_default())))),
+        Some(_) => Err(Error::Invalid(format!(
+            "direction must be ASC or DESC, not '{}'",
+            printable(direction.unwrap_or_default())
+        ))),
     }
 }
 
 /// Sorts versions by a bkrepo sort property; semver order, newest first, by default.
-fn sort_versions(versions: &mut [PackageVersion], property: Option<&str>, direction: Option<&str>) -> Result<(), ApiError> {
+fn sort_versions(
+    versions: &mut [PackageVersion],
+    property: Option<&str>,
+    direction: Option<&str>,
+) -> Result<(), ApiError> {
     let ascending = is_ascending(direction, false)?;
     let key: fn(&PackageVersion, &PackageVersion) -> std::cmp::Ordering = match property {
         None | Some("version") => |a, b| compare_versions(&a.name, &b.name),
@@ -334,11 +344,11 @@ pub async fn upgrade_stage(
     let who = caller.identity()?;
     let (BkPath((p, r, rest)), BkQuery(q)) = (path?, query?);
     st.auth.authorize(&who, &p, Some(&r), Action::Write).await?;
-    let (key, version) = rest
-        .rsplit_once('/')
-        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        .ok_or_else(|| Error::Invalid(format!("expected {{packageKey}}/{{version}} after the repository, not '{}'", printable(&rest))))?;
+    let (key, version) = rest.rsplit_once('/').filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| {
+        Error::Invalid(format!("expected {{packageKey}}/{{version}} after the repository, not '{}'", printable(&rest)))
+    })?;
     depot_core::model::validate_package_key(key)?;
-    let v = st.registry.upgrade_stage(&p, &r, key, version, q.tag.as_deref(), who.name()).await.map_err(version_missing)?;
+    let v =
+        st.registry.upgrade_stage(&p, &r, key, version, q.tag.as_deref(), who.name()).await.map_err(version_missing)?;
     Ok(ok(version_view(&v)))
 }

@@ -1,9 +1,9 @@
 //! Projects and repositories on bkrepo's routes.
+use axum::extract::State;
 use depot_core::auth::Action;
 use depot_core::http::{AppState, Caller};
 use depot_core::model::RepoType;
 use depot_core::registry::{NewProject, NewRepository};
-use axum::extract::State;
 use serde::Deserialize;
 
 use crate::envelope::{ok, ApiError, ApiResult, REPOSITORY_NOT_FOUND};
@@ -48,7 +48,11 @@ pub async fn create_project(
     let who = caller.identity()?;
     let by = who.require_admin()?;
     let BkJson(body) = body?;
-    let req = NewProject { name: required(body.name, "name")?, display_name: body.display_name, description: body.description };
+    let req = NewProject {
+        name: required(body.name, "name")?,
+        display_name: body.display_name,
+        description: body.description,
+    };
     Ok(ok(st.registry.create_project(req, by).await?))
 }
 
@@ -57,14 +61,22 @@ pub async fn list_projects(State(st): State<AppState>, caller: Caller) -> ApiRes
     Ok(ok(st.registry.list_projects().await?))
 }
 
-pub async fn project_info(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn project_info(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     let BkPath(project) = path?;
     st.auth.authorize(&who, &project, None, Action::Read).await?;
     Ok(ok(st.registry.get_project(&project).await?))
 }
 
-pub async fn project_exist(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn project_exist(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     let BkPath(project) = path?;
     st.auth.authorize(&who, &project, None, Action::Read).await?;
@@ -83,7 +95,11 @@ pub async fn delete_project(
     Ok(ok(()))
 }
 
-pub async fn create_repo(State(st): State<AppState>, caller: Caller, body: Result<BkJson<CreateRepo>, ApiError>) -> ApiResult {
+pub async fn create_repo(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<BkJson<CreateRepo>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_user()?;
     let BkJson(body) = body?;
@@ -99,14 +115,22 @@ pub async fn create_repo(State(st): State<AppState>, caller: Caller, body: Resul
         ))
         .into());
     }
-    let req = NewRepository { project_id, name, repo_type, public: body.public.unwrap_or(false),
+    let req = NewRepository {
+        project_id,
+        name,
+        repo_type,
+        public: body.public.unwrap_or(false),
         description: body.description,
         allow_overwrite: body.allow_overwrite,
     };
     Ok(ok(st.registry.create_repository(req, by).await?))
 }
 
-pub async fn list_repos(State(st): State<AppState>, caller: Caller, path: Result<BkPath<String>, ApiError>) -> ApiResult {
+pub async fn list_repos(
+    State(st): State<AppState>,
+    caller: Caller,
+    path: Result<BkPath<String>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     let BkPath(project) = path?;
     st.auth.authorize(&who, &project, None, Action::Read).await?;

@@ -132,14 +132,10 @@ pub fn parse_rule(v: &Value) -> Result<Rule, Error> {
         .and_then(Value::as_str)
         .ok_or_else(|| invalid(format!("a rule needs 'field' (or 'relation' and 'rules'): {v}")))?;
     let op_name = obj.get("operation").and_then(Value::as_str).unwrap_or("EQ");
-    let op = OPS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(op_name))
-        .map(|(_, o)| *o)
-        .ok_or_else(|| {
-            let names: Vec<_> = OPS.iter().map(|(n, _)| *n).collect();
-            invalid(format!("unknown operation '{}': use one of {}", printable(op_name), names.join(", ")))
-        })?;
+    let op = OPS.iter().find(|(n, _)| n.eq_ignore_ascii_case(op_name)).map(|(_, o)| *o).ok_or_else(|| {
+        let names: Vec<_> = OPS.iter().map(|(n, _)| *n).collect();
+        invalid(format!("unknown operation '{}': use one of {}", printable(op_name), names.join(", ")))
+    })?;
     let kind = kind_of(field)?;
     let value = obj.get("value").cloned().unwrap_or(Value::Null);
     let wrong = |want: &str| invalid(format!("operation {op_name} on '{field}' needs {want}, not {value}"));
@@ -181,7 +177,10 @@ pub fn parse_rule(v: &Value) -> Result<Rule, Error> {
         Op::In | Op::Nin => {
             let list = value.as_array().ok_or_else(|| wrong("a list"))?;
             if !list.iter().all(scalar_ok) {
-                return Err(wrong(&format!("a list of {}s", kind_name.trim_start_matches("a ").trim_start_matches("an "))));
+                return Err(wrong(&format!(
+                    "a list of {}s",
+                    kind_name.trim_start_matches("a ").trim_start_matches("an ")
+                )));
             }
         }
         Op::Prefix | Op::Suffix | Op::Contains | Op::Match | Op::MatchI => {
@@ -287,11 +286,18 @@ fn project_of(rule: &Rule) -> Result<String, ApiError> {
     for r in rules {
         if let Rule::Leaf { field, op: Op::Eq, value } = r {
             if field == "projectId" {
-                return value.as_str().map(str::to_string).ok_or_else(|| Error::Invalid("projectId must be a string".into()).into());
+                return value
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Invalid("projectId must be a string".into()).into());
             }
         }
     }
-    Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, PARAMETER_MISSING, "Parameter [projectId] is missing: the top AND rule needs a projectId EQ rule"))
+    Err(ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        PARAMETER_MISSING,
+        "Parameter [projectId] is missing: the top AND rule needs a projectId EQ rule",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -318,7 +324,11 @@ pub struct SearchBody {
     rule: Option<Value>,
 }
 
-pub async fn search(State(st): State<AppState>, caller: Caller, body: Result<BkJson<SearchBody>, ApiError>) -> ApiResult {
+pub async fn search(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<BkJson<SearchBody>, ApiError>,
+) -> ApiResult {
     let who = caller.identity()?;
     who.require_user()?;
     let BkJson(body) = body?;
@@ -335,7 +345,10 @@ pub async fn search(State(st): State<AppState>, caller: Caller, body: Result<BkJ
         None => vec![],
     };
     let descending = !crate::packages::is_ascending(body.sort.as_ref().and_then(|s| s.direction.as_deref()), true)?;
-    let req = PageRequest::from_query(body.page.as_ref().and_then(|p| p.page_number), body.page.as_ref().and_then(|p| p.page_size))?;
+    let req = PageRequest::from_query(
+        body.page.as_ref().and_then(|p| p.page_number),
+        body.page.as_ref().and_then(|p| p.page_size),
+    )?;
 
     // Every repository of the project that the caller may read.
     let mut records = Vec::new();
@@ -359,11 +372,16 @@ pub async fn search(State(st): State<AppState>, caller: Caller, body: Result<BkJ
             let ord = sort_kinds
                 .iter()
                 .map(|(f, k)| {
-                    compare(*k, a.get(f).unwrap_or(&Value::Null), b.get(f).unwrap_or(&Value::Null)).unwrap_or(Ordering::Equal)
+                    compare(*k, a.get(f).unwrap_or(&Value::Null), b.get(f).unwrap_or(&Value::Null))
+                        .unwrap_or(Ordering::Equal)
                 })
                 .find(|o| *o != Ordering::Equal)
                 .unwrap_or(Ordering::Equal);
-            if descending { ord.reverse() } else { ord }
+            if descending {
+                ord.reverse()
+            } else {
+                ord
+            }
         });
     }
     let total = records.len() as i64;

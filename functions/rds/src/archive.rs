@@ -43,7 +43,9 @@ impl Format {
     /// The format named by a file name's extension; the longest match wins.
     pub fn from_name(name: &str) -> Option<(Format, &str)> {
         let lower = name.to_ascii_lowercase();
-        for (suffix, f) in [(".tar.gz", Format::TarGz), (".tgz", Format::Tgz), (".tar", Format::Tar), (".zip", Format::Zip)] {
+        for (suffix, f) in
+            [(".tar.gz", Format::TarGz), (".tgz", Format::Tgz), (".tar", Format::Tar), (".zip", Format::Zip)]
+        {
             if lower.ends_with(suffix) && lower.len() > suffix.len() {
                 return Some((f, &name[..name.len() - suffix.len()]));
             }

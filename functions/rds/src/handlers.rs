@@ -11,7 +11,9 @@ use axum::Json;
 use depot_core::auth::{Action, Identity};
 use depot_core::http::blobs::{self, blob_reference, BaseUrl};
 use depot_core::http::{trace_id, AppState, Caller};
-use depot_core::model::{printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository};
+use depot_core::model::{
+    printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
+};
 use depot_core::registry::{BlobRef, NewVersion};
 use depot_core::store::Digests;
 use depot_core::Error;
@@ -47,7 +49,12 @@ fn envelope(data: Value) -> Response {
 
 /// Authenticates, checks the names, and authorizes `action` on the repository, which must
 /// be an RDS repository.
-async fn repo_access(st: &AppState, caller: Caller, path: RepoPath, action: Action) -> Result<(Identity, String, String, Repository), RdsError> {
+async fn repo_access(
+    st: &AppState,
+    caller: Caller,
+    path: RepoPath,
+    action: Action,
+) -> Result<(Identity, String, String, Repository), RdsError> {
     let who = caller.identity()?;
     let Path((p, r)) = path?;
     let repo = access(st, &who, &p, &r, action).await?;
@@ -78,17 +85,24 @@ enum Source {
     Staged(String),
 }
 
-async fn read_source(headers: &HeaderMap, multipart: Result<Multipart, MultipartRejection>) -> Result<Source, RdsError> {
+async fn read_source(
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Source, RdsError> {
     if let Some(reference) = blob_reference(headers) {
         return Ok(Source::Staged(reference?));
     }
-    let mut multipart = multipart.map_err(|e| RdsError::bad(format!("expected a multipart/form-data body with a 'chart' file: {}", e.body_text())))?;
+    let mut multipart = multipart.map_err(|e| {
+        RdsError::bad(format!("expected a multipart/form-data body with a 'chart' file: {}", e.body_text()))
+    })?;
     let mut blob = None;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(depot_core::http::too_large(None).into()),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(depot_core::http::too_large(None).into())
+            }
             Err(e) => return Err(RdsError::bad(format!("unreadable multipart body: {}", e.body_text()))),
         };
         match field.name() {
@@ -112,7 +126,11 @@ async fn read_source(headers: &HeaderMap, multipart: Result<Multipart, Multipart
 }
 
 /// Checks the archive and reads its `RDS.yaml`, off the async threads.
-async fn inspect<R: std::io::Read + Seek + Send + 'static>(r: R, format: Format, limits: Limits) -> Result<RdsMeta, RdsError> {
+async fn inspect<R: std::io::Read + Seek + Send + 'static>(
+    r: R,
+    format: Format,
+    limits: Limits,
+) -> Result<RdsMeta, RdsError> {
     let parsed = tokio::task::spawn_blocking(move || {
         archive::read_metadata_file(r, format, &limits).and_then(|bytes| archive::parse_metadata(&bytes))
     })
@@ -177,7 +195,10 @@ pub async fn upload(
                 Some(f) => {
                     validate_filename(f)?;
                     Format::from_name(f).map(|(fmt, _)| fmt).ok_or_else(|| {
-                        RdsError::bad(format!("unsupported archive '{}': use .tgz, .tar.gz, .tar or .zip", printable(f)))
+                        RdsError::bad(format!(
+                            "unsupported archive '{}': use .tgz, .tar.gz, .tar or .zip",
+                            printable(f)
+                        ))
                     })?
                 }
                 None => Format::sniff(&bytes).ok_or_else(not_archive)?,
@@ -243,7 +264,11 @@ pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPa
     let generation = repo.generation;
     // The generation is the index's version: a client that has it gets 304.
     let etag = format!("\"g{generation}\"");
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
         res.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
         return Ok(res);
@@ -297,7 +322,12 @@ type VersionPath = Result<Path<(String, String, String, String)>, PathRejection>
 
 /// [`repo_access`] for the routes that name a chart version: (caller, project, repo,
 /// code, version).
-async fn version_access(st: &AppState, caller: Caller, path: VersionPath, action: Action) -> Result<(Identity, String, String, String, String), RdsError> {
+async fn version_access(
+    st: &AppState,
+    caller: Caller,
+    path: VersionPath,
+    action: Action,
+) -> Result<(Identity, String, String, String, String), RdsError> {
     let who = caller.identity()?;
     let Path((p, r, code, version)) = path?;
     access(st, &who, &p, &r, action).await?;
@@ -314,13 +344,24 @@ pub async fn chart_version(State(st): State<AppState>, caller: Caller, path: Ver
 }
 
 /// Deletes a version, answering the RDS not-found message when it is missing.
-async fn remove_version(st: &AppState, who: &Identity, p: &str, r: &str, key: &str, version: &str) -> Result<(), RdsError> {
+async fn remove_version(
+    st: &AppState,
+    who: &Identity,
+    p: &str,
+    r: &str,
+    key: &str,
+    version: &str,
+) -> Result<(), RdsError> {
     let manage = holds_manage(st, who, p, r).await;
     match st.registry.delete_version(p, r, key, version, manage).await {
         Ok(_) => Ok(()),
         Err(Error::NotFound(_)) => Err(RdsError::new(
             StatusCode::NOT_FOUND,
-            format!("remove package {} for version [{}] failed: no such file or directory", printable(key), printable(version)),
+            format!(
+                "remove package {} for version [{}] failed: no such file or directory",
+                printable(key),
+                printable(version)
+            ),
         )),
         Err(e) => Err(e.into()),
     }

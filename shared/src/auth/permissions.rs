@@ -39,10 +39,7 @@ impl Action {
             "WRITE" => Ok(Action::Write),
             "DELETE" => Ok(Action::Delete),
             "MANAGE" => Ok(Action::Manage),
-            _ => Err(Error::Invalid(format!(
-                "unknown action '{}': use READ, WRITE, DELETE or MANAGE",
-                printable(s)
-            ))),
+            _ => Err(Error::Invalid(format!("unknown action '{}': use READ, WRITE, DELETE or MANAGE", printable(s)))),
         }
     }
 }
@@ -104,10 +101,7 @@ impl Permission {
             (ResourceType::Repo, None) => action == Action::Read,
         };
         covers
-            && self
-                .users
-                .iter()
-                .any(|u| u.id == user && u.action.iter().any(|a| *a == action || *a == Action::Manage))
+            && self.users.iter().any(|u| u.id == user && u.action.iter().any(|a| *a == action || *a == Action::Manage))
     }
 }
 
@@ -150,7 +144,10 @@ impl Authenticator {
     /// Creates a grant and returns it with its new id. Needs MANAGE on the project.
     pub async fn create_permission(&self, who: &Identity, req: NewPermission) -> Result<Permission> {
         self.authorize(who, &req.project_id, None, Action::Manage).await?;
-        if req.perm_name.is_empty() || req.perm_name.chars().count() > 128 || req.perm_name.chars().any(char::is_control) {
+        if req.perm_name.is_empty()
+            || req.perm_name.chars().count() > 128
+            || req.perm_name.chars().any(char::is_control)
+        {
             return Err(Error::Invalid("permName needs 1-128 characters without control characters".into()));
         }
         for r in &req.repos {

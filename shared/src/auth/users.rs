@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::{bad_credentials, hash_password, Authenticator, Identity, User};
 use crate::model::{
-    format_iso, now_iso, parse_iso, printable, token_key, user_key, user_token_key, user_tokens_partition, validate_name,
-    USERS_PK, USER_SK_PREFIX,
+    format_iso, now_iso, parse_iso, printable, token_key, user_key, user_token_key, user_tokens_partition,
+    validate_name, USERS_PK, USER_SK_PREFIX,
 };
 use crate::registry::{from_item, to_item};
 use crate::store::{query_all, Cond, Query, TxOp};
@@ -108,9 +108,7 @@ fn check_display_name(name: &str) -> Result<()> {
 /// or milliseconds since the epoch. It must lie in the future.
 fn parse_expiry(s: &str) -> Result<String> {
     let t = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse::<i128>()
-            .ok()
-            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+        s.parse::<i128>().ok().and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
     } else {
         parse_iso(s)
     };
@@ -198,7 +196,8 @@ impl Authenticator {
         }
         if let Some(pwd) = req.pwd {
             check_password(&pwd)?;
-            user.pwd_hash = tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
+            user.pwd_hash =
+                tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
         }
         if let Some(admin) = req.admin {
             user.admin = admin;
@@ -244,8 +243,10 @@ impl Authenticator {
         validate_name("token name", name)?;
         let expired_at = expired_at.filter(|s| !s.is_empty()).map(parse_expiry).transpose()?;
         self.load_user(user_id).await?;
-        let secret =
-            format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+        let secret = format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+        );
         let token = Token {
             user_id: user_id.to_string(),
             name: name.to_string(),
@@ -268,10 +269,7 @@ impl Authenticator {
         require_self_or_admin(who, user_id)?;
         self.load_user(user_id).await?;
         let items = query_all(&*self.table, Query::partition(user_tokens_partition(user_id))).await?;
-        items
-            .into_iter()
-            .map(|i| from_item::<Token>(i).map(|t| Token { hash: String::new(), ..t }))
-            .collect()
+        items.into_iter().map(|i| from_item::<Token>(i).map(|t| Token { hash: String::new(), ..t })).collect()
     }
 
     /// Deletes one token; requests that present it fail from now on.
@@ -299,7 +297,11 @@ impl Authenticator {
     /// Checks `secret` as an API token. `None` when it is not one, so that a Basic
     /// password is then checked as a password. Returns the identity and how long it may
     /// be cached (never past the token's expiry).
-    pub(super) async fn verify_token(&self, user_id: Option<&str>, secret: &str) -> Result<Option<(Identity, Duration)>> {
+    pub(super) async fn verify_token(
+        &self,
+        user_id: Option<&str>,
+        secret: &str,
+    ) -> Result<Option<(Identity, Duration)>> {
         if !secret.starts_with(TOKEN_PREFIX) {
             return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
         }

@@ -109,14 +109,21 @@ pub fn stream_response(obj: BlobObject, range: Option<ByteRange>, filename: Opti
 }
 
 /// Answers a download of the blob at `key`, saved as `filename`, in the configured mode.
-pub async fn download(state: &AppState, base: &BaseUrl, headers: &HeaderMap, key: &str, filename: &str) -> Result<Response> {
+pub async fn download(
+    state: &AppState,
+    base: &BaseUrl,
+    headers: &HeaderMap,
+    key: &str,
+    filename: &str,
+) -> Result<Response> {
     match state.config.download_mode {
         DownloadMode::Redirect => {
             let url = base.resolve(state.registry.blobs.presign_get(key, DOWNLOAD_URL_TTL, Some(filename)).await?);
             let mut res = StatusCode::FOUND.into_response();
             res.headers_mut().insert(
                 header::LOCATION,
-                HeaderValue::from_str(&url).map_err(|_| Error::Internal("presigned URL is not a header value".into()))?,
+                HeaderValue::from_str(&url)
+                    .map_err(|_| Error::Internal("presigned URL is not a header value".into()))?,
             );
             Ok(res)
         }
@@ -159,7 +166,13 @@ async fn local_blob(
             .ok_or_else(|| Error::NotFound("local blob routes serve the embedded backend only".into()))?;
         let m = if method == Method::HEAD { "GET" } else { method.as_str() };
         let filename = q.get("filename").map(String::as_str);
-        signer.verify(m, &key, q.get("expires").map(String::as_str), q.get("signature").map(String::as_str), filename)?;
+        signer.verify(
+            m,
+            &key,
+            q.get("expires").map(String::as_str),
+            q.get("signature").map(String::as_str),
+            filename,
+        )?;
         if method == Method::PUT {
             let stream = body.into_data_stream().map_err(std::io::Error::other);
             let digests = state.registry.blobs.put(&key, Box::pin(stream)).await?;

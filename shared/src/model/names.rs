@@ -1,23 +1,17 @@
 use crate::{Error, Result};
 
 /// The rule every project and repository name follows.
-pub const NAME_RULE: &str =
-    "1-64 characters from letters, digits, '-', '_' and '.', starting with a letter or digit";
+pub const NAME_RULE: &str = "1-64 characters from letters, digits, '-', '_' and '.', starting with a letter or digit";
 
 /// Validates a project or repository name. `what` names the field in the message.
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "invalid {what} '{}': must be {NAME_RULE}",
-            printable(name)
-        )))
+        Err(Error::Invalid(format!("invalid {what} '{}': must be {NAME_RULE}", printable(name))))
     }
 }
 

@@ -97,9 +97,11 @@ pub const STAGES: [&str; 2] = [STAGE_PRERELEASE, STAGE_RELEASE];
 /// Reads a stage tag as clients send it: with or without the `@`, any case.
 pub fn parse_stage(tag: &str) -> Result<&'static str> {
     let t = tag.trim().trim_start_matches('@').to_ascii_lowercase();
-    STAGES.iter().copied().find(|s| s[1..] == t).ok_or_else(|| {
-        Error::Invalid(format!("unknown stage tag '{}': use @prerelease or @release", printable(tag)))
-    })
+    STAGES
+        .iter()
+        .copied()
+        .find(|s| s[1..] == t)
+        .ok_or_else(|| Error::Invalid(format!("unknown stage tag '{}': use @prerelease or @release", printable(tag))))
 }
 
 /// Checks a package key `{type}://{value}`: a lowercase type, then 1-256 printable
@@ -208,8 +210,20 @@ mod tests {
     #[test]
     fn sort_keys_follow_version_order() {
         let mut v = vec![
-            "1.0.0", "1.10.0", "1.2.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0-alpha", "1.0.0-alpha.1",
-            "1.0.0-beta", "1.0.0-1", "banana", "apple", "2.0.0+build.5", "10.0.0",
+            "1.0.0",
+            "1.10.0",
+            "1.2.0",
+            "1.0.0-rc.1",
+            "1.0.0-rc.2",
+            "1.0.0-rc.10",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-beta",
+            "1.0.0-1",
+            "banana",
+            "apple",
+            "2.0.0+build.5",
+            "10.0.0",
         ];
         let mut by_key = v.clone();
         v.sort_by(|a, b| compare_versions(a, b));

@@ -44,17 +44,14 @@ impl RepoType {
 
     /// Parses a type name, case-insensitively. The error lists the supported types.
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let all: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();
-                Error::Invalid(format!(
-                    "unsupported repository type '{}': supported types are {}",
-                    crate::model::printable(s),
-                    all.join(", ")
-                ))
-            })
+        Self::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let all: Vec<_> = Self::ALL.iter().map(|t| t.as_str()).collect();
+            Error::Invalid(format!(
+                "unsupported repository type '{}': supported types are {}",
+                crate::model::printable(s),
+                all.join(", ")
+            ))
+        })
     }
 }
 

@@ -27,7 +27,8 @@ impl Registry {
         for project in self.list_projects().await? {
             for repo in self.list_repositories(&project.name).await? {
                 let packages =
-                    query_all(&*self.table, Query::prefix(repo_partition(&project.name, &repo.name), PKG_SK_PREFIX)).await?;
+                    query_all(&*self.table, Query::prefix(repo_partition(&project.name, &repo.name), PKG_SK_PREFIX))
+                        .await?;
                 for pkg in packages {
                     let key = pkg.get("key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
                     let partition = crate::model::package_partition(&project.name, &repo.name, &key);
@@ -35,7 +36,8 @@ impl Registry {
                         keys.insert(from_item::<PackageVersion>(item)?.blob_key);
                     }
                 }
-                let staged = query_all(&*self.table, Query::partition(format!("STAGED#{}/{}", project.name, repo.name))).await?;
+                let staged =
+                    query_all(&*self.table, Query::partition(format!("STAGED#{}/{}", project.name, repo.name))).await?;
                 for item in staged {
                     if let Some(k) = item.get("key").and_then(|v| v.as_str()) {
                         keys.insert(k.to_string());
@@ -53,10 +55,8 @@ impl Registry {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let blobs = self.blobs.list("blobs").await?;
         let mut report = GcReport { scanned: blobs.len(), referenced: referenced.len(), ..Default::default() };
-        report.unreferenced = blobs
-            .into_iter()
-            .filter(|b| !referenced.contains(&b.key) && now - b.modified >= grace_secs)
-            .collect();
+        report.unreferenced =
+            blobs.into_iter().filter(|b| !referenced.contains(&b.key) && now - b.modified >= grace_secs).collect();
         if dry_run || report.unreferenced.is_empty() {
             return Ok(report);
         }

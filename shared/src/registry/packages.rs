@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 
 use super::{from_item, to_item, Registry};
 use crate::model::{
-    compare_versions, download_day_key, now_iso, package_key, package_partition, printable, repo_key,
-    repo_partition, validate_name, validate_package_key, validate_version, MetadataEntry, PackageSummary, PackageVersion,
-    RepoType, Repository, PKG_SK_PREFIX, VER_SK_PREFIX,
+    compare_versions, download_day_key, now_iso, package_key, package_partition, printable, repo_key, repo_partition,
+    validate_name, validate_package_key, validate_version, MetadataEntry, PackageSummary, PackageVersion, RepoType,
+    Repository, PKG_SK_PREFIX, VER_SK_PREFIX,
 };
 use crate::store::{content_key, query_all, ByteStream, Cond, Digests, Item, Key, Query, TxOp};
 use crate::{Error, Result};
@@ -97,7 +97,12 @@ pub struct PageOf<T> {
 }
 
 /// Reads up to `n` items of a query from `start`; returns them and the token after them.
-async fn take(table: &dyn crate::store::Table, query: &Query, start: Option<String>, n: u32) -> Result<(Vec<Item>, Option<String>)> {
+async fn take(
+    table: &dyn crate::store::Table,
+    query: &Query,
+    start: Option<String>,
+    n: u32,
+) -> Result<(Vec<Item>, Option<String>)> {
     let mut items = Vec::new();
     let mut token = start;
     loop {
@@ -221,7 +226,8 @@ impl Registry {
                     )));
                 }
             }
-            let summary: Option<PackageSummary> = self.table.get(&package_key(p, r, k)).await?.map(from_item).transpose()?;
+            let summary: Option<PackageSummary> =
+                self.table.get(&package_key(p, r, k)).await?.map(from_item).transpose()?;
             let version = PackageVersion {
                 project_id: p.to_string(),
                 repo_name: r.to_string(),
@@ -356,7 +362,8 @@ impl Registry {
                 )));
             }
             let summary = self.get_package(project, repo, key).await?;
-            let version_op = TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };
+            let version_op =
+                TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };
             let summary_cond = Cond::Eq("revision".into(), Value::from(summary.revision));
             let mut repo_add = vec![("generation".to_string(), 1)];
             let summary_op = if summary.versions <= 1 {
@@ -404,7 +411,13 @@ impl Registry {
 
     /// Deletes every version of a package, then the package. Returns how many versions
     /// went.
-    pub async fn delete_package(&self, project: &str, repo: &str, key: &str, may_change_released: bool) -> Result<usize> {
+    pub async fn delete_package(
+        &self,
+        project: &str,
+        repo: &str,
+        key: &str,
+        may_change_released: bool,
+    ) -> Result<usize> {
         self.get_package(project, repo, key).await?;
         let versions = self.list_versions(project, repo, key).await?;
         if !may_change_released {
@@ -429,7 +442,15 @@ impl Registry {
     /// Moves a version to a later stage: to `tag`, or to the next stage when `tag` is
     /// `None`. Stages only move forward (none → `@prerelease` → `@release`); the version
     /// keeps every tag it passed.
-    pub async fn upgrade_stage(&self, project: &str, repo: &str, key: &str, version: &str, tag: Option<&str>, by: &str) -> Result<PackageVersion> {
+    pub async fn upgrade_stage(
+        &self,
+        project: &str,
+        repo: &str,
+        key: &str,
+        version: &str,
+        tag: Option<&str>,
+        by: &str,
+    ) -> Result<PackageVersion> {
         use crate::model::{parse_stage, STAGES};
         let target = tag.filter(|t| !t.trim().is_empty()).map(parse_stage).transpose()?;
         for _ in 0..MAX_ATTEMPTS {
@@ -463,7 +484,12 @@ impl Registry {
                     add: vec![("revision".into(), 1)],
                     cond: Cond::Eq("revision".into(), Value::from(v.revision)),
                 },
-                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: vec![("generation".into(), 1)], cond: Cond::Exists },
+                TxOp::Update {
+                    key: repo_key(project, repo),
+                    set: Item::new(),
+                    add: vec![("generation".into(), 1)],
+                    cond: Cond::Exists,
+                },
             ];
             match self.table.transact(ops).await {
                 Ok(()) => {
@@ -483,12 +509,22 @@ impl Registry {
     /// under the repository's generation, so a client that walks the pages in order reads
     /// about one page of items per page; a jump to a page not yet reached at this
     /// generation walks there once.
-    async fn paged(&self, scope: &str, kind: &str, generation: i64, query: Query, req: PageRequest) -> Result<Vec<Item>> {
+    async fn paged(
+        &self,
+        scope: &str,
+        kind: &str,
+        generation: i64,
+        query: Query,
+        req: PageRequest,
+    ) -> Result<Vec<Item>> {
         let boundary = |n: u32| Key::new(format!("PAGES#{scope}"), format!("{kind}#{generation}#{}#{n}", req.size));
         let remember = |n: u32, token: String| {
             let mut item = boundary(n).item();
             item.insert("start".into(), token.into());
-            item.insert(crate::store::TTL_ATTR.into(), (time::OffsetDateTime::now_utc().unix_timestamp() + 86_400).into());
+            item.insert(
+                crate::store::TTL_ATTR.into(),
+                (time::OffsetDateTime::now_utc().unix_timestamp() + 86_400).into(),
+            );
             item
         };
         let mut start = None;
@@ -522,7 +558,13 @@ impl Registry {
 
     /// A page of a repository's packages, by name (case-insensitive), then key.
     /// `name_prefix` keeps names that start with it, ignoring case.
-    pub async fn package_page(&self, project: &str, repo: &str, name_prefix: Option<&str>, req: PageRequest) -> Result<PageOf<PackageSummary>> {
+    pub async fn package_page(
+        &self,
+        project: &str,
+        repo: &str,
+        name_prefix: Option<&str>,
+        req: PageRequest,
+    ) -> Result<PageOf<PackageSummary>> {
         let r = self.get_repository(project, repo).await?;
         let prefix = name_prefix.map(str::to_lowercase).unwrap_or_default();
         let query = Query::prefix(names_index_pk(project, repo), prefix.clone()).index("GSI1");
@@ -538,7 +580,14 @@ impl Registry {
 
     /// A page of a package's versions in version order (newest first unless
     /// `ascending`), without filters: its cost follows the page size.
-    pub async fn version_page(&self, project: &str, repo: &str, key: &str, ascending: bool, req: PageRequest) -> Result<PageOf<PackageVersion>> {
+    pub async fn version_page(
+        &self,
+        project: &str,
+        repo: &str,
+        key: &str,
+        ascending: bool,
+        req: PageRequest,
+    ) -> Result<PageOf<PackageVersion>> {
         let r = self.get_repository(project, repo).await?;
         let pkg = self.get_package(project, repo, key).await?;
         let mut query = Query::partition(versions_index_pk(project, repo, key)).index("GSI2");
@@ -548,7 +597,11 @@ impl Registry {
         let scope = format!("{project}/{repo}");
         let dir = if ascending { "asc" } else { "desc" };
         let items = self.paged(&scope, &format!("ver:{key}:{dir}"), r.generation, query, req).await?;
-        Ok(PageOf { request: req, total: pkg.versions, items: items.into_iter().map(from_item).collect::<Result<_>>()? })
+        Ok(PageOf {
+            request: req,
+            total: pkg.versions,
+            items: items.into_iter().map(from_item).collect::<Result<_>>()?,
+        })
     }
 
     /// Counts one download: the version's, the package's and the day's counters move
@@ -566,7 +619,12 @@ impl Registry {
                 add: vec![("downloads".into(), 1)],
                 cond: Cond::Exists,
             },
-            TxOp::Update { key: package_key(project, repo, key), set: Item::new(), add: vec![("downloads".into(), 1)], cond: Cond::Exists },
+            TxOp::Update {
+                key: package_key(project, repo, key),
+                set: Item::new(),
+                add: vec![("downloads".into(), 1)],
+                cond: Cond::Exists,
+            },
             TxOp::Update { key: day_key, set: day_set, add: vec![("downloads".into(), 1)], cond: Cond::None },
         ];
         self.table

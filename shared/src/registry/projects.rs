@@ -3,8 +3,8 @@ use serde_json::Value;
 
 use super::{from_item, to_item, Registry};
 use crate::model::{
-    now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, validate_name, Project, RepoType,
-    Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
+    now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, validate_name, Project,
+    RepoType, Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
 };
 use crate::store::{query_all, Cond, Item, Key, Query, TxOp};
 use crate::{Error, Result};
@@ -123,9 +123,7 @@ impl Registry {
         ];
         match self.table.transact(ops).await {
             Ok(()) => Ok(repo),
-            Err(e) if e.failed_op(1) => {
-                Err(Error::NotFound(format!("project [{}] not found", repo.project_id)))
-            }
+            Err(e) if e.failed_op(1) => Err(Error::NotFound(format!("project [{}] not found", repo.project_id))),
             Err(e) => Err(e.on_conflict(|| {
                 Error::Exists(format!("repository [{}/{}] already exists", repo.project_id, repo.name))
             })),
@@ -188,7 +186,9 @@ impl Registry {
         for pkg in packages {
             let key = Key::of(&pkg)?;
             let package_key = key.sk.trim_start_matches(PKG_SK_PREFIX);
-            for version in query_all(&*self.table, Query::partition(package_partition(project, repo, package_key))).await? {
+            for version in
+                query_all(&*self.table, Query::partition(package_partition(project, repo, package_key))).await?
+            {
                 self.table.delete(&Key::of(&version)?, Cond::None).await?;
             }
             self.table.delete(&key, Cond::None).await?;

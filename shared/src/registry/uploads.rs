@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{from_item, to_item, Registry};
-use crate::model::{format_iso, now_iso, parse_iso, repo_key, staged_key, upload_key, validate_name, UPLOADS_PK, UPLOAD_SK_PREFIX};
+use crate::model::{
+    format_iso, now_iso, parse_iso, repo_key, staged_key, upload_key, validate_name, UPLOADS_PK, UPLOAD_SK_PREFIX,
+};
 use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
@@ -169,10 +171,15 @@ impl Registry {
         match &multipart_id {
             Some(mp) => {
                 for n in 1..=parts {
-                    targets.push(UploadTarget { part_number: n, url: self.blobs.presign_part(&key, mp, n, UPLOAD_URL_TTL).await? });
+                    targets.push(UploadTarget {
+                        part_number: n,
+                        url: self.blobs.presign_part(&key, mp, n, UPLOAD_URL_TTL).await?,
+                    });
                 }
             }
-            None => targets.push(UploadTarget { part_number: 1, url: self.blobs.presign_put(&key, UPLOAD_URL_TTL).await? }),
+            None => {
+                targets.push(UploadTarget { part_number: 1, url: self.blobs.presign_put(&key, UPLOAD_URL_TTL).await? })
+            }
         }
         let (expires_at, ttl) = epoch_after(OPEN_SESSION_TTL);
         let session = UploadSession {
@@ -232,7 +239,9 @@ impl Registry {
             }
             (Some(a), _) => a.clone(),
             (None, Some(b)) => b.clone(),
-            (None, None) => return Err(Error::Invalid("Parameter [sha256] is missing: declare the sha256 of the bytes".into())),
+            (None, None) => {
+                return Err(Error::Invalid("Parameter [sha256] is missing: declare the sha256 of the bytes".into()))
+            }
         };
         let key = staging_key(&session.id);
         let mut received = self.blobs.head(&key).await?;
@@ -296,7 +305,10 @@ impl Registry {
         set.insert("expiresAt".into(), expires_at.into());
         set.insert(TTL_ATTR.into(), ttl.into());
         let ops = vec![
-            TxOp::Put { item: to_item(&staged_key(&session.project_id, &session.repo_name, &staged.digest), &staged)?, cond: Cond::None },
+            TxOp::Put {
+                item: to_item(&staged_key(&session.project_id, &session.repo_name, &staged.digest), &staged)?,
+                cond: Cond::None,
+            },
             TxOp::Update {
                 key: upload_key(&session.id),
                 set,
@@ -313,7 +325,8 @@ impl Registry {
     }
 
     async fn staged_of(&self, session: &UploadSession) -> Result<StagedBlob> {
-        let digest = session.digest.as_deref().ok_or_else(|| Error::Internal("complete session without digest".into()))?;
+        let digest =
+            session.digest.as_deref().ok_or_else(|| Error::Internal("complete session without digest".into()))?;
         self.resolve_staged(&session.project_id, &session.repo_name, digest).await
     }
 

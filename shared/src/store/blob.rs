@@ -84,7 +84,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// was uploaded or a listed part does not match; `NotFound` when the upload does not
     /// exist. Returns the blob's digests when the store computed them while joining (the
     /// embedded store does; S3 joins on its side, so the caller reads the blob back).
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Option<&[(u32, String)]>) -> Result<Option<Digests>>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Option<&[(u32, String)]>,
+    ) -> Result<Option<Digests>>;
 
     /// Every blob whose key starts with `prefix` (a whole `/`-separated folder), in key
     /// order. For maintenance (garbage collection), never on a request path.

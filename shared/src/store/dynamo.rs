@@ -64,7 +64,10 @@ fn from_map(map: &HashMap<String, AttributeValue>) -> Item {
 fn key_map(key: &Key) -> Result<HashMap<String, AttributeValue>> {
     check_key_str(&key.pk)?;
     check_key_str(&key.sk)?;
-    Ok(HashMap::from([(PK.to_string(), AttributeValue::S(key.pk.clone())), (SK.to_string(), AttributeValue::S(key.sk.clone()))]))
+    Ok(HashMap::from([
+        (PK.to_string(), AttributeValue::S(key.pk.clone())),
+        (SK.to_string(), AttributeValue::S(key.sk.clone())),
+    ]))
 }
 
 fn check_item_keys(item: &Item) -> Result<()> {
@@ -123,8 +126,10 @@ impl Expr {
             }
             sets.push(format!("{} = {}", self.name(k), self.value(to_av(v))));
         }
-        let adds: Vec<String> =
-            add.iter().map(|(k, d)| format!("{} {}", self.name(k), self.value(AttributeValue::N(d.to_string())))).collect();
+        let adds: Vec<String> = add
+            .iter()
+            .map(|(k, d)| format!("{} {}", self.name(k), self.value(AttributeValue::N(d.to_string()))))
+            .collect();
         let mut expr = String::new();
         if !sets.is_empty() {
             expr = format!("SET {}", sets.join(", "));
@@ -159,7 +164,11 @@ impl DynamoTable {
             return Ok(());
         }
         let attr = |n: &str| {
-            AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().expect("attribute")
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
         };
         let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("key");
         let mut req = self
@@ -188,7 +197,13 @@ impl DynamoTable {
             Err(e) => return Err(dynamo_err("create table", e)),
         }
         for _ in 0..120 {
-            let out = self.client.describe_table().table_name(&self.table).send().await.map_err(|e| dynamo_err("describe table", e))?;
+            let out = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("describe table", e))?;
             if out.table().and_then(|t| t.table_status()).map(|s| s.as_str() == "ACTIVE").unwrap_or(false) {
                 // Upload sessions and staged blobs carry `ttl` (epoch seconds), as in
                 // template.yaml; depot also checks expiry itself, TTL only cleans up.
@@ -197,7 +212,14 @@ impl DynamoTable {
                     .enabled(true)
                     .build()
                     .expect("ttl spec");
-                match self.client.update_time_to_live().table_name(&self.table).time_to_live_specification(spec).send().await {
+                match self
+                    .client
+                    .update_time_to_live()
+                    .table_name(&self.table)
+                    .time_to_live_specification(spec)
+                    .send()
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if matches!(e.code(), Some("ValidationException")) => {} // already enabled
                     Err(e) => return Err(dynamo_err("enable ttl", e)),
@@ -358,8 +380,12 @@ impl Table for DynamoTable {
                 }
                 _ => return Err(dynamo_err("transact write items", err)),
             };
-            let failed: Vec<usize> =
-                reasons.iter().enumerate().filter(|(_, r)| r.as_str() == "ConditionalCheckFailed").map(|(i, _)| i).collect();
+            let failed: Vec<usize> = reasons
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.as_str() == "ConditionalCheckFailed")
+                .map(|(i, _)| i)
+                .collect();
             if !failed.is_empty() {
                 return Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed });
             }

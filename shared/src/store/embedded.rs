@@ -161,9 +161,12 @@ impl Tx<'_> {
                 for (attr, delta) in add {
                     let cur = match item.get(attr) {
                         None => 0,
-                        Some(v) => v.as_i64().ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?,
+                        Some(v) => {
+                            v.as_i64().ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?
+                        }
                     };
-                    let sum = cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
+                    let sum =
+                        cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
                     item.insert(attr.clone(), Value::from(sum));
                 }
                 check_item(&item)?;
@@ -264,10 +267,7 @@ impl EmbeddedTable {
         }
         let rtx = db.begin_read().map_err(db_err)?;
         let items_t = rtx.open_table(ITEMS).map_err(db_err)?;
-        let range = (
-            lo.as_ref().map(|v| v.as_slice()),
-            hi.as_ref().map(|v| v.as_slice()),
-        );
+        let range = (lo.as_ref().map(|v| v.as_slice()), hi.as_ref().map(|v| v.as_slice()));
         let mut items = Vec::new();
         match q.index {
             None => {

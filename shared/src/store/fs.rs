@@ -130,7 +130,9 @@ impl BlobStore for FsBlobStore {
             tokio::fs::create_dir_all(dir).await?;
         }
         match tokio::fs::rename(&src, &dst).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!("blob {from} not found"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NotFound(format!("blob {from} not found")))
+            }
             r => Ok(r?),
         }
     }
@@ -159,7 +161,12 @@ impl BlobStore for FsBlobStore {
         Ok(self.signer.url("PUT", &part_key, expires_in, None))
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, listed: Option<&[(u32, String)]>) -> Result<Option<Digests>> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        listed: Option<&[(u32, String)]>,
+    ) -> Result<Option<Digests>> {
         check_upload_id(upload_id)?;
         let dir = self.path(&Self::parts_dir(key, upload_id))?;
         let mut entries = match tokio::fs::read_dir(&dir).await {
@@ -248,7 +255,11 @@ impl BlobStore for FsBlobStore {
                             .ok()
                             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                             .map_or(0, |d| d.as_secs() as i64);
-                        out.push(BlobInfo { key: rel.to_string_lossy().replace('\\', "/"), size: meta.len(), modified });
+                        out.push(BlobInfo {
+                            key: rel.to_string_lossy().replace('\\', "/"),
+                            size: meta.len(),
+                            modified,
+                        });
                     }
                 }
             }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::Client;
 use bytes::BytesMut;
 use futures::StreamExt;
@@ -44,9 +44,7 @@ impl S3BlobStore {
     /// Builds the store from a loaded SDK configuration. Uses path-style addressing when
     /// an endpoint URL is configured (LocalStack, moto), virtual-hosted style on AWS.
     pub fn new(config: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
-        let conf = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(config.endpoint_url().is_some())
-            .build();
+        let conf = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
         S3BlobStore { client: Client::from_conf(conf), bucket: bucket.into() }
     }
 
@@ -60,7 +58,9 @@ impl S3BlobStore {
         if let Some(r) = region.filter(|r| r != "us-east-1") {
             use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
             req = req.create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(r.as_str())).build(),
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(r.as_str()))
+                    .build(),
             );
         }
         match req.send().await {
@@ -92,7 +92,12 @@ impl S3BlobStore {
                 Err(e) => return Err(s3_err("list parts", e)),
             };
             for p in out.parts() {
-                parts.push(CompletedPart::builder().set_part_number(p.part_number()).set_e_tag(p.e_tag().map(str::to_string)).build());
+                parts.push(
+                    CompletedPart::builder()
+                        .set_part_number(p.part_number())
+                        .set_e_tag(p.e_tag().map(str::to_string))
+                        .build(),
+                );
             }
             match (out.is_truncated(), out.next_part_number_marker()) {
                 (Some(true), Some(m)) => marker = Some(m.to_string()),
@@ -102,7 +107,13 @@ impl S3BlobStore {
         Ok(parts)
     }
 
-    async fn multipart(&self, key: &str, first: BytesMut, rest: &mut ByteStream, hasher: &mut MultiHasher) -> Result<()> {
+    async fn multipart(
+        &self,
+        key: &str,
+        first: BytesMut,
+        rest: &mut ByteStream,
+        hasher: &mut MultiHasher,
+    ) -> Result<()> {
         let upload_id = self.start_multipart(key).await?;
         let result: Result<()> = async {
             let mut parts = Vec::new();
@@ -229,7 +240,13 @@ impl BlobStore for S3BlobStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         validate_blob_key(key)?;
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| s3_err("delete object", e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_err("delete object", e))?;
         Ok(())
     }
 
@@ -246,7 +263,9 @@ impl BlobStore for S3BlobStore {
             .await
         {
             Ok(_) => {}
-            Err(e) if matches!(e.code(), Some("NoSuchKey")) => return Err(Error::NotFound(format!("blob {from} not found"))),
+            Err(e) if matches!(e.code(), Some("NoSuchKey")) => {
+                return Err(Error::NotFound(format!("blob {from} not found")))
+            }
             Err(e) => return Err(s3_err("copy object", e)),
         }
         self.delete(from).await
@@ -290,13 +309,20 @@ impl BlobStore for S3BlobStore {
         Ok(signed.uri().to_string())
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, listed: Option<&[(u32, String)]>) -> Result<Option<Digests>> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        listed: Option<&[(u32, String)]>,
+    ) -> Result<Option<Digests>> {
         validate_blob_key(key)?;
         let parts = match listed {
             Some(l) => {
                 let mut l = l.to_vec();
                 l.sort();
-                l.into_iter().map(|(n, etag)| CompletedPart::builder().part_number(n as i32).e_tag(etag).build()).collect()
+                l.into_iter()
+                    .map(|(n, etag)| CompletedPart::builder().part_number(n as i32).e_tag(etag).build())
+                    .collect()
             }
             None => self.list_parts(key, upload_id).await?,
         };

@@ -85,7 +85,14 @@ impl UrlSigner {
 
     /// Checks a request against its signature: `Forbidden` when the signature does not
     /// match what this process would sign, or the URL has expired.
-    pub fn verify(&self, method: &str, key: &str, expires: Option<&str>, signature: Option<&str>, filename: Option<&str>) -> Result<()> {
+    pub fn verify(
+        &self,
+        method: &str,
+        key: &str,
+        expires: Option<&str>,
+        signature: Option<&str>,
+        filename: Option<&str>,
+    ) -> Result<()> {
         let forbidden = |why: &str| Error::Forbidden(format!("signed URL refused: {why}"));
         let expires: u64 = expires.and_then(|e| e.parse().ok()).ok_or_else(|| forbidden("missing or bad expires"))?;
         let given = signature.and_then(|s| hex::decode(s).ok()).ok_or_else(|| forbidden("missing or bad signature"))?;
@@ -106,7 +113,8 @@ mod tests {
 
     fn parts(url: &str) -> (String, std::collections::HashMap<String, String>) {
         let (path, q) = url.split_once('?').unwrap();
-        let q = q.split('&').map(|kv| kv.split_once('=').unwrap()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let q =
+            q.split('&').map(|kv| kv.split_once('=').unwrap()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         (path.trim_start_matches(LOCAL_BLOB_PREFIX).to_string(), q)
     }
 
@@ -122,7 +130,11 @@ mod tests {
         assert!(check("GET", &key, "99999999999", &q["signature"], "a.tgz").is_err(), "expiry is signed");
         assert!(check("GET", &key, &q["expires"], &q["signature"], "b.tgz").is_err(), "filename is signed");
         let old = s.mac("GET", &key, 1, "");
-        assert!(matches!(s.verify("GET", &key, Some("1"), Some(&old), None), Err(Error::Forbidden(m)) if m.contains("expired")));
-        assert!(UrlSigner::new(vec![8u8; 32]).verify("GET", &key, Some(&q["expires"]), Some(&q["signature"]), Some("a.tgz")).is_err());
+        assert!(
+            matches!(s.verify("GET", &key, Some("1"), Some(&old), None), Err(Error::Forbidden(m)) if m.contains("expired"))
+        );
+        assert!(UrlSigner::new(vec![8u8; 32])
+            .verify("GET", &key, Some(&q["expires"]), Some(&q["signature"]), Some("a.tgz"))
+            .is_err());
     }
 }

@@ -22,16 +22,11 @@ pub struct IndexDef {
 }
 
 /// The table's secondary indexes. Adapters and `create-resources` read this list.
-pub const INDEXES: &[IndexDef] = &[
-    IndexDef { name: "GSI1", pk: "GSI1PK", sk: "GSI1SK" },
-    IndexDef { name: "GSI2", pk: "GSI2PK", sk: "GSI2SK" },
-];
+pub const INDEXES: &[IndexDef] =
+    &[IndexDef { name: "GSI1", pk: "GSI1PK", sk: "GSI1SK" }, IndexDef { name: "GSI2", pk: "GSI2PK", sk: "GSI2SK" }];
 
 pub fn index_def(name: &str) -> Result<&'static IndexDef> {
-    INDEXES
-        .iter()
-        .find(|i| i.name == name)
-        .ok_or_else(|| Error::Internal(format!("unknown index {name}")))
+    INDEXES.iter().find(|i| i.name == name).ok_or_else(|| Error::Internal(format!("unknown index {name}")))
 }
 
 /// An item's primary key.
@@ -79,12 +74,26 @@ pub enum Cond {
 /// One write of a transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TxOp {
-    Put { item: Item, cond: Cond },
-    Delete { key: Key, cond: Cond },
+    Put {
+        item: Item,
+        cond: Cond,
+    },
+    Delete {
+        key: Key,
+        cond: Cond,
+    },
     /// A condition on another item, with no write.
-    Check { key: Key, cond: Cond },
+    Check {
+        key: Key,
+        cond: Cond,
+    },
     /// Sets attributes and atomically adds to numeric ones; creates the item if missing.
-    Update { key: Key, set: Item, add: Vec<(String, i64)>, cond: Cond },
+    Update {
+        key: Key,
+        set: Item,
+        add: Vec<(String, i64)>,
+        cond: Cond,
+    },
 }
 
 /// A condition on the sort key of a query.
@@ -185,9 +194,7 @@ pub trait Table: Send + Sync + 'static {
 /// Atomically adds `delta` to one numeric attribute and returns its new value.
 pub async fn atomic_add(table: &dyn Table, key: &Key, attr: &str, delta: i64) -> Result<i64> {
     let item = table.update(key, Item::new(), &[(attr.to_string(), delta)], Cond::None).await?;
-    item.get(attr)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| Error::Internal(format!("attribute {attr} is not a number")))
+    item.get(attr).and_then(Value::as_i64).ok_or_else(|| Error::Internal(format!("attribute {attr} is not a number")))
 }
 
 /// Runs a query to its end, page by page. For bounded partitions only.

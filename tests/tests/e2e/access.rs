@@ -12,7 +12,9 @@ fn embedded() -> (tempfile::TempDir, Server, Api) {
 }
 
 async fn create_user(api: &Api, id: &str, pwd: &str, admin: bool) -> Value {
-    let (s, b) = api.post(&format!("{U}/create"), json!({"userId": id, "name": format!("User {id}"), "pwd": pwd, "admin": admin})).await;
+    let (s, b) = api
+        .post(&format!("{U}/create"), json!({"userId": id, "name": format!("User {id}"), "pwd": pwd, "admin": admin}))
+        .await;
     data(s, &b)
 }
 
@@ -63,7 +65,8 @@ async fn users_are_managed_and_passwords_never_leave() {
     assert!(!db.windows(16).any(|w| w == b"alice-password-1"), "clear password in the database");
 
     // A password change takes effect at once, although the old one was cached.
-    let (s, b, _) = alice_api.send("PUT", &format!("{U}/alice"), Some(json!({"pwd": "alice-password-2", "name": "Alice"}))).await;
+    let (s, b, _) =
+        alice_api.send("PUT", &format!("{U}/alice"), Some(json!({"pwd": "alice-password-2", "name": "Alice"}))).await;
     assert_eq!(data(s, &b)["name"], "Alice");
     let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
     failure(s, &b, 401, 250114);
@@ -179,7 +182,12 @@ async fn every_route_group_in_four_cases() {
     let (s, b) = admin.post("/repository/api/project/create", json!({"name": "team"})).await;
     data(s, &b);
     for (name, public) in [("private", false), ("open", true)] {
-        let (s, b) = admin.post("/repository/api/repo/create", json!({"projectId": "team", "name": name, "type": "GENERIC", "public": public})).await;
+        let (s, b) = admin
+            .post(
+                "/repository/api/repo/create",
+                json!({"projectId": "team", "name": name, "type": "GENERIC", "public": public}),
+            )
+            .await;
         data(s, &b);
     }
     create_user(&admin, "dev", "dev-password-1", false).await;
@@ -205,7 +213,10 @@ async fn every_route_group_in_four_cases() {
     let (s, b) = lead.get("/auth/api/permission/list?projectId=team").await;
     let perms = data(s, &b);
     assert_eq!(perms.as_array().unwrap().len(), 2, "{perms}");
-    assert!(perms.as_array().unwrap().iter().any(|p| p["id"] == dev_perm && p["repos"] == json!(["private"])), "{perms}");
+    assert!(
+        perms.as_array().unwrap().iter().any(|p| p["id"] == dev_perm && p["repos"] == json!(["private"])),
+        "{perms}"
+    );
 
     let dev = admin.as_user("dev", "dev-password-1");
     let outsider = admin.as_user("outsider", "outsider-password");
@@ -218,12 +229,24 @@ async fn every_route_group_in_four_cases() {
         ("project exist", Case::new("GET", "/repository/api/project/exist/team", None), &lead),
         ("project list", Case::new("GET", "/repository/api/project/list", None), &admin),
         ("project create", Case::new("POST", "/repository/api/project/create", Some(json!({"name": "p2"}))), &admin),
-        ("repo create", Case::new("POST", "/repository/api/repo/create", Some(json!({"projectId": "team", "name": "new", "type": "RDS"}))), &lead),
+        (
+            "repo create",
+            Case::new(
+                "POST",
+                "/repository/api/repo/create",
+                Some(json!({"projectId": "team", "name": "new", "type": "RDS"})),
+            ),
+            &lead,
+        ),
         ("repo list", Case::new("GET", "/repository/api/repo/list/team", None), &dev),
         ("repo info", Case::new("GET", "/repository/api/repo/info/team/private", None), &dev),
         ("repo exist", Case::new("GET", "/repository/api/repo/exist/team/private", None), &dev),
         ("repo delete", Case::new("DELETE", "/repository/api/repo/delete/team/new", None), &lead),
-        ("user create", Case::new("POST", "/auth/api/user/create", Some(json!({"userId": "u2", "pwd": "u2-password"}))), &admin),
+        (
+            "user create",
+            Case::new("POST", "/auth/api/user/create", Some(json!({"userId": "u2", "pwd": "u2-password"}))),
+            &admin,
+        ),
         ("user list", Case::new("GET", "/auth/api/user/list", None), &admin),
         ("user detail", Case::new("GET", "/auth/api/user/detail/dev", None), &dev),
         ("user update", Case::new("PUT", "/auth/api/user/u2", Some(json!({"name": "U2"}))), &admin),
@@ -231,9 +254,23 @@ async fn every_route_group_in_four_cases() {
         ("token create", Case::new("POST", "/auth/api/user/token/dev/t1", None), &dev),
         ("token list", Case::new("GET", "/auth/api/user/list/token/dev", None), &dev),
         ("token delete", Case::new("DELETE", "/auth/api/user/token/dev/t1", None), &dev),
-        ("permission create", Case::new("POST", "/auth/api/permission/create", Some(json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "admin", "action": ["READ"]}]}))), &lead),
+        (
+            "permission create",
+            Case::new(
+                "POST",
+                "/auth/api/permission/create",
+                Some(
+                    json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "admin", "action": ["READ"]}]}),
+                ),
+            ),
+            &lead,
+        ),
         ("permission list", Case::new("GET", "/auth/api/permission/list?projectId=team", None), &lead),
-        ("upload open", Case::new("POST", "/blobs/uploads", Some(json!({"projectId": "team", "repoName": "private", "size": 3}))), &dev),
+        (
+            "upload open",
+            Case::new("POST", "/blobs/uploads", Some(json!({"projectId": "team", "repoName": "private", "size": 3}))),
+            &dev,
+        ),
     ];
     for (group, case, allowed) in &groups {
         let send = |who: &Api| {
@@ -256,7 +293,8 @@ async fn every_route_group_in_four_cases() {
     // READ is not WRITE: dev cannot open an upload on the public repository, nor manage.
     let (s, b) = dev.post("/blobs/uploads", json!({"projectId": "team", "repoName": "open", "size": 3})).await;
     failure(s, &b, 403, 250113);
-    let (s, b) = dev.post("/repository/api/repo/create", json!({"projectId": "team", "name": "mine", "type": "RDS"})).await;
+    let (s, b) =
+        dev.post("/repository/api/repo/create", json!({"projectId": "team", "name": "mine", "type": "RDS"})).await;
     failure(s, &b, 403, 250113);
     // A public repository is readable by anyone, a private one is not.
     let (s, b) = anonymous.get("/repository/api/repo/info/team/open").await;
@@ -282,9 +320,18 @@ async fn every_route_group_in_four_cases() {
 
     // Bad grants are 400s naming the problem.
     for (body, needle) in [
-        (json!({"permName": "x", "projectId": "team", "resourceType": "NODE", "users": [{"id": "dev", "action": ["READ"]}]}), "resourceType"),
-        (json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "dev", "action": ["FLY"]}]}), "unknown action"),
-        (json!({"permName": "x", "projectId": "team", "resourceType": "REPO", "repos": [], "users": [{"id": "dev", "action": ["READ"]}]}), "repos"),
+        (
+            json!({"permName": "x", "projectId": "team", "resourceType": "NODE", "users": [{"id": "dev", "action": ["READ"]}]}),
+            "resourceType",
+        ),
+        (
+            json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "dev", "action": ["FLY"]}]}),
+            "unknown action",
+        ),
+        (
+            json!({"permName": "x", "projectId": "team", "resourceType": "REPO", "repos": [], "users": [{"id": "dev", "action": ["READ"]}]}),
+            "repos",
+        ),
         (json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": []}), "users"),
         (json!({"projectId": "team", "resourceType": "PROJECT", "users": []}), "[permName]"),
     ] {

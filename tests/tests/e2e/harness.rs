@@ -192,13 +192,20 @@ impl Api {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}"));
+        let json =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}"));
         (status, json, headers)
     }
 
     /// Sends a raw body with a content type.
     pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: &'static str) -> (u16, Value) {
-        let res = self.req(method.parse().unwrap(), path).header("content-type", content_type).body(body).send().await.unwrap();
+        let res = self
+            .req(method.parse().unwrap(), path)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap())
     }

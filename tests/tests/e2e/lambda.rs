@@ -52,7 +52,9 @@ async fn packages_function_under_cargo_lambda_watch() {
     let health = loop {
         match api.http.get(format!("{}/health", api.base)).send().await {
             Ok(r) if r.status() == 200 => break r.json::<serde_json::Value>().await.unwrap(),
-            _ if started.elapsed() > Duration::from_secs(600) => panic!("the function did not answer; see target/cargo-lambda-watch.log"),
+            _ if started.elapsed() > Duration::from_secs(600) => {
+                panic!("the function did not answer; see target/cargo-lambda-watch.log")
+            }
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     };
@@ -63,9 +65,11 @@ async fn packages_function_under_cargo_lambda_watch() {
     failure(s, &b, 401, 250114);
     let (s, b) = api.post("/repository/api/project/create", json!({"name": "lam", "description": "from lambda"})).await;
     assert_eq!(data(s, &b)["name"], "lam");
-    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
+    let (s, b) =
+        api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
     assert_eq!(data(s, &b)["type"], "RDS");
-    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
+    let (s, b) =
+        api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
     failure(s, &b, 409, 250107);
     let (s, b) = api.get("/repository/api/repo/list/lam").await;
     let repos = data(s, &b);
@@ -90,16 +94,27 @@ async fn packages_function_under_cargo_lambda_watch() {
     data(s, &b);
     let (s, b) = api.as_user("ci", "ci-password-1").post("/auth/api/user/token/ci/t", json!({})).await;
     let token = data(s, &b)["id"].as_str().unwrap().to_string();
-    let (s, b) = api.as_user("ci", &token).post("/blobs/uploads", json!({"projectId": "lam", "repoName": "charts", "size": 1})).await;
+    let (s, b) = api
+        .as_user("ci", &token)
+        .post("/blobs/uploads", json!({"projectId": "lam", "repoName": "charts", "size": 1}))
+        .await;
     failure(s, &b, 403, 250113);
 
     // The RDS function: upload → index → download (byte for byte, digest) → delete → index.
     let rds = Api::new(&format!("http://127.0.0.1:{port}/lambda-url/rds"));
     let started = Instant::now();
     loop {
-        match rds.http.get(format!("{}/rds/lam/charts/index.yaml", rds.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await {
+        match rds
+            .http
+            .get(format!("{}/rds/lam/charts/index.yaml", rds.base))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+        {
             Ok(r) if r.status() == 200 => break,
-            _ if started.elapsed() > Duration::from_secs(600) => panic!("the rds function did not answer; see target/cargo-lambda-watch.log"),
+            _ if started.elapsed() > Duration::from_secs(600) => {
+                panic!("the rds function did not answer; see target/cargo-lambda-watch.log")
+            }
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
@@ -107,9 +122,12 @@ async fn packages_function_under_cargo_lambda_watch() {
     // The packages function sees what the rds function uploaded.
     let (s, b) = api.get("/repository/api/package/info/lam/charts?packageKey=rds://redis").await;
     assert_eq!(data(s, &b)["latest"], "0.1.0");
-    let (s, b) = api.post("/repository/api/stage/upgrade/lam/charts/rds%3A%2F%2Fredis/0.1.0?tag=release", json!({})).await;
+    let (s, b) =
+        api.post("/repository/api/stage/upgrade/lam/charts/rds%3A%2F%2Fredis/0.1.0?tag=release", json!({})).await;
     assert_eq!(data(s, &b)["stageTag"], json!(["@prerelease", "@release"]));
-    let (s, b) = api.post("/repository/api/version/list/lam/charts?packageKey=rds://redis", json!({"stageTag": "@release"})).await;
+    let (s, b) = api
+        .post("/repository/api/version/list/lam/charts?packageKey=rds://redis", json!({"stageTag": "@release"}))
+        .await;
     assert_eq!(data(s, &b).as_array().unwrap().len(), 1);
     let (s, b) = api.get("/repository/api/package/page/lam/charts?pageSize=10").await;
     assert!(data(s, &b)["records"].as_array().unwrap().iter().any(|p| p["key"] == "rds://redis"));
@@ -121,8 +139,11 @@ async fn packages_function_under_cargo_lambda_watch() {
     ]});
     let (s, b) = api.post("/repository/api/package/search", json!({"rule": rule, "select": ["key"]})).await;
     assert_eq!(data(s, &b)["records"], json!([{"key": "rds://redis"}]));
-    let location =
-        crate::uploads::redirect_location(&format!("{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0", api.base)).await;
+    let location = crate::uploads::redirect_location(&format!(
+        "{}/repository/api/version/download/lam/charts?packageKey=rds://redis&version=0.1.0",
+        api.base
+    ))
+    .await;
     assert_eq!(reqwest::get(&location).await.unwrap().status().as_u16(), 200);
     // Deletes through the packages function: a @release version needs MANAGE (admin has it).
     let (s, b) = api.delete("/repository/api/version/delete/lam/charts?packageKey=rds://redis&version=0.1.0").await;

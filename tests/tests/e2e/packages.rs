@@ -31,8 +31,14 @@ async fn info_lists_stages_downloads_and_deletes() {
     }
     let (s, b) = api.get(&format!("{PKG}/info/pp/charts?packageKey=rds://app")).await;
     let info = data(s, &b);
-    assert_eq!((info["key"].as_str(), info["type"].as_str(), info["name"].as_str()), (Some("rds://app"), Some("RDS"), Some("Chart app")));
-    assert_eq!((info["versions"].as_i64(), info["latest"].as_str(), info["downloads"].as_i64()), (Some(4), Some("2.0.0-rc.1"), Some(0)));
+    assert_eq!(
+        (info["key"].as_str(), info["type"].as_str(), info["name"].as_str()),
+        (Some("rds://app"), Some("RDS"), Some("Chart app"))
+    );
+    assert_eq!(
+        (info["versions"].as_i64(), info["latest"].as_str(), info["downloads"].as_i64()),
+        (Some(4), Some("2.0.0-rc.1"), Some(0))
+    );
     assert_eq!(info["historyVersion"], json!(["1.0.0", "1.2.0", "1.10.0", "2.0.0-rc.1"]));
     assert!(info.get("revision").is_none(), "{info}");
     let (s, b) = api.get(&format!("{PKG}/info/pp/charts?packageKey=rds://nope")).await;
@@ -49,7 +55,8 @@ async fn info_lists_stages_downloads_and_deletes() {
         let api = api.clone();
         async move { api.post(&format!("{VER}/list/pp/charts?packageKey=rds://app"), body).await }
     };
-    let names = |v: &Value| v.as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let names =
+        |v: &Value| v.as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     let (s, b) = list(json!({})).await;
     let all = data(s, &b);
     assert_eq!(names(&all), ["2.0.0-rc.1", "1.10.0", "1.2.0", "1.0.0"], "semver order, newest first");
@@ -100,7 +107,8 @@ async fn info_lists_stages_downloads_and_deletes() {
     assert!(failure(s, &b, 400, 250105).contains("colour"));
     let (s, b) = list(json!({"metadata": [{"key": 1}]})).await;
     failure(s, &b, 400, 250105);
-    let (s, b) = api.raw("POST", &format!("{VER}/list/pp/charts?packageKey=rds://app"), "application/json", "{not json").await;
+    let (s, b) =
+        api.raw("POST", &format!("{VER}/list/pp/charts?packageKey=rds://app"), "application/json", "{not json").await;
     failure(s, &b, 400, 250105);
     let (s, b) = list(json!({"stageTag": "release"})).await;
     assert_eq!(names(&data(s, &b)), ["1.2.0", "1.0.0"]);
@@ -142,7 +150,12 @@ async fn info_lists_stages_downloads_and_deletes() {
         .map(|_| {
             let url = format!("{}{VER}/download/pp/charts?packageKey=rds://app&version=1.2.0", server.base);
             tokio::spawn(async move {
-                let res = crate::uploads::no_redirects().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+                let res = crate::uploads::no_redirects()
+                    .get(url)
+                    .basic_auth("admin", Some(ADMIN_PASSWORD))
+                    .send()
+                    .await
+                    .unwrap();
                 res.status().as_u16()
             })
         })
@@ -191,7 +204,9 @@ async fn twenty_concurrent_uploads_then_twenty_concurrent_deletes() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let api = api.clone();
-            tokio::spawn(async move { api.delete(&format!("{VER}/delete/cc/charts?packageKey=rds://multi&version=1.{i}.0")).await })
+            tokio::spawn(async move {
+                api.delete(&format!("{VER}/delete/cc/charts?packageKey=rds://multi&version=1.{i}.0")).await
+            })
         })
         .collect();
     for t in tasks {
@@ -215,10 +230,19 @@ async fn pages_on(config: depot_core::config::Config) {
     use depot_core::model::RepoType;
     use depot_core::registry::{NewProject, NewRepository, NewVersion};
     reg.create_project(NewProject { name: "pg".into(), ..Default::default() }, "admin").await.unwrap();
-    let nr = NewRepository { project_id: "pg".into(), name: "r".into(), repo_type: RepoType::Rds, public: false, description: None, allow_overwrite: None };
+    let nr = NewRepository {
+        project_id: "pg".into(),
+        name: "r".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
     reg.create_repository(nr, "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
-    let nv = |code: String, name: String, v: String| NewVersion::new("pg", "r", &format!("rds://{code}"), &name, RepoType::Rds, &v, blob.clone());
+    let nv = |code: String, name: String, v: String| {
+        NewVersion::new("pg", "r", &format!("rds://{code}"), &name, RepoType::Rds, &v, blob.clone())
+    };
     // 25 packages with mixed-case names, and one package with 60 versions.
     for i in 0..25 {
         let name = if i % 2 == 0 { format!("Alpha{i:02}") } else { format!("beta{i:02}") };
@@ -299,10 +323,21 @@ async fn page_routes_answer_bkrepo_pages() {
     put_chart(&api, "pr", "charts", "Webby", "1.0.0").await;
     let (s, b) = api.get(&format!("{PKG}/page/pr/charts?pageNumber=1&pageSize=1")).await;
     let page = data(s, &b);
-    assert_eq!((page["pageNumber"].as_i64(), page["pageSize"].as_i64(), page["totalRecords"].as_i64(), page["totalPages"].as_i64()), (Some(1), Some(1), Some(2), Some(2)));
+    assert_eq!(
+        (
+            page["pageNumber"].as_i64(),
+            page["pageSize"].as_i64(),
+            page["totalRecords"].as_i64(),
+            page["totalPages"].as_i64()
+        ),
+        (Some(1), Some(1), Some(2), Some(2))
+    );
     let (s, b) = api.get(&format!("{PKG}/page/pr/charts?packageName=chart%20w&pageNumber=0&pageSize=0")).await;
     let page = data(s, &b);
-    assert_eq!((page["pageNumber"].as_i64(), page["pageSize"].as_i64(), page["totalRecords"].as_i64()), (Some(1), Some(20), Some(2)));
+    assert_eq!(
+        (page["pageNumber"].as_i64(), page["pageSize"].as_i64(), page["totalRecords"].as_i64()),
+        (Some(1), Some(20), Some(2))
+    );
     let (s, b) = api.get(&format!("{PKG}/page/pr/charts?pageSize=1001")).await;
     assert!(failure(s, &b, 400, 250105).contains("1000"));
     let (s, b) = api.get(&format!("{PKG}/page/pr/charts?pageSize=abc")).await;
@@ -315,10 +350,14 @@ async fn page_routes_answer_bkrepo_pages() {
     assert_eq!((page["totalRecords"].as_i64(), page["totalPages"].as_i64()), (Some(12), Some(3)));
     assert_eq!(page["records"][0]["name"], "0.11.0");
     assert_eq!(page["records"][0]["nodeMetadata"], page["records"][0]["packageMetadata"]);
-    let (s, b) = api.get(&format!("{VER}/page/pr/charts?packageKey=rds://web&pageSize=5&pageNumber=3&direction=ASC")).await;
-    let names: Vec<_> = data(s, &b)["records"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+    let (s, b) =
+        api.get(&format!("{VER}/page/pr/charts?packageKey=rds://web&pageSize=5&pageNumber=3&direction=ASC")).await;
+    let names: Vec<_> =
+        data(s, &b)["records"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["0.10.0", "0.11.0"]);
-    let (s, b) = api.get(&format!("{VER}/page/pr/charts?packageKey=rds://web&version=0.1&sortProperty=name&direction=ASC")).await;
+    let (s, b) = api
+        .get(&format!("{VER}/page/pr/charts?packageKey=rds://web&version=0.1&sortProperty=name&direction=ASC"))
+        .await;
     let page = data(s, &b);
     assert_eq!(page["totalRecords"], 3, "0.1.0, 0.10.0, 0.11.0");
     let (s, b) = api.post("/repository/api/stage/upgrade/pr/charts/rds://web/0.3.0", json!({})).await;

@@ -88,7 +88,8 @@ pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u
 }
 
 async fn get_text(api: &Api, path: &str) -> (u16, String) {
-    let res = api.http.get(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    let res =
+        api.http.get(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
@@ -104,7 +105,6 @@ fn error_of(status: u16, body: &Value, want: u16) -> String {
     assert!(!e.is_empty());
     e
 }
-
 
 async fn rds_repo(api: &Api, p: &str, r: &str) {
     let (s, b) = api.post("/repository/api/project/create", json!({"name": p})).await;
@@ -138,7 +138,14 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     let url = format!("{}/rds/{p}/{r}/index.yaml", api.base);
     let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("if-none-match", &etag).send().await.unwrap();
+    let res = api
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 304);
     assert!(idx["generated"].as_str().is_some());
     let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
@@ -146,7 +153,10 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     assert_eq!(versions, ["2.0.0-rc.1", "1.2.0", "1.1.0", "1.0.0"], "newest semver first");
     let e = &mysql[3];
     assert_eq!(e["digest"].as_str().unwrap(), sha256_hex(&bytes));
-    assert_eq!((e["name"].as_str(), e["code"].as_str(), e["extension"].as_str()), (Some("Chart mysql"), Some("mysql"), Some("tgz")));
+    assert_eq!(
+        (e["name"].as_str(), e["code"].as_str(), e["extension"].as_str()),
+        (Some("Chart mysql"), Some("mysql"), Some("tgz"))
+    );
     assert_eq!(e["urls"][0].as_str(), Some("charts/mysql-1.0.0.tgz"));
     assert_eq!(e["keywords"][1].as_str(), Some("demo"));
     assert_eq!(e["maintainers"][0]["email"].as_str(), Some("ops@example.invalid"));
@@ -170,7 +180,13 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     let head = |path: String| {
         let api = api.clone();
         async move {
-            let res = api.http.head(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+            let res = api
+                .http
+                .head(format!("{}{path}", api.base))
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .send()
+                .await
+                .unwrap();
             res.status().as_u16()
         }
     };
@@ -203,7 +219,13 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     error_of(s, &b, 404);
 
     // Overwrite with ?force.
-    let (s, b) = upload(api, &format!("{up}?force=true"), &file, gzip(&tar_of(&[("mysql/RDS.yaml", rds_yaml("mysql", "1.0.0").into_bytes())]))).await;
+    let (s, b) = upload(
+        api,
+        &format!("{up}?force=true"),
+        &file,
+        gzip(&tar_of(&[("mysql/RDS.yaml", rds_yaml("mysql", "1.0.0").into_bytes())])),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     let idx2 = index(api, p, r).await;
     assert_ne!(idx2["entries"]["mysql"][3]["digest"], e["digest"], "the overwrite shows in the index");
@@ -211,11 +233,21 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     // Deletes.
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
     assert_eq!((s, b), (200, json!({"deleted": true})));
-    let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("if-none-match", &etag).send().await.unwrap();
+    let res = api
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200, "a write changes the ETag");
     assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
-    assert_eq!(error_of(s, &b, 404), "remove package rds://mysql for version [1.2.0] failed: no such file or directory");
+    assert_eq!(
+        error_of(s, &b, 404),
+        "remove package rds://mysql for version [1.2.0] failed: no such file or directory"
+    );
     let (s, b) = api.delete(&format!("/rds/ext/version/delete/{p}/{r}/?packageKey=rds://mysql&version=1.1.0")).await;
     assert_eq!(data(s, &b), Value::Null);
     let idx = index(api, p, r).await;
@@ -240,7 +272,8 @@ async fn charts_on_the_embedded_backend() {
 async fn charts_on_the_aws_backend() {
     crate::harness::aws_endpoint();
     let (table, bucket) = (crate::harness::unique("rds"), crate::harness::unique("rds"));
-    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let env =
+        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
     let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
     let api = Api::new(&server.base);
     rds_repo(&api, "rp", "charts").await;
@@ -260,7 +293,8 @@ async fn bad_uploads_are_clear_4xx() {
     let ok_files = |yaml: Vec<u8>| vec![("c/RDS.yaml", yaml), ("c/a.txt", b"a".to_vec())];
 
     let mut cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![];
-    for (code, why) in [("../x", "code"), ("a/b", "code"), ("a\\\\b", "code"), ("a\\u0000b", "code"), ("a\\tb", "code")] {
+    for (code, why) in [("../x", "code"), ("a/b", "code"), ("a\\\\b", "code"), ("a\\u0000b", "code"), ("a\\tb", "code")]
+    {
         let yaml = format!("name: n\ncode: \"{code}\"\nversion: 1.0.0\n").into_bytes();
         cases.push(("bad code", "c-1.tgz".into(), gzip(&tar_of(&ok_files(yaml))), 400, why));
     }
@@ -270,33 +304,93 @@ async fn bad_uploads_are_clear_4xx() {
     }
     cases.extend([
         ("no RDS.yaml", "c.tgz".into(), gzip(&tar_of(&[("c/other.yaml", meta("c", "1.0.0"))])), 400, "no RDS.yaml"),
-        ("RDS.yaml at the root", "c.tgz".into(), gzip(&tar_of(&[("RDS.yaml", meta("c", "1.0.0"))])), 400, "no RDS.yaml"),
-        ("RDS.yaml too deep", "c.tgz".into(), gzip(&tar_of(&[("c/d/RDS.yaml", meta("c", "1.0.0"))])), 400, "no RDS.yaml"),
-        ("invalid YAML", "c.tgz".into(), gzip(&tar_of(&ok_files(b"name: [unclosed\n".to_vec()))), 400, "invalid RDS.yaml"),
+        (
+            "RDS.yaml at the root",
+            "c.tgz".into(),
+            gzip(&tar_of(&[("RDS.yaml", meta("c", "1.0.0"))])),
+            400,
+            "no RDS.yaml",
+        ),
+        (
+            "RDS.yaml too deep",
+            "c.tgz".into(),
+            gzip(&tar_of(&[("c/d/RDS.yaml", meta("c", "1.0.0"))])),
+            400,
+            "no RDS.yaml",
+        ),
+        (
+            "invalid YAML",
+            "c.tgz".into(),
+            gzip(&tar_of(&ok_files(b"name: [unclosed\n".to_vec()))),
+            400,
+            "invalid RDS.yaml",
+        ),
         ("no code", "c.tgz".into(), gzip(&tar_of(&ok_files(b"name: n\nversion: 1.0.0\n".to_vec()))), 400, "'code'"),
         ("no name", "c.zip".into(), zip_of(&ok_files(b"code: c\nversion: 1.0.0\n".to_vec())), 400, "'name'"),
-        ("dotdot entry", "c.tgz".into(), gzip(&tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("../evil", b"x".to_vec())])), 400, "'..'"),
-        ("absolute entry", "c.tar".into(), tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("/etc/evil", b"x".to_vec())]), 400, "absolute"),
-        ("zip dotdot", "c.zip".into(), zip_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("../evil", b"x".to_vec())]), 400, "'..'"),
-        ("truncated", "c.tgz".into(), {
-            let full = gzip(&tar_of(&ok_files(meta("c", "1.0.0"))));
-            full[..full.len() / 2].to_vec()
-        }, 400, "broken"),
+        (
+            "dotdot entry",
+            "c.tgz".into(),
+            gzip(&tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("../evil", b"x".to_vec())])),
+            400,
+            "'..'",
+        ),
+        (
+            "absolute entry",
+            "c.tar".into(),
+            tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("/etc/evil", b"x".to_vec())]),
+            400,
+            "absolute",
+        ),
+        (
+            "zip dotdot",
+            "c.zip".into(),
+            zip_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("../evil", b"x".to_vec())]),
+            400,
+            "'..'",
+        ),
+        (
+            "truncated",
+            "c.tgz".into(),
+            {
+                let full = gzip(&tar_of(&ok_files(meta("c", "1.0.0"))));
+                full[..full.len() / 2].to_vec()
+            },
+            400,
+            "broken",
+        ),
         ("not an archive", "c.tgz".into(), b"hello, not gzip".to_vec(), 400, "broken"),
         ("unknown extension", "c.rar".into(), gzip(&tar_of(&ok_files(meta("c", "1.0.0")))), 400, "unsupported archive"),
         ("bad file name", "../c.tgz".into(), gzip(&tar_of(&ok_files(meta("c", "1.0.0")))), 400, "file name"),
-        ("RDS.yaml over 1 MB", "c.tgz".into(), gzip(&tar_of(&[("c/RDS.yaml", {
-            let mut y = meta("c", "1.0.0");
-            y.extend(std::iter::repeat_n(b'#', 1024 * 1024));
-            y
-        })])), 413, "RDS.yaml is over"),
-        ("gzip bomb", "c.tgz".into(), gzip(&tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("c/zeros", vec![0u8; 20_000_000])])), 413, "decompressed size"),
-        ("too many entries", "c.tgz".into(), {
-            let mut files = vec![("c/RDS.yaml".to_string(), meta("c", "1.0.0"))];
-            files.extend((0..10_001).map(|i| (format!("c/f{i}"), Vec::new())));
-            let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
-            gzip(&tar_of(&files))
-        }, 413, "more than 10000 entries"),
+        (
+            "RDS.yaml over 1 MB",
+            "c.tgz".into(),
+            gzip(&tar_of(&[("c/RDS.yaml", {
+                let mut y = meta("c", "1.0.0");
+                y.extend(std::iter::repeat_n(b'#', 1024 * 1024));
+                y
+            })])),
+            413,
+            "RDS.yaml is over",
+        ),
+        (
+            "gzip bomb",
+            "c.tgz".into(),
+            gzip(&tar_of(&[("c/RDS.yaml", meta("c", "1.0.0")), ("c/zeros", vec![0u8; 20_000_000])])),
+            413,
+            "decompressed size",
+        ),
+        (
+            "too many entries",
+            "c.tgz".into(),
+            {
+                let mut files = vec![("c/RDS.yaml".to_string(), meta("c", "1.0.0"))];
+                files.extend((0..10_001).map(|i| (format!("c/f{i}"), Vec::new())));
+                let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+                gzip(&tar_of(&files))
+            },
+            413,
+            "more than 10000 entries",
+        ),
     ]);
     for (what, filename, bytes, status, needle) in cases {
         let (s, b) = upload(&api, up, &filename, bytes).await;
@@ -323,15 +417,31 @@ async fn bad_uploads_are_clear_4xx() {
     assert!(error_of(s, &b, 400).contains("link"));
 
     // Wrong content type, missing field, unknown project or repository, another type.
-    let res = api.http.post(format!("{}{up}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&json!({"chart": "x"})).send().await.unwrap();
+    let res = api
+        .http
+        .post(format!("{}{up}", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"chart": "x"}))
+        .send()
+        .await
+        .unwrap();
     let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
     assert!(error_of(s, &b, 400).contains("multipart"));
     let form = reqwest::multipart::Form::new().text("other", "x");
-    let res = api.http.post(format!("{}{up}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().await.unwrap();
+    let res = api
+        .http
+        .post(format!("{}{up}", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
     assert!(error_of(s, &b, 400).contains("'chart'"));
     let (f, bytes) = chart("c", "1.0.0", "tgz");
-    for (path, status) in [("/rds/api/nope/charts/charts", 404), ("/rds/api/bp/nope/charts", 404), ("/rds/api/gp/generic/charts", 400)] {
+    for (path, status) in
+        [("/rds/api/nope/charts/charts", 404), ("/rds/api/bp/nope/charts", 404), ("/rds/api/gp/generic/charts", 400)]
+    {
         let (s, b) = upload(&api, path, &f, bytes.clone()).await;
         error_of(s, &b, status);
     }
@@ -343,7 +453,12 @@ async fn bad_uploads_are_clear_4xx() {
     let (s, b) = upload(&api.as_user("admin", "wrong"), up, &f, bytes.clone()).await;
     error_of(s, &b, 401);
     // Bad names in read paths.
-    for path in ["/rds/bp/charts/charts/..%2Fx.tgz", "/rds/bp/charts/api/charts/a%5Cb", "/rds/ext/version/detail/bp/charts?packageKey=rds://c", "/rds/ext/version/detail/bp/charts?packageKey=rds://../x&version=1.0.0"] {
+    for path in [
+        "/rds/bp/charts/charts/..%2Fx.tgz",
+        "/rds/bp/charts/api/charts/a%5Cb",
+        "/rds/ext/version/detail/bp/charts?packageKey=rds://c",
+        "/rds/ext/version/detail/bp/charts?packageKey=rds://../x&version=1.0.0",
+    ] {
         let (s, b) = api.get(path).await;
         assert!(s == 400 || s == 404, "{path}: {s} {b}");
         assert!(b["error"].is_string(), "{path}: {b}");
@@ -353,7 +468,12 @@ async fn bad_uploads_are_clear_4xx() {
     assert!(idx["entries"].as_mapping().unwrap().is_empty(), "{idx:?}");
 
     // A repository that refuses overwrites keeps the first upload even with ?force.
-    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "bp", "name": "strict", "type": "RDS", "allowOverwrite": false})).await;
+    let (s, b) = api
+        .post(
+            "/repository/api/repo/create",
+            json!({"projectId": "bp", "name": "strict", "type": "RDS", "allowOverwrite": false}),
+        )
+        .await;
     data(s, &b);
     assert_eq!(upload(&api, "/rds/api/bp/strict/charts", &f, bytes.clone()).await.0, 201);
     let (s, b) = upload(&api, "/rds/api/bp/strict/charts?force=true", &f, bytes.clone()).await;
@@ -379,7 +499,12 @@ async fn concurrent_uploads(api: &Api, p: &str, r: &str) {
         assert_eq!(s, 201, "{b}");
     }
     let idx = index(api, p, r).await;
-    let listed: Vec<_> = idx["entries"]["busy"].as_sequence().unwrap().iter().map(|e| e["version"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<_> = idx["entries"]["busy"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed.len(), 30, "{listed:?}");
     assert_eq!(listed[0], "1.0.29");
 
@@ -444,7 +569,12 @@ pub struct Counting {
 
 impl Counting {
     pub fn new(inner: Arc<dyn depot_core::store::Table>) -> Arc<Self> {
-        Arc::new(Counting { inner, calls: AtomicUsize::new(0), queries: AtomicUsize::new(0), items_read: AtomicUsize::new(0) })
+        Arc::new(Counting {
+            inner,
+            calls: AtomicUsize::new(0),
+            queries: AtomicUsize::new(0),
+            items_read: AtomicUsize::new(0),
+        })
     }
 
     /// (calls, queries, items read by queries) so far.
@@ -506,9 +636,7 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
     let stores = depot_core::config::Stores { table: counting.clone(), ..stores };
     let state = depot_core::http::AppState::from_stores(config, stores);
     state.auth.bootstrap_admin(false).await.unwrap();
-    let app = axum::Router::new()
-        .merge(depot_packages::router(state.clone()))
-        .merge(depot_rds::router(state));
+    let app = axum::Router::new().merge(depot_packages::router(state.clone())).merge(depot_rds::router(state));
     let auth = format!("Basic {}", base64_admin());
     let call = |req: Request<Body>| {
         let app = app.clone();
@@ -520,10 +648,17 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
         }
     };
     let json_req = |path: &str, body: Value| {
-        Request::post(path).header("authorization", &auth).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+        Request::post(path)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
     };
     assert_eq!(call(json_req("/repository/api/project/create", json!({"name": "ix"}))).await.0, 200);
-    assert_eq!(call(json_req("/repository/api/repo/create", json!({"projectId": "ix", "name": "c", "type": "RDS"}))).await.0, 200);
+    assert_eq!(
+        call(json_req("/repository/api/repo/create", json!({"projectId": "ix", "name": "c", "type": "RDS"}))).await.0,
+        200
+    );
     let upload_req = |code: &str, version: &str| {
         let (file, bytes) = chart(code, version, "tgz");
         let boundary = "depotboundary";
@@ -581,7 +716,8 @@ fn base64_admin() -> String {
 async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
     let (_dir, _server, api) = embedded(&[]);
     rds_repo(&api, "sp", "charts").await;
-    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "sp", "name": "other", "type": "RDS"})).await;
+    let (s, b) =
+        api.post("/repository/api/repo/create", json!({"projectId": "sp", "name": "other", "type": "RDS"})).await;
     data(s, &b);
     let up = "/rds/api/sp/charts/charts";
     // Through the header, with no body at all.
@@ -604,13 +740,22 @@ async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
     let (_, zbytes) = chart("big", "3.1.0", "zip");
     let zdone = crate::uploads::upload(&api, "sp", "charts", &zbytes).await;
     let form = reqwest::multipart::Form::new().text("blob", zdone["done"]["digest"].as_str().unwrap().to_string());
-    let res = api.http.post(format!("{}{up}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().await.unwrap();
+    let res = api
+        .http
+        .post(format!("{}{up}", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 201);
     let (s, b) = api.get("/rds/sp/charts/api/charts/big/3.1.0").await;
     assert_eq!((s, b["extension"].as_str()), (200, Some("zip")));
     // A blob staged for another repository, or never staged, is not found; a bad
     // reference is a 400; a staged blob that is no chart is refused like any upload.
-    for (reference, status) in [(digest.clone(), 404), (format!("sha256:{}", "a".repeat(64)), 404), ("sha256:nope".to_string(), 400)] {
+    for (reference, status) in
+        [(digest.clone(), 404), (format!("sha256:{}", "a".repeat(64)), 404), ("sha256:nope".to_string(), 400)]
+    {
         let res = api
             .http
             .post(format!("{}/rds/api/sp/other/charts", api.base))
@@ -654,7 +799,8 @@ async fn gc_removes_only_unreferenced_blobs() {
     let server = Server::start(&args, &env);
     let api = Api::new(&server.base);
     rds_repo(&api, "gc", "one").await;
-    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "gc", "name": "two", "type": "RDS"})).await;
+    let (s, b) =
+        api.post("/repository/api/repo/create", json!({"projectId": "gc", "name": "two", "type": "RDS"})).await;
     data(s, &b);
     // The same bytes in two repositories; then one of them is deleted.
     let (f, shared) = chart("shared", "1.0.0", "tgz");

@@ -49,7 +49,8 @@ fn code_routes() -> BTreeMap<String, Routes> {
             .collect::<Vec<_>>()
             .join("/")
     };
-    let list = |l: Vec<(axum::http::Method, &'static str)>| l.into_iter().map(|(m, p)| (m.to_string(), greedy(p))).collect();
+    let list =
+        |l: Vec<(axum::http::Method, &'static str)>| l.into_iter().map(|(m, p)| (m.to_string(), greedy(p))).collect();
     BTreeMap::from([
         ("packages".to_string(), list(depot_packages::routes().list())),
         ("rds".to_string(), list(depot_rds::routes().list())),
@@ -60,7 +61,11 @@ fn code_routes() -> BTreeMap<String, Routes> {
 fn template_and_routers_declare_the_same_routes() {
     let template = template_routes();
     let code = code_routes();
-    assert_eq!(template.keys().collect::<Vec<_>>(), code.keys().collect::<Vec<_>>(), "functions in template.yaml vs surface crates");
+    assert_eq!(
+        template.keys().collect::<Vec<_>>(),
+        code.keys().collect::<Vec<_>>(),
+        "functions in template.yaml vs surface crates"
+    );
     for (binary, declared) in &template {
         let served = &code[binary];
         let undeclared: Vec<_> = served.difference(declared).collect();
@@ -84,11 +89,8 @@ async fn every_declared_route_reaches_a_handler_that_authenticates() {
     ]);
     for (binary, routes) in template_routes() {
         for (method, path) in routes {
-            let concrete: String = path
-                .split('/')
-                .map(|seg| if seg.starts_with('{') { "x" } else { seg })
-                .collect::<Vec<_>>()
-                .join("/");
+            let concrete: String =
+                path.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
             let req = Request::builder().method(method.as_str()).uri(&concrete).body(Body::empty()).unwrap();
             let res = routers[&binary].clone().oneshot(req).await.unwrap();
             let want = if path == "/health" { 200 } else { 401 };

@@ -36,8 +36,12 @@ fn leaf(rng: &mut Rng, recs: &[Map<String, Value>]) -> Value {
     if kind == 0 {
         let field = *rng.pick(TEXT);
         let v = rec[field].as_str().unwrap().to_string();
-        let op = if field == "repoName" { *rng.pick(&["EQ", "IN", "NIN"]) } else {
-            *rng.pick(&["EQ", "NE", "IN", "NIN", "PREFIX", "SUFFIX", "CONTAINS", "MATCH", "MATCH_I", "NULL", "NOT_NULL"])
+        let op = if field == "repoName" {
+            *rng.pick(&["EQ", "IN", "NIN"])
+        } else {
+            *rng.pick(&[
+                "EQ", "NE", "IN", "NIN", "PREFIX", "SUFFIX", "CONTAINS", "MATCH", "MATCH_I", "NULL", "NOT_NULL",
+            ])
         };
         let cut = v.len().min(1 + rng.below(4));
         let value = match op {
@@ -143,7 +147,14 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
     reg.create_project(NewProject { name: project.clone(), ..Default::default() }, "admin").await.unwrap();
     let repos = [("charts", RepoType::Rds), ("files", RepoType::Generic), ("rpms", RepoType::Rpm)];
     for (name, ty) in repos {
-        let nr = NewRepository { project_id: project.clone(), name: name.into(), repo_type: ty, public: false, description: None, allow_overwrite: None };
+        let nr = NewRepository {
+            project_id: project.clone(),
+            name: name.into(),
+            repo_type: ty,
+            public: false,
+            description: None,
+            allow_overwrite: None,
+        };
         reg.create_repository(nr, "admin").await.unwrap();
     }
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
@@ -187,7 +198,8 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
     let top = |r: Value| json!({"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": project}, r]});
     let (s, b) = search(json!({"rule": {"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": project}]}, "page": {"pageSize": 1000}})).await;
     assert_eq!(s, 200, "{b}");
-    let all: Vec<Map<String, Value>> = b["data"]["records"].as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect();
+    let all: Vec<Map<String, Value>> =
+        b["data"]["records"].as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect();
     assert_eq!(all.len(), 30);
     let id = |r: &Map<String, Value>| format!("{}/{}", r["repoName"].as_str().unwrap(), r["key"].as_str().unwrap());
     let mut nonempty = 0;
@@ -195,7 +207,8 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
         let r = rule(&mut rng, &all, 3);
         let (s, b) = search(json!({"rule": top(r.clone()), "page": {"pageSize": 1000}})).await;
         assert_eq!(s, 200, "seed {seed} round {round}: {r} → {b}");
-        let mut got: Vec<String> = b["data"]["records"].as_array().unwrap().iter().map(|x| id(x.as_object().unwrap())).collect();
+        let mut got: Vec<String> =
+            b["data"]["records"].as_array().unwrap().iter().map(|x| id(x.as_object().unwrap())).collect();
         let mut want: Vec<String> = all.iter().filter(|rec| brute(&r, rec)).map(id).collect();
         got.sort();
         want.sort();
@@ -215,29 +228,84 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
     .await;
     assert_eq!(s, 200, "{b}");
     let page = &b["data"];
-    assert_eq!((page["pageNumber"].as_i64(), page["pageSize"].as_i64(), page["totalRecords"].as_i64(), page["totalPages"].as_i64()), (Some(2), Some(7), Some(30), Some(5)));
+    assert_eq!(
+        (
+            page["pageNumber"].as_i64(),
+            page["pageSize"].as_i64(),
+            page["totalRecords"].as_i64(),
+            page["totalPages"].as_i64()
+        ),
+        (Some(2), Some(7), Some(30), Some(5))
+    );
     let recs = page["records"].as_array().unwrap();
     assert_eq!(recs.len(), 7);
     assert!(recs.iter().all(|r| r.as_object().unwrap().keys().collect::<Vec<_>>() == ["downloads", "key"]), "{recs:?}");
     let mut sorted: Vec<_> = all.clone();
-    sorted.sort_by(|a, b| (b["downloads"].as_i64(), b["key"].as_str()).cmp(&(a["downloads"].as_i64(), a["key"].as_str())));
+    sorted.sort_by(|a, b| {
+        (b["downloads"].as_i64(), b["key"].as_str()).cmp(&(a["downloads"].as_i64(), a["key"].as_str()))
+    });
     let want: Vec<_> = sorted[7..14].iter().map(|r| r["key"].clone()).collect();
     assert_eq!(recs.iter().map(|r| r["key"].clone()).collect::<Vec<_>>(), want);
 
     // Malformed requests name the problem.
     for (body, status, code, needle) in [
         (json!({"rule": {"field": "name", "operation": "EQ", "value": "x"}}), 400, 250105, "top rule"),
-        (json!({"rule": {"relation": "AND", "rules": [{"field": "name", "operation": "EQ", "value": "x"}]}}), 400, 250103, "projectId"),
+        (
+            json!({"rule": {"relation": "AND", "rules": [{"field": "name", "operation": "EQ", "value": "x"}]}}),
+            400,
+            250103,
+            "projectId",
+        ),
         (json!({}), 400, 250103, "[rule]"),
-        (json!({"rule": top(json!({"field": "colour", "operation": "EQ", "value": "x"}))}), 400, 250105, "unknown field"),
-        (json!({"rule": top(json!({"field": "name", "operation": "LIKE", "value": "x"}))}), 400, 250105, "unknown operation"),
-        (json!({"rule": top(json!({"field": "downloads", "operation": "GT", "value": "many"}))}), 400, 250105, "a number"),
+        (
+            json!({"rule": top(json!({"field": "colour", "operation": "EQ", "value": "x"}))}),
+            400,
+            250105,
+            "unknown field",
+        ),
+        (
+            json!({"rule": top(json!({"field": "name", "operation": "LIKE", "value": "x"}))}),
+            400,
+            250105,
+            "unknown operation",
+        ),
+        (
+            json!({"rule": top(json!({"field": "downloads", "operation": "GT", "value": "many"}))}),
+            400,
+            250105,
+            "a number",
+        ),
         (json!({"rule": top(json!({"relation": "XOR", "rules": []}))}), 400, 250105, "relation"),
-        (json!({"rule": top(json!({"field": "repoName", "operation": "PREFIX", "value": "c"}))}), 400, 250105, "repoName"),
-        (json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "select": ["colour"]}), 400, 250105, "unknown field"),
-        (json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "sort": {"properties": ["name"], "direction": "SIDEWAYS"}}), 400, 250105, "direction"),
-        (json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "page": {"pageSize": 5000}}), 400, 250105, "1000"),
-        (json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "extra": 1}), 400, 250105, "extra"),
+        (
+            json!({"rule": top(json!({"field": "repoName", "operation": "PREFIX", "value": "c"}))}),
+            400,
+            250105,
+            "repoName",
+        ),
+        (
+            json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "select": ["colour"]}),
+            400,
+            250105,
+            "unknown field",
+        ),
+        (
+            json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "sort": {"properties": ["name"], "direction": "SIDEWAYS"}}),
+            400,
+            250105,
+            "direction",
+        ),
+        (
+            json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "page": {"pageSize": 5000}}),
+            400,
+            250105,
+            "1000",
+        ),
+        (
+            json!({"rule": top(json!({"field": "name", "operation": "EQ", "value": "x"})), "extra": 1}),
+            400,
+            250105,
+            "extra",
+        ),
     ] {
         let (s, b) = search(body.clone()).await;
         assert_eq!((s, b["code"].as_i64()), (status, Some(code)), "{body}: {b}");

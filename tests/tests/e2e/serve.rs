@@ -11,7 +11,8 @@ const R: &str = "/repository/api/repo";
 async fn health_answers_without_setup() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let server = Server::start(&["--data-dir", data_dir.to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let server =
+        Server::start(&["--data-dir", data_dir.to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
     let (status, body) = Api::new(&server.base).anonymous().get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
@@ -47,9 +48,11 @@ async fn default_data_dir_is_created_in_the_working_directory() {
 #[tokio::test]
 async fn routes_authenticate_before_anything_else() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--data-dir", dir.path().to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let server =
+        Server::start(&["--data-dir", dir.path().to_str().unwrap()], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
     let api = Api::new(&server.base);
-    for who in [api.anonymous(), api.as_user("admin", "wrong"), api.as_user("nobody", "x"), api.as_user("../etc", "x")] {
+    for who in [api.anonymous(), api.as_user("admin", "wrong"), api.as_user("nobody", "x"), api.as_user("../etc", "x")]
+    {
         let (status, body, headers) = who.send("POST", &format!("{P}/create"), Some(json!({"name": "p"}))).await;
         failure(status, &body, 401, 250114);
         assert_eq!(headers["www-authenticate"], "Basic realm=\"depot\"");
@@ -92,9 +95,13 @@ async fn generated_admin_password_is_printed_once() {
 
 /// The project and repository routes, as a bkrepo client uses them.
 async fn projects_and_repositories(api: &Api) {
-    let (s, b) = api.post(&format!("{P}/create"), json!({"name": "demo", "displayName": "Demo", "description": "d"})).await;
+    let (s, b) =
+        api.post(&format!("{P}/create"), json!({"name": "demo", "displayName": "Demo", "description": "d"})).await;
     let p = data(s, &b);
-    assert_eq!((p["name"].as_str(), p["displayName"].as_str(), p["createdBy"].as_str()), (Some("demo"), Some("Demo"), Some("admin")));
+    assert_eq!(
+        (p["name"].as_str(), p["displayName"].as_str(), p["createdBy"].as_str()),
+        (Some("demo"), Some("Demo"), Some("admin"))
+    );
     assert!(p["createdDate"].as_str().unwrap().ends_with('Z'));
 
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "demo"})).await;
@@ -129,7 +136,9 @@ async fn projects_and_repositories(api: &Api) {
 
     for t in ["GENERIC", "RDS", "rpm", "APS", "STRUX"] {
         let name = format!("r-{}", t.to_lowercase());
-        let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": name, "type": t, "category": "LOCAL"})).await;
+        let (s, b) = api
+            .post(&format!("{R}/create"), json!({"projectId": "demo", "name": name, "type": t, "category": "LOCAL"}))
+            .await;
         let r = data(s, &b);
         assert_eq!((r["type"].as_str(), r["public"].as_bool()), (Some(t.to_uppercase().as_str()), Some(false)));
     }
@@ -138,7 +147,9 @@ async fn projects_and_repositories(api: &Api) {
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "MAVEN"})).await;
     let msg = failure(s, &b, 400, 250105);
     assert!(msg.contains("GENERIC, RDS, RPM, APS, STRUX"), "{msg}");
-    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "RDS", "category": "REMOTE"})).await;
+    let (s, b) = api
+        .post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "RDS", "category": "REMOTE"}))
+        .await;
     failure(s, &b, 400, 250105);
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x"})).await;
     assert!(failure(s, &b, 400, 250103).contains("[type]"));
@@ -146,11 +157,14 @@ async fn projects_and_repositories(api: &Api) {
     failure(s, &b, 404, 250108);
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "a\u{0}b", "type": "RDS"})).await;
     failure(s, &b, 400, 250105);
-    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "pub", "type": "GENERIC", "public": true})).await;
+    let (s, b) = api
+        .post(&format!("{R}/create"), json!({"projectId": "demo", "name": "pub", "type": "GENERIC", "public": true}))
+        .await;
     assert_eq!(data(s, &b)["public"], true);
 
     let (s, b) = api.get(&format!("{R}/list/demo")).await;
-    let names: Vec<_> = data(s, &b).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> =
+        data(s, &b).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["pub", "r-aps", "r-generic", "r-rds", "r-rpm", "r-strux"]);
     let (s, b) = api.get(&format!("{R}/list/nope")).await;
     failure(s, &b, 404, 250108);
@@ -195,7 +209,8 @@ async fn survives_restart(args: &[&str], env: &[(&str, &str)]) {
     let server = Server::start(args, env);
     let api = Api::new(&server.base);
     let (s, b) = api.get(&format!("{P}/list")).await;
-    let names: Vec<_> = data(s, &b).as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> =
+        data(s, &b).as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["demo"]);
     let (s, b) = api.get(&format!("{R}/list/demo")).await;
     assert_eq!(data(s, &b).as_array().unwrap().len(), 4);
@@ -212,7 +227,8 @@ async fn aws_backend_serves_projects_and_survives_restart() {
     crate::harness::aws_endpoint();
     let table = unique("serve");
     let bucket = unique("serve");
-    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let env =
+        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
     survives_restart(&["--backend", "aws", "--create-resources"], &env).await;
 }
 
@@ -241,7 +257,8 @@ async fn a_body_over_the_limit_is_413() {
     let b: serde_json::Value = res.json().await.unwrap();
     assert!(b["message"].as_str().unwrap().contains("/blobs/uploads"), "{b}");
     // An anonymous caller with a big body learns about the limit too: nothing is read.
-    let (s, b) = api.anonymous().post(&format!("{P}/create"), json!({"name": "big", "description": "x".repeat(2000)})).await;
+    let (s, b) =
+        api.anonymous().post(&format!("{P}/create"), json!({"name": "big", "description": "x".repeat(2000)})).await;
     assert_eq!(s, 413, "{b}");
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "small", "description": "x".repeat(500)})).await;
     data(s, &b);

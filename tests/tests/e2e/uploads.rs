@@ -35,7 +35,8 @@ pub fn no_redirects() -> reqwest::Client {
 pub async fn setup_repo(api: &Api, project: &str, repo: &str) {
     let (s, b) = api.post("/repository/api/project/create", json!({"name": project})).await;
     data(s, &b);
-    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": project, "name": repo, "type": "GENERIC"})).await;
+    let (s, b) =
+        api.post("/repository/api/repo/create", json!({"projectId": project, "name": repo, "type": "GENERIC"})).await;
     data(s, &b);
 }
 
@@ -114,7 +115,6 @@ fn query_param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     q.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
 }
-
 
 #[tokio::test]
 async fn sessions_verify_size_and_sha256_on_the_server() {
@@ -234,7 +234,11 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     }
     assert_eq!(put(&http, &location, b"overwrite".to_vec()).await, 403, "a GET URL does not allow PUT");
     // Hostile keys on the local route: refused before anything is read or written.
-    for path in ["/blobs/local/..%2F..%2Fetc%2Fpasswd?expires=1&signature=00", "/blobs/local/a/../../x?expires=1&signature=zz", "/blobs/local/.signing-key"] {
+    for path in [
+        "/blobs/local/..%2F..%2Fetc%2Fpasswd?expires=1&signature=00",
+        "/blobs/local/a/../../x?expires=1&signature=zz",
+        "/blobs/local/.signing-key",
+    ] {
         let res = http.get(format!("{}{path}", server.base)).send().await.unwrap();
         let status = res.status().as_u16();
         assert!(status == 403 || status == 400 || status == 404, "{path}: {status}");
@@ -315,7 +319,8 @@ async fn a_hundred_megabytes_through_a_session() {
 async fn aws_backend_uploads_through_presigned_s3_urls() {
     let endpoint = crate::harness::aws_endpoint();
     let (table, bucket) = (unique("up"), unique("up"));
-    let env = [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let env =
+        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
     let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
     let api = Api::new(&server.base);
     setup_repo(&api, "s3", "files").await;
