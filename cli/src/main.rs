@@ -64,8 +64,11 @@ Environment:
     /// Remove content blobs that no version and no staged upload refers to.
     ///
     /// Blobs younger than the grace period are kept (an upload may be about to name them),
-    /// and so is a blob whose bytes another version still uses. On embedded storage, stop
-    /// `depot serve` first: the database file takes one process at a time.
+    /// and so is a blob whose bytes another version still uses. Uploads that bring the
+    /// same bytes while it runs are safe: it marks each blob before its last reference
+    /// check, and an upload's commit waits for the mark. Upload spares under `tmp/` left
+    /// for a day are removed too. It may run while depot serves on AWS; on embedded
+    /// storage, stop `depot serve` first: the database file takes one process at a time.
     Gc {
         /// List what would be removed, and remove nothing.
         #[arg(long)]
@@ -106,11 +109,12 @@ async fn main() -> anyhow::Result<()> {
             }
             let bytes: u64 = report.unreferenced.iter().map(|b| b.size).sum();
             println!(
-                "{} blobs scanned, {} referenced, {} unreferenced ({bytes} bytes), {} removed",
+                "{} blobs scanned, {} referenced, {} unreferenced ({bytes} bytes), {} removed, {} left to a later run",
                 report.scanned,
                 report.referenced,
                 report.unreferenced.len(),
-                report.removed
+                report.removed,
+                report.skipped
             );
             Ok(())
         }

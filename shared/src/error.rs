@@ -25,6 +25,9 @@ pub enum Error {
     /// (empty for a single conditional write, or when the store does not say).
     #[error("{message}")]
     Conflict { message: String, failed: Vec<usize> },
+    /// Busy for a moment: the request may be repeated as it is.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or a failed dependency. Logged with its trace id.
     #[error("{0}")]
     Internal(String),

@@ -112,6 +112,22 @@ async fn blob_get_range_head_delete(blobs: Arc<dyn BlobStore>) {
     assert_eq!(blobs.get("d/e.txt", None).await.unwrap().bytes().await.unwrap(), data);
     assert!(matches!(blobs.rename("a/b/c.txt", "x").await, Err(Error::NotFound(_))));
 
+    // A copy keeps the source, replaces the target, and outlives a later write or
+    // delete of the source.
+    blobs.put("f/old.txt", depot_core::store::stream_from_bytes(Bytes::from_static(b"old"))).await.unwrap();
+    blobs.copy("d/e.txt", "f/old.txt").await.unwrap();
+    assert_eq!(blobs.get("f/old.txt", None).await.unwrap().bytes().await.unwrap(), data);
+    assert_eq!(blobs.get("d/e.txt", None).await.unwrap().bytes().await.unwrap(), data);
+    blobs.copy("d/e.txt", "f/g.txt").await.unwrap();
+    blobs.put("d/e.txt", depot_core::store::stream_from_bytes(Bytes::from_static(b"rewritten"))).await.unwrap();
+    assert_eq!(blobs.get("f/g.txt", None).await.unwrap().bytes().await.unwrap(), data);
+    blobs.delete("f/old.txt").await.unwrap();
+    assert_eq!(blobs.get("f/g.txt", None).await.unwrap().bytes().await.unwrap(), data);
+    assert!(matches!(blobs.copy("a/b/c.txt", "x").await, Err(Error::NotFound(_))));
+    assert_eq!(blobs.head("x").await.unwrap(), None);
+    blobs.delete("f/g.txt").await.unwrap();
+    blobs.put("d/e.txt", depot_core::store::stream_from_bytes(data.clone())).await.unwrap();
+
     blobs.delete("d/e.txt").await.unwrap();
     assert_eq!(blobs.head("d/e.txt").await.unwrap(), None);
     blobs.delete("d/e.txt").await.unwrap();
@@ -639,4 +655,137 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     let repo = reg.get_repository("pk", "r").await.unwrap();
     assert_eq!(repo.package_count, 0, "no negative or stale counter");
     assert!(reg.list_versions("pk", "r", "rds://x").await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- garbage collection
+
+/// Garbage collection against uploads of the same bytes, with each interleaving forced
+/// step by step: a collector's mark makes a commit wait, a collector that runs after a
+/// commit keeps the blob, and one that removes the blob between an upload's store and
+/// its commit is undone from the upload's spare.
+async fn registry_gc_guard(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::{gc_mark_key, staged_key, RepoType};
+    use depot_core::registry::{BlobRef, Hold, NewProject, NewRepository, NewVersion, Registry};
+    use std::time::{Duration, Instant};
+
+    let reg = Registry::new(t.clone(), blobs.clone());
+    let new_project = NewProject { name: "gc".into(), ..Default::default() };
+    reg.create_project(new_project, "admin").await.unwrap();
+    let nr = NewRepository {
+        project_id: "gc".into(),
+        name: "r".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+    reg.create_repository(nr, "admin").await.unwrap();
+    let payload = b"the same bytes, uploaded again and again".to_vec();
+    let store = || async { reg.store_content(depot_core::store::stream_from_bytes(payload.clone())).await.unwrap() };
+    let nv = |v: &str, blob: BlobRef| NewVersion::new("gc", "r", "rds://x", "x", RepoType::Rds, v, blob);
+    let bytes_of = |key: String| {
+        let blobs = blobs.clone();
+        async move { blobs.get(&key, None).await.unwrap().bytes().await.unwrap() }
+    };
+    let spares = || async { blobs.list("tmp").await.unwrap().len() };
+
+    // An upload stores the bytes once and drops its spare after the commit.
+    let first = store().await;
+    let content = first.key.clone();
+    reg.create_version(nv("1.0.0", first), "u").await.unwrap();
+    assert_eq!(bytes_of(content.clone()).await, payload);
+    assert_eq!(spares().await, 0, "the spare is dropped once the version is committed");
+    reg.delete_version("gc", "r", "rds://x", "1.0.0", false).await.unwrap();
+
+    // 1. A collector that planned before an upload and removes after its commit reads
+    //    the new reference after marking, and keeps the blob.
+    let mut plan = reg.plan_garbage(0).await.unwrap();
+    assert!(plan.unreferenced.iter().any(|b| b.key == content), "{plan:?}");
+    reg.create_version(nv("2.0.0", store().await), "u").await.unwrap();
+    reg.remove_garbage(&mut plan).await.unwrap();
+    assert_eq!(plan.removed, 0, "{plan:?}");
+    assert_eq!(bytes_of(content.clone()).await, payload);
+    assert!(t.get(&gc_mark_key(&content)).await.unwrap().is_none(), "the collector removes its marks");
+    reg.delete_version("gc", "r", "rds://x", "2.0.0", false).await.unwrap();
+
+    // 2. A whole collection between an upload's store (which found the bytes present and
+    //    wrote nothing but its spare) and its commit removes the blob; the commit's
+    //    settling puts it back from the spare.
+    let pending = store().await;
+    assert!(matches!(pending.hold, Hold::Spare(_)));
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert_eq!(blobs.head(&content).await.unwrap(), None);
+    reg.create_version(nv("3.0.0", pending), "u").await.unwrap();
+    assert_eq!(bytes_of(content.clone()).await, payload, "restored from the upload's spare");
+    assert_eq!(spares().await, 0);
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!(report.removed, 0, "a referenced blob stays: {report:?}");
+    reg.delete_version("gc", "r", "rds://x", "3.0.0", false).await.unwrap();
+
+    // 3. While a collector holds its mark on the blob, a commit naming it waits; the
+    //    collector deletes the blob and lifts the mark; the upload then commits and
+    //    restores the bytes from its spare.
+    let mut mark = gc_mark_key(&content).item();
+    mark.insert("run".into(), "other-collector".into());
+    mark.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() + 600).into());
+    t.put(mark.clone(), Cond::NotExists).await.unwrap();
+    let pending = store().await;
+    let upload = {
+        let reg = reg.clone();
+        tokio::spawn(async move { reg.create_version(nv("4.0.0", pending), "u").await })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!upload.is_finished(), "the commit waits for the collector's mark");
+    assert!(matches!(reg.get_version("gc", "r", "rds://x", "4.0.0").await, Err(Error::NotFound(_))));
+    // Another collector meanwhile skips what this one holds.
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!((report.removed, report.skipped), (0, 1), "{report:?}");
+    blobs.delete(&content).await.unwrap();
+    t.delete(&gc_mark_key(&content), Cond::Eq("run".into(), "other-collector".into())).await.unwrap();
+    upload.await.unwrap().unwrap();
+    assert_eq!(reg.get_version("gc", "r", "rds://x", "4.0.0").await.unwrap().blob_key, content);
+    assert_eq!(bytes_of(content.clone()).await, payload, "restored from the upload's spare");
+    assert_eq!(spares().await, 0);
+    reg.delete_version("gc", "r", "rds://x", "4.0.0", false).await.unwrap();
+
+    // 4. A mark left behind past its expiry (a collector that died) is removed by the
+    //    writer, which goes on at once.
+    mark.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() - 1).into());
+    t.put(mark, Cond::None).await.unwrap();
+    let started = Instant::now();
+    reg.create_version(nv("5.0.0", store().await), "u").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(t.get(&gc_mark_key(&content)).await.unwrap().is_none());
+    assert_eq!(bytes_of(content.clone()).await, payload);
+
+    // 5. A blob named through a staged record needs that record at commit time: once it
+    //    is gone (expired), the upload is refused rather than naming bytes a collector
+    //    may remove.
+    let digests = reg.get_version("gc", "r", "rds://x", "5.0.0").await.unwrap();
+    let digests =
+        depot_core::store::Digests { sha256: digests.sha256, sha1: digests.sha1, md5: digests.md5, size: digests.size };
+    let gone = BlobRef { key: content.clone(), digests, hold: Hold::Staged(staged_key("gc", "r", "sha256:0000")) };
+    let refused = reg.create_version(nv("6.0.0", gone), "u").await;
+    assert!(matches!(&refused, Err(Error::NotFound(m)) if m.contains("expired")), "{refused:?}");
+    assert!(matches!(reg.get_version("gc", "r", "rds://x", "6.0.0").await, Err(Error::NotFound(_))));
+
+    // A failed commit drops its spare too.
+    let refused = reg.create_version(nv("5.0.0", store().await), "u").await;
+    assert!(matches!(refused, Err(Error::Exists(_))), "{refused:?}");
+    assert_eq!(spares().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_guard_embedded_fs() {
+    let (t, _g1) = common::embedded_table().await;
+    let (b, _g2) = common::fs_blobs().await;
+    registry_gc_guard(t, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_guard_dynamo_s3() {
+    let (t, _g1) = common::dynamo_table().await;
+    let (b, _g2) = common::s3_blobs().await;
+    registry_gc_guard(t, b).await;
 }

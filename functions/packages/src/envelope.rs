@@ -60,6 +60,7 @@ impl From<Error> for ApiError {
             Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, AUTH_FAILED),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, PERMISSION_DENIED),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, PARAMETER_INVALID),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, SYSTEM_ERROR),
             Error::Internal(m) => {
                 tracing::error!(trace_id = %trace_id(), error = %m, "internal error");
                 return ApiError::new(

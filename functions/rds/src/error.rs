@@ -32,6 +32,7 @@ impl From<Error> for RdsError {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(m) => {
                 tracing::error!(trace_id = %trace_id(), error = %m, "internal error");
                 return RdsError::new(

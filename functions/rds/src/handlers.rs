@@ -12,9 +12,9 @@ use depot_core::auth::{Action, Identity};
 use depot_core::http::blobs::{self, blob_reference, BaseUrl};
 use depot_core::http::{trace_id, AppState, Caller};
 use depot_core::model::{
-    printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
+    printable, staged_key, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
 };
-use depot_core::registry::{BlobRef, NewVersion};
+use depot_core::registry::{BlobRef, Hold, NewVersion};
 use depot_core::store::Digests;
 use depot_core::Error;
 use futures::StreamExt;
@@ -216,7 +216,10 @@ pub async fn upload(
             let meta = inspect(file, format, limits).await?;
             let id = identity_of(&meta)?;
             let digests = Digests { sha256: staged.sha256, sha1: staged.sha1, md5: staged.md5, size: staged.size };
-            (meta, id, format, BlobRef { key: staged.key, digests })
+            // The version's commit requires the staged record to still exist, which keeps
+            // garbage collection off the bytes.
+            let hold = Hold::Staged(staged_key(&p, &r, &staged.digest));
+            (meta, id, format, BlobRef { key: staged.key, digests, hold })
         }
     };
     let filename = format!("{code}-{version}.{}", format.ext());

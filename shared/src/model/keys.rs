@@ -88,6 +88,12 @@ pub fn upload_key(id: &str) -> Key {
     Key::new(UPLOADS_PK, format!("{UPLOAD_SK_PREFIX}{id}"))
 }
 
+/// A garbage collection's claim on a blob it is about to remove: writers that would
+/// name the blob wait for it to go (`registry::gc` says why).
+pub fn gc_mark_key(blob_key: &str) -> Key {
+    Key::new("GCMARK", blob_key.to_string())
+}
+
 /// A blob that a completed upload session staged for a repository, by digest.
 pub fn staged_key(project: &str, repo: &str, digest: &str) -> Key {
     Key::new(format!("STAGED#{project}/{repo}"), digest.to_string())

@@ -1,15 +1,50 @@
-//! Garbage collection of content blobs that no version and no staged upload refers to.
+//! Garbage collection of content blobs that no version and no staged upload refers to,
+//! and the guard that keeps a concurrent upload's bytes safe from it.
 //!
 //! Blobs are written before the metadata that names them, so a blob younger than the
-//! grace period may belong to an upload still in flight: it is never collected. A blob
-//! whose bytes another version still uses (the same content under another path) is
-//! referenced, so it stays.
+//! grace period may belong to an upload still in flight: it is never collected. An old
+//! blob can still be named again at any moment, when an upload brings the same bytes,
+//! and neither port can delete "only if still unreferenced" atomically. So:
+//!
+//! - The collector first puts a mark (`GCMARK`, one item per blob, conditional on no
+//!   other collector's mark), then reads every reference again, then deletes the
+//!   still-unreferenced blobs, then removes its marks.
+//! - Every commit that names a blob includes a condition: either no mark on that blob
+//!   ([`Hold::Spare`]), or the staged record it came from still exists ([`Hold::Staged`],
+//!   which the collector counts as a reference). A writer that meets a mark waits for it.
+//! - A writer keeps a spare copy of its bytes until its commit has gone through, then
+//!   puts the bytes back if a collector removed them ([`Registry::settle`]).
+//!
+//! If a commit passed its condition, no collector held a mark then: a later collector
+//! reads the new reference after marking and keeps the blob, and an earlier one had
+//! already deleted (so the writer's check after the commit restores the spare).
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::{from_item, Registry};
-use crate::model::{repo_partition, PackageVersion, PKG_SK_PREFIX, VER_SK_PREFIX};
-use crate::store::{query_all, BlobInfo, Query};
-use crate::Result;
+use crate::model::{gc_mark_key, repo_partition, PackageVersion, PKG_SK_PREFIX, VER_SK_PREFIX};
+use crate::store::{query_all, BlobInfo, Cond, Key, Query, TxOp, TTL_ATTR};
+use crate::{Error, Result};
+
+/// How long a collector's mark holds. A collector deletes nothing once less than
+/// [`MARK_MARGIN`] of it is left, and a writer treats an older mark as abandoned.
+pub const MARK_TTL: Duration = Duration::from_secs(15 * 60);
+const MARK_MARGIN: Duration = Duration::from_secs(60);
+/// How long a writer waits for a collector's mark to go before answering "retry".
+const WAIT_FOR_COLLECTOR: Duration = Duration::from_secs(30);
+const WAIT_STEP: Duration = Duration::from_millis(200);
+/// The age at which an upload's spare copy under `tmp/` counts as left over.
+pub const SPARE_GRACE_SECS: i64 = 24 * 3600;
+
+/// What keeps an upload's bytes safe until the metadata naming them is committed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// A spare copy of the bytes under this key, kept until the commit settles.
+    Spare(String),
+    /// The staged-upload record the blob was resolved from; the commit requires that it
+    /// still exists.
+    Staged(Key),
+}
 
 /// What a collection found (and, unless dry, removed).
 #[derive(Debug, Clone, Default)]
@@ -18,10 +53,17 @@ pub struct GcReport {
     pub referenced: usize,
     pub unreferenced: Vec<BlobInfo>,
     pub removed: usize,
+    /// Candidates another collector had marked, or whose mark ran out: left for later.
+    pub skipped: usize,
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 impl Registry {
-    /// Every blob key that metadata names: versions' blobs and staged uploads.
+    /// Every blob key that metadata names: versions' blobs and staged uploads. Reads the
+    /// base table (strongly consistent), never an index.
     pub async fn referenced_blobs(&self) -> Result<HashSet<String>> {
         let mut keys = HashSet::new();
         for project in self.list_projects().await? {
@@ -48,26 +90,164 @@ impl Registry {
         Ok(keys)
     }
 
-    /// Finds content blobs no metadata names and older than `grace_secs`; removes them
-    /// unless `dry_run`. A blob referenced again by the time of removal is kept.
+    /// Finds content blobs no metadata names and older than `grace_secs`, and upload
+    /// spares (`tmp/`) left over for a day (a spare lives for one request); removes them
+    /// unless `dry_run`.
     pub async fn collect_garbage(&self, dry_run: bool, grace_secs: i64) -> Result<GcReport> {
-        let referenced = self.referenced_blobs().await?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let blobs = self.blobs.list("blobs").await?;
-        let mut report = GcReport { scanned: blobs.len(), referenced: referenced.len(), ..Default::default() };
-        report.unreferenced =
-            blobs.into_iter().filter(|b| !referenced.contains(&b.key) && now - b.modified >= grace_secs).collect();
-        if dry_run || report.unreferenced.is_empty() {
-            return Ok(report);
-        }
-        // Look again just before deleting: an upload may have started using a blob.
-        let again = self.referenced_blobs().await?;
-        for b in &report.unreferenced {
-            if !again.contains(&b.key) {
-                self.blobs.delete(&b.key).await?;
-                report.removed += 1;
-            }
+        let mut report = self.plan_garbage(grace_secs).await?;
+        if !dry_run {
+            self.remove_garbage(&mut report).await?;
         }
         Ok(report)
+    }
+
+    /// The first half of a collection: what is unreferenced now. Removes nothing.
+    pub async fn plan_garbage(&self, grace_secs: i64) -> Result<GcReport> {
+        let referenced = self.referenced_blobs().await?;
+        let now = now();
+        let blobs = self.blobs.list("blobs").await?;
+        let spares = self.blobs.list("tmp").await?;
+        let mut report =
+            GcReport { scanned: blobs.len() + spares.len(), referenced: referenced.len(), ..Default::default() };
+        let spare_grace = grace_secs.max(SPARE_GRACE_SECS);
+        report.unreferenced = blobs
+            .into_iter()
+            .filter(|b| !referenced.contains(&b.key) && now - b.modified >= grace_secs)
+            .chain(spares.into_iter().filter(|b| now - b.modified >= spare_grace))
+            .collect();
+        Ok(report)
+    }
+
+    /// The second half: marks the planned blobs, reads the references again, and deletes
+    /// what is still unreferenced while the marks hold.
+    pub async fn remove_garbage(&self, report: &mut GcReport) -> Result<()> {
+        if report.unreferenced.is_empty() {
+            return Ok(());
+        }
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let expires = now() + MARK_TTL.as_secs() as i64;
+        let deadline = std::time::Instant::now() + MARK_TTL - MARK_MARGIN;
+        let mut marked = Vec::new();
+        for b in &report.unreferenced {
+            let mut item = gc_mark_key(&b.key).item();
+            item.insert("run".into(), run.clone().into());
+            item.insert(TTL_ATTR.into(), expires.into());
+            match self.table.put(item, Cond::NotExists).await {
+                Ok(()) => marked.push(b.key.clone()),
+                Err(e) if e.is_conflict() => report.skipped += 1,
+                Err(e) => {
+                    self.unmark(&marked, &run).await;
+                    return Err(e);
+                }
+            }
+        }
+        let result = self.delete_marked(&marked, deadline, report).await;
+        self.unmark(&marked, &run).await;
+        result
+    }
+
+    async fn delete_marked(
+        &self,
+        marked: &[String],
+        deadline: std::time::Instant,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        // Any commit naming one of these blobs either went through before its mark (and
+        // is read here) or waits for the mark to go.
+        let again = self.referenced_blobs().await?;
+        for key in marked {
+            if again.contains(key) {
+                continue;
+            }
+            if std::time::Instant::now() >= deadline {
+                report.skipped += 1;
+                continue;
+            }
+            self.blobs.delete(key).await?;
+            report.removed += 1;
+        }
+        Ok(())
+    }
+
+    async fn unmark(&self, marked: &[String], run: &str) {
+        for key in marked {
+            if let Err(e) = self.table.delete(&gc_mark_key(key), Cond::Eq("run".into(), run.into())).await {
+                tracing::warn!(blob = %key, error = %e, "could not remove a garbage-collection mark; it expires by itself");
+            }
+        }
+    }
+
+    /// The condition a commit naming `blob_key` includes.
+    pub(crate) fn guard_op(blob_key: &str, hold: &Hold) -> TxOp {
+        match hold {
+            Hold::Spare(_) => TxOp::Check { key: gc_mark_key(blob_key), cond: Cond::NotExists },
+            Hold::Staged(staged) => TxOp::Check { key: staged.clone(), cond: Cond::Exists },
+        }
+    }
+
+    /// Called when a commit's guard failed. With a spare, waits until the collector's
+    /// mark on the blob is gone (removing one left past its expiry) so the commit can be
+    /// tried again; a staged blob whose record is gone is `NotFound`.
+    pub(crate) async fn wait_for_collector(&self, blob_key: &str, hold: &Hold) -> Result<()> {
+        if let Hold::Staged(_) = hold {
+            return Err(Error::NotFound(
+                "the staged blob expired before the upload was committed: upload it again".into(),
+            ));
+        }
+        let key = gc_mark_key(blob_key);
+        let give_up = std::time::Instant::now() + WAIT_FOR_COLLECTOR;
+        loop {
+            let Some(mark) = self.table.get(&key).await? else {
+                return Ok(());
+            };
+            let expires = mark.get(TTL_ATTR).and_then(|v| v.as_i64()).unwrap_or(0);
+            if expires <= now() {
+                match self.table.delete(&key, Cond::Eq(TTL_ATTR.into(), expires.into())).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.is_conflict() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if std::time::Instant::now() >= give_up {
+                return Err(Error::Unavailable(format!(
+                    "garbage collection is removing an earlier copy of these bytes ({blob_key}); retry the upload in a minute"
+                )));
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
+    /// Makes a spare's bytes available under `blob_key` (a copy: the spare stays until the
+    /// commit settles), unless they already are.
+    pub(crate) async fn publish(&self, blob_key: &str, hold: &Hold) -> Result<()> {
+        if let Hold::Spare(spare) = hold {
+            if self.blobs.head(blob_key).await?.is_none() {
+                self.blobs.copy(spare, blob_key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a commit that named `blob_key` went through: puts the bytes back from the
+    /// spare if a collector removed them, then drops the spare.
+    pub(crate) async fn settle(&self, blob_key: &str, hold: &Hold) -> Result<()> {
+        let Hold::Spare(spare) = hold else {
+            return Ok(());
+        };
+        if self.blobs.head(blob_key).await?.is_none() {
+            tracing::warn!(blob = %blob_key, "a garbage collection removed a blob an upload had just named; restored it");
+            return self.blobs.rename(spare, blob_key).await;
+        }
+        self.blobs.delete(spare).await
+    }
+
+    /// After a commit that failed: drops the spare. The blob itself is left for the
+    /// collector.
+    pub(crate) async fn release(&self, hold: &Hold) {
+        if let Hold::Spare(spare) = hold {
+            if let Err(e) = self.blobs.delete(spare).await {
+                tracing::warn!(blob = %spare, error = %e, "could not remove an upload's spare copy; garbage collection will");
+            }
+        }
     }
 }

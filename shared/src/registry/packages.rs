@@ -7,7 +7,7 @@
 //! condition that its `revision` has not moved; on a lost race they read again.
 use serde_json::{Map, Value};
 
-use super::{from_item, to_item, Registry};
+use super::{from_item, to_item, Hold, Registry};
 use crate::model::{
     compare_versions, download_day_key, now_iso, package_key, package_partition, printable, repo_key, repo_partition,
     validate_name, validate_package_key, validate_version, MetadataEntry, PackageSummary, PackageVersion, RepoType,
@@ -24,6 +24,8 @@ const MAX_ATTEMPTS: usize = 64;
 pub struct BlobRef {
     pub key: String,
     pub digests: Digests,
+    /// What keeps the bytes safe from garbage collection until the version is committed.
+    pub hold: Hold,
 }
 
 /// What a surface asks for when a version is uploaded.
@@ -144,17 +146,18 @@ fn conflict_retry<T>() -> Result<T> {
 
 impl Registry {
     /// Stores a stream under its content address and returns where and what it is.
+    /// The bytes also stay under `tmp/` as a spare until [`Registry::create_version`]
+    /// settles (see `registry::gc`).
     pub async fn store_content(&self, body: ByteStream) -> Result<BlobRef> {
         let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
         let digests = self.blobs.put(&tmp, body).await?;
         let key = content_key(&digests.sha256);
-        if self.blobs.head(&key).await?.is_some() {
-            self.blobs.delete(&tmp).await?;
-        } else if let Err(e) = self.blobs.rename(&tmp, &key).await {
-            let _ = self.blobs.delete(&tmp).await;
+        let hold = Hold::Spare(tmp);
+        if let Err(e) = self.publish(&key, &hold).await {
+            self.release(&hold).await;
             return Err(e);
         }
-        Ok(BlobRef { key, digests })
+        Ok(BlobRef { key, digests, hold })
     }
 
     /// The repository, checked to be of `ty`: another type is `Invalid`.
@@ -205,7 +208,21 @@ impl Registry {
     /// Creates a version (or, with `overwrite`, replaces one) and updates its package
     /// summary and the repository's counters in one transaction. Returns the version and
     /// whether it is new.
+    /// A spare the blob came with is settled (or dropped, when this fails).
     pub async fn create_version(&self, req: NewVersion, by: &str) -> Result<(PackageVersion, bool)> {
+        match self.commit_version(&req, by).await {
+            Ok(done) => {
+                self.settle(&req.blob.key, &req.blob.hold).await?;
+                Ok(done)
+            }
+            Err(e) => {
+                self.release(&req.blob.hold).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit_version(&self, req: &NewVersion, by: &str) -> Result<(PackageVersion, bool)> {
         validate_name("project name", &req.project_id)?;
         validate_name("repository name", &req.repo_name)?;
         validate_package_key(&req.package_key)?;
@@ -327,9 +344,11 @@ impl Registry {
                 TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
                 TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: Cond::Exists },
+                Registry::guard_op(&req.blob.key, &req.blob.hold),
             ];
             match self.table.transact(ops).await {
                 Ok(()) => return Ok((version, is_new_version)),
+                Err(e) if e.failed_op(3) => self.wait_for_collector(&req.blob.key, &req.blob.hold).await?,
                 Err(e) if e.failed_op(2) => return Err(Error::NotFound(format!("repository [{p}/{r}] not found"))),
                 Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => {
                     return Err(Error::Exists(format!("version [{}] of package [{k}] already exists", req.version)))

@@ -13,7 +13,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{from_item, to_item, Registry};
+use super::{from_item, to_item, Hold, Registry};
+
+/// How many times a completion waits out a garbage collection's mark on its bytes.
+const MAX_GUARD_WAITS: usize = 8;
 use crate::model::{
     format_iso, now_iso, parse_iso, repo_key, staged_key, upload_key, validate_name, UPLOADS_PK, UPLOAD_SK_PREFIX,
 };
@@ -283,11 +286,9 @@ impl Registry {
             )));
         }
         let content = content_key(&digests.sha256);
-        if self.blobs.head(&content).await?.is_some() {
-            self.blobs.delete(&key).await?;
-        } else {
-            self.blobs.rename(&key, &content).await?;
-        }
+        // The session's bytes stay as the spare until the staged record is committed.
+        let hold = Hold::Spare(key.clone());
+        self.publish(&content, &hold).await?;
         let (expires_at, ttl) = epoch_after(STAGED_TTL);
         let staged = StagedBlob {
             digest: format!("sha256:{}", digests.sha256),
@@ -295,7 +296,7 @@ impl Registry {
             sha256: digests.sha256.clone(),
             sha1: digests.sha1,
             md5: digests.md5,
-            key: content,
+            key: content.clone(),
             session_id: session.id.clone(),
             ttl,
         };
@@ -315,13 +316,21 @@ impl Registry {
                 add: vec![],
                 cond: Cond::Eq("state".into(), serde_json::to_value(UploadState::Open).map_err(Error::internal)?),
             },
+            Registry::guard_op(&content, &hold),
         ];
-        match self.table.transact(ops).await {
-            Ok(()) => Ok(staged),
-            // A concurrent completion of the same session won: answer what it staged.
-            Err(e) if e.is_conflict() => self.staged_of(&self.get_upload(&session.id).await?).await,
-            Err(e) => Err(e),
+        for _ in 0..MAX_GUARD_WAITS {
+            match self.table.transact(ops.clone()).await {
+                Ok(()) => {
+                    self.settle(&content, &hold).await?;
+                    return Ok(staged);
+                }
+                Err(e) if e.failed_op(2) => self.wait_for_collector(&content, &hold).await?,
+                // A concurrent completion of the same session won: answer what it staged.
+                Err(e) if e.is_conflict() => return self.staged_of(&self.get_upload(&session.id).await?).await,
+                Err(e) => return Err(e),
+            }
         }
+        Err(Error::Unavailable("garbage collection keeps claiming these bytes; retry the completion".into()))
     }
 
     async fn staged_of(&self, session: &UploadSession) -> Result<StagedBlob> {

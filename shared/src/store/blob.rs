@@ -62,6 +62,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Moves a blob to another key, replacing what was there.
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
 
+    /// Copies a blob to another key, replacing what was there; `from` stays. A missing
+    /// `from` is `NotFound`.
+    async fn copy(&self, from: &str, to: &str) -> Result<()>;
+
     /// A URL that lets its holder GET the blob, without credentials, until `expires_in`
     /// has passed; `filename` becomes the response's content-disposition. A URL that
     /// starts with `/` is relative to depot's own base URL (the embedded backend's signed

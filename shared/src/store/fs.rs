@@ -137,6 +137,35 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if let Some(dir) = dst.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        // Blobs are never changed in place (a put writes a new file and renames it), so a
+        // hard link is a copy; it is made under a temporary name and renamed over `to`.
+        let tmp = dst.with_file_name(format!(".copy-{}", uuid::Uuid::new_v4().simple()));
+        let linked = match tokio::fs::hard_link(&src, &tmp).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!("blob {from} not found")))
+            }
+            Err(_) => tokio::fs::copy(&src, &tmp).await.map(|_| ()),
+            ok => ok,
+        };
+        let moved = match linked {
+            Ok(()) => tokio::fs::rename(&tmp, &dst).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = moved {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Err(Error::NotFound(format!("blob {from} not found")));
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
         validate_blob_key(key)?;
         Ok(self.signer.url("GET", key, expires_in, filename))

@@ -251,6 +251,11 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.copy(from, to).await?;
+        self.delete(from).await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
         validate_blob_key(from)?;
         validate_blob_key(to)?;
         match self
@@ -262,13 +267,10 @@ impl BlobStore for S3BlobStore {
             .send()
             .await
         {
-            Ok(_) => {}
-            Err(e) if matches!(e.code(), Some("NoSuchKey")) => {
-                return Err(Error::NotFound(format!("blob {from} not found")))
-            }
-            Err(e) => return Err(s3_err("copy object", e)),
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some("NoSuchKey")) => Err(Error::NotFound(format!("blob {from} not found"))),
+            Err(e) => Err(s3_err("copy object", e)),
         }
-        self.delete(from).await
     }
 
     async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
