@@ -163,8 +163,8 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
         eprintln!("created system administrator 'admin' with generated password: {password}");
         eprintln!("(shown once; set DEPOT_ADMIN_PASSWORD to choose it)");
     }
-    // Abandoned upload sessions expire; on AWS, DynamoDB TTL and bucket lifecycle rules
-    // do this instead.
+    // Abandoned upload sessions and page starts of earlier repository states expire; on
+    // AWS, DynamoDB TTL and bucket lifecycle rules do this instead.
     let registry = state.registry.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
@@ -174,6 +174,11 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "expired upload sessions removed"),
                 Err(e) => tracing::warn!(error = %e, "expiring upload sessions failed"),
+            }
+            match registry.expire_page_starts().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(items = n, "stale page starts removed"),
+                Err(e) => tracing::warn!(error = %e, "expiring page starts failed"),
             }
         }
     });

@@ -316,6 +316,55 @@ async fn table_query_paged(t: Arc<dyn Table>) {
     assert!(matches!(t.query(&Query::partition("Q").limit(0)).await, Err(Error::Invalid(_))));
 }
 
+/// Remembered page starts follow the repository's state: a write makes the old ones
+/// useless and the sweep removes exactly those; deleting the repository removes the rest.
+async fn registry_page_starts_expire(t: Arc<dyn Table>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewProject, NewRepository, NewVersion, PageRequest, Registry};
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = Registry::new(t.clone(), blobs);
+    reg.create_project(NewProject { name: "ps".into(), ..Default::default() }, "admin").await.unwrap();
+    let nr = NewRepository {
+        project_id: "ps".into(),
+        name: "r".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+    reg.create_repository(nr, "admin").await.unwrap();
+    let put = |code: &'static str| {
+        let reg = reg.clone();
+        async move {
+            let blob = reg.store_content(depot_core::store::stream_from_bytes(code.as_bytes().to_vec())).await.unwrap();
+            let key = format!("rds://{code}");
+            reg.create_version(NewVersion::new("ps", "r", &key, code, RepoType::Rds, "1.0.0", blob), "u")
+                .await
+                .unwrap();
+        }
+    };
+    let starts = || async { t.query(&Query::partition("PAGES#ps/r")).await.unwrap().items.len() };
+    for code in ["a", "b", "c"] {
+        put(code).await;
+    }
+    let first = PageRequest { number: 1, size: 1 };
+    let page = reg.package_page("ps", "r", None, first).await.unwrap();
+    assert_eq!(page.items[0].key, "rds://a");
+    assert_eq!(starts().await, 1, "the start of page 2 is remembered");
+    assert_eq!(reg.expire_page_starts().await.unwrap(), 0, "it is current");
+
+    put("d").await;
+    assert_eq!(reg.package_page("ps", "r", None, first).await.unwrap().items[0].key, "rds://a");
+    assert_eq!(starts().await, 2);
+    assert_eq!(reg.expire_page_starts().await.unwrap(), 1, "only the earlier state's start goes");
+    assert_eq!(starts().await, 1);
+    let third = reg.package_page("ps", "r", None, PageRequest { number: 3, size: 1 }).await.unwrap();
+    assert_eq!(third.items[0].key, "rds://c");
+
+    reg.delete_repository("ps", "r", true).await.unwrap();
+    assert_eq!(starts().await, 0, "a deleted repository leaves no page starts");
+}
+
 macro_rules! suite {
     ($adapter:ident, $open:path, [$($test:ident),* $(,)?]) => {
         mod $adapter {
@@ -360,6 +409,7 @@ suite!(
         table_query_paged,
         registry_projects_and_repositories,
         registry_packages_and_versions,
+        registry_page_starts_expire,
     ]
 );
 suite!(
@@ -372,6 +422,7 @@ suite!(
         table_query_paged,
         registry_projects_and_repositories,
         registry_packages_and_versions,
+        registry_page_starts_expire,
     ]
 );
 

@@ -265,8 +265,8 @@ pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPa
     // is never older than the generation it is cached under.
     let (_, p, r, repo) = repo_access(&st, caller, path, Action::Read).await?;
     let generation = repo.generation;
-    // The generation is the index's version: a client that has it gets 304.
-    let etag = format!("\"g{generation}\"");
+    // The repository's state is the index's version: a client that has it gets 304.
+    let etag = format!("\"{}\"", repo.state_tag());
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -276,7 +276,7 @@ pub async fn index_yaml(State(st): State<AppState>, caller: Caller, path: RepoPa
         res.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
         return Ok(res);
     }
-    let key = format!("rds-index\0{p}\0{r}");
+    let key = format!("rds-index\0{p}\0{r}\0{}", repo.uid);
     let body = match st.derived.get(&key, generation) {
         Some(b) => b,
         None => {

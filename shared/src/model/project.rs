@@ -86,6 +86,22 @@ pub struct Repository {
     /// Bumped by every write to the repository; derived renderings are cached under it.
     #[serde(default)]
     pub generation: i64,
+    /// Random, set when the repository is created: tells it apart from an earlier
+    /// repository of the same name (empty on repositories older than the field).
+    #[serde(default)]
+    pub uid: String,
+}
+
+impl Repository {
+    /// Names the repository's contents at this moment: it changes with every write, and
+    /// differs from anything an earlier repository of the same name had. ETags, cached
+    /// renderings and remembered page starts are keyed by it.
+    pub fn state_tag(&self) -> String {
+        match self.uid.get(..12) {
+            Some(uid) => format!("{uid}-g{}", self.generation),
+            None => format!("g{}", self.generation),
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -50,6 +50,11 @@ pub struct NewVersion {
     pub may_change_released: bool,
 }
 
+/// Where a repository's remembered page starts live.
+pub(crate) fn pages_partition(project: &str, repo: &str) -> String {
+    format!("PAGES#{project}/{repo}")
+}
+
 /// Index GSI1 lists a repository's packages by lower-case name, then key.
 fn names_index_pk(project: &str, repo: &str) -> String {
     format!("NAMES#{project}/{repo}")
@@ -525,18 +530,18 @@ impl Registry {
     }
 
     /// Reads page `req` of `query`. Where each page starts is remembered in the table
-    /// under the repository's generation, so a client that walks the pages in order reads
-    /// about one page of items per page; a jump to a page not yet reached at this
-    /// generation walks there once.
+    /// under the repository's state (`Repository::state_tag`: its generation and uid), so
+    /// a client that walks the pages in order reads about one page of items per page; a
+    /// jump to a page not yet reached in this state walks there once.
     async fn paged(
         &self,
-        scope: &str,
+        partition: String,
         kind: &str,
-        generation: i64,
+        state: &str,
         query: Query,
         req: PageRequest,
     ) -> Result<Vec<Item>> {
-        let boundary = |n: u32| Key::new(format!("PAGES#{scope}"), format!("{kind}#{generation}#{}#{n}", req.size));
+        let boundary = |n: u32| Key::new(partition.clone(), format!("{kind}#{state}#{}#{n}", req.size));
         let remember = |n: u32, token: String| {
             let mut item = boundary(n).item();
             item.insert("start".into(), token.into());
@@ -592,8 +597,8 @@ impl Registry {
         } else {
             query_all(&*self.table, query.clone()).await?.len() as i64
         };
-        let scope = format!("{project}/{repo}");
-        let items = self.paged(&scope, &format!("pkg:{prefix}"), r.generation, query, req).await?;
+        let items =
+            self.paged(pages_partition(project, repo), &format!("pkg:{prefix}"), &r.state_tag(), query, req).await?;
         Ok(PageOf { request: req, total, items: items.into_iter().map(from_item).collect::<Result<_>>()? })
     }
 
@@ -613,14 +618,48 @@ impl Registry {
         if !ascending {
             query = query.backward();
         }
-        let scope = format!("{project}/{repo}");
         let dir = if ascending { "asc" } else { "desc" };
-        let items = self.paged(&scope, &format!("ver:{key}:{dir}"), r.generation, query, req).await?;
+        let items =
+            self.paged(pages_partition(project, repo), &format!("ver:{key}:{dir}"), &r.state_tag(), query, req).await?;
         Ok(PageOf {
             request: req,
             total: pkg.versions,
             items: items.into_iter().map(from_item).collect::<Result<_>>()?,
         })
+    }
+
+    /// Removes remembered page starts no read can use any more: those of an earlier state
+    /// of their repository, or past their expiry. DynamoDB's TTL removes the latter on
+    /// AWS; `depot serve` calls this periodically. Returns how many it removed.
+    pub async fn expire_page_starts(&self) -> Result<usize> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut removed = 0;
+        for project in self.list_projects().await? {
+            for repo in self.list_repositories(&project.name).await? {
+                let current = repo.state_tag();
+                for item in
+                    query_all(&*self.table, Query::partition(pages_partition(&project.name, &repo.name))).await?
+                {
+                    let key = Key::of(&item)?;
+                    // `{kind}#{state}#{size}#{n}`: the kind may hold '#', the rest do not.
+                    let state = key.sk.rsplitn(4, '#').nth(2);
+                    let expired = item.get(crate::store::TTL_ATTR).and_then(Value::as_i64).is_some_and(|t| t <= now);
+                    if expired || state != Some(current.as_str()) {
+                        self.table.delete(&key, Cond::None).await?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Forgets every remembered page start of a repository (when it is deleted).
+    pub(crate) async fn drop_page_starts(&self, project: &str, repo: &str) -> Result<()> {
+        for item in query_all(&*self.table, Query::partition(pages_partition(project, repo))).await? {
+            self.table.delete(&Key::of(&item)?, Cond::None).await?;
+        }
+        Ok(())
     }
 
     /// Counts one download: the version's, the package's and the day's counters move

@@ -110,6 +110,7 @@ impl Registry {
             last_modified_date: now,
             package_count: 0,
             generation: 0,
+            uid: uuid::Uuid::new_v4().simple().to_string(),
         };
         let item = to_item(&repo_key(&repo.project_id, &repo.name), &repo)?;
         let ops = vec![
@@ -177,7 +178,10 @@ impl Registry {
                     repo.package_count.max(1)
                 ))
             })
-        })
+        })?;
+        // Only tidying: a repository created again under this name has another uid, so
+        // nothing would read these.
+        self.drop_page_starts(project, name).await
     }
 
     /// Deletes every package summary and version item of a repository, page by page.

@@ -369,3 +369,57 @@ async fn page_routes_answer_bkrepo_pages() {
     let (s, b) = api.get(&format!("{VER}/page/pr/charts?packageKey=rds://nope")).await;
     failure(s, &b, 404, 251017);
 }
+
+/// A repository deleted and created again under the same name starts afresh: neither its
+/// `index.yaml` (cached per process, and its ETag) nor its remembered page starts carry
+/// over from the old one, even when the new one reaches the same number of writes.
+#[tokio::test]
+async fn a_recreated_repository_shows_nothing_of_the_old_one() {
+    let (_dir, _server, api) = embedded(&[]);
+    rds_repo(&api, "rc", "charts").await;
+    for code in ["alpha", "bravo", "charlie"] {
+        put_chart(&api, "rc", "charts", code, "1.0.0").await;
+    }
+    let url = format!("{}/rds/rc/charts/index.yaml", api.base);
+    let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    let old_etag = res.headers()["etag"].to_str().unwrap().to_string();
+    assert!(res.text().await.unwrap().contains("alpha"));
+    let page = |n: u32| {
+        let api = api.clone();
+        async move {
+            let (s, b) = api.get(&format!("{PKG}/page/rc/charts?pageNumber={n}&pageSize=1")).await;
+            let page = data(s, &b);
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["key"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(2).await, ["rds://bravo"], "and the start of page 3 is remembered");
+
+    let (s, b) = api.delete("/repository/api/repo/delete/rc/charts?forced=true").await;
+    data(s, &b);
+    let (s, b) =
+        api.post("/repository/api/repo/create", json!({"projectId": "rc", "name": "charts", "type": "RDS"})).await;
+    data(s, &b);
+    for code in ["xray", "yankee", "zulu"] {
+        put_chart(&api, "rc", "charts", code, "1.0.0").await;
+    }
+
+    let res = api
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("if-none-match", &old_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "the old repository's ETag does not match the new one");
+    assert_ne!(res.headers()["etag"].to_str().unwrap(), old_etag);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("xray") && !text.contains("alpha"), "{text}");
+    assert_eq!(page(3).await, ["rds://zulu"]);
+    assert_eq!(page(2).await, ["rds://yankee"]);
+}
