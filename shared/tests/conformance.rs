@@ -316,23 +316,38 @@ async fn table_query_paged(t: Arc<dyn Table>) {
     assert!(matches!(t.query(&Query::partition("Q").limit(0)).await, Err(Error::Invalid(_))));
 }
 
+/// A registry over `t` and `blobs` holding project `project` with the RDS repositories
+/// `repos`.
+async fn rds_registry(
+    t: Arc<dyn Table>,
+    blobs: Arc<dyn BlobStore>,
+    project: &str,
+    repos: &[&str],
+) -> depot_core::registry::Registry {
+    use depot_core::registry::{NewProject, NewRepository, Registry};
+    let reg = Registry::new(t, blobs);
+    reg.create_project(NewProject { name: project.into(), ..Default::default() }, "admin").await.unwrap();
+    for r in repos {
+        let nr = NewRepository {
+            project_id: project.into(),
+            name: r.to_string(),
+            repo_type: depot_core::model::RepoType::Rds,
+            public: false,
+            description: None,
+            allow_overwrite: None,
+        };
+        reg.create_repository(nr, "admin").await.unwrap();
+    }
+    reg
+}
+
 /// Remembered page starts follow the repository's state: a write makes the old ones
 /// useless and the sweep removes exactly those; deleting the repository removes the rest.
 async fn registry_page_starts_expire(t: Arc<dyn Table>) {
     use depot_core::model::RepoType;
-    use depot_core::registry::{NewProject, NewRepository, NewVersion, PageRequest, Registry};
+    use depot_core::registry::{NewVersion, PageRequest};
     let (blobs, _g) = common::fs_blobs().await;
-    let reg = Registry::new(t.clone(), blobs);
-    reg.create_project(NewProject { name: "ps".into(), ..Default::default() }, "admin").await.unwrap();
-    let nr = NewRepository {
-        project_id: "ps".into(),
-        name: "r".into(),
-        repo_type: RepoType::Rds,
-        public: false,
-        description: None,
-        allow_overwrite: None,
-    };
-    reg.create_repository(nr, "admin").await.unwrap();
+    let reg = rds_registry(t.clone(), blobs, "ps", &["r"]).await;
     let put = |code: &'static str| {
         let reg = reg.clone();
         async move {
@@ -516,21 +531,9 @@ async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) {
 // ---------------------------------------------------------------- upload sessions, both backends
 
 async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
-    use depot_core::model::{upload_key, RepoType};
-    use depot_core::registry::{NewProject, NewRepository, NewUpload, Registry};
-    let reg = Registry::new(t.clone(), blobs.clone());
-    reg.create_project(NewProject { name: "p".into(), ..Default::default() }, "admin").await.unwrap();
-    for r in ["r", "other"] {
-        let nr = NewRepository {
-            project_id: "p".into(),
-            name: r.into(),
-            repo_type: RepoType::Rds,
-            public: false,
-            description: None,
-            allow_overwrite: None,
-        };
-        reg.create_repository(nr, "admin").await.unwrap();
-    }
+    use depot_core::model::upload_key;
+    use depot_core::registry::NewUpload;
+    let reg = rds_registry(t.clone(), blobs.clone(), "p", &["r", "other"]).await;
     let bytes = b"staged bytes".to_vec();
     let sha = hex::encode(Sha256::digest(&bytes));
     let new =
@@ -639,19 +642,9 @@ async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
 
 async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     use depot_core::model::{version_key, RepoType, STAGE_RELEASE};
-    use depot_core::registry::{NewProject, NewRepository, NewVersion, Registry};
+    use depot_core::registry::NewVersion;
     let (blobs, _g) = common::fs_blobs().await;
-    let reg = Registry::new(t.clone(), blobs);
-    reg.create_project(NewProject { name: "pk".into(), ..Default::default() }, "admin").await.unwrap();
-    let nr = NewRepository {
-        project_id: "pk".into(),
-        name: "r".into(),
-        repo_type: RepoType::Rds,
-        public: false,
-        description: None,
-        allow_overwrite: None,
-    };
-    reg.create_repository(nr, "admin").await.unwrap();
+    let reg = rds_registry(t.clone(), blobs, "pk", &["r"]).await;
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
     let nv = |v: &str| NewVersion::new("pk", "r", "rds://x", "x", RepoType::Rds, v, blob.clone());
     let generation = || async { reg.get_repository("pk", "r").await.unwrap().generation };
@@ -716,21 +709,10 @@ async fn registry_packages_and_versions(t: Arc<dyn Table>) {
 /// its commit is undone from the upload's spare.
 async fn registry_gc_guard(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     use depot_core::model::{gc_mark_key, staged_key, RepoType};
-    use depot_core::registry::{BlobRef, Hold, NewProject, NewRepository, NewVersion, Registry};
+    use depot_core::registry::{BlobRef, Hold, NewVersion};
     use std::time::{Duration, Instant};
 
-    let reg = Registry::new(t.clone(), blobs.clone());
-    let new_project = NewProject { name: "gc".into(), ..Default::default() };
-    reg.create_project(new_project, "admin").await.unwrap();
-    let nr = NewRepository {
-        project_id: "gc".into(),
-        name: "r".into(),
-        repo_type: RepoType::Rds,
-        public: false,
-        description: None,
-        allow_overwrite: None,
-    };
-    reg.create_repository(nr, "admin").await.unwrap();
+    let reg = rds_registry(t.clone(), blobs.clone(), "gc", &["r"]).await;
     let payload = b"the same bytes, uploaded again and again".to_vec();
     let store = || async { reg.store_content(depot_core::store::stream_from_bytes(payload.clone())).await.unwrap() };
     let nv = |v: &str, blob: BlobRef| NewVersion::new("gc", "r", "rds://x", "x", RepoType::Rds, v, blob);

@@ -408,14 +408,7 @@ async fn a_recreated_repository_shows_nothing_of_the_old_one() {
         put_chart(&api, "rc", "charts", code, "1.0.0").await;
     }
 
-    let res = api
-        .http
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("if-none-match", &old_etag)
-        .send()
-        .await
-        .unwrap();
+    let res = crate::rds::get_if_none_match(&api, &url, &old_etag).await;
     assert_eq!(res.status().as_u16(), 200, "the old repository's ETag does not match the new one");
     assert_ne!(res.headers()["etag"].to_str().unwrap(), old_etag);
     let text = res.text().await.unwrap();

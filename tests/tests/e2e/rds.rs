@@ -87,6 +87,11 @@ pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u
     (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
 }
 
+/// A GET as the admin that sends `If-None-Match: etag`.
+pub async fn get_if_none_match(api: &Api, url: &str, etag: &str) -> reqwest::Response {
+    api.http.get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("if-none-match", etag).send().await.unwrap()
+}
+
 async fn get_text(api: &Api, path: &str) -> (u16, String) {
     let res =
         api.http.get(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
@@ -138,14 +143,7 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     let url = format!("{}/rds/{p}/{r}/index.yaml", api.base);
     let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let res = api
-        .http
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let res = get_if_none_match(&api, &url, &etag).await;
     assert_eq!(res.status().as_u16(), 304);
     assert!(idx["generated"].as_str().is_some());
     let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
@@ -233,14 +231,7 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     // Deletes.
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
     assert_eq!((s, b), (200, json!({"deleted": true})));
-    let res = api
-        .http
-        .get(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let res = get_if_none_match(&api, &url, &etag).await;
     assert_eq!(res.status().as_u16(), 200, "a write changes the ETag");
     assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
