@@ -8,6 +8,7 @@
 mod permissions;
 mod users;
 
+pub(crate) use permissions::forget_grants;
 pub use permissions::{Action, NewPermission, PermUser, Permission, ResourceType};
 pub use users::{NewUser, Token, UserUpdate, UserView};
 

@@ -11,7 +11,7 @@ use crate::model::{
     validate_name, Repository,
 };
 use crate::registry::{from_item, to_item};
-use crate::store::{query_all, Cond, Item, Query, TxOp};
+use crate::store::{query_all, Cond, Item, Query, Table, TxOp};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,4 +216,39 @@ impl Authenticator {
         ];
         self.table.transact(ops).await.map_err(|e| e.on_conflict(not_found))
     }
+}
+
+/// Grants die with what they name: with `repo` None, every grant of the project goes;
+/// with a repository, REPO grants lose that repository, and a grant left naming none
+/// goes. The registry calls this when a project or repository is deleted, and before a
+/// project is created, so that a project created under an old name never inherits
+/// grants a failed deletion left behind. (A REPO grant may name a repository before it
+/// exists, so creating a repository removes nothing.)
+pub(crate) async fn forget_grants(table: &dyn Table, project: &str, repo: Option<&str>) -> Result<()> {
+    for item in query_all(table, Query::partition(permissions_partition(project))).await? {
+        let mut perm: Permission = from_item(item)?;
+        let revoke = match repo {
+            None => true,
+            Some(r) if perm.resource_type == ResourceType::Repo && perm.repos.iter().any(|x| x == r) => {
+                perm.repos.retain(|x| x != r);
+                perm.repos.is_empty()
+            }
+            Some(_) => continue,
+        };
+        let key = permission_key(project, &perm.id);
+        if revoke {
+            let ops = vec![
+                TxOp::Delete { key, cond: Cond::None },
+                TxOp::Delete { key: permission_pointer_key(&perm.id), cond: Cond::None },
+            ];
+            table.transact(ops).await?;
+        } else {
+            // A grant deleted meanwhile stays deleted.
+            match table.put(to_item(&key, &perm)?, Cond::Exists).await {
+                Err(e) if !e.is_conflict() => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

@@ -47,7 +47,12 @@ impl Registry {
             last_modified_date: now,
             repo_count: 0,
         };
-        let item = to_item(&project_key(&project.name), &project)?;
+        let key = project_key(&project.name);
+        if self.table.get(&key).await?.is_none() {
+            // Grants a failed deletion of an earlier project of this name left behind.
+            crate::auth::forget_grants(&*self.table, &project.name, None).await?;
+        }
+        let item = to_item(&key, &project)?;
         self.table
             .put(item, Cond::NotExists)
             .await
@@ -89,7 +94,8 @@ impl Registry {
                     project.repo_count.max(1)
                 ))
             })
-        })
+        })?;
+        crate::auth::forget_grants(&*self.table, name, None).await
     }
 
     pub async fn create_repository(&self, req: NewRepository, by: &str) -> Result<Repository> {
@@ -179,6 +185,7 @@ impl Registry {
                 ))
             })
         })?;
+        crate::auth::forget_grants(&*self.table, project, Some(name)).await?;
         // Only tidying: a repository created again under this name has another uid, so
         // nothing would read these.
         self.drop_page_starts(project, name).await

@@ -348,3 +348,72 @@ async fn every_route_group_in_four_cases() {
         .await;
     failure(s, &b, 404, 250108);
 }
+
+/// Grants die with what they name. A project deleted and created again under its name,
+/// by another team, grants nothing to the old project's users; a repository deleted and
+/// created again is not covered by the old grants that named it; grants on the
+/// project's other repositories stay.
+#[tokio::test]
+async fn grants_do_not_outlive_their_project_or_repository() {
+    let (_dir, _server, admin) = embedded();
+    create_user(&admin, "old", "old-password-1", false).await;
+    let old = admin.as_user("old", "old-password-1");
+    let setup = |repos: &'static [&'static str]| {
+        let admin = admin.clone();
+        async move {
+            let (s, b) = admin.post("/repository/api/project/create", json!({"name": "reused"})).await;
+            data(s, &b);
+            for r in repos {
+                let (s, b) = admin
+                    .post("/repository/api/repo/create", json!({"projectId": "reused", "name": r, "type": "RDS"}))
+                    .await;
+                data(s, &b);
+            }
+        }
+    };
+    let grant = |body: Value| {
+        let admin = admin.clone();
+        async move {
+            let (s, b) = admin.post("/auth/api/permission/create", body).await;
+            data(s, &b).as_str().unwrap().to_string()
+        }
+    };
+    let reads = |repo: &'static str| {
+        let old = old.clone();
+        async move { old.get(&format!("/repository/api/repo/info/reused/{repo}")).await.0 }
+    };
+
+    setup(&["charts"]).await;
+    grant(json!({"permName": "all", "projectId": "reused", "resourceType": "PROJECT", "users": [{"id": "old", "action": ["MANAGE"]}]}))
+        .await;
+    assert_eq!(reads("charts").await, 200);
+    let (s, b) = admin.delete("/repository/api/project/delete/reused?forced=true").await;
+    data(s, &b);
+    setup(&["charts"]).await;
+    assert_eq!(reads("charts").await, 403, "the old project's grant is gone");
+    let (s, b) = admin.get("/auth/api/permission/list?projectId=reused").await;
+    assert_eq!(data(s, &b), json!([]));
+
+    // A REPO grant loses the deleted repository; one left naming nothing goes.
+    let (s, b) =
+        admin.post("/repository/api/repo/create", json!({"projectId": "reused", "name": "kept", "type": "RDS"})).await;
+    data(s, &b);
+    let both = grant(json!({"permName": "both", "projectId": "reused", "resourceType": "REPO", "repos": ["charts", "kept"], "users": [{"id": "old", "action": ["READ"]}]})).await;
+    let only = grant(json!({"permName": "only", "projectId": "reused", "resourceType": "REPO", "repos": ["charts"], "users": [{"id": "old", "action": ["READ"]}]})).await;
+    assert_eq!((reads("charts").await, reads("kept").await), (200, 200));
+    let (s, b) = admin.delete("/repository/api/repo/delete/reused/charts?forced=true").await;
+    data(s, &b);
+    let (s, b) = admin
+        .post("/repository/api/repo/create", json!({"projectId": "reused", "name": "charts", "type": "RDS"}))
+        .await;
+    data(s, &b);
+    assert_eq!(reads("charts").await, 403, "the new repository is not the old one");
+    assert_eq!(reads("kept").await, 200, "the grant still covers the other repository");
+    let (s, b) = admin.get("/auth/api/permission/list?projectId=reused").await;
+    let perms = data(s, &b);
+    let perms = perms.as_array().unwrap();
+    assert_eq!(perms.len(), 1, "{perms:?}");
+    assert_eq!((perms[0]["id"].as_str(), &perms[0]["repos"]), (Some(both.as_str()), &json!(["kept"])));
+    let (s, b) = admin.delete(&format!("/auth/api/permission/delete/{only}")).await;
+    failure(s, &b, 404, 250108);
+}
