@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{unauthenticated, Authenticator, Identity};
 use crate::model::{
     now_iso, permission_key, permission_pointer_key, permissions_partition, printable, project_key, repo_key, user_key,
-    validate_name, Repository,
+    validate_name, Repository, PROJECTS_PK, PROJECT_SK_PREFIX,
 };
 use crate::registry::{from_item, to_item};
 use crate::store::{query_all, Cond, Item, Query, Table, TxOp};
@@ -225,18 +225,45 @@ impl Authenticator {
 /// grants a failed deletion left behind. (A REPO grant may name a repository before it
 /// exists, so creating a repository removes nothing.)
 pub(crate) async fn forget_grants(table: &dyn Table, project: &str, repo: Option<&str>) -> Result<()> {
+    edit_grants(table, project, |perm| match repo {
+        None => {
+            perm.users.clear();
+            true
+        }
+        Some(r) if perm.resource_type == ResourceType::Repo && perm.repos.iter().any(|x| x == r) => {
+            perm.repos.retain(|x| x != r);
+            true
+        }
+        Some(_) => false,
+    })
+    .await
+}
+
+/// Takes a deleted user out of every project's grants, so that a user created later
+/// under the same id starts with none.
+pub(super) async fn forget_user_grants(table: &dyn Table, user_id: &str) -> Result<()> {
+    for project in query_all(table, Query::prefix(PROJECTS_PK, PROJECT_SK_PREFIX)).await? {
+        let Some(name) = project.get("name").and_then(|v| v.as_str()) else { continue };
+        edit_grants(table, name, |perm| {
+            let before = perm.users.len();
+            perm.users.retain(|u| u.id != user_id);
+            perm.users.len() != before
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies `edit` to each of a project's grants; it answers whether it changed the grant.
+/// A changed grant that covers nobody, or (REPO) no repository, is deleted.
+async fn edit_grants(table: &dyn Table, project: &str, edit: impl Fn(&mut Permission) -> bool) -> Result<()> {
     for item in query_all(table, Query::partition(permissions_partition(project))).await? {
         let mut perm: Permission = from_item(item)?;
-        let revoke = match repo {
-            None => true,
-            Some(r) if perm.resource_type == ResourceType::Repo && perm.repos.iter().any(|x| x == r) => {
-                perm.repos.retain(|x| x != r);
-                perm.repos.is_empty()
-            }
-            Some(_) => continue,
-        };
+        if !edit(&mut perm) {
+            continue;
+        }
         let key = permission_key(project, &perm.id);
-        if revoke {
+        if perm.users.is_empty() || (perm.resource_type == ResourceType::Repo && perm.repos.is_empty()) {
             let ops = vec![
                 TxOp::Delete { key, cond: Cond::None },
                 TxOp::Delete { key: permission_pointer_key(&perm.id), cond: Cond::None },

@@ -218,11 +218,22 @@ impl Authenticator {
         if me == user_id {
             return Err(Error::Invalid("a user cannot delete itself".into()));
         }
+        self.load_user(user_id).await?;
+        // What the user holds goes first, the user last: a deletion that fails half-way
+        // leaves a user that can be deleted again, never tokens or grants that a user
+        // created later under this id would inherit.
+        self.remove_tokens_of(user_id).await?;
+        super::permissions::forget_user_grants(&*self.table, user_id).await?;
         self.table
             .delete(&user_key(user_id), Cond::Exists)
             .await
             .map_err(|e| e.on_conflict(|| Error::NotFound(format!("user [{user_id}] not found"))))?;
         self.invalidate(user_id);
+        // A token the user created while this ran.
+        self.remove_tokens_of(user_id).await
+    }
+
+    async fn remove_tokens_of(&self, user_id: &str) -> Result<()> {
         for item in query_all(&*self.table, Query::partition(user_tokens_partition(user_id))).await? {
             let token: Token = from_item(item)?;
             self.remove_token(&token).await?;

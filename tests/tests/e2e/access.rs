@@ -416,4 +416,26 @@ async fn grants_do_not_outlive_their_project_or_repository() {
     assert_eq!((perms[0]["id"].as_str(), &perms[0]["repos"]), (Some(both.as_str()), &json!(["kept"])));
     let (s, b) = admin.delete(&format!("/auth/api/permission/delete/{only}")).await;
     failure(s, &b, 404, 250108);
+
+    // A user deleted and created again under the same id holds none of the old grants
+    // and none of the old tokens; grants shared with others keep the others.
+    create_user(&admin, "gone", "gone-password-1", false).await;
+    let (s, b) = admin.post("/auth/api/user/token/gone/ci", json!({})).await;
+    let old_token = data(s, &b)["id"].as_str().unwrap().to_string();
+    let shared = grant(json!({"permName": "shared", "projectId": "reused", "resourceType": "PROJECT", "users": [{"id": "gone", "action": ["READ"]}, {"id": "old", "action": ["READ"]}]})).await;
+    let alone = grant(json!({"permName": "alone", "projectId": "reused", "resourceType": "PROJECT", "users": [{"id": "gone", "action": ["MANAGE"]}]})).await;
+    let gone = admin.as_user("gone", "gone-password-1");
+    assert_eq!(gone.get("/repository/api/repo/info/reused/charts").await.0, 200);
+    let (s, b) = admin.delete(&format!("{U}/gone")).await;
+    data(s, &b);
+    create_user(&admin, "gone", "gone-password-2", false).await;
+    let again = admin.as_user("gone", "gone-password-2");
+    assert_eq!(again.get("/repository/api/repo/info/reused/charts").await.0, 403, "no grant carried over");
+    let with_old_token = admin.as_user("gone", &old_token);
+    assert_eq!(with_old_token.get("/repository/api/repo/info/reused/charts").await.0, 401, "no token carried over");
+    let (s, b) = admin.get("/auth/api/permission/list?projectId=reused").await;
+    let perms = data(s, &b);
+    let shared_now = perms.as_array().unwrap().iter().find(|p| p["id"] == shared.as_str()).expect("shared stays");
+    assert_eq!(shared_now["users"], json!([{"id": "old", "action": ["READ"]}]));
+    assert!(!perms.as_array().unwrap().iter().any(|p| p["id"] == alone.as_str()), "{perms}");
 }
