@@ -574,6 +574,19 @@ async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     assert_eq!(blobs.head(&staging).await.unwrap(), None);
     assert_eq!(t.get(&upload_key(&abandoned.session.id)).await.unwrap(), None);
     assert_eq!(reg.expire_uploads().await.unwrap(), 0, "the completed session is still live");
+
+    // What was staged for a repository is not for one created again under its name.
+    reg.delete_repository("p", "r", true).await.unwrap();
+    let nr = depot_core::registry::NewRepository {
+        project_id: "p".into(),
+        name: "r".into(),
+        repo_type: depot_core::model::RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+    reg.create_repository(nr, "admin").await.unwrap();
+    assert!(matches!(reg.resolve_staged("p", "r", &sha).await, Err(Error::NotFound(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -96,7 +96,11 @@ pub fn gc_mark_key(blob_key: &str) -> Key {
 
 /// A blob that a completed upload session staged for a repository, by digest.
 pub fn staged_key(project: &str, repo: &str, digest: &str) -> Key {
-    Key::new(format!("STAGED#{project}/{repo}"), digest.to_string())
+    Key::new(staged_partition(project, repo), digest.to_string())
+}
+
+pub fn staged_partition(project: &str, repo: &str) -> String {
+    format!("STAGED#{project}/{repo}")
 }
 
 pub fn version_key(project: &str, repo: &str, package_key: &str, version: &str) -> Key {

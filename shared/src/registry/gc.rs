@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{from_item, Registry};
-use crate::model::{gc_mark_key, repo_partition, PackageVersion, PKG_SK_PREFIX, VER_SK_PREFIX};
+use crate::model::{gc_mark_key, repo_partition, staged_partition, PackageVersion, PKG_SK_PREFIX, VER_SK_PREFIX};
 use crate::store::{query_all, BlobInfo, Cond, Key, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
@@ -79,7 +79,7 @@ impl Registry {
                     }
                 }
                 let staged =
-                    query_all(&*self.table, Query::partition(format!("STAGED#{}/{}", project.name, repo.name))).await?;
+                    query_all(&*self.table, Query::partition(staged_partition(&project.name, &repo.name))).await?;
                 for item in staged {
                     if let Some(k) = item.get("key").and_then(|v| v.as_str()) {
                         keys.insert(k.to_string());

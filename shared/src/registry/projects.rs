@@ -3,8 +3,8 @@ use serde_json::Value;
 
 use super::{from_item, to_item, Registry};
 use crate::model::{
-    now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, validate_name, Project,
-    RepoType, Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
+    now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, staged_partition,
+    validate_name, Project, RepoType, Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
 };
 use crate::store::{query_all, Cond, Item, Key, Query, TxOp};
 use crate::{Error, Result};
@@ -186,6 +186,10 @@ impl Registry {
             })
         })?;
         crate::auth::forget_grants(&*self.table, project, Some(name)).await?;
+        // Blobs staged for this repository are not for one created again under its name.
+        for item in query_all(&*self.table, Query::partition(staged_partition(project, name))).await? {
+            self.table.delete(&Key::of(&item)?, Cond::None).await?;
+        }
         // Only tidying: a repository created again under this name has another uid, so
         // nothing would read these.
         self.drop_page_starts(project, name).await
