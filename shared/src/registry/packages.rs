@@ -13,7 +13,7 @@ use crate::model::{
     validate_name, validate_package_key, validate_version, MetadataEntry, PackageSummary, PackageVersion, RepoType,
     Repository, PKG_SK_PREFIX, VER_SK_PREFIX,
 };
-use crate::store::{content_key, query_all, ByteStream, Cond, Digests, Item, Key, Query, TxOp};
+use crate::store::{content_key, query_all, ByteStream, Cond, Digests, Item, Key, Query, SkCond, TxOp, SK};
 use crate::{Error, Result};
 
 /// How often a writer retries after losing a race on the package summary.
@@ -71,6 +71,8 @@ fn versions_index_pk(project: &str, repo: &str, key: &str) -> String {
 
 /// The largest page a listing serves.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+/// About how many items one read of a jump to a far page takes.
+const WALK_ITEMS: u32 = 1000;
 
 /// A page request: `number` from 1.
 #[derive(Debug, Clone, Copy)]
@@ -531,8 +533,10 @@ impl Registry {
 
     /// Reads page `req` of `query`. Where each page starts is remembered in the table
     /// under the repository's state (`Repository::state_tag`: its generation and uid), so
-    /// a client that walks the pages in order reads about one page of items per page; a
-    /// jump to a page not yet reached in this state walks there once.
+    /// a client that walks the pages in order reads about one page of items per page. A
+    /// jump to a page not yet reached in this state walks there from the nearest page
+    /// start remembered below it, in reads of about [`WALK_ITEMS`] items (not one read
+    /// per page), remembering where each read ends.
     async fn paged(
         &self,
         partition: String,
@@ -541,7 +545,9 @@ impl Registry {
         query: Query,
         req: PageRequest,
     ) -> Result<Vec<Item>> {
-        let boundary = |n: u32| Key::new(partition.clone(), format!("{kind}#{state}#{}#{n}", req.size));
+        // Page numbers are zero-padded so that the remembered starts sort by page.
+        let prefix = format!("{kind}#{state}#{}#", req.size);
+        let boundary = |n: u32| Key::new(partition.clone(), format!("{prefix}{n:07}"));
         let remember = |n: u32, token: String| {
             let mut item = boundary(n).item();
             item.insert("start".into(), token.into());
@@ -553,23 +559,43 @@ impl Registry {
         };
         let mut start = None;
         if req.number > 1 {
-            match self.table.get(&boundary(req.number)).await? {
-                Some(item) => start = item.get("start").and_then(Value::as_str).map(str::to_string),
+            // The page's own remembered start (the usual case: pages walked in order),
+            // else the nearest one below it, else page 1.
+            let start_of = |item: Item| {
+                let n = item.get(SK).and_then(Value::as_str).and_then(|sk| sk.rsplit('#').next()?.parse::<u32>().ok());
+                n.zip(item.get("start").and_then(Value::as_str).map(str::to_string))
+            };
+            let found = match self.table.get(&boundary(req.number)).await? {
+                Some(item) => start_of(item),
                 None => {
-                    let mut token = None;
-                    for n in 1..req.number {
-                        let (_, next) = take(&*self.table, &query, token, req.size).await?;
-                        match next {
-                            Some(t) => {
-                                self.table.put(remember(n + 1, t.clone()), Cond::None).await?;
-                                token = Some(t);
-                            }
-                            None => return Ok(vec![]),
-                        }
+                    let nearest = Query {
+                        sk: SkCond::Between(format!("{prefix}{:07}", 2), format!("{prefix}{:07}", req.number)),
+                        ..Query::partition(partition.clone())
                     }
-                    start = token;
+                    .backward()
+                    .limit(1);
+                    self.table.query(&nearest).await?.items.into_iter().next().and_then(start_of)
+                }
+            };
+            let (mut at, mut token) = match found {
+                Some((n, t)) => (n, Some(t)),
+                None => (1, None),
+            };
+            while at < req.number {
+                let pages = (WALK_ITEMS / req.size).clamp(1, req.number - at);
+                let want = pages * req.size;
+                let (got, next) = take(&*self.table, &query, token, want).await?;
+                match next {
+                    Some(t) if got.len() as u32 == want => {
+                        at += pages;
+                        self.table.put(remember(at, t.clone()), Cond::None).await?;
+                        token = Some(t);
+                    }
+                    // The listing ends before the page.
+                    _ => return Ok(vec![]),
                 }
             }
+            start = token;
         }
         let (items, next) = take(&*self.table, &query, start, req.size).await?;
         if let Some(t) = next {
