@@ -242,3 +242,9 @@ pub fn failure(status: u16, body: &Value, want_status: u16, want_code: i64) -> S
     assert!(!msg.is_empty(), "{body}");
     msg
 }
+
+/// The base64 of `user:password`, as Basic credentials carry it.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}

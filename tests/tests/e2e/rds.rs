@@ -628,7 +628,7 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
     let state = depot_core::http::AppState::from_stores(config, stores);
     state.auth.bootstrap_admin(false).await.unwrap();
     let app = axum::Router::new().merge(depot_packages::router(state.clone())).merge(depot_rds::router(state));
-    let auth = format!("Basic {}", base64_admin());
+    let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
     let call = |req: Request<Body>| {
         let app = app.clone();
         async move {
@@ -696,11 +696,6 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
 
 fn strip_generated(b: &[u8]) -> String {
     String::from_utf8_lossy(b).lines().filter(|l| !l.starts_with("generated:")).collect::<Vec<_>>().join("\n")
-}
-
-fn base64_admin() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
 }
 
 #[tokio::test]

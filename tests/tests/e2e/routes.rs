@@ -98,3 +98,123 @@ async fn every_declared_route_reaches_a_handler_that_authenticates() {
         }
     }
 }
+
+/// Every declared route, as the administrator, with hostile path parameters, query
+/// strings and bodies: nothing answers 5xx, and every refusal says why in JSON.
+#[tokio::test]
+async fn hostile_input_on_every_route_is_a_clear_4xx() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(crate::harness::ADMIN_PASSWORD.into()),
+        ..Config::default()
+    };
+    let state = AppState::open(config, false).await.unwrap();
+    state.auth.bootstrap_admin(false).await.unwrap();
+    let app = axum::Router::new().merge(depot_packages::router(state.clone())).merge(depot_rds::router(state));
+    let auth = format!("Basic {}", crate::harness::basic("admin", crate::harness::ADMIN_PASSWORD));
+    let send = |method: &str, uri: &str, content_type: Option<&str>, body: Vec<u8>| {
+        let mut req = Request::builder().method(method).uri(uri).header("authorization", &auth);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Body::from(body)).unwrap();
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            (status, body)
+        }
+    };
+    // Something real to aim at: a project, an RDS repository with a chart, a generic one.
+    let post_json =
+        |uri: &str, v: serde_json::Value| send("POST", uri, Some("application/json"), v.to_string().into_bytes());
+    assert_eq!(post_json("/repository/api/project/create", json!({"name": "hp"})).await.0, 200);
+    for (name, ty) in [("hr", "RDS"), ("gr", "GENERIC")] {
+        let body = json!({"projectId": "hp", "name": name, "type": ty});
+        assert_eq!(post_json("/repository/api/repo/create", body).await.0, 200);
+    }
+    let (file, bytes) = crate::rds::chart("demo", "1.0.0", "tgz");
+    let boundary = "hostileboundary";
+    let mut chart_form =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\n\r\n")
+            .into_bytes();
+    chart_form.extend_from_slice(&bytes);
+    chart_form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let multipart = format!("multipart/form-data; boundary={boundary}");
+    let (s, b) = send("POST", "/rds/api/hp/hr/charts", Some(&multipart), chart_form).await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+
+    let values =
+        ["x", "..", "%2e%2e", "%00", "a%2Fb", "%C3%A9", "-", "rds%3A%2F%2Fdemo", "%ff", "1.0.0", "@release", "%20"];
+    let long = "a".repeat(400);
+    let queries = [
+        "",
+        "?pageNumber=abc&pageSize=-5",
+        "?pageNumber=99999999999999999999&pageSize=100000",
+        "?packageKey=%00&version=..&stageTag=%ff&sortProperty=nope&direction=sideways",
+        "?projectId=..&expiredAt=yesterday&forced=maybe&force=%00&packageName=%ff",
+    ];
+    let bodies: [(Option<&str>, Vec<u8>); 6] = [
+        (None, vec![]),
+        (Some("application/json"), b"{\"broken".to_vec()),
+        (Some("application/json"), b"[1,2]".to_vec()),
+        (
+            Some("application/json"),
+            json!({"name": 1, "projectId": [], "users": "x", "repos": {}, "rule": 7, "page": "p", "sha256": 5, "size": -1})
+                .to_string()
+                .into_bytes(),
+        ),
+        (Some("multipart/form-data; boundary=zz"), b"--zz\r\nnot a part\r\n--zz--".to_vec()),
+        (Some("application/octet-stream"), vec![0xff; 64]),
+    ];
+    let mut routes: Vec<(String, String)> = template_routes().into_values().flatten().collect();
+    // Reads first, deletes last, so that the fixtures serve as many routes as they can.
+    let order = |m: &str| ["GET", "HEAD", "POST", "PUT", "DELETE"].iter().position(|x| *x == m).unwrap_or(9);
+    routes.sort_by_key(|(m, p)| (order(m), p.clone()));
+    let mut seen = BTreeMap::<u16, usize>::new();
+    for (method, path) in &routes {
+        for value in values.iter().copied().chain([long.as_str()]) {
+            // Every parameter hostile, or the project and repository real and the rest hostile.
+            for keep_real in [false, true] {
+                let concrete: String = path
+                    .split('/')
+                    .map(|seg| match seg {
+                        "{projectId}" | "{project}" if keep_real => "hp",
+                        "{repoName}" | "{repo}" if keep_real => "hr",
+                        s if s.starts_with('{') => value,
+                        s => s,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                for q in queries {
+                    let uri = format!("{concrete}{q}");
+                    let with_body = method != "GET" && method != "HEAD";
+                    let list: &[(Option<&str>, Vec<u8>)] = if with_body { &bodies } else { &bodies[..1] };
+                    for (ct, body) in list {
+                        let (status, answer) = send(method, &uri, *ct, body.clone()).await;
+                        *seen.entry(status).or_default() += 1;
+                        assert!(status < 500, "{method} {uri} ({ct:?}): {status} {}", String::from_utf8_lossy(&answer));
+                        if status >= 400 && method != "HEAD" {
+                            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(|e| {
+                                panic!(
+                                    "{method} {uri}: {status} without JSON ({e}): {}",
+                                    String::from_utf8_lossy(&answer)
+                                )
+                            });
+                            let why = v["message"].as_str().or(v["error"].as_str()).unwrap_or_default();
+                            assert!(!why.is_empty(), "{method} {uri}: {status} {v}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("hostile requests over {} routes, by status: {seen:?}", routes.len());
+    // They reached the handlers: the real fixtures answered, and the checks refused.
+    for want in [200, 400, 404] {
+        assert!(seen.contains_key(&want), "no {want} among {seen:?}");
+    }
+}
