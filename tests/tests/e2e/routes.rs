@@ -102,15 +102,20 @@ async fn every_declared_route_reaches_a_handler_that_authenticates() {
 /// Every declared route, as the administrator, with hostile path parameters, query
 /// strings and bodies: nothing answers 5xx, and every refusal says why in JSON.
 #[tokio::test]
-async fn hostile_input_on_every_route_is_a_clear_4xx() {
-    use serde_json::json;
+async fn hostile_input_on_every_route_is_a_clear_4xx_embedded() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        admin_password: Some(crate::harness::ADMIN_PASSWORD.into()),
-        ..Config::default()
-    };
-    let state = AppState::open(config, false).await.unwrap();
+    hostile_input_on(Config { data_dir: dir.path().to_path_buf(), ..Config::default() }).await;
+}
+
+#[tokio::test]
+async fn hostile_input_on_every_route_is_a_clear_4xx_aws() {
+    hostile_input_on(crate::harness::aws_config("hostile")).await;
+}
+
+async fn hostile_input_on(config: Config) {
+    use serde_json::json;
+    let config = Config { admin_password: Some(crate::harness::ADMIN_PASSWORD.into()), ..config };
+    let state = AppState::open(config, true).await.unwrap();
     state.auth.bootstrap_admin(false).await.unwrap();
     let app = axum::Router::new().merge(depot_packages::router(state.clone())).merge(depot_rds::router(state));
     let auth = format!("Basic {}", crate::harness::basic("admin", crate::harness::ADMIN_PASSWORD));
