@@ -85,6 +85,10 @@ pub struct Config {
     pub public_url: Option<String>,
     pub download_mode: DownloadMode,
     pub max_unpacked_bytes: u64,
+    /// The largest upload session this deployment opens. Completion reads the whole blob
+    /// back to check its sha256, within one request: on Lambda behind API Gateway (29 s)
+    /// that bounds what can complete.
+    pub max_session_bytes: u64,
 }
 
 impl Default for Config {
@@ -99,6 +103,7 @@ impl Default for Config {
             public_url: None,
             download_mode: DownloadMode::Redirect,
             max_unpacked_bytes: 1 << 30,
+            max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
         }
     }
 }
@@ -133,6 +138,18 @@ impl Config {
                     .parse()
                     .map_err(|_| Error::Invalid(format!("DEPOT_MAX_UNPACKED_BYTES must be a number, not '{v}'")))?,
                 None => d.max_unpacked_bytes,
+            },
+            max_session_bytes: match var("DEPOT_MAX_SESSION_BYTES") {
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (1..=crate::registry::MAX_UPLOAD_SIZE).contains(&n) => n,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "DEPOT_MAX_SESSION_BYTES must be a number from 1 to {}, not '{v}'",
+                            crate::registry::MAX_UPLOAD_SIZE
+                        )))
+                    }
+                },
+                None => d.max_session_bytes,
             },
         })
     }

@@ -13,6 +13,10 @@ use super::blob::{resolve_range, validate_blob_key};
 use super::{BlobInfo, BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher, UrlSigner};
 use crate::{Error, Result};
 
+/// How much a file read takes at a time (tokio's default, 4 KiB, costs a blocking-pool
+/// round trip per 4 KiB).
+const READ_CHUNK: usize = 256 * 1024;
+
 /// The blob store of the embedded backend. Its "presigned" URLs are depot's own signed
 /// local routes (see [`UrlSigner`]); multipart parts are files under `<key>.parts/<id>/`.
 #[derive(Clone)]
@@ -100,10 +104,10 @@ impl BlobStore for FsBlobStore {
         };
         let size = file.metadata().await?.len();
         let body: ByteStream = match resolve_range(range, size)? {
-            None => ReaderStream::new(file).boxed(),
+            None => ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
             Some((start, end)) => {
                 file.seek(std::io::SeekFrom::Start(start)).await?;
-                ReaderStream::new(file.take(end - start + 1)).boxed()
+                ReaderStream::with_capacity(file.take(end - start + 1), READ_CHUNK).boxed()
             }
         };
         Ok(BlobObject { size, body })
@@ -222,17 +226,18 @@ impl BlobStore for FsBlobStore {
                 let Some((_, path)) = parts.iter().find(|(p, _)| p == n) else {
                     return Err(Error::Invalid(format!("part {n} was not uploaded")));
                 };
-                let mut hasher = MultiHasher::new();
+                // The ETag is the part's md5; only that is computed here.
+                let mut md5 = <md5::Md5 as md5::Digest>::new();
                 let mut file = tokio::fs::File::open(path).await?;
-                let mut buf = vec![0u8; 256 * 1024];
+                let mut buf = vec![0u8; READ_CHUNK];
                 loop {
                     let read = file.read(&mut buf).await?;
                     if read == 0 {
                         break;
                     }
-                    hasher.update(&buf[..read]);
+                    md5::Digest::update(&mut md5, &buf[..read]);
                 }
-                if hasher.finish().md5 != etag.trim_matches('"') {
+                if hex::encode(md5::Digest::finalize(md5)) != etag.trim_matches('"') {
                     return Err(Error::Invalid(format!("part {n}: ETag {etag} does not match the part received")));
                 }
                 chosen.push((*n, path.clone()));
@@ -240,9 +245,12 @@ impl BlobStore for FsBlobStore {
             chosen.sort();
             parts = chosen;
         }
-        let joined = futures::stream::iter(parts)
-            .then(|(_, p)| async move { tokio::fs::File::open(p).await.map(ReaderStream::new) })
-            .try_flatten();
+        let joined =
+            futures::stream::iter(parts)
+                .then(|(_, p)| async move {
+                    tokio::fs::File::open(p).await.map(|f| ReaderStream::with_capacity(f, READ_CHUNK))
+                })
+                .try_flatten();
         let digests = self.put(key, joined.boxed()).await?;
         tokio::fs::remove_dir_all(&dir).await?;
         let _ = tokio::fs::remove_dir(dir.parent().expect("parts dir has a parent")).await;

@@ -255,6 +255,27 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     assert_eq!(http.get(&valid).send().await.unwrap().status().as_u16(), 200, "the same key signs valid URLs");
 }
 
+/// DEPOT_MAX_SESSION_BYTES caps sessions with a clear 413 at opening, before any byte
+/// is sent; a value over S3's 5 GiB single-copy limit keeps depot from starting.
+#[tokio::test]
+async fn a_deployment_caps_session_size() {
+    let (_dir, _server, api) = embedded(&[("DEPOT_MAX_SESSION_BYTES", "300000")]);
+    setup_repo(&api, "cap", "files").await;
+    let (s, b) = api.post(UP, json!({"projectId": "cap", "repoName": "files", "size": 300_001})).await;
+    assert!(failure(s, &b, 413, 250105).contains("at most 300000 bytes"), "{b}");
+    upload(&api, "cap", "files", &payload(300_000, 3)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::binary("depot"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+        .env("DEPOT_MAX_SESSION_BYTES", "6000000000")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEPOT_MAX_SESSION_BYTES must be a number from 1 to 5368709120"), "{err}");
+}
+
 #[tokio::test]
 async fn proxy_mode_streams_downloads() {
     let (_dir, server, api) = embedded(&[("DEPOT_DOWNLOAD_MODE", "proxy")]);
