@@ -820,6 +820,17 @@ async fn registry_gc_guard(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     let refused = reg.create_version(nv("5.0.0", store().await), "u").await;
     assert!(matches!(refused, Err(Error::Exists(_))), "{refused:?}");
     assert_eq!(spares().await, 0);
+
+    // A collector takes over a mark another one left behind when it died.
+    reg.delete_version("gc", "r", "rds://x", "5.0.0", false).await.unwrap();
+    let mut stale = gc_mark_key(&content).item();
+    stale.insert("run".into(), "dead-collector".into());
+    stale.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() - 1).into());
+    t.put(stale, Cond::None).await.unwrap();
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!((report.removed, report.skipped), (1, 0), "{report:?}");
+    assert_eq!(blobs.head(&content).await.unwrap(), None);
+    assert!(t.get(&gc_mark_key(&content)).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

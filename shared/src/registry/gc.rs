@@ -132,7 +132,16 @@ impl Registry {
             let mut item = gc_mark_key(&b.key).item();
             item.insert("run".into(), run.clone().into());
             item.insert(TTL_ATTR.into(), expires.into());
-            match self.table.put(item, Cond::NotExists).await {
+            let mut put = self.table.put(item.clone(), Cond::NotExists).await;
+            // A mark its collector left behind (it died) is taken over.
+            if put.as_ref().is_err_and(Error::is_conflict) {
+                match self.clear_stale_mark(&gc_mark_key(&b.key)).await {
+                    Ok(true) => put = self.table.put(item, Cond::NotExists).await,
+                    Ok(false) => {}
+                    Err(e) => put = Err(e),
+                }
+            }
+            match put {
                 Ok(()) => marked.push(b.key.clone()),
                 Err(e) if e.is_conflict() => report.skipped += 1,
                 Err(e) => {
@@ -197,16 +206,8 @@ impl Registry {
         let key = gc_mark_key(blob_key);
         let give_up = std::time::Instant::now() + WAIT_FOR_COLLECTOR;
         loop {
-            let Some(mark) = self.table.get(&key).await? else {
+            if self.clear_stale_mark(&key).await? {
                 return Ok(());
-            };
-            let expires = mark.get(TTL_ATTR).and_then(|v| v.as_i64()).unwrap_or(0);
-            if expires <= now() {
-                match self.table.delete(&key, Cond::Eq(TTL_ATTR.into(), expires.into())).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) if e.is_conflict() => continue,
-                    Err(e) => return Err(e),
-                }
             }
             if std::time::Instant::now() >= give_up {
                 return Err(Error::Unavailable(format!(
@@ -214,6 +215,22 @@ impl Registry {
                 )));
             }
             tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
+    /// Removes the mark `key` if it has expired (its collector died). Answers whether no
+    /// live mark is left.
+    async fn clear_stale_mark(&self, key: &Key) -> Result<bool> {
+        let Some(mark) = self.table.get(key).await? else { return Ok(true) };
+        let expires = mark.get(TTL_ATTR).and_then(|v| v.as_i64()).unwrap_or(0);
+        if expires > now() {
+            return Ok(false);
+        }
+        match self.table.delete(key, Cond::Eq(TTL_ATTR.into(), expires.into())).await {
+            Ok(()) => Ok(true),
+            // Replaced by a new mark meanwhile.
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
