@@ -223,3 +223,71 @@ async fn hostile_input_on(config: Config) {
         assert!(seen.contains_key(&want), "no {want} among {seen:?}");
     }
 }
+
+/// The README's route tables list exactly what the routers serve: every route of every
+/// function is documented, and every documented route is served (the embedded backend's
+/// `/blobs/local/...` targets aside: `depot serve` alone mounts them). Parameters compare
+/// by position; a greedy parameter stands for one or more documented segments.
+#[test]
+fn readme_route_tables_match_the_routers() {
+    let readme = std::fs::read_to_string(crate::harness::workspace().join("README.md")).unwrap();
+    let norm = |p: &str| -> Vec<String> {
+        p.split('/').map(|s| if s.contains('{') { "{}".to_string() } else { s.to_string() }).collect()
+    };
+    let mut documented: Vec<(String, Vec<String>, String)> = vec![];
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 4 || !cells[2].starts_with("`/") {
+            continue;
+        }
+        let methods: Vec<&str> = cells[1].split(',').map(str::trim).collect();
+        if !methods.iter().all(|m| ["GET", "HEAD", "POST", "PUT", "DELETE"].contains(m)) {
+            continue;
+        }
+        for path in cells[2].split('`').skip(1).step_by(2) {
+            let path = path.split('?').next().unwrap();
+            let variants = if path.contains("[/]") {
+                vec![path.replace("[/]", ""), path.replace("[/]", "/")]
+            } else {
+                vec![path.to_string()]
+            };
+            for v in variants {
+                for m in &methods {
+                    documented.push((m.to_string(), norm(&v), v.clone()));
+                }
+            }
+        }
+    }
+    assert!(documented.len() > 40, "the README's route tables were not found: {documented:?}");
+    // A served path matches a documented one segment by segment; `{*x}` takes the rest.
+    let matches = |served: &str, doc: &[String]| {
+        let segs: Vec<&str> = served.split('/').collect();
+        let mut i = 0;
+        for (k, s) in segs.iter().enumerate() {
+            if s.starts_with("{*") {
+                return k == segs.len() - 1 && doc.len() > i;
+            }
+            let Some(d) = doc.get(i) else { return false };
+            if (s.starts_with('{') && d != "{}") || (!s.starts_with('{') && d != s) {
+                return false;
+            }
+            i += 1;
+        }
+        i == doc.len()
+    };
+    let served: Vec<(String, String)> = [depot_packages::routes().list(), depot_rds::routes().list()]
+        .into_iter()
+        .flatten()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    let undocumented: Vec<_> =
+        served.iter().filter(|(m, p)| !documented.iter().any(|(dm, d, _)| dm == m && matches(p, d))).collect();
+    let unserved: Vec<_> = documented
+        .iter()
+        .filter(|(_, _, raw)| !raw.starts_with("/blobs/local/"))
+        .filter(|(dm, d, _)| !served.iter().any(|(m, p)| m == dm && matches(p, d)))
+        .map(|(m, _, raw)| (m, raw))
+        .collect();
+    assert!(undocumented.is_empty(), "served but not in the README's tables: {undocumented:?}");
+    assert!(unserved.is_empty(), "in the README's tables but not served: {unserved:?}");
+}
