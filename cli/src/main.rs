@@ -42,6 +42,9 @@ Environment:
   DEPOT_MAX_UNPACKED_BYTES
                          largest decompressed size of an uploaded archive (default
                          1073741824)
+  DEPOT_MAX_SESSION_BYTES
+                         largest upload session, at most and by default 5368709120
+                         (5 GiB); larger ones are refused with 413 when opened
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)

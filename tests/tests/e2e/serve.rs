@@ -263,3 +263,24 @@ async fn a_body_over_the_limit_is_413() {
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "small", "description": "x".repeat(500)})).await;
     data(s, &b);
 }
+
+/// Every DEPOT_* variable the configuration reads is explained by `depot serve --help`
+/// and in the README's configuration table.
+#[test]
+fn every_setting_is_documented() {
+    let source = std::fs::read_to_string(crate::harness::workspace().join("shared/src/config.rs")).unwrap();
+    let names: Vec<&str> = source
+        .split("var(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|n| n.starts_with("DEPOT_"))
+        .collect();
+    assert!(names.len() >= 9, "{names:?}");
+    let help = std::process::Command::new(crate::harness::binary("depot")).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let readme = std::fs::read_to_string(crate::harness::workspace().join("README.md")).unwrap();
+    for name in names {
+        assert!(help.contains(name), "depot serve --help does not explain {name}");
+        assert!(readme.contains(&format!("| `{name}` |")), "the README's configuration table lacks {name}");
+    }
+}
