@@ -312,7 +312,10 @@ async fn pages_on(config: depot_core::config::Config) {
     assert!(further <= 8, "then page 55 of 1: {further} items");
     assert!(reg.version_page("pg", "r", "rds://many", true, req(61, 1)).await.unwrap().items.is_empty());
     assert!(reg.version_page("pg", "r", "rds://many", true, req(5000, 1)).await.unwrap().items.is_empty());
-    eprintln!("items read per version page of 10: {per_page:?}; a jump to page 5: {jump}; then page 6: {next}");
+    eprintln!(
+        "items read per version page of 10: {per_page:?}; a jump to page 5: {jump}; then page 6: {next}; \
+         page 50 of size 1: {queries} queries, {items} items; then page 55: {further} items"
+    );
 }
 
 #[tokio::test]
