@@ -248,3 +248,11 @@ pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
+
+/// Sends one request to an in-process router; answers its status and whole body.
+pub async fn oneshot(app: &axum::Router, req: axum::http::Request<axum::body::Body>) -> (u16, axum::body::Bytes) {
+    use tower::ServiceExt;
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    (status, axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap())
+}

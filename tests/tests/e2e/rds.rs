@@ -76,7 +76,11 @@ pub fn chart(code: &str, version: &str, ext: &str) -> (String, Vec<u8>) {
 /// POSTs a chart as the multipart field `chart`.
 pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
-    let form = reqwest::multipart::Form::new().part("chart", part);
+    post_form(api, path, reqwest::multipart::Form::new().part("chart", part)).await
+}
+
+/// POSTs a multipart form with the API's credentials; answers the status and JSON body.
+pub async fn post_form(api: &Api, path: &str, form: reqwest::multipart::Form) -> (u16, Value) {
     let mut req = api.http.post(format!("{}{path}", api.base)).multipart(form);
     if let Some((u, p)) = &api.auth {
         req = req.basic_auth(u, Some(p));
@@ -418,16 +422,7 @@ async fn bad_uploads_are_clear_4xx() {
         .unwrap();
     let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
     assert!(error_of(s, &b, 400).contains("multipart"));
-    let form = reqwest::multipart::Form::new().text("other", "x");
-    let res = api
-        .http
-        .post(format!("{}{up}", api.base))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
+    let (s, b) = post_form(&api, &up, reqwest::multipart::Form::new().text("other", "x")).await;
     assert!(error_of(s, &b, 400).contains("'chart'"));
     let (f, bytes) = chart("c", "1.0.0", "tgz");
     for (path, status) in
@@ -615,7 +610,6 @@ impl depot_core::store::Table for Counting {
 async fn an_unchanged_index_is_served_without_querying_versions() {
     use axum::body::Body;
     use axum::http::Request;
-    use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
     let config = depot_core::config::Config {
         data_dir: dir.path().to_path_buf(),
@@ -631,12 +625,7 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
     let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
     let call = |req: Request<Body>| {
         let app = app.clone();
-        async move {
-            let res = app.oneshot(req).await.unwrap();
-            let status = res.status().as_u16();
-            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-            (status, body)
-        }
+        async move { crate::harness::oneshot(&app, req).await }
     };
     let json_req = |path: &str, body: Value| {
         Request::post(path)
@@ -726,15 +715,8 @@ async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
     let (_, zbytes) = chart("big", "3.1.0", "zip");
     let zdone = crate::uploads::upload(&api, "sp", "charts", &zbytes).await;
     let form = reqwest::multipart::Form::new().text("blob", zdone["done"]["digest"].as_str().unwrap().to_string());
-    let res = api
-        .http
-        .post(format!("{}{up}", api.base))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
+    let (s, b) = post_form(&api, &up, form).await;
+    assert_eq!(s, 201, "{b}");
     let (s, b) = api.get("/rds/sp/charts/api/charts/big/3.1.0").await;
     assert_eq!((s, b["extension"].as_str()), (200, Some("zip")));
     // A blob staged for another repository, or never staged, is not found; a bad

@@ -126,12 +126,7 @@ async fn hostile_input_on(config: Config) {
         }
         let req = req.body(Body::from(body)).unwrap();
         let app = app.clone();
-        async move {
-            let res = app.oneshot(req).await.unwrap();
-            let status = res.status().as_u16();
-            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-            (status, body)
-        }
+        async move { crate::harness::oneshot(&app, req).await }
     };
     // Something real to aim at: a project, an RDS repository with a chart, a generic one.
     let post_json =
