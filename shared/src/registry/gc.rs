@@ -246,16 +246,30 @@ impl Registry {
     }
 
     /// After a commit that named `blob_key` went through: puts the bytes back from the
-    /// spare if a collector removed them, then drops the spare.
-    pub(crate) async fn settle(&self, blob_key: &str, hold: &Hold) -> Result<()> {
-        let Hold::Spare(spare) = hold else {
-            return Ok(());
+    /// spare if a collector removed them, then drops the spare. The commit stands whatever
+    /// happens here, so a failure is retried, then logged rather than returned (answering
+    /// an error for an upload that was stored would be untrue).
+    pub(crate) async fn settle(&self, blob_key: &str, hold: &Hold) {
+        let Hold::Spare(spare) = hold else { return };
+        let once = || async {
+            if self.blobs.head(blob_key).await?.is_none() {
+                tracing::warn!(blob = %blob_key, "a garbage collection removed a blob an upload had just named; restoring it");
+                return self.blobs.rename(spare, blob_key).await;
+            }
+            self.blobs.delete(spare).await
         };
-        if self.blobs.head(blob_key).await?.is_none() {
-            tracing::warn!(blob = %blob_key, "a garbage collection removed a blob an upload had just named; restored it");
-            return self.blobs.rename(spare, blob_key).await;
+        let mut last = None;
+        for pause in [0, 100, 400] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            match once().await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
         }
-        self.blobs.delete(spare).await
+        if let Some(e) = last {
+            tracing::error!(blob = %blob_key, spare = %spare, error = %e,
+                "could not settle an upload's spare copy; if the blob is missing, copy the spare to it");
+        }
     }
 
     /// After a commit that failed: drops the spare. The blob itself is left for the

@@ -219,7 +219,7 @@ impl Registry {
     pub async fn create_version(&self, req: NewVersion, by: &str) -> Result<(PackageVersion, bool)> {
         match self.commit_version(&req, by).await {
             Ok(done) => {
-                self.settle(&req.blob.key, &req.blob.hold).await?;
+                self.settle(&req.blob.key, &req.blob.hold).await;
                 Ok(done)
             }
             Err(e) => {

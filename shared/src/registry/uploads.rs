@@ -321,7 +321,7 @@ impl Registry {
         for _ in 0..MAX_GUARD_WAITS {
             match self.table.transact(ops.clone()).await {
                 Ok(()) => {
-                    self.settle(&content, &hold).await?;
+                    self.settle(&content, &hold).await;
                     return Ok(staged);
                 }
                 Err(e) if e.failed_op(2) => self.wait_for_collector(&content, &hold).await?,
