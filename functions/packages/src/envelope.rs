@@ -1,7 +1,7 @@
 //! The bkrepo envelope `{code, message, data, traceId}` and the one place where core
 //! errors become bkrepo codes and HTTP statuses.
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use depot_core::http::trace_id;
@@ -99,9 +99,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "code": self.code, "message": self.message, "data": null, "traceId": trace_id() });
         let mut res = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
-        }
+        depot_core::http::error_headers(&mut res);
         res
     }
 }
@@ -116,4 +114,20 @@ pub fn render(e: Error) -> Response {
 /// The answer for a route that does not exist, in the envelope.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, RESOURCE_NOT_FOUND, "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_the_headers_clients_act_on() {
+        let busy = ApiError::from(Error::Unavailable("retry".into())).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()["retry-after"], "30");
+        let anonymous = ApiError::from(Error::Unauthenticated("who?".into())).into_response();
+        assert_eq!(anonymous.headers()["www-authenticate"], "Basic realm=\"depot\"");
+        let bad = ApiError::from(Error::Invalid("no".into())).into_response();
+        assert!(bad.headers().get("retry-after").is_none() && bad.headers().get("www-authenticate").is_none());
+    }
 }

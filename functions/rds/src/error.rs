@@ -1,6 +1,6 @@
 //! The one place where core errors become this surface's `{"error":"..."}` answers.
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use depot_core::http::trace_id;
@@ -60,9 +60,7 @@ impl From<QueryRejection> for RdsError {
 impl IntoResponse for RdsError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
-        }
+        depot_core::http::error_headers(&mut res);
         res
     }
 }
@@ -75,4 +73,18 @@ pub fn render(e: Error) -> Response {
 /// The answer for a route that does not exist.
 pub async fn not_found() -> RdsError {
     RdsError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_the_headers_clients_act_on() {
+        let busy = RdsError::from(Error::Unavailable("retry".into())).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()["retry-after"], "30");
+        let anonymous = RdsError::from(Error::Unauthenticated("who?".into())).into_response();
+        assert_eq!(anonymous.headers()["www-authenticate"], "Basic realm=\"depot\"");
+    }
 }

@@ -113,6 +113,22 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The error for a body over `DEPOT_MAX_BODY_BYTES`, naming the way around the limit.
+/// The headers an error status owes the client, in every surface: `WWW-Authenticate` with
+/// a 401, and `Retry-After` with a 503 (a garbage collection holding the bytes an upload
+/// names; see `registry::gc`).
+pub fn error_headers(res: &mut axum::response::Response) {
+    use axum::http::{header, HeaderValue, StatusCode};
+    match res.status() {
+        StatusCode::UNAUTHORIZED => {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+        _ => {}
+    }
+}
+
 pub fn too_large(limit: Option<usize>) -> Error {
     let of = limit.map(|l| format!(" of {l} bytes")).unwrap_or_default();
     Error::TooLarge(format!(
