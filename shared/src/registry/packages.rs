@@ -668,7 +668,7 @@ impl Registry {
                 {
                     let key = Key::of(&item)?;
                     // `{kind}#{state}#{size}#{n}`: the kind may hold '#', the rest do not.
-                    let state = key.sk.rsplitn(4, '#').nth(2);
+                    let state = key.sk.rsplit('#').nth(2);
                     let expired = item.get(crate::store::TTL_ATTR).and_then(Value::as_i64).is_some_and(|t| t <= now);
                     if expired || state != Some(current.as_str()) {
                         self.table.delete(&key, Cond::None).await?;

@@ -59,7 +59,7 @@ pub fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
 
 /// A well-formed chart archive in `ext` (tgz, tar.gz, tar or zip).
 pub fn chart(code: &str, version: &str, ext: &str) -> (String, Vec<u8>) {
-    let files = vec![
+    let files = [
         (format!("{code}/RDS.yaml"), rds_yaml(code, version).into_bytes()),
         (format!("{code}/templates/app.sql"), format!("-- {code} {version}\nselect 1;\n").into_bytes()),
     ];
@@ -147,7 +147,7 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     let url = format!("{}/rds/{p}/{r}/index.yaml", api.base);
     let res = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let res = get_if_none_match(&api, &url, &etag).await;
+    let res = get_if_none_match(api, &url, &etag).await;
     assert_eq!(res.status().as_u16(), 304);
     assert!(idx["generated"].as_str().is_some());
     let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
@@ -235,7 +235,7 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     // Deletes.
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
     assert_eq!((s, b), (200, json!({"deleted": true})));
-    let res = get_if_none_match(&api, &url, &etag).await;
+    let res = get_if_none_match(api, &url, &etag).await;
     assert_eq!(res.status().as_u16(), 200, "a write changes the ETag");
     assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
     let (s, b) = api.delete(&format!("/rds/{p}/{r}/api/charts/mysql/1.2.0")).await;
@@ -422,7 +422,7 @@ async fn bad_uploads_are_clear_4xx() {
         .unwrap();
     let (s, b) = (res.status().as_u16(), res.json::<Value>().await.unwrap());
     assert!(error_of(s, &b, 400).contains("multipart"));
-    let (s, b) = post_form(&api, &up, reqwest::multipart::Form::new().text("other", "x")).await;
+    let (s, b) = post_form(&api, up, reqwest::multipart::Form::new().text("other", "x")).await;
     assert!(error_of(s, &b, 400).contains("'chart'"));
     let (f, bytes) = chart("c", "1.0.0", "tgz");
     for (path, status) in
@@ -715,7 +715,7 @@ async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
     let (_, zbytes) = chart("big", "3.1.0", "zip");
     let zdone = crate::uploads::upload(&api, "sp", "charts", &zbytes).await;
     let form = reqwest::multipart::Form::new().text("blob", zdone["done"]["digest"].as_str().unwrap().to_string());
-    let (s, b) = post_form(&api, &up, form).await;
+    let (s, b) = post_form(&api, up, form).await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = api.get("/rds/sp/charts/api/charts/big/3.1.0").await;
     assert_eq!((s, b["extension"].as_str()), (200, Some("zip")));
