@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::envelope::{ok, ApiError, ApiResult};
-use crate::extract::{BkJson, BkPath, BkQuery};
+use crate::extract::{Admin, BkJson, BkPath, BkQuery, User};
 use crate::projects::required;
 
 #[derive(Deserialize)]
@@ -60,11 +60,9 @@ pub struct ProjectQuery {
 
 pub async fn create_user(
     State(st): State<AppState>,
-    caller: Caller,
+    Admin(who): Admin,
     body: Result<BkJson<CreateUser>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_admin()?;
     let BkJson(b) = body?;
     let req =
         NewUser { user_id: required(b.user_id, "userId")?, name: b.name, pwd: required(b.pwd, "pwd")?, admin: b.admin };
@@ -88,12 +86,10 @@ pub async fn user_detail(
 
 pub async fn update_user(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<String>, ApiError>,
     body: Result<BkJson<UpdateUser>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let (BkPath(uid), BkJson(b)) = (path?, body?);
     let req = UserUpdate { name: b.name, pwd: b.pwd, admin: b.admin };
     Ok(ok(st.auth.update_user(&who, &uid, req).await?))
@@ -101,11 +97,9 @@ pub async fn update_user(
 
 pub async fn delete_user(
     State(st): State<AppState>,
-    caller: Caller,
+    Admin(who): Admin,
     path: Result<BkPath<String>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_admin()?;
     let BkPath(uid) = path?;
     st.auth.delete_user(&who, &uid).await?;
     Ok(ok(true))
@@ -113,12 +107,10 @@ pub async fn delete_user(
 
 pub async fn create_token(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<(String, String)>, ApiError>,
     query: Result<BkQuery<TokenQuery>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let (BkPath((uid, name)), BkQuery(q)) = (path?, query?);
     let (token, secret) = st.auth.create_token(&who, &uid, &name, q.expired_at.as_deref()).await?;
     Ok(ok(json!({
@@ -132,22 +124,18 @@ pub async fn create_token(
 
 pub async fn list_tokens(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<String>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkPath(uid) = path?;
     Ok(ok(st.auth.list_tokens(&who, &uid).await?))
 }
 
 pub async fn delete_token(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<(String, String)>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkPath((uid, name)) = path?;
     st.auth.delete_token(&who, &uid, &name).await?;
     Ok(ok(true))
@@ -155,11 +143,9 @@ pub async fn delete_token(
 
 pub async fn create_permission(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     body: Result<BkJson<CreatePermission>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkJson(b) = body?;
     let mut users = Vec::new();
     for u in b.users {
@@ -178,11 +164,9 @@ pub async fn create_permission(
 
 pub async fn list_permissions(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     query: Result<BkQuery<ProjectQuery>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkQuery(q) = query?;
     let project = required(q.project_id, "projectId")?;
     Ok(ok(st.auth.list_permissions(&who, &project).await?))
@@ -190,11 +174,9 @@ pub async fn list_permissions(
 
 pub async fn delete_permission(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<String>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkPath(id) = path?;
     st.auth.delete_permission(&who, &id).await?;
     Ok(ok(true))

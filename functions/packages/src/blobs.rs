@@ -5,14 +5,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use depot_core::auth::Action;
 use depot_core::http::blobs::{download, BaseUrl};
-use depot_core::http::{AppState, Caller};
+use depot_core::http::AppState;
 use depot_core::registry::{NewUpload, OpenedUpload, UploadSession};
 use depot_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::envelope::{ok, ApiError, ApiResult};
-use crate::extract::{BkJson, BkPath, BkQuery};
+use crate::extract::{BkJson, BkPath, BkQuery, User};
 use crate::projects::required;
 
 #[derive(Deserialize)]
@@ -73,14 +73,13 @@ fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
     v
 }
 
-/// Loads a session for a caller who needs `action` on its repository.
+/// Loads a session for a (signed-in) caller who needs `action` on its repository.
 async fn session_for(
     st: &AppState,
     who: &depot_core::auth::Identity,
     id: &str,
     action: Action,
 ) -> Result<UploadSession, ApiError> {
-    who.require_user()?;
     let session = st.registry.get_upload(id).await?;
     st.auth.authorize(who, &session.project_id, Some(&session.repo_name), action).await?;
     Ok(session)
@@ -88,12 +87,10 @@ async fn session_for(
 
 pub async fn open_upload(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     base: BaseUrl,
     body: Result<BkJson<OpenUpload>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkJson(b) = body?;
     let req = NewUpload {
         project_id: required(b.project_id, "projectId")?,
@@ -116,11 +113,9 @@ pub async fn open_upload(
 
 pub async fn upload_info(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<String>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkPath(id) = path?;
     let session = session_for(&st, &who, &id, Action::Write).await?;
     Ok(ok(session_view(&session)))
@@ -128,12 +123,10 @@ pub async fn upload_info(
 
 pub async fn complete_upload(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<String>, ApiError>,
     body: Bytes,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkPath(id) = path?;
     let complete: Complete = if body.iter().all(u8::is_ascii_whitespace) {
         Complete { sha256: None, parts: None }
@@ -155,11 +148,9 @@ pub async fn complete_upload(
 
 pub async fn abort_upload(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     path: Result<BkPath<String>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkPath(id) = path?;
     let session = session_for(&st, &who, &id, Action::Write).await?;
     st.registry.discard_upload(&session).await?;
@@ -169,14 +160,12 @@ pub async fn abort_upload(
 /// The verified bytes of a completed session, as any download: 302 or streamed.
 pub async fn upload_content(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     base: BaseUrl,
     headers: HeaderMap,
     path: Result<BkPath<String>, ApiError>,
     query: Result<BkQuery<ContentQuery>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let (BkPath(id), BkQuery(q)) = (path?, query?);
     let session = session_for(&st, &who, &id, Action::Read).await?;
     let digest = session

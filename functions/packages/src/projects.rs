@@ -7,7 +7,7 @@ use depot_core::registry::{NewProject, NewRepository};
 use serde::Deserialize;
 
 use crate::envelope::{ok, ApiError, ApiResult, REPOSITORY_NOT_FOUND};
-use crate::extract::{BkJson, BkPath, BkQuery};
+use crate::extract::{Admin, BkJson, BkPath, BkQuery, User};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,22 +42,19 @@ pub(crate) fn required(v: Option<String>, name: &str) -> Result<String, ApiError
 
 pub async fn create_project(
     State(st): State<AppState>,
-    caller: Caller,
+    Admin(who): Admin,
     body: Result<BkJson<CreateProject>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    let by = who.require_admin()?;
     let BkJson(body) = body?;
     let req = NewProject {
         name: required(body.name, "name")?,
         display_name: body.display_name,
         description: body.description,
     };
-    Ok(ok(st.registry.create_project(req, by).await?))
+    Ok(ok(st.registry.create_project(req, who.name()).await?))
 }
 
-pub async fn list_projects(State(st): State<AppState>, caller: Caller) -> ApiResult {
-    caller.identity()?.require_admin()?;
+pub async fn list_projects(State(st): State<AppState>, _: Admin) -> ApiResult {
     Ok(ok(st.registry.list_projects().await?))
 }
 
@@ -85,11 +82,10 @@ pub async fn project_exist(
 
 pub async fn delete_project(
     State(st): State<AppState>,
-    caller: Caller,
+    _: Admin,
     path: Result<BkPath<String>, ApiError>,
     query: Result<BkQuery<Forced>, ApiError>,
 ) -> ApiResult {
-    caller.identity()?.require_admin()?;
     let (BkPath(project), BkQuery(q)) = (path?, query?);
     st.registry.delete_project(&project, q.forced).await?;
     Ok(ok(()))
@@ -97,11 +93,9 @@ pub async fn delete_project(
 
 pub async fn create_repo(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     body: Result<BkJson<CreateRepo>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkJson(body) = body?;
     let project_id = required(body.project_id, "projectId")?;
     st.auth.authorize(&who, &project_id, None, Action::Manage).await?;

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 
 use axum::extract::State;
 use depot_core::auth::Action;
-use depot_core::http::{AppState, Caller};
+use depot_core::http::AppState;
 use depot_core::model::{parse_iso, printable};
 use depot_core::registry::PageRequest;
 use depot_core::Error;
@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::envelope::{ok, ApiError, ApiResult, PARAMETER_MISSING};
-use crate::extract::BkJson;
+use crate::extract::{BkJson, User};
 use crate::packages::package_view;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -326,11 +326,9 @@ pub struct SearchBody {
 
 pub async fn search(
     State(st): State<AppState>,
-    caller: Caller,
+    User(who): User,
     body: Result<BkJson<SearchBody>, ApiError>,
 ) -> ApiResult {
-    let who = caller.identity()?;
-    who.require_user()?;
     let BkJson(body) = body?;
     let rule_value = body.rule.ok_or_else(|| ApiError::missing("rule"))?;
     let rule = parse_rule(&rule_value)?;

@@ -112,7 +112,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The error for a body over `DEPOT_MAX_BODY_BYTES`, naming the way around the limit.
 /// The headers an error status owes the client, in every surface: `WWW-Authenticate` with
 /// a 401, and `Retry-After` with a 503 (a garbage collection holding the bytes an upload
 /// names; see `registry::gc`).
@@ -129,6 +128,7 @@ pub fn error_headers(res: &mut axum::response::Response) {
     }
 }
 
+/// The error for a body over `DEPOT_MAX_BODY_BYTES`, naming the way around the limit.
 pub fn too_large(limit: Option<usize>) -> Error {
     let of = limit.map(|l| format!(" of {l} bytes")).unwrap_or_default();
     Error::TooLarge(format!(
