@@ -532,14 +532,14 @@ async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) {
 
 async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     use depot_core::model::upload_key;
-    use depot_core::registry::NewUpload;
+    use depot_core::registry::{NewUpload, MAX_UPLOAD_SIZE as MAX_SESSION};
     let reg = rds_registry(t.clone(), blobs.clone(), "p", &["r", "other"]).await;
     let bytes = b"staged bytes".to_vec();
     let sha = hex::encode(Sha256::digest(&bytes));
     let new =
         |size: u64, sha256: Option<String>| NewUpload { project_id: "p".into(), repo_name: "r".into(), size, sha256 };
 
-    let opened = reg.open_upload(new(bytes.len() as u64, Some(sha.clone())), "admin").await.unwrap();
+    let opened = reg.open_upload(new(bytes.len() as u64, Some(sha.clone())), "admin", MAX_SESSION).await.unwrap();
     assert_eq!(opened.targets.len(), 1);
     send_to(&*blobs, &opened.targets[0].url, bytes.clone()).await;
     let staged = reg.complete_upload(opened.session.clone(), None, None).await.unwrap();
@@ -556,12 +556,17 @@ async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     assert!(matches!(reg.resolve_staged("p", "r", "sha256:xyz").await, Err(Error::Invalid(_))));
 
     // Over the threshold a session is multipart.
-    let big = reg.open_upload(new(40 << 20, None), "admin").await.unwrap();
+    // Over the deployment's limit, or over 5 GiB whatever the limit, is refused.
+    for (size, limit) in [(100, 99), (MAX_SESSION + 1, u64::MAX)] {
+        let over = reg.open_upload(new(size, None), "admin", limit).await;
+        assert!(matches!(&over, Err(Error::TooLarge(m)) if m.contains("at most")), "{over:?}");
+    }
+    let big = reg.open_upload(new(40 << 20, None), "admin", MAX_SESSION).await.unwrap();
     assert_eq!(big.targets.len(), 3);
     assert!(big.session.multipart_id.is_some());
 
     // An abandoned session expires with its bytes.
-    let abandoned = reg.open_upload(new(5, None), "admin").await.unwrap();
+    let abandoned = reg.open_upload(new(5, None), "admin", MAX_SESSION).await.unwrap();
     send_to(&*blobs, &abandoned.targets[0].url, b"12345".to_vec()).await;
     let staging = format!("uploads/{}", abandoned.session.id);
     assert_eq!(blobs.head(&staging).await.unwrap(), Some(5));

@@ -99,15 +99,7 @@ pub async fn open_upload(
         sha256: b.sha256,
     };
     st.auth.authorize(&who, &req.project_id, Some(&req.repo_name), Action::Write).await?;
-    let max = st.config.max_session_bytes;
-    if req.size > max {
-        return Err(Error::TooLarge(format!(
-            "this deployment opens upload sessions of at most {max} bytes, not {}",
-            req.size
-        ))
-        .into());
-    }
-    let opened = st.registry.open_upload(req, who.name()).await?;
+    let opened = st.registry.open_upload(req, who.name(), st.config.max_session_bytes).await?;
     Ok(ok(opened_view(opened, &base)))
 }
 

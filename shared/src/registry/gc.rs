@@ -260,7 +260,9 @@ impl Registry {
         };
         let mut last = None;
         for pause in [0, 100, 400] {
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
             match once().await {
                 Ok(()) => return,
                 Err(e) => last = Some(e),

@@ -148,14 +148,16 @@ impl UploadSession {
 
 impl Registry {
     /// Opens a session for `size` bytes bound for a repository. The caller has already
-    /// been authorised for WRITE on it.
-    pub async fn open_upload(&self, req: NewUpload, by: &str) -> Result<OpenedUpload> {
+    /// been authorised for WRITE on it. `max_size` is the deployment's limit
+    /// (`Config::max_session_bytes`); [`MAX_UPLOAD_SIZE`] bounds it.
+    pub async fn open_upload(&self, req: NewUpload, by: &str, max_size: u64) -> Result<OpenedUpload> {
         validate_name("project name", &req.project_id)?;
         validate_name("repository name", &req.repo_name)?;
         let sha256 = req.sha256.as_deref().map(parse_sha256).transpose()?;
-        if req.size > MAX_UPLOAD_SIZE {
+        let max = max_size.min(MAX_UPLOAD_SIZE);
+        if req.size > max {
             return Err(Error::TooLarge(format!(
-                "an upload session takes at most {MAX_UPLOAD_SIZE} bytes, not {}",
+                "this deployment opens upload sessions of at most {max} bytes, not {}",
                 req.size
             )));
         }
