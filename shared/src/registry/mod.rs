@@ -4,7 +4,7 @@ mod packages;
 mod projects;
 mod uploads;
 
-pub use gc::{GcReport, Hold, MARK_TTL};
+pub use gc::{GcReport, Hold};
 pub use packages::{BlobRef, NewVersion, PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;

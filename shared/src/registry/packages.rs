@@ -680,14 +680,6 @@ impl Registry {
         Ok(removed)
     }
 
-    /// Forgets every remembered page start of a repository (when it is deleted).
-    pub(crate) async fn drop_page_starts(&self, project: &str, repo: &str) -> Result<()> {
-        for item in query_all(&*self.table, Query::partition(pages_partition(project, repo))).await? {
-            self.table.delete(&Key::of(&item)?, Cond::None).await?;
-        }
-        Ok(())
-    }
-
     /// Counts one download: the version's, the package's and the day's counters move
     /// together.
     pub async fn record_download(&self, project: &str, repo: &str, key: &str, version: &str) -> Result<()> {

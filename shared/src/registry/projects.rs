@@ -1,12 +1,13 @@
 //! Projects and repositories.
 use serde_json::Value;
 
+use super::packages::pages_partition;
 use super::{from_item, to_item, Registry};
 use crate::model::{
     now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, staged_partition,
     validate_name, Project, RepoType, Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
 };
-use crate::store::{query_all, Cond, Item, Key, Query, TxOp};
+use crate::store::{delete_all, query_all, Cond, Item, Key, Query, TxOp};
 use crate::{Error, Result};
 
 /// What a caller asks for when creating a project.
@@ -187,12 +188,10 @@ impl Registry {
         })?;
         crate::auth::forget_grants(&*self.table, project, Some(name)).await?;
         // Blobs staged for this repository are not for one created again under its name.
-        for item in query_all(&*self.table, Query::partition(staged_partition(project, name))).await? {
-            self.table.delete(&Key::of(&item)?, Cond::None).await?;
-        }
+        delete_all(&*self.table, Query::partition(staged_partition(project, name))).await?;
         // Only tidying: a repository created again under this name has another uid, so
         // nothing would read these.
-        self.drop_page_starts(project, name).await
+        delete_all(&*self.table, Query::partition(pages_partition(project, name))).await
     }
 
     /// Deletes every package summary and version item of a repository, page by page.
@@ -201,11 +200,7 @@ impl Registry {
         for pkg in packages {
             let key = Key::of(&pkg)?;
             let package_key = key.sk.trim_start_matches(PKG_SK_PREFIX);
-            for version in
-                query_all(&*self.table, Query::partition(package_partition(project, repo, package_key))).await?
-            {
-                self.table.delete(&Key::of(&version)?, Cond::None).await?;
-            }
+            delete_all(&*self.table, Query::partition(package_partition(project, repo, package_key))).await?;
             self.table.delete(&key, Cond::None).await?;
         }
         Ok(())

@@ -211,6 +211,15 @@ pub async fn query_all(table: &dyn Table, query: Query) -> Result<Vec<Item>> {
     }
 }
 
+/// Deletes every item a query finds, one by one (not atomically). For bounded
+/// partitions only.
+pub async fn delete_all(table: &dyn Table, query: Query) -> Result<()> {
+    for item in query_all(table, query).await? {
+        table.delete(&Key::of(&item)?, Cond::None).await?;
+    }
+    Ok(())
+}
+
 /// The maximum number of operations in one transaction (DynamoDB's limit).
 pub const MAX_TX_OPS: usize = 100;
 
