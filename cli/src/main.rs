@@ -3,11 +3,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use axum::Router;
 use clap::{Parser, Subcommand, ValueEnum};
+use depot_cli::app;
 use depot_core::config::{Backend, Config};
-use depot_core::http::blobs::local_blob_router;
-use depot_core::http::{init_tracing, trace_layer, AppState};
+use depot_core::http::{init_tracing, open_stores, AppState};
 
 #[derive(Parser)]
 #[command(name = "depot", version, about = "depot: a package registry for bkrepo, RDS, OCP, APS and strux clients")]
@@ -123,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CreateResources => {
             let config = Config { backend: Backend::Aws, ..Config::from_env()? };
-            config.open_stores(true).await?;
+            open_stores(&config, true).await?;
             eprintln!("table {} and bucket {} are ready", config.table, config.bucket);
             Ok(())
         }
@@ -144,17 +143,6 @@ fn config_from(data_dir: Option<PathBuf>, backend: Option<BackendArg>) -> anyhow
     Ok(config)
 }
 
-/// Every surface's router on one port, with the embedded backend's signed blob routes,
-/// one fallback and one trace layer.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(depot_packages::router(state.clone()))
-        .merge(depot_rds::router(state.clone()))
-        .merge(local_blob_router(state))
-        .fallback(depot_packages::envelope::not_found)
-        .layer(axum::middleware::from_fn(trace_layer))
-}
-
 async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> anyhow::Result<()> {
     let backend = config.backend;
     let where_ = match backend {
@@ -162,7 +150,7 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
         Backend::Aws => format!("DynamoDB table {} and S3 bucket {}", config.table, config.bucket),
     };
     let state = AppState::open(config, create_resources).await.context("opening storage")?;
-    if let Some(password) = state.auth.bootstrap_admin(true).await.context("creating the admin user")? {
+    if let Some(password) = state.authenticator.bootstrap_admin(true).await.context("creating the admin user")? {
         eprintln!("created system administrator 'admin' with generated password: {password}");
         eprintln!("(shown once; set DEPOT_ADMIN_PASSWORD to choose it)");
     }

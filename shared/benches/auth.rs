@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use depot_core::auth::{Authenticator, Identity, NewUser, CACHE_TTL};
+use depot_core::auth::{Accounts, Authenticator, Authorizer, Identity, NewUser, CACHE_TTL};
 use depot_core::store::embedded::EmbeddedTable;
 use depot_core::store::Table;
 
@@ -33,12 +33,13 @@ async fn measure(auth: &Authenticator, header: &str, n: usize) -> (Duration, Dur
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let table: Arc<dyn Table> = Arc::new(EmbeddedTable::open(&dir.path().join("bench.redb")).unwrap());
-    let setup = Authenticator::new(table.clone(), Some("admin-password".into()));
+    let setup = Arc::new(Authenticator::new(table.clone(), Some("admin-password".into())));
     setup.bootstrap_admin(false).await.unwrap();
+    let accounts = Accounts::new(table.clone(), setup.clone(), Arc::new(Authorizer::new(table.clone())));
     let admin = Identity::User { id: "admin".into(), admin: true };
     let user = NewUser { user_id: "ci".into(), name: None, pwd: "ci-password-1".into(), admin: false };
-    setup.create_user(&admin, user).await.unwrap();
-    let (_, token) = setup.create_token(&admin, "ci", "bench", None).await.unwrap();
+    accounts.create_user(&admin, user).await.unwrap();
+    let (_, token) = accounts.create_token(&admin, "ci", "bench", None).await.unwrap();
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ci:ci-password-1"));
     let bearer = format!("Bearer {token}");
 

@@ -1,17 +1,9 @@
-//! Configuration from environment variables, the same on Lambda and locally.
+//! Configuration from environment variables, the same on Lambda and locally. Plain
+//! data: the adapters it names are opened where the application state is built
+//! (`http::AppState::open`).
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::store::{dynamo::DynamoTable, s3::S3BlobStore, BlobStore, Table, UrlSigner};
 use crate::{Error, Result};
-
-/// Loads the AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with one
-/// HTTPS client, rustls on ring, shared by every SDK client of the process.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -50,13 +42,6 @@ impl DownloadMode {
     }
 }
 
-/// The opened ports, and the signer of local blob URLs when the backend has one.
-pub struct Stores {
-    pub table: Arc<dyn Table>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub signer: Option<Arc<UrlSigner>>,
-}
-
 /// The Lambda synchronous request limit; the default body cap.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
@@ -74,6 +59,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_PUBLIC_URL` | unset | base URL for download and Location URLs |
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
+/// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
+///
+/// `depot serve` defaults to the embedded backend, the Lambda functions to `aws`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub backend: Backend,
@@ -115,9 +103,14 @@ fn var(name: &str) -> Option<String> {
 impl Config {
     /// Reads the `DEPOT_*` variables, with the defaults above.
     pub fn from_env() -> Result<Self> {
+        Self::from_env_or(Backend::Embedded)
+    }
+
+    /// Reads the `DEPOT_*` variables; `backend` when `DEPOT_BACKEND` is unset.
+    pub fn from_env_or(backend: Backend) -> Result<Self> {
         let d = Config::default();
         Ok(Config {
-            backend: var("DEPOT_BACKEND").map(|b| Backend::parse(&b)).transpose()?.unwrap_or(d.backend),
+            backend: var("DEPOT_BACKEND").map(|b| Backend::parse(&b)).transpose()?.unwrap_or(backend),
             data_dir: var("DEPOT_DATA_DIR").map(PathBuf::from).unwrap_or(d.data_dir),
             table: var("DEPOT_TABLE").unwrap_or(d.table),
             bucket: var("DEPOT_BUCKET").unwrap_or(d.bucket),
@@ -152,32 +145,5 @@ impl Config {
                 None => d.max_session_bytes,
             },
         })
-    }
-
-    /// Opens the two ports on the configured backend. With `create_resources`, creates the
-    /// DynamoDB table and the S3 bucket when missing (for LocalStack and moto).
-    pub async fn open_stores(&self, create_resources: bool) -> Result<Stores> {
-        match self.backend {
-            #[cfg(not(feature = "embedded"))]
-            Backend::Embedded => Err(Error::Invalid(
-                "this binary was built without the embedded backend (a Lambda function); set DEPOT_BACKEND=aws".into(),
-            )),
-            #[cfg(feature = "embedded")]
-            Backend::Embedded => {
-                let table = crate::store::embedded::EmbeddedTable::open(&self.data_dir.join("depot.redb"))?;
-                let blobs = crate::store::fs::FsBlobStore::open(&self.data_dir.join("blobs"))?;
-                Ok(Stores { table: Arc::new(table), signer: Some(blobs.signer()), blobs: Arc::new(blobs) })
-            }
-            Backend::Aws => {
-                let sdk = sdk_config().await;
-                let table = DynamoTable::new(&sdk, &self.table);
-                let blobs = S3BlobStore::new(&sdk, &self.bucket);
-                if create_resources {
-                    table.ensure_table().await?;
-                    blobs.ensure_bucket().await?;
-                }
-                Ok(Stores { table: Arc::new(table), blobs: Arc::new(blobs), signer: None })
-            }
-        }
     }
 }

@@ -1,13 +1,61 @@
-//! The one error type of depot-core. Each surface maps it to its own envelope and status.
+//! The one error type of depot-core. It carries structure (what was not found, which
+//! name), so that each surface rewords it in one place; `http::status_of` maps it to an
+//! HTTP status for every surface.
+
+/// What a not-found or already-exists error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Project,
+    Repository,
+    Package,
+    Version,
+    User,
+    Token,
+    Permission,
+    Upload,
+    StagedBlob,
+    Blob,
+    File,
+    Route,
+}
+
+impl Kind {
+    /// How messages name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Project => "project",
+            Kind::Repository => "repository",
+            Kind::Package => "package",
+            Kind::Version => "version",
+            Kind::User => "user",
+            Kind::Token => "token",
+            Kind::Permission => "permission",
+            Kind::Upload => "upload session",
+            Kind::StagedBlob => "staged blob",
+            Kind::Blob => "blob",
+            Kind::File => "file",
+            Kind::Route => "route",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    /// The named thing does not exist. `name` identifies it (`p/r` for a repository).
+    #[error("{message}")]
+    NotFound { what: Kind, name: String, message: String },
     /// The named thing already exists.
-    #[error("{0}")]
-    Exists(String),
+    #[error("{message}")]
+    Exists { what: Kind, name: String, message: String },
+    /// A required parameter is absent.
+    #[error("{message}")]
+    Missing { param: String, message: String },
     /// The caller sent bad input; the message says which rule it broke.
     #[error("{0}")]
     Invalid(String),
@@ -38,6 +86,41 @@ impl Error {
         Error::Internal(e.to_string())
     }
 
+    /// `{what} [{name}] not found`.
+    pub fn not_found(what: Kind, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let message = format!("{what} [{}] not found", crate::model::printable(&name));
+        Error::NotFound { what, name, message }
+    }
+
+    /// A not-found error with its own wording.
+    pub fn not_found_as(what: Kind, name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::NotFound { what, name: name.into(), message: message.into() }
+    }
+
+    /// `{what} [{name}] already exists`.
+    pub fn exists(what: Kind, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let message = format!("{what} [{}] already exists", crate::model::printable(&name));
+        Error::Exists { what, name, message }
+    }
+
+    /// An already-exists error with its own wording.
+    pub fn exists_as(what: Kind, name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Exists { what, name: name.into(), message: message.into() }
+    }
+
+    /// `Parameter [{param}] is missing`.
+    pub fn missing(param: &str) -> Self {
+        Error::Missing { param: param.to_string(), message: format!("Parameter [{param}] is missing") }
+    }
+
+    /// The version `version` of package `key`, not found.
+    pub fn version_not_found(key: &str, version: &str) -> Self {
+        let (k, v) = (crate::model::printable(key), crate::model::printable(version));
+        Error::not_found_as(Kind::Version, version, format!("version [{v}] of package [{k}] not found"))
+    }
+
     /// A conflict that names no operation.
     pub fn conflict(message: impl Into<String>) -> Self {
         Error::Conflict { message: message.into(), failed: Vec::new() }
@@ -45,6 +128,11 @@ impl Error {
 
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether this is a not-found error (of any kind).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
     }
 
     /// Whether this is a refused transaction whose operation `index` failed its condition.

@@ -1,12 +1,14 @@
 //! depot-core: the domain shared by every depot surface.
 //!
-//! - [`model`]: projects, repositories, names, keys and timestamps.
-//! - [`store`]: the two storage ports ([`store::BlobStore`], [`store::Table`]) and their
-//!   AWS and embedded adapters.
+//! - [`model`]: plain data and rules: names, projects, repositories, packages and
+//!   versions, callers, actions and grants, timestamps. No storage.
+//! - [`store`]: the two storage ports ([`store::BlobStore`], [`store::Table`]), their
+//!   AWS and embedded adapters, and the table's schema ([`store::schema`]).
 //! - [`registry`]: use cases written only against the ports.
-//! - [`auth`]: users, password hashes and request identity.
-//! - [`http`]: what every surface shares: `AppState`, identity extractor, trace ids,
-//!   the route table.
+//! - [`auth`]: authentication, authorization and account administration.
+//! - [`http`]: what every surface shares: the application state (where the adapters are
+//!   chosen), the surface kit, the bkrepo envelope, downloads, trace ids.
+//! - [`config`]: the settings, as plain data.
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -1,13 +1,16 @@
 //! Users, API tokens and permission grants on bkrepo's `/auth/api/...` routes.
 //! The rules (who may do what) live in `depot_core::auth`; this file translates.
 use axum::extract::State;
-use depot_core::auth::{Action, NewPermission, NewUser, PermUser, ResourceType, UserUpdate};
-use depot_core::http::{AppState, Caller};
+use axum::response::Response;
+use depot_core::auth::{NewPermission, NewUser, UserUpdate};
+use depot_core::http::bkrepo::ok;
+use depot_core::http::extract::{Json, Path, Query};
+use depot_core::http::{AppState, Scope};
+use depot_core::model::{Action, PermUser, ResourceType};
+use depot_core::Result;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::envelope::{ok, ApiError, ApiResult};
-use crate::extract::{Admin, BkJson, BkPath, BkQuery, User};
 use crate::projects::required;
 
 #[derive(Deserialize)]
@@ -58,61 +61,42 @@ pub struct ProjectQuery {
     project_id: Option<String>,
 }
 
-pub async fn create_user(
-    State(st): State<AppState>,
-    Admin(who): Admin,
-    body: Result<BkJson<CreateUser>, ApiError>,
-) -> ApiResult {
-    let BkJson(b) = body?;
+pub async fn create_user(State(st): State<AppState>, scope: Scope, Json(b): Json<CreateUser>) -> Result<Response> {
     let req =
         NewUser { user_id: required(b.user_id, "userId")?, name: b.name, pwd: required(b.pwd, "pwd")?, admin: b.admin };
-    Ok(ok(st.auth.create_user(&who, req).await?))
+    Ok(ok(st.accounts.create_user(scope.who(), req).await?))
 }
 
-pub async fn list_users(State(st): State<AppState>, caller: Caller) -> ApiResult {
-    let who = caller.identity()?;
-    Ok(ok(st.auth.list_users(&who).await?))
+pub async fn list_users(State(st): State<AppState>, scope: Scope) -> Result<Response> {
+    Ok(ok(st.accounts.list_users(scope.who()).await?))
 }
 
-pub async fn user_detail(
-    State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<String>, ApiError>,
-) -> ApiResult {
-    let who = caller.identity()?;
-    let BkPath(uid) = path?;
-    Ok(ok(st.auth.get_user(&who, &uid).await?))
+pub async fn user_detail(State(st): State<AppState>, scope: Scope, Path(uid): Path<String>) -> Result<Response> {
+    Ok(ok(st.accounts.get_user(scope.who(), &uid).await?))
 }
 
 pub async fn update_user(
     State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<String>, ApiError>,
-    body: Result<BkJson<UpdateUser>, ApiError>,
-) -> ApiResult {
-    let (BkPath(uid), BkJson(b)) = (path?, body?);
+    scope: Scope,
+    Path(uid): Path<String>,
+    Json(b): Json<UpdateUser>,
+) -> Result<Response> {
     let req = UserUpdate { name: b.name, pwd: b.pwd, admin: b.admin };
-    Ok(ok(st.auth.update_user(&who, &uid, req).await?))
+    Ok(ok(st.accounts.update_user(scope.who(), &uid, req).await?))
 }
 
-pub async fn delete_user(
-    State(st): State<AppState>,
-    Admin(who): Admin,
-    path: Result<BkPath<String>, ApiError>,
-) -> ApiResult {
-    let BkPath(uid) = path?;
-    st.auth.delete_user(&who, &uid).await?;
+pub async fn delete_user(State(st): State<AppState>, scope: Scope, Path(uid): Path<String>) -> Result<Response> {
+    st.accounts.delete_user(scope.who(), &uid).await?;
     Ok(ok(true))
 }
 
 pub async fn create_token(
     State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<TokenQuery>, ApiError>,
-) -> ApiResult {
-    let (BkPath((uid, name)), BkQuery(q)) = (path?, query?);
-    let (token, secret) = st.auth.create_token(&who, &uid, &name, q.expired_at.as_deref()).await?;
+    scope: Scope,
+    Path((uid, name)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response> {
+    let (token, secret) = st.accounts.create_token(scope.who(), &uid, &name, q.expired_at.as_deref()).await?;
     Ok(ok(json!({
         "id": secret,
         "name": token.name,
@@ -122,34 +106,27 @@ pub async fn create_token(
     })))
 }
 
-pub async fn list_tokens(
-    State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<String>, ApiError>,
-) -> ApiResult {
-    let BkPath(uid) = path?;
-    Ok(ok(st.auth.list_tokens(&who, &uid).await?))
+pub async fn list_tokens(State(st): State<AppState>, scope: Scope, Path(uid): Path<String>) -> Result<Response> {
+    Ok(ok(st.accounts.list_tokens(scope.who(), &uid).await?))
 }
 
 pub async fn delete_token(
     State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<(String, String)>, ApiError>,
-) -> ApiResult {
-    let BkPath((uid, name)) = path?;
-    st.auth.delete_token(&who, &uid, &name).await?;
+    scope: Scope,
+    Path((uid, name)): Path<(String, String)>,
+) -> Result<Response> {
+    st.accounts.delete_token(scope.who(), &uid, &name).await?;
     Ok(ok(true))
 }
 
 pub async fn create_permission(
     State(st): State<AppState>,
-    User(who): User,
-    body: Result<BkJson<CreatePermission>, ApiError>,
-) -> ApiResult {
-    let BkJson(b) = body?;
+    scope: Scope,
+    Json(b): Json<CreatePermission>,
+) -> Result<Response> {
     let mut users = Vec::new();
     for u in b.users {
-        let action = u.action.iter().map(|a| Action::parse(a)).collect::<Result<Vec<_>, _>>()?;
+        let action = u.action.iter().map(|a| Action::parse(a)).collect::<Result<Vec<_>>>()?;
         users.push(PermUser { id: required(u.id, "users[].id")?, action });
     }
     let req = NewPermission {
@@ -159,25 +136,19 @@ pub async fn create_permission(
         repos: b.repos,
         users,
     };
-    Ok(ok(st.auth.create_permission(&who, req).await?.id))
+    Ok(ok(st.accounts.create_permission(scope.who(), req).await?.id))
 }
 
 pub async fn list_permissions(
     State(st): State<AppState>,
-    User(who): User,
-    query: Result<BkQuery<ProjectQuery>, ApiError>,
-) -> ApiResult {
-    let BkQuery(q) = query?;
+    scope: Scope,
+    Query(q): Query<ProjectQuery>,
+) -> Result<Response> {
     let project = required(q.project_id, "projectId")?;
-    Ok(ok(st.auth.list_permissions(&who, &project).await?))
+    Ok(ok(st.accounts.list_permissions(scope.who(), &project).await?))
 }
 
-pub async fn delete_permission(
-    State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<String>, ApiError>,
-) -> ApiResult {
-    let BkPath(id) = path?;
-    st.auth.delete_permission(&who, &id).await?;
+pub async fn delete_permission(State(st): State<AppState>, scope: Scope, Path(id): Path<String>) -> Result<Response> {
+    st.accounts.delete_permission(scope.who(), &id).await?;
     Ok(ok(true))
 }

@@ -1,18 +1,18 @@
 //! Upload sessions on `/blobs/uploads`: the way around the request-body limit for every
 //! surface. The rules live in `depot_core::registry`; this file translates.
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use depot_core::auth::Action;
-use depot_core::http::blobs::{download, BaseUrl};
-use depot_core::http::AppState;
+use axum::response::Response;
+use depot_core::http::bkrepo::ok;
+use depot_core::http::blobs::{parse_range, respond, BaseUrl};
+use depot_core::http::extract::{Body, Json, Path, Query};
+use depot_core::http::{AppState, Scope};
+use depot_core::model::{Action, Identity};
 use depot_core::registry::{NewUpload, OpenedUpload, UploadSession};
-use depot_core::Error;
+use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::envelope::{ok, ApiError, ApiResult};
-use crate::extract::{BkJson, BkPath, BkQuery, User};
 use crate::projects::required;
 
 #[derive(Deserialize)]
@@ -74,58 +74,46 @@ fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
 }
 
 /// Loads a session for a (signed-in) caller who needs `action` on its repository.
-async fn session_for(
-    st: &AppState,
-    who: &depot_core::auth::Identity,
-    id: &str,
-    action: Action,
-) -> Result<UploadSession, ApiError> {
+async fn session_for(st: &AppState, who: &Identity, id: &str, action: Action) -> Result<UploadSession> {
     let session = st.registry.get_upload(id).await?;
-    st.auth.authorize(who, &session.project_id, Some(&session.repo_name), action).await?;
+    st.authorize_repo(who, &session.project_id, &session.repo_name, action).await?;
     Ok(session)
 }
 
 pub async fn open_upload(
     State(st): State<AppState>,
-    User(who): User,
+    scope: Scope,
     base: BaseUrl,
-    body: Result<BkJson<OpenUpload>, ApiError>,
-) -> ApiResult {
-    let BkJson(b) = body?;
+    Json(b): Json<OpenUpload>,
+) -> Result<Response> {
     let req = NewUpload {
         project_id: required(b.project_id, "projectId")?,
         repo_name: required(b.repo_name, "repoName")?,
-        size: b.size.ok_or_else(|| ApiError::missing("size"))?,
+        size: b.size.ok_or_else(|| Error::missing("size"))?,
         sha256: b.sha256,
     };
-    st.auth.authorize(&who, &req.project_id, Some(&req.repo_name), Action::Write).await?;
-    let opened = st.registry.open_upload(req, who.name(), st.config.max_session_bytes).await?;
+    let actor = st.authorize_repo(scope.who(), &req.project_id, &req.repo_name, Action::Write).await?;
+    let opened = st.registry.open_upload(req, actor.name(), st.config.max_session_bytes).await?;
     Ok(ok(opened_view(opened, &base)))
 }
 
-pub async fn upload_info(
-    State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<String>, ApiError>,
-) -> ApiResult {
-    let BkPath(id) = path?;
-    let session = session_for(&st, &who, &id, Action::Write).await?;
+pub async fn upload_info(State(st): State<AppState>, scope: Scope, Path(id): Path<String>) -> Result<Response> {
+    let session = session_for(&st, scope.who(), &id, Action::Write).await?;
     Ok(ok(session_view(&session)))
 }
 
 pub async fn complete_upload(
     State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<String>, ApiError>,
-    body: Bytes,
-) -> ApiResult {
-    let BkPath(id) = path?;
+    scope: Scope,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response> {
     let complete: Complete = if body.iter().all(u8::is_ascii_whitespace) {
         Complete { sha256: None, parts: None }
     } else {
         serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("invalid JSON body: {e}")))?
     };
-    let session = session_for(&st, &who, &id, Action::Write).await?;
+    let session = session_for(&st, scope.who(), &id, Action::Write).await?;
     let parts: Option<Vec<(u32, String)>> =
         complete.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect());
     let staged = st.registry.complete_upload(session, complete.sha256.as_deref(), parts.as_deref()).await?;
@@ -138,13 +126,8 @@ pub async fn complete_upload(
     })))
 }
 
-pub async fn abort_upload(
-    State(st): State<AppState>,
-    User(who): User,
-    path: Result<BkPath<String>, ApiError>,
-) -> ApiResult {
-    let BkPath(id) = path?;
-    let session = session_for(&st, &who, &id, Action::Write).await?;
+pub async fn abort_upload(State(st): State<AppState>, scope: Scope, Path(id): Path<String>) -> Result<Response> {
+    let session = session_for(&st, scope.who(), &id, Action::Write).await?;
     st.registry.discard_upload(&session).await?;
     Ok(ok(true))
 }
@@ -152,14 +135,13 @@ pub async fn abort_upload(
 /// The verified bytes of a completed session, as any download: 302 or streamed.
 pub async fn upload_content(
     State(st): State<AppState>,
-    User(who): User,
+    scope: Scope,
     base: BaseUrl,
     headers: HeaderMap,
-    path: Result<BkPath<String>, ApiError>,
-    query: Result<BkQuery<ContentQuery>, ApiError>,
-) -> ApiResult {
-    let (BkPath(id), BkQuery(q)) = (path?, query?);
-    let session = session_for(&st, &who, &id, Action::Read).await?;
+    Path(id): Path<String>,
+    Query(q): Query<ContentQuery>,
+) -> Result<Response> {
+    let session = session_for(&st, scope.who(), &id, Action::Read).await?;
     let digest = session
         .digest
         .as_deref()
@@ -172,5 +154,5 @@ pub async fn upload_content(
         }
         None => staged.sha256.clone(),
     };
-    Ok(download(&st, &base, &headers, &staged.key, &filename).await?)
+    respond(st.registry.fetch(&staged.key, &filename, parse_range(&headers)?).await?, &base)
 }

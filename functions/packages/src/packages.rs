@@ -2,21 +2,18 @@
 //! uploaded them.
 use axum::extract::State;
 use axum::http::HeaderMap;
-use depot_core::auth::{Action, Identity};
-use depot_core::http::blobs::{download, BaseUrl};
-use depot_core::http::{AppState, Caller};
-use depot_core::model::{compare_versions, parse_stage, printable, PackageSummary, PackageVersion};
+use axum::response::Response;
+use depot_core::http::bkrepo::ok;
+use depot_core::http::blobs::{parse_range, respond, BaseUrl};
+use depot_core::http::extract::{Json, Path, Query};
+use depot_core::http::{AppState, Scope};
+use depot_core::model::{compare_versions, parse_stage, printable, PackageSummary, PackageVersion, Repository};
 use depot_core::registry::{PageOf, PageRequest};
-use depot_core::Error;
+use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::envelope::{ok, ApiError, ApiResult};
-use crate::extract::{BkJson, BkPath, BkQuery};
 use crate::projects::required;
-
-pub const PACKAGE_NOT_FOUND: i64 = 251017;
-pub const VERSION_NOT_FOUND: i64 = 251019;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,32 +57,22 @@ fn page_view<T>(page: &PageOf<T>, view: fn(&T) -> Value) -> Value {
 
 pub async fn package_page(
     State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<PackagePageQuery>, ApiError>,
-) -> ApiResult {
-    let who = caller.identity()?;
-    let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
-    st.auth.authorize(&who, &p, Some(&r), Action::Read).await?;
+    scope: Scope,
+    Query(q): Query<PackagePageQuery>,
+) -> Result<Response> {
+    let repo = scope.repo()?;
     let req = PageRequest::from_query(q.page_number, q.page_size)?;
     let prefix = q.package_name.filter(|n| !n.is_empty());
-    let page = st
-        .registry
-        .package_page(&p, &r, prefix.as_deref(), req)
-        .await
-        .map_err(|e| ApiError::from(e).not_found_code(crate::envelope::REPOSITORY_NOT_FOUND))?;
+    let page = st.registry.package_page(repo, prefix.as_deref(), req).await?;
     Ok(ok(page_view(&page, package_view)))
 }
 
 pub async fn version_page(
     State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<VersionPageQuery>, ApiError>,
-) -> ApiResult {
-    let who = caller.identity()?;
-    let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
-    st.auth.authorize(&who, &p, Some(&r), Action::Read).await?;
+    scope: Scope,
+    Query(q): Query<VersionPageQuery>,
+) -> Result<Response> {
+    let repo = scope.repo()?;
     let key = required(q.package_key, "packageKey")?;
     depot_core::model::validate_package_key(&key)?;
     let req = PageRequest::from_query(q.page_number, q.page_size)?;
@@ -98,14 +85,14 @@ pub async fn version_page(
     };
     let by_version = matches!(filter.sort_property.as_deref(), None | Some("version"));
     let unfiltered = filter.version.is_none() && filter.stage_tag.as_deref().is_none_or(|t| t.trim().is_empty());
+    let pkg = st.registry.get_package(&repo.project_id, &repo.name, &key).await?;
     if by_version && unfiltered {
         // The indexed path: cost follows the page size.
         let ascending = is_ascending(filter.direction.as_deref(), false)?;
-        let page = st.registry.version_page(&p, &r, &key, ascending, req).await.map_err(package_missing)?;
+        let page = st.registry.version_page(repo, &pkg, ascending, req).await?;
         return Ok(ok(page_view(&page, version_view)));
     }
-    st.registry.get_package(&p, &r, &key).await.map_err(package_missing)?;
-    let mut versions = filter_versions(st.registry.list_versions(&p, &r, &key).await?, &filter)?;
+    let mut versions = filter_versions(st.registry.list_versions(&repo.project_id, &repo.name, &key).await?, &filter)?;
     sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
     let total = versions.len() as i64;
     let items = versions.into_iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).collect();
@@ -176,73 +163,35 @@ pub fn version_view(v: &PackageVersion) -> Value {
     })
 }
 
-/// Authenticates, authorizes `action` on the repository and reads `packageKey`.
-async fn target(
-    st: &AppState,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-    action: Action,
-) -> Result<(Identity, String, String, String, KeyQuery), ApiError> {
-    let who = caller.identity()?;
-    let (BkPath((p, r)), BkQuery(q)) = (path?, query?);
-    st.auth.authorize(&who, &p, Some(&r), action).await?;
-    st.registry
-        .get_repository(&p, &r)
-        .await
-        .map_err(|e| ApiError::from(e).not_found_code(crate::envelope::REPOSITORY_NOT_FOUND))?;
+/// The repository the path names, and the `packageKey` of the query.
+fn target<'a>(scope: &'a Scope, q: &KeyQuery) -> Result<(&'a Repository, String)> {
+    let repo = scope.repo()?;
     let key = required(q.package_key.clone(), "packageKey")?;
     depot_core::model::validate_package_key(&key)?;
-    Ok((who, p, r, key, q))
+    Ok((repo, key))
 }
 
-fn package_missing(e: Error) -> ApiError {
-    ApiError::from(e).not_found_code(PACKAGE_NOT_FOUND)
+pub async fn package_info(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
+    let (repo, key) = target(&scope, &q)?;
+    Ok(ok(package_view(&st.registry.get_package(&repo.project_id, &repo.name, &key).await?)))
 }
 
-fn version_missing(e: Error) -> ApiError {
-    ApiError::from(e).not_found_code(VERSION_NOT_FOUND)
-}
-
-pub async fn package_info(
-    State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-) -> ApiResult {
-    let (_, p, r, key, _) = target(&st, caller, path, query, Action::Read).await?;
-    let pkg = st.registry.get_package(&p, &r, &key).await.map_err(package_missing)?;
-    Ok(ok(package_view(&pkg)))
-}
-
-pub async fn delete_package(
-    State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-) -> ApiResult {
-    let (who, p, r, key, _) = target(&st, caller, path, query, Action::Delete).await?;
-    let manage = st.auth.authorize(&who, &p, Some(&r), Action::Manage).await.is_ok();
-    st.registry.delete_package(&p, &r, &key, manage).await.map_err(package_missing)?;
+pub async fn delete_package(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
+    let (repo, key) = target(&scope, &q)?;
+    st.registry.delete_package(&scope.actor, &repo.project_id, &repo.name, &key).await?;
     Ok(ok(()))
 }
 
-pub async fn delete_version(
-    State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-) -> ApiResult {
-    let (who, p, r, key, q) = target(&st, caller, path, query, Action::Delete).await?;
+pub async fn delete_version(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
+    let (repo, key) = target(&scope, &q)?;
     let version = required(q.version, "version")?;
-    let manage = st.auth.authorize(&who, &p, Some(&r), Action::Manage).await.is_ok();
-    st.registry.delete_version(&p, &r, &key, &version, manage).await.map_err(version_missing)?;
+    st.registry.delete_version(&scope.actor, &repo.project_id, &repo.name, &key, &version).await?;
     Ok(ok(()))
 }
 
 /// Reads a bkrepo sort direction, `ASC` or `DESC` in any case; `default_ascending` when
 /// absent.
-pub(crate) fn is_ascending(direction: Option<&str>, default_ascending: bool) -> Result<bool, Error> {
+pub(crate) fn is_ascending(direction: Option<&str>, default_ascending: bool) -> Result<bool> {
     match direction.map(str::to_ascii_uppercase).as_deref() {
         None => Ok(default_ascending),
         Some("ASC") => Ok(true),
@@ -255,11 +204,7 @@ pub(crate) fn is_ascending(direction: Option<&str>, default_ascending: bool) -> 
 }
 
 /// Sorts versions by a bkrepo sort property; semver order, newest first, by default.
-fn sort_versions(
-    versions: &mut [PackageVersion],
-    property: Option<&str>,
-    direction: Option<&str>,
-) -> Result<(), ApiError> {
+fn sort_versions(versions: &mut [PackageVersion], property: Option<&str>, direction: Option<&str>) -> Result<()> {
     let ascending = is_ascending(direction, false)?;
     let key: fn(&PackageVersion, &PackageVersion) -> std::cmp::Ordering = match property {
         None | Some("version") => |a, b| compare_versions(&a.name, &b.name),
@@ -272,8 +217,7 @@ fn sort_versions(
             return Err(Error::Invalid(format!(
                 "unknown sortProperty '{}': use version, name, createdDate, lastModifiedDate, downloads or size",
                 printable(other)
-            ))
-            .into())
+            )))
         }
     };
     versions.sort_by(|a, b| if ascending { key(a, b) } else { key(b, a) });
@@ -282,7 +226,7 @@ fn sort_versions(
 
 /// Keeps the versions that match a filter: version prefix, every listed stage tag, and
 /// every metadata key/value.
-fn filter_versions(versions: Vec<PackageVersion>, f: &VersionFilter) -> Result<Vec<PackageVersion>, ApiError> {
+fn filter_versions(versions: Vec<PackageVersion>, f: &VersionFilter) -> Result<Vec<PackageVersion>> {
     let tags = match f.stage_tag.as_deref().filter(|t| !t.trim().is_empty()) {
         Some(t) => t.split(',').map(parse_stage).collect::<Result<Vec<_>, _>>()?,
         None => vec![],
@@ -302,33 +246,29 @@ fn filter_versions(versions: Vec<PackageVersion>, f: &VersionFilter) -> Result<V
 
 pub async fn list_versions(
     State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-    body: Result<BkJson<VersionFilter>, ApiError>,
-) -> ApiResult {
-    let (_, p, r, key, _) = target(&st, caller, path, query, Action::Read).await?;
-    let BkJson(filter) = body?;
-    st.registry.get_package(&p, &r, &key).await.map_err(package_missing)?;
-    let mut versions = filter_versions(st.registry.list_versions(&p, &r, &key).await?, &filter)?;
+    scope: Scope,
+    Query(q): Query<KeyQuery>,
+    Json(filter): Json<VersionFilter>,
+) -> Result<Response> {
+    let (repo, key) = target(&scope, &q)?;
+    let (p, r) = (repo.project_id.as_str(), repo.name.as_str());
+    st.registry.get_package(p, r, &key).await?;
+    let mut versions = filter_versions(st.registry.list_versions(p, r, &key).await?, &filter)?;
     sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
     Ok(ok(versions.iter().map(version_view).collect::<Vec<_>>()))
 }
 
 pub async fn download_version(
     State(st): State<AppState>,
-    caller: Caller,
+    scope: Scope,
     base: BaseUrl,
     headers: HeaderMap,
-    path: Result<BkPath<(String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-) -> ApiResult {
-    let (_, p, r, key, q) = target(&st, caller, path, query, Action::Read).await?;
+    Query(q): Query<KeyQuery>,
+) -> Result<Response> {
+    let (repo, key) = target(&scope, &q)?;
     let version = required(q.version, "version")?;
-    let v = st.registry.get_version(&p, &r, &key, &version).await.map_err(version_missing)?;
-    st.registry.record_download(&p, &r, &key, &version).await.map_err(version_missing)?;
-    let filename = v.content_path.rsplit('/').next().filter(|f| !f.is_empty()).unwrap_or(&v.name).to_string();
-    Ok(download(&st, &base, &headers, &v.blob_key, &filename).await?)
+    let v = st.registry.get_version(&repo.project_id, &repo.name, &key, &version).await?;
+    respond(st.registry.download_version(&v, None, parse_range(&headers)?).await?, &base)
 }
 
 /// `POST /repository/api/stage/upgrade/{projectId}/{repoName}/{packageKey}/{version}`:
@@ -337,18 +277,16 @@ pub async fn download_version(
 /// segment.
 pub async fn upgrade_stage(
     State(st): State<AppState>,
-    caller: Caller,
-    path: Result<BkPath<(String, String, String)>, ApiError>,
-    query: Result<BkQuery<KeyQuery>, ApiError>,
-) -> ApiResult {
-    let who = caller.identity()?;
-    let (BkPath((p, r, rest)), BkQuery(q)) = (path?, query?);
-    st.auth.authorize(&who, &p, Some(&r), Action::Write).await?;
+    scope: Scope,
+    Path((_, _, rest)): Path<(String, String, String)>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Response> {
+    let repo = scope.repo()?;
     let (key, version) = rest.rsplit_once('/').filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| {
         Error::Invalid(format!("expected {{packageKey}}/{{version}} after the repository, not '{}'", printable(&rest)))
     })?;
     depot_core::model::validate_package_key(key)?;
     let v =
-        st.registry.upgrade_stage(&p, &r, key, version, q.tag.as_deref(), who.name()).await.map_err(version_missing)?;
+        st.registry.upgrade_stage(&repo.project_id, &repo.name, key, version, q.tag.as_deref(), &scope.actor).await?;
     Ok(ok(version_view(&v)))
 }

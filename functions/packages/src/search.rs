@@ -8,17 +8,17 @@
 use std::cmp::Ordering;
 
 use axum::extract::State;
-use depot_core::auth::Action;
-use depot_core::http::AppState;
-use depot_core::model::{parse_iso, printable};
+use axum::response::Response;
+use depot_core::http::bkrepo::ok;
+use depot_core::http::extract::Json;
+use depot_core::http::{AppState, Scope};
+use depot_core::model::{parse_iso, printable, Action};
 use depot_core::registry::PageRequest;
-use depot_core::Error;
+use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::envelope::{ok, ApiError, ApiResult, PARAMETER_MISSING};
-use crate::extract::{BkJson, User};
 use crate::packages::package_view;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,7 +49,7 @@ const FIELDS: &[(&str, Kind)] = &[
 /// Fields a select may name beyond the rule fields.
 const SELECT_ONLY: &[&str] = &["extension", "historyVersion"];
 
-fn kind_of(field: &str) -> Result<Kind, Error> {
+fn kind_of(field: &str) -> Result<Kind> {
     FIELDS.iter().find(|(f, _)| *f == field).map(|(_, k)| *k).ok_or_else(|| {
         let names: Vec<_> = FIELDS.iter().map(|(f, _)| *f).collect();
         Error::Invalid(format!("unknown field '{}': use one of {}", printable(field), names.join(", ")))
@@ -111,7 +111,7 @@ fn invalid(m: String) -> Error {
 }
 
 /// Parses and checks one rule.
-pub fn parse_rule(v: &Value) -> Result<Rule, Error> {
+pub fn parse_rule(v: &Value) -> Result<Rule> {
     let obj = v.as_object().ok_or_else(|| invalid(format!("a rule must be an object, not {v}")))?;
     if let Some(relation) = obj.get("relation") {
         let relation = relation.as_str().ok_or_else(|| invalid("relation must be AND, OR or NOR".into()))?;
@@ -119,7 +119,7 @@ pub fn parse_rule(v: &Value) -> Result<Rule, Error> {
             .get("rules")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid(format!("a nested rule ({relation}) needs a 'rules' list")))?;
-        let rules = rules.iter().map(parse_rule).collect::<Result<Vec<_>, _>>()?;
+        let rules = rules.iter().map(parse_rule).collect::<Result<Vec<_>>>()?;
         return match relation.to_ascii_uppercase().as_str() {
             "AND" => Ok(Rule::And(rules)),
             "OR" => Ok(Rule::Or(rules)),
@@ -279,9 +279,9 @@ pub fn matches(rule: &Rule, rec: &Map<String, Value>) -> bool {
 }
 
 /// The project the top rule names: it must be an AND with a `projectId` EQ leaf.
-fn project_of(rule: &Rule) -> Result<String, ApiError> {
+fn project_of(rule: &Rule) -> Result<String> {
     let Rule::And(rules) = rule else {
-        return Err(Error::Invalid("the top rule must be an AND rule holding a projectId EQ rule".into()).into());
+        return Err(Error::Invalid("the top rule must be an AND rule holding a projectId EQ rule".into()));
     };
     for r in rules {
         if let Rule::Leaf { field, op: Op::Eq, value } = r {
@@ -289,15 +289,14 @@ fn project_of(rule: &Rule) -> Result<String, ApiError> {
                 return value
                     .as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| Error::Invalid("projectId must be a string".into()).into());
+                    .ok_or_else(|| Error::Invalid("projectId must be a string".into()));
             }
         }
     }
-    Err(ApiError::new(
-        axum::http::StatusCode::BAD_REQUEST,
-        PARAMETER_MISSING,
-        "Parameter [projectId] is missing: the top AND rule needs a projectId EQ rule",
-    ))
+    Err(Error::Missing {
+        param: "projectId".into(),
+        message: "Parameter [projectId] is missing: the top AND rule needs a projectId EQ rule".into(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -324,13 +323,8 @@ pub struct SearchBody {
     rule: Option<Value>,
 }
 
-pub async fn search(
-    State(st): State<AppState>,
-    User(who): User,
-    body: Result<BkJson<SearchBody>, ApiError>,
-) -> ApiResult {
-    let BkJson(body) = body?;
-    let rule_value = body.rule.ok_or_else(|| ApiError::missing("rule"))?;
+pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<SearchBody>) -> Result<Response> {
+    let rule_value = body.rule.ok_or_else(|| Error::missing("rule"))?;
     let rule = parse_rule(&rule_value)?;
     let project = project_of(&rule)?;
     for f in &body.select {
@@ -339,7 +333,7 @@ pub async fn search(
         }
     }
     let sort_kinds = match &body.sort {
-        Some(s) => s.properties.iter().map(|p| kind_of(p).map(|k| (p.clone(), k))).collect::<Result<Vec<_>, _>>()?,
+        Some(s) => s.properties.iter().map(|p| kind_of(p).map(|k| (p.clone(), k))).collect::<Result<Vec<_>>>()?,
         None => vec![],
     };
     let descending = !crate::packages::is_ascending(body.sort.as_ref().and_then(|s| s.direction.as_deref()), true)?;
@@ -348,10 +342,11 @@ pub async fn search(
         body.page.as_ref().and_then(|p| p.page_size),
     )?;
 
-    // Every repository of the project that the caller may read.
+    // Every repository of the project that the caller may read (its grants read once).
+    let grants = st.authorizer.grants(scope.who(), &project).await?;
     let mut records = Vec::new();
     for repo in st.registry.list_repositories(&project).await? {
-        if st.auth.authorize(&who, &project, Some(&repo.name), Action::Read).await.is_err() {
+        if !grants.rights(Some((&repo.name, Some(&repo)))).allows(Action::Read) {
             continue;
         }
         for pkg in st.registry.list_packages(&project, &repo.name).await? {

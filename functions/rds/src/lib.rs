@@ -5,41 +5,44 @@
 //! domain. Errors are `{"error":"..."}` with a fitting status on every route; the
 //! `/rds/ext/...` routes answer success in the bkrepo envelope.
 mod archive;
-mod error;
 mod handlers;
 mod index;
 
-use axum::Router;
-use depot_core::http::{surface_router, AppState, RouteTable};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use depot_core::http::{public_message, Access, Routes, Surface};
+use depot_core::model::Action::{Delete, Read, Write};
+use depot_core::Error;
 
-pub use error::{not_found, RdsError};
+/// This surface, for `depot serve`, the `rds` Lambda function and the tests.
+pub const SURFACE: Surface = Surface { name: "rds", prefixes: &["/rds/", "/api/"], routes, render };
 
-/// The routes of this surface. The route-consistency test compares them with
-/// `template.yaml`.
-pub fn routes() -> RouteTable<AppState> {
-    RouteTable::new()
-        .post("/rds/api/{projectId}/{repoName}/charts", handlers::upload)
-        .post("/api/{projectId}/{repoName}/charts", handlers::upload)
-        .get("/rds/{projectId}/{repoName}/index.yaml", handlers::index_yaml)
-        .get("/rds/{projectId}/{repoName}/api/charts", handlers::all_charts)
-        .head("/rds/{projectId}/{repoName}/api/charts", handlers::all_charts)
-        .get("/rds/{projectId}/{repoName}/api/charts/{name}", handlers::chart_versions)
-        .head("/rds/{projectId}/{repoName}/api/charts/{name}", handlers::chart_versions)
-        .get("/rds/{projectId}/{repoName}/api/charts/{name}/{version}", handlers::chart_version)
-        .head("/rds/{projectId}/{repoName}/api/charts/{name}/{version}", handlers::chart_version)
-        .delete("/rds/{projectId}/{repoName}/api/charts/{name}/{version}", handlers::delete_chart_version)
-        .get("/rds/{projectId}/{repoName}/charts/{filename}", handlers::download)
+/// The routes of this surface, each with the access it needs.
+pub fn routes() -> Routes {
+    use handlers::*;
+    use Access::Repo;
+    Routes::new()
+        .post("/rds/api/{projectId}/{repoName}/charts", Repo(Write), upload)
+        .post("/api/{projectId}/{repoName}/charts", Repo(Write), upload)
+        .get("/rds/{projectId}/{repoName}/index.yaml", Repo(Read), index_yaml)
+        .get("/rds/{projectId}/{repoName}/api/charts", Repo(Read), all_charts)
+        .head("/rds/{projectId}/{repoName}/api/charts", Repo(Read), all_charts)
+        .get("/rds/{projectId}/{repoName}/api/charts/{name}", Repo(Read), chart_versions)
+        .head("/rds/{projectId}/{repoName}/api/charts/{name}", Repo(Read), chart_versions)
+        .get("/rds/{projectId}/{repoName}/api/charts/{name}/{version}", Repo(Read), chart_version)
+        .head("/rds/{projectId}/{repoName}/api/charts/{name}/{version}", Repo(Read), chart_version)
+        .delete("/rds/{projectId}/{repoName}/api/charts/{name}/{version}", Repo(Delete), delete_chart_version)
+        .get("/rds/{projectId}/{repoName}/charts/{filename}", Repo(Read), download)
         // The spec writes the ext routes with a slash before the query; both forms work.
-        .get("/rds/ext/version/detail/{projectId}/{repoName}", handlers::ext_version_detail)
-        .get("/rds/ext/version/detail/{projectId}/{repoName}/", handlers::ext_version_detail)
-        .delete("/rds/ext/package/delete/{projectId}/{repoName}", handlers::ext_delete_package)
-        .delete("/rds/ext/package/delete/{projectId}/{repoName}/", handlers::ext_delete_package)
-        .delete("/rds/ext/version/delete/{projectId}/{repoName}", handlers::ext_delete_version)
-        .delete("/rds/ext/version/delete/{projectId}/{repoName}/", handlers::ext_delete_version)
+        .get("/rds/ext/version/detail/{projectId}/{repoName}", Repo(Read), ext_version_detail)
+        .get("/rds/ext/version/detail/{projectId}/{repoName}/", Repo(Read), ext_version_detail)
+        .delete("/rds/ext/package/delete/{projectId}/{repoName}", Repo(Delete), ext_delete_package)
+        .delete("/rds/ext/package/delete/{projectId}/{repoName}/", Repo(Delete), ext_delete_package)
+        .delete("/rds/ext/version/delete/{projectId}/{repoName}", Repo(Delete), ext_delete_version)
+        .delete("/rds/ext/version/delete/{projectId}/{repoName}/", Repo(Delete), ext_delete_version)
 }
 
-/// This surface's router, with its state. No fallback: `depot serve` merges it with the
-/// other surfaces, and the Lambda entry point adds [`not_found`].
-pub fn router(state: AppState) -> Router {
-    surface_router(routes(), state, error::render)
+/// Every error of this surface: `{"error":"..."}`.
+fn render(e: &Error, status: StatusCode) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": public_message(e) }))).into_response()
 }

@@ -1,16 +1,20 @@
-//! Users, password hashes, API tokens, permissions and request identity.
+//! Who calls, what they may do, and the accounts behind both. Three roles:
+//!
+//! - [`Authenticator`]: turns an `Authorization` header into an [`Identity`].
+//! - [`Authorizer`]: what an identity may do on a project or repository, from the grants.
+//! - [`Accounts`]: administration of users, API tokens and grants.
 //!
 //! Passwords are hashed with argon2 and never stored, returned or logged in clear. API
 //! tokens are stored as the sha256 of their secret. Verified credentials are cached in
 //! memory for a short time, keyed by a sha256 of what the client sent, so that the slow
 //! hash does not run on every request; changing a password, deleting a user or deleting
 //! a token drops that user's entries in the same process.
-mod permissions;
-mod users;
+mod accounts;
+mod authorizer;
 
-pub(crate) use permissions::forget_grants;
-pub use permissions::{Action, NewPermission, PermUser, Permission, ResourceType};
-pub use users::{NewUser, Token, UserUpdate, UserView};
+pub use crate::model::{Action, Identity, PermUser, Permission, ResourceType};
+pub use accounts::{Accounts, NewPermission, NewUser, Token, UserUpdate, UserView, MIN_PASSWORD_LEN, TOKEN_PREFIX};
+pub use authorizer::{require, Authorizer, ProjectGrants};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,12 +25,13 @@ use argon2::Argon2;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use crate::model::{now_iso, user_key};
-use crate::registry::{from_item, to_item};
+use crate::model::parse_iso;
+use crate::store::schema::{from_item, to_item, token_key, user_key};
 use crate::store::{Cond, Table};
-use crate::{Error, Result};
+use crate::{model::now_iso, Error, Result};
 
 /// The system administrator created on first start.
 pub const ADMIN_USER: &str = "admin";
@@ -38,7 +43,7 @@ const CACHE_CAPACITY: usize = 1024;
 /// A stored user. `pwd_hash` is an argon2 PHC string.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct User {
+pub struct UserRecord {
     pub user_id: String,
     pub name: String,
     pub pwd_hash: String,
@@ -46,49 +51,6 @@ pub struct User {
     pub created_date: String,
     #[serde(default)]
     pub last_modified_date: String,
-}
-
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    Anonymous,
-    User { id: String, admin: bool },
-}
-
-impl Identity {
-    /// The caller's id when it is a system administrator; `Unauthenticated` for anonymous
-    /// callers and `Forbidden` for other users.
-    pub fn require_admin(&self) -> Result<&str> {
-        match self {
-            Identity::Anonymous => Err(unauthenticated()),
-            Identity::User { id, admin: true } => Ok(id),
-            Identity::User { id, .. } => Err(Error::Forbidden(format!("user [{id}] is not a system administrator"))),
-        }
-    }
-
-    /// The caller's id; `Unauthenticated` for anonymous callers.
-    pub fn require_user(&self) -> Result<&str> {
-        match self {
-            Identity::Anonymous => Err(unauthenticated()),
-            Identity::User { id, .. } => Ok(id),
-        }
-    }
-
-    /// The name written into `createdBy` fields: the user id, or `anonymous`.
-    pub fn name(&self) -> &str {
-        match self {
-            Identity::Anonymous => "anonymous",
-            Identity::User { id, .. } => id,
-        }
-    }
-
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Identity::User { admin: true, .. })
-    }
-}
-
-fn unauthenticated() -> Error {
-    Error::Unauthenticated("authentication required".into())
 }
 
 fn bad_credentials() -> Error {
@@ -120,8 +82,8 @@ struct CacheEntry {
     until: Instant,
 }
 
-/// Checks credentials against the user and token items, with a bounded in-memory cache,
-/// and answers permission questions.
+/// Authentication: checks credentials against the user and token items, with a bounded
+/// in-memory cache.
 pub struct Authenticator {
     table: Arc<dyn Table>,
     admin_password: Option<String>,
@@ -164,7 +126,7 @@ impl Authenticator {
             return Ok(None);
         }
         let now = now_iso();
-        let user = User {
+        let user = UserRecord {
             user_id: ADMIN_USER.into(),
             name: ADMIN_USER.into(),
             pwd_hash: hash_password(&password)?,
@@ -240,7 +202,7 @@ impl Authenticator {
 
     async fn verify_password_of(&self, user_id: &str, password: &str) -> Result<Identity> {
         let user = match crate::model::validate_name("user id", user_id) {
-            Ok(()) => self.table.get(&user_key(user_id)).await?.map(from_item::<User>).transpose()?,
+            Ok(()) => self.table.get(&user_key(user_id)).await?.map(from_item::<UserRecord>).transpose()?,
             Err(_) => None,
         };
         let hash = match &user {
@@ -253,6 +215,36 @@ impl Authenticator {
             Some(u) if ok => Ok(Identity::User { id: u.user_id, admin: u.admin }),
             _ => Err(bad_credentials()),
         }
+    }
+
+    /// Checks `secret` as an API token. `None` when it is not one, so that a Basic
+    /// password is then checked as a password. Returns the identity and how long it may
+    /// be cached (never past the token's expiry).
+    async fn verify_token(&self, user_id: Option<&str>, secret: &str) -> Result<Option<(Identity, Duration)>> {
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
+        }
+        let Some(item) = self.table.get(&token_key(&accounts::sha256_hex(secret))).await? else {
+            return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
+        };
+        let token: accounts::Token = from_item(item)?;
+        if user_id.is_some_and(|u| u != token.user_id) {
+            return Err(bad_credentials());
+        }
+        let now = OffsetDateTime::now_utc();
+        if token.expired(now) {
+            return Err(Error::Unauthenticated(format!("token [{}] has expired", token.name)));
+        }
+        let user = match self.table.get(&user_key(&token.user_id)).await? {
+            Some(item) => from_item::<UserRecord>(item)?,
+            None => return Err(bad_credentials()),
+        };
+        let mut valid_for = self.cache_ttl;
+        if let Some(until) = token.expired_at.as_deref().and_then(parse_iso) {
+            let left = (until - now).try_into().unwrap_or(Duration::ZERO);
+            valid_for = valid_for.min(left);
+        }
+        Ok(Some((Identity::User { id: user.user_id, admin: user.admin }, valid_for)))
     }
 
     /// Drops every cached verification of `user_id`, so that the next request re-checks.

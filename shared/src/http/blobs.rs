@@ -1,12 +1,12 @@
-//! Downloads, blob references and the embedded backend's signed local blob routes.
+//! Download answers, blob references and the embedded backend's signed local blob routes.
 //!
-//! Every surface answers a download through [`download`]: a 302 to a presigned URL that
-//! expires within 15 minutes, or the bytes streamed through when
-//! `DEPOT_DOWNLOAD_MODE=proxy`. On the embedded backend the presigned URLs point at
-//! `/blobs/local/...`, which [`local_blob_router`] serves after checking the HMAC
-//! signature and expiry; `depot serve` mounts it, Lambda never needs it.
+//! The use cases decide how a download is answered (`registry::Download`: a redirect to a
+//! presigned URL that expires within 15 minutes, or the bytes streamed through when
+//! `DEPOT_DOWNLOAD_MODE=proxy`); [`respond`] turns that into HTTP. On the embedded
+//! backend the presigned URLs point at `/blobs/local/...`, which [`local_blob_router`]
+//! serves after checking the HMAC signature and expiry; `depot serve` mounts it, Lambda
+//! never needs it.
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -18,12 +18,9 @@ use axum::Router;
 use futures::TryStreamExt;
 
 use super::AppState;
-use crate::config::DownloadMode;
+use crate::registry::Download;
 use crate::store::{pct_encode, BlobObject, ByteRange, LOCAL_BLOB_PREFIX};
 use crate::{Error, Result};
-
-/// How long a presigned download URL stays valid.
-pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The header that names a staged blob instead of sending the file.
 pub const BLOB_HEADER: &str = "x-depot-blob";
@@ -108,47 +105,29 @@ pub fn stream_response(obj: BlobObject, range: Option<ByteRange>, filename: Opti
     res
 }
 
-/// Answers a download of the blob at `key`, saved as `filename`, in the configured mode.
-pub async fn download(
-    state: &AppState,
-    base: &BaseUrl,
-    headers: &HeaderMap,
-    key: &str,
-    filename: &str,
-) -> Result<Response> {
-    match state.config.download_mode {
-        DownloadMode::Redirect => {
-            let url = base.resolve(state.registry.blobs.presign_get(key, DOWNLOAD_URL_TTL, Some(filename)).await?);
+/// Answers a download as the use case decided it: 302 to the presigned URL (made
+/// absolute), or the bytes.
+pub fn respond(download: Download, base: &BaseUrl) -> Result<Response> {
+    match download {
+        Download::Redirect(url) => {
+            let url = base.resolve(url);
             let mut res = StatusCode::FOUND.into_response();
-            res.headers_mut().insert(
-                header::LOCATION,
-                HeaderValue::from_str(&url)
-                    .map_err(|_| Error::Internal("presigned URL is not a header value".into()))?,
-            );
+            let location = HeaderValue::from_str(&url)
+                .map_err(|_| Error::Internal("presigned URL is not a header value".into()))?;
+            res.headers_mut().insert(header::LOCATION, location);
             Ok(res)
         }
-        DownloadMode::Proxy => {
-            let range = parse_range(headers)?;
-            let obj = state.registry.blobs.get(key, range).await?;
-            Ok(stream_response(obj, range, Some(filename)))
-        }
+        Download::Stream { object, range, filename } => Ok(stream_response(object, range, Some(&filename))),
     }
 }
 
-/// An error of the local routes: a status and a one-line JSON message.
+/// An error of the local routes: its status and a one-line JSON message.
 fn local_error(e: Error) -> Response {
-    let status = match &e {
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::Invalid(_) => StatusCode::BAD_REQUEST,
-        Error::Internal(m) => {
-            tracing::error!(trace_id = %super::trace_id(), error = %m, "internal error");
-            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(serde_json::json!({ "error": "internal error" })))
-                .into_response();
-        }
-        _ => StatusCode::BAD_REQUEST,
-    };
-    (status, axum::Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+    let status = super::status_of(&e);
+    if let Error::Internal(m) = &e {
+        tracing::error!(trace_id = %super::trace_id(), error = %m, "internal error");
+    }
+    (status, axum::Json(serde_json::json!({ "error": super::public_message(&e) }))).into_response()
 }
 
 async fn local_blob(
@@ -160,10 +139,13 @@ async fn local_blob(
     body: Body,
 ) -> Response {
     let result: Result<Response> = async {
-        let signer = state
-            .signer
-            .as_ref()
-            .ok_or_else(|| Error::NotFound("local blob routes serve the embedded backend only".into()))?;
+        let signer = state.signer.as_ref().ok_or_else(|| {
+            Error::not_found_as(
+                crate::error::Kind::Route,
+                LOCAL_BLOB_PREFIX,
+                "local blob routes serve the embedded backend only",
+            )
+        })?;
         let m = if method == Method::HEAD { "GET" } else { method.as_str() };
         let filename = q.get("filename").map(String::as_str);
         signer.verify(

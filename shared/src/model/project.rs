@@ -93,6 +93,20 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// The repository, checked to be of `ty`: another type is `Invalid`.
+    pub fn of_type(&self, ty: RepoType) -> Result<&Self> {
+        if self.repo_type != ty {
+            return Err(Error::Invalid(format!(
+                "repository [{}/{}] is a {} repository, not {}",
+                self.project_id,
+                self.name,
+                self.repo_type.as_str(),
+                ty.as_str()
+            )));
+        }
+        Ok(self)
+    }
+
     /// Names the repository's contents at this moment: it changes with every write, and
     /// differs from anything an earlier repository of the same name had. ETags, cached
     /// renderings and remembered page starts are keyed by it.

@@ -21,8 +21,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{from_item, Registry};
-use crate::model::{gc_mark_key, repo_partition, staged_partition, PackageVersion, PKG_SK_PREFIX, VER_SK_PREFIX};
+use super::Registry;
+use crate::error::Kind;
+use crate::model::PackageVersion;
+use crate::store::schema::{
+    from_item, gc_mark_key, package_partition, repo_partition, staged_partition, PKG_SK_PREFIX, VER_SK_PREFIX,
+};
 use crate::store::{query_all, BlobInfo, Cond, Key, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
@@ -73,7 +77,7 @@ impl Registry {
                         .await?;
                 for pkg in packages {
                     let key = pkg.get("key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                    let partition = crate::model::package_partition(&project.name, &repo.name, &key);
+                    let partition = package_partition(&project.name, &repo.name, &key);
                     for item in query_all(&*self.table, Query::prefix(partition, VER_SK_PREFIX)).await? {
                         keys.insert(from_item::<PackageVersion>(item)?.blob_key);
                     }
@@ -199,9 +203,8 @@ impl Registry {
     /// tried again; a staged blob whose record is gone is `NotFound`.
     pub(crate) async fn wait_for_collector(&self, blob_key: &str, hold: &Hold) -> Result<()> {
         if let Hold::Staged(_) = hold {
-            return Err(Error::NotFound(
-                "the staged blob expired before the upload was committed: upload it again".into(),
-            ));
+            let message = "the staged blob expired before the upload was committed: upload it again";
+            return Err(Error::not_found_as(Kind::StagedBlob, blob_key, message));
         }
         let key = gc_mark_key(blob_key);
         let give_up = std::time::Instant::now() + WAIT_FOR_COLLECTOR;

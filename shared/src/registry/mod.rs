@@ -1,45 +1,49 @@
-//! Use cases, written only against the two ports.
+//! Use cases, written only against the two ports (and the table's schema).
+//!
+//! Rules that depend on the data are decided here, from the caller's [`Actor`]
+//! (who it is and what it may do on the repository): a `@release` version needs MANAGE.
+//!
+//! [`Actor`]: crate::model::Actor
+mod derived;
+mod downloads;
 mod gc;
-mod packages;
+mod listing;
 mod projects;
 mod uploads;
+mod versions;
 
+pub use derived::DerivedCache;
+pub use downloads::{Download, DOWNLOAD_URL_TTL};
 pub use gc::{GcReport, Hold};
-pub use packages::{BlobRef, NewVersion, PageOf, PageRequest, MAX_PAGE_SIZE};
+pub use listing::{PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;
+pub use versions::{BlobRef, NewVersion};
 
 use std::sync::Arc;
 
-use serde::{de::DeserializeOwned, Serialize};
-
-use crate::store::{BlobStore, Item, Key, Table};
-use crate::{Error, Result};
+use crate::config::DownloadMode;
+use crate::store::{BlobStore, Table};
 
 /// The domain's entry point: every surface calls these use cases.
 #[derive(Clone)]
 pub struct Registry {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
+    /// How downloads are answered.
+    pub download_mode: DownloadMode,
+    /// Renderings derived from repositories, by repository state.
+    pub derived: Arc<DerivedCache>,
 }
 
 impl Registry {
+    /// A registry over the two ports, answering downloads with redirects.
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) -> Self {
-        Registry { table, blobs }
+        Registry { table, blobs, download_mode: DownloadMode::Redirect, derived: Arc::default() }
     }
-}
 
-/// Serialises a domain value into an item under `key`.
-pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item> {
-    let mut item = key.item();
-    match serde_json::to_value(value).map_err(Error::internal)? {
-        serde_json::Value::Object(m) => item.extend(m),
-        _ => return Err(Error::Internal("a domain value must serialise to an object".into())),
+    pub fn with_download_mode(mut self, mode: DownloadMode) -> Self {
+        self.download_mode = mode;
+        self
     }
-    Ok(item)
-}
-
-/// Reads a domain value back from an item, ignoring the key attributes.
-pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T> {
-    serde_json::from_value(serde_json::Value::Object(item)).map_err(|e| Error::Internal(format!("corrupt item: {e}")))
 }

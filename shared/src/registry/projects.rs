@@ -1,11 +1,12 @@
 //! Projects and repositories.
 use serde_json::Value;
 
-use super::packages::pages_partition;
-use super::{from_item, to_item, Registry};
-use crate::model::{
-    now_iso, package_partition, project_key, project_partition, repo_key, repo_partition, staged_partition,
-    validate_name, Project, RepoType, Repository, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
+use super::Registry;
+use crate::error::Kind;
+use crate::model::{now_iso, validate_name, Project, RepoType, Repository};
+use crate::store::schema::{
+    forget_grants, from_item, package_partition, pages_partition, project_key, project_partition, repo_key,
+    repo_partition, staged_partition, to_item, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
 };
 use crate::store::{delete_all, query_all, Cond, Item, Key, Query, TxOp};
 use crate::{Error, Result};
@@ -51,13 +52,13 @@ impl Registry {
         let key = project_key(&project.name);
         if self.table.get(&key).await?.is_none() {
             // Grants a failed deletion of an earlier project of this name left behind.
-            crate::auth::forget_grants(&*self.table, &project.name, None).await?;
+            forget_grants(&*self.table, &project.name, None).await?;
         }
         let item = to_item(&key, &project)?;
         self.table
             .put(item, Cond::NotExists)
             .await
-            .map_err(|e| e.on_conflict(|| Error::Exists(format!("project [{}] already exists", project.name))))?;
+            .map_err(|e| e.on_conflict(|| Error::exists(Kind::Project, &project.name)))?;
         Ok(project)
     }
 
@@ -65,7 +66,7 @@ impl Registry {
         validate_name("project name", name)?;
         match self.table.get(&project_key(name)).await? {
             Some(item) => from_item(item),
-            None => Err(Error::NotFound(format!("project [{name}] not found"))),
+            None => Err(Error::not_found(Kind::Project, name)),
         }
     }
 
@@ -96,7 +97,7 @@ impl Registry {
                 ))
             })
         })?;
-        crate::auth::forget_grants(&*self.table, name, None).await
+        forget_grants(&*self.table, name, None).await
     }
 
     pub async fn create_repository(&self, req: NewRepository, by: &str) -> Result<Repository> {
@@ -131,26 +132,26 @@ impl Registry {
         ];
         match self.table.transact(ops).await {
             Ok(()) => Ok(repo),
-            Err(e) if e.failed_op(1) => Err(Error::NotFound(format!("project [{}] not found", repo.project_id))),
-            Err(e) => Err(e.on_conflict(|| {
-                Error::Exists(format!("repository [{}/{}] already exists", repo.project_id, repo.name))
-            })),
+            Err(e) if e.failed_op(1) => Err(Error::not_found(Kind::Project, &repo.project_id)),
+            Err(e) => {
+                Err(e.on_conflict(|| Error::exists(Kind::Repository, format!("{}/{}", repo.project_id, repo.name))))
+            }
         }
     }
 
     pub async fn get_repository(&self, project: &str, name: &str) -> Result<Repository> {
         validate_name("project name", project)?;
         validate_name("repository name", name)?;
-        match self.table.get(&repo_key(project, name)).await? {
-            Some(item) => from_item(item),
-            None => Err(Error::NotFound(format!("repository [{project}/{name}] not found"))),
-        }
+        self.find_repository(project, name)
+            .await?
+            .ok_or_else(|| Error::not_found(Kind::Repository, format!("{project}/{name}")))
     }
 
-    pub async fn repository_exists(&self, project: &str, name: &str) -> Result<bool> {
+    /// The repository, or `None` when it does not exist.
+    pub async fn find_repository(&self, project: &str, name: &str) -> Result<Option<Repository>> {
         validate_name("project name", project)?;
         validate_name("repository name", name)?;
-        Ok(self.table.get(&repo_key(project, name)).await?.is_some())
+        self.table.get(&repo_key(project, name)).await?.map(from_item).transpose()
     }
 
     /// Lists a project's repositories, by name. An unknown project is `NotFound`.
@@ -186,7 +187,7 @@ impl Registry {
                 ))
             })
         })?;
-        crate::auth::forget_grants(&*self.table, project, Some(name)).await?;
+        forget_grants(&*self.table, project, Some(name)).await?;
         // Blobs staged for this repository are not for one created again under its name.
         delete_all(&*self.table, Query::partition(staged_partition(project, name))).await?;
         // Only tidying: a repository created again under this name has another uid, so

@@ -13,15 +13,15 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{from_item, to_item, Hold, Registry};
+use super::{Hold, Registry};
+use crate::error::Kind;
+use crate::model::{format_iso, now_iso, parse_iso, validate_name};
+use crate::store::schema::{from_item, repo_key, staged_key, to_item, upload_key, UPLOADS_PK, UPLOAD_SK_PREFIX};
+use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp, TTL_ATTR};
+use crate::{Error, Result};
 
 /// How many times a completion waits out a garbage collection's mark on its bytes.
 const MAX_GUARD_WAITS: usize = 8;
-use crate::model::{
-    format_iso, now_iso, parse_iso, repo_key, staged_key, upload_key, validate_name, UPLOADS_PK, UPLOAD_SK_PREFIX,
-};
-use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp, TTL_ATTR};
-use crate::{Error, Result};
 
 /// How long the URLs of a session stay valid.
 pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(3600);
@@ -136,7 +136,7 @@ fn check_session_id(id: &str) -> Result<()> {
     if crate::model::is_generated_id(id) {
         Ok(())
     } else {
-        Err(Error::NotFound(format!("upload session [{}] not found", crate::model::printable(id))))
+        Err(Error::not_found(Kind::Upload, id))
     }
 }
 
@@ -162,7 +162,7 @@ impl Registry {
             )));
         }
         if self.table.get(&repo_key(&req.project_id, &req.repo_name)).await?.is_none() {
-            return Err(Error::NotFound(format!("repository [{}/{}] not found", req.project_id, req.repo_name)));
+            return Err(Error::not_found(Kind::Repository, format!("{}/{}", req.project_id, req.repo_name)));
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key = staging_key(&id);
@@ -212,10 +212,10 @@ impl Registry {
         check_session_id(id)?;
         let session: UploadSession = match self.table.get(&upload_key(id)).await? {
             Some(item) => from_item(item)?,
-            None => return Err(Error::NotFound(format!("upload session [{id}] not found"))),
+            None => return Err(Error::not_found(Kind::Upload, id)),
         };
         if session.expired(OffsetDateTime::now_utc()) {
-            return Err(Error::NotFound(format!("upload session [{id}] has expired")));
+            return Err(Error::not_found_as(Kind::Upload, id, format!("upload session [{id}] has expired")));
         }
         Ok(session)
     }
@@ -257,7 +257,7 @@ impl Registry {
                     joined = digests;
                     received = self.blobs.head(&key).await?;
                 }
-                Err(Error::NotFound(_)) => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -368,9 +368,8 @@ impl Registry {
         let hex = parse_sha256(digest)?;
         let digest = format!("sha256:{hex}");
         let missing = || {
-            Error::NotFound(format!(
-                "no completed upload session staged blob {digest} for repository [{project}/{repo}]"
-            ))
+            let message = format!("no completed upload session staged blob {digest} for repository [{project}/{repo}]");
+            Error::not_found_as(Kind::StagedBlob, &digest, message)
         };
         let item = self.table.get(&staged_key(project, repo, &digest)).await?.ok_or_else(missing)?;
         let staged: StagedBlob = from_item(item)?;

@@ -29,7 +29,11 @@ fn check_upload_id(upload_id: &str) -> Result<()> {
     if crate::model::is_generated_id(upload_id) {
         Ok(())
     } else {
-        Err(Error::NotFound(format!("multipart upload '{}' not found", crate::model::printable(upload_id))))
+        Err(Error::not_found_as(
+            crate::error::Kind::Upload,
+            upload_id,
+            format!("multipart upload \'{}\' not found", crate::model::printable(upload_id)),
+        ))
     }
 }
 
@@ -98,7 +102,7 @@ impl BlobStore for FsBlobStore {
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("blob {key} not found")))
+                return Err(Error::not_found_as(crate::error::Kind::Blob, key, format!("blob {key} not found")))
             }
             Err(e) => return Err(e.into()),
         };
@@ -135,7 +139,7 @@ impl BlobStore for FsBlobStore {
         }
         match tokio::fs::rename(&src, &dst).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::NotFound(format!("blob {from} not found")))
+                Err(Error::not_found_as(crate::error::Kind::Blob, from, format!("blob {from} not found")))
             }
             r => Ok(r?),
         }
@@ -151,7 +155,7 @@ impl BlobStore for FsBlobStore {
         let tmp = dst.with_file_name(format!(".copy-{}", uuid::Uuid::new_v4().simple()));
         let linked = match tokio::fs::hard_link(&src, &tmp).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("blob {from} not found")))
+                return Err(Error::not_found_as(crate::error::Kind::Blob, from, format!("blob {from} not found")))
             }
             Err(_) => tokio::fs::copy(&src, &tmp).await.map(|_| ()),
             ok => ok,
@@ -163,7 +167,7 @@ impl BlobStore for FsBlobStore {
         if let Err(e) = moved {
             let _ = tokio::fs::remove_file(&tmp).await;
             if e.kind() == std::io::ErrorKind::NotFound {
-                return Err(Error::NotFound(format!("blob {from} not found")));
+                return Err(Error::not_found_as(crate::error::Kind::Blob, from, format!("blob {from} not found")));
             }
             return Err(e.into());
         }
@@ -205,7 +209,11 @@ impl BlobStore for FsBlobStore {
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("multipart upload {upload_id} not found")))
+                return Err(Error::not_found_as(
+                    crate::error::Kind::Upload,
+                    upload_id,
+                    format!("multipart upload {upload_id} not found"),
+                ))
             }
             Err(e) => return Err(e.into()),
         };

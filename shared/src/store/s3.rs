@@ -87,7 +87,11 @@ impl S3BlobStore {
             {
                 Ok(o) => o,
                 Err(e) if matches!(e.code(), Some("NoSuchUpload")) => {
-                    return Err(Error::NotFound(format!("multipart upload {upload_id} not found")))
+                    return Err(Error::not_found_as(
+                        crate::error::Kind::Upload,
+                        upload_id,
+                        format!("multipart upload {upload_id} not found"),
+                    ))
                 }
                 Err(e) => return Err(s3_err("list parts", e)),
             };
@@ -204,7 +208,10 @@ impl BlobStore for S3BlobStore {
         let mut req = self.client.get_object().bucket(&self.bucket).key(key);
         let mut known_size = None;
         if range.is_some() {
-            let size = self.head(key).await?.ok_or_else(|| Error::NotFound(format!("blob {key} not found")))?;
+            let size = self
+                .head(key)
+                .await?
+                .ok_or_else(|| Error::not_found_as(crate::error::Kind::Blob, key, format!("blob {key} not found")))?;
             if let Some((start, end)) = resolve_range(range, size)? {
                 req = req.range(format!("bytes={start}-{end}"));
             }
@@ -213,7 +220,7 @@ impl BlobStore for S3BlobStore {
         let out = match req.send().await {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(Error::NotFound(format!("blob {key} not found")))
+                return Err(Error::not_found_as(crate::error::Kind::Blob, key, format!("blob {key} not found")))
             }
             Err(e) => return Err(s3_err("get object", e)),
         };
@@ -268,7 +275,9 @@ impl BlobStore for S3BlobStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some("NoSuchKey")) => Err(Error::NotFound(format!("blob {from} not found"))),
+            Err(e) if matches!(e.code(), Some("NoSuchKey")) => {
+                Err(Error::not_found_as(crate::error::Kind::Blob, from, format!("blob {from} not found")))
+            }
             Err(e) => Err(s3_err("copy object", e)),
         }
     }

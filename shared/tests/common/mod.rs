@@ -20,7 +20,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
         "AWS_ENDPOINT_URL is not set: the AWS adapter tests need moto; run them with infra/test.sh"
     );
-    depot_core::config::sdk_config().await
+    depot_core::http::sdk_config().await
 }
 
 pub async fn embedded_table() -> (Arc<dyn Table>, Guard) {

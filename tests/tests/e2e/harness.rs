@@ -256,3 +256,9 @@ pub async fn oneshot(app: &axum::Router, req: axum::http::Request<axum::body::Bo
     let status = res.status().as_u16();
     (status, axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap())
 }
+
+/// Every surface on one in-process router, as `depot serve` has them (without its local
+/// blob routes).
+pub fn surfaces(state: depot_core::http::AppState) -> axum::Router {
+    depot_core::http::app(depot_cli::SURFACES, state)
+}

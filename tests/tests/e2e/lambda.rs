@@ -24,7 +24,7 @@ impl Drop for Watch {
 async fn packages_function_under_cargo_lambda_watch() {
     use std::os::unix::process::CommandExt;
     aws_endpoint();
-    let sdk = depot_core::config::sdk_config().await;
+    let sdk = depot_core::http::sdk_config().await;
     let (table, bucket) = (unique("lambda"), unique("lambda"));
     DynamoTable::new(&sdk, &table).ensure_table().await.unwrap();
     S3BlobStore::new(&sdk, &bucket).ensure_bucket().await.unwrap();
@@ -153,6 +153,6 @@ async fn packages_function_under_cargo_lambda_watch() {
 
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);
-    let item = depot_core::store::Table::get(&t, &depot_core::model::repo_key("lam", "charts")).await.unwrap();
+    let item = depot_core::store::Table::get(&t, &depot_core::store::schema::repo_key("lam", "charts")).await.unwrap();
     assert_eq!(item.unwrap()["type"], "RDS");
 }

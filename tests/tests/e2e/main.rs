@@ -1,7 +1,10 @@
-//! End-to-end tests: they start the built `depot` binary and the Lambda binaries under
-//! `cargo lambda watch`, and drive them over HTTP. Run them through `infra/test.sh`,
-//! which builds the binaries and starts moto first.
+//! End-to-end tests. Some start the built `depot` binary and drive it over HTTP, some run
+//! the Lambda binaries under `cargo lambda watch`, and some drive the surfaces' routers
+//! in process (`harness::surfaces`, `harness::oneshot`) over the real storage adapters,
+//! to count what a request costs at the ports. Run them through `infra/test.sh`, which
+//! builds the binaries and starts moto first.
 mod access;
+mod cost;
 mod harness;
 mod lambda;
 mod packages;

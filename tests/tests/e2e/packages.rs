@@ -222,9 +222,9 @@ async fn twenty_concurrent_uploads_then_twenty_concurrent_deletes() {
 /// Walks every page of packages and versions, checking that each record comes once, the
 /// totals, the order, and the cost: items read per page follow the page size.
 async fn pages_on(config: depot_core::config::Config) {
-    let stores = config.open_stores(true).await.unwrap();
-    let counting = crate::rds::Counting::new(stores.table);
-    let stores = depot_core::config::Stores { table: counting.clone(), ..stores };
+    let stores = depot_core::http::open_stores(&config, true).await.unwrap();
+    let counting = depot_core::store::CountingTable::new(stores.table);
+    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
     let state = depot_core::http::AppState::from_stores(config, stores);
     let reg = state.registry.clone();
     use depot_core::model::RepoType;
@@ -240,24 +240,30 @@ async fn pages_on(config: depot_core::config::Config) {
     };
     reg.create_repository(nr, "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
+    let writer = depot_core::model::Actor::user("u", depot_core::model::Rights::ALL);
     let nv = |code: String, name: String, v: String| {
         NewVersion::new("pg", "r", &format!("rds://{code}"), &name, RepoType::Rds, &v, blob.clone())
     };
     // 25 packages with mixed-case names, and one package with 60 versions.
     for i in 0..25 {
         let name = if i % 2 == 0 { format!("Alpha{i:02}") } else { format!("beta{i:02}") };
-        reg.create_version(nv(format!("p{i:02}"), name, "1.0.0".into()), "u").await.unwrap();
+        reg.create_version(nv(format!("p{i:02}"), name, "1.0.0".into()), &writer).await.unwrap();
     }
     for i in 0..60 {
-        reg.create_version(nv("many".into(), "zz-many".into(), format!("1.{}.{}", i / 10, i % 10)), "u").await.unwrap();
+        reg.create_version(nv("many".into(), "zz-many".into(), format!("1.{}.{}", i / 10, i % 10)), &writer)
+            .await
+            .unwrap();
     }
     let req = |n: u32, size: u32| depot_core::registry::PageRequest { number: n, size };
+    // The repository and the package as a handler has them: read once, before the pages.
+    let repo = reg.get_repository("pg", "r").await.unwrap();
+    let many = reg.get_package("pg", "r", "rds://many").await.unwrap();
 
     // Packages: 26 in pages of 10, each once, by lower-case name.
     let mut seen = vec![];
     for n in 1..=3 {
         let before = counting.snapshot();
-        let page = reg.package_page("pg", "r", None, req(n, 10)).await.unwrap();
+        let page = reg.package_page(&repo, None, req(n, 10)).await.unwrap();
         let read = counting.snapshot().2 - before.2;
         assert!(read <= 10, "items read for package page {n}: {read}");
         assert_eq!(page.total, 26);
@@ -267,8 +273,8 @@ async fn pages_on(config: depot_core::config::Config) {
     let mut sorted = seen.clone();
     sorted.sort_by_key(|n| n.to_lowercase());
     assert_eq!(seen, sorted);
-    assert!(reg.package_page("pg", "r", None, req(4, 10)).await.unwrap().items.is_empty());
-    let alpha = reg.package_page("pg", "r", Some("ALPHA"), req(1, 100)).await.unwrap();
+    assert!(reg.package_page(&repo, None, req(4, 10)).await.unwrap().items.is_empty());
+    let alpha = reg.package_page(&repo, Some("ALPHA"), req(1, 100)).await.unwrap();
     assert_eq!((alpha.total, alpha.items.len()), (13, 13), "case-insensitive prefix");
 
     // Versions: newest first across 6 pages, each once; cost per page follows its size.
@@ -276,7 +282,7 @@ async fn pages_on(config: depot_core::config::Config) {
     let mut per_page = vec![];
     for n in 1..=6 {
         let before = counting.snapshot();
-        let page = reg.version_page("pg", "r", "rds://many", false, req(n, 10)).await.unwrap();
+        let page = reg.version_page(&repo, &many, false, req(n, 10)).await.unwrap();
         let after = counting.snapshot();
         per_page.push(after.2 - before.2);
         assert_eq!(page.total, 60);
@@ -291,27 +297,27 @@ async fn pages_on(config: depot_core::config::Config) {
     assert!(per_page.iter().all(|n| *n <= 11), "items read per page of 10: {per_page:?}");
     // A jump to a page not reached at this generation walks there once, then it is cheap.
     let before = counting.snapshot();
-    reg.version_page("pg", "r", "rds://many", true, req(5, 10)).await.unwrap();
+    reg.version_page(&repo, &many, true, req(5, 10)).await.unwrap();
     let jump = counting.snapshot().2 - before.2;
     let before = counting.snapshot();
-    let p6 = reg.version_page("pg", "r", "rds://many", true, req(6, 10)).await.unwrap();
+    let p6 = reg.version_page(&repo, &many, true, req(6, 10)).await.unwrap();
     let next = counting.snapshot().2 - before.2;
     assert_eq!(p6.items.last().unwrap().name, "1.5.9", "ascending");
     assert!(jump <= 51 && next <= 11, "jump {jump}, next {next}");
     // A far jump reads its way there in a few large reads, not one per page; a later
     // jump further on starts from the nearest page start remembered below it.
     let before = counting.snapshot();
-    let p50 = reg.version_page("pg", "r", "rds://many", true, req(50, 1)).await.unwrap();
+    let p50 = reg.version_page(&repo, &many, true, req(50, 1)).await.unwrap();
     let (queries, items) = (counting.snapshot().1 - before.1, counting.snapshot().2 - before.2);
     assert_eq!(p50.items.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["1.4.9"]);
     assert!(queries <= 4 && items <= 51, "a jump to page 50 of 1: {queries} queries, {items} items");
     let before = counting.snapshot();
-    let p55 = reg.version_page("pg", "r", "rds://many", true, req(55, 1)).await.unwrap();
+    let p55 = reg.version_page(&repo, &many, true, req(55, 1)).await.unwrap();
     let further = counting.snapshot().2 - before.2;
     assert_eq!(p55.items.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["1.5.4"]);
     assert!(further <= 8, "then page 55 of 1: {further} items");
-    assert!(reg.version_page("pg", "r", "rds://many", true, req(61, 1)).await.unwrap().items.is_empty());
-    assert!(reg.version_page("pg", "r", "rds://many", true, req(5000, 1)).await.unwrap().items.is_empty());
+    assert!(reg.version_page(&repo, &many, true, req(61, 1)).await.unwrap().items.is_empty());
+    assert!(reg.version_page(&repo, &many, true, req(5000, 1)).await.unwrap().items.is_empty());
     eprintln!(
         "items read per version page of 10: {per_page:?}; a jump to page 5: {jump}; then page 6: {next}; \
          page 50 of size 1: {queries} queries, {items} items; then page 55: {further} items"

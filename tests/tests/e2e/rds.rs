@@ -2,8 +2,7 @@
 //! index, the charts API, downloads, deletes, hostile and broken input, concurrency on
 //! both backends, and the cost of an unchanged index.
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
@@ -545,67 +544,6 @@ async fn concurrent_uploads_on_the_embedded_backend() {
 
 // ---------------------------------------------------------------- the cost of the index
 
-/// A real table adapter, counting the calls and the items that queries return.
-pub struct Counting {
-    pub inner: Arc<dyn depot_core::store::Table>,
-    pub calls: AtomicUsize,
-    pub queries: AtomicUsize,
-    pub items_read: AtomicUsize,
-}
-
-impl Counting {
-    pub fn new(inner: Arc<dyn depot_core::store::Table>) -> Arc<Self> {
-        Arc::new(Counting {
-            inner,
-            calls: AtomicUsize::new(0),
-            queries: AtomicUsize::new(0),
-            items_read: AtomicUsize::new(0),
-        })
-    }
-
-    /// (calls, queries, items read by queries) so far.
-    pub fn snapshot(&self) -> (usize, usize, usize) {
-        (self.calls.load(Ordering::SeqCst), self.queries.load(Ordering::SeqCst), self.items_read.load(Ordering::SeqCst))
-    }
-}
-
-#[async_trait::async_trait]
-impl depot_core::store::Table for Counting {
-    async fn get(&self, key: &depot_core::store::Key) -> depot_core::Result<Option<depot_core::store::Item>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key).await
-    }
-    async fn put(&self, item: depot_core::store::Item, cond: depot_core::store::Cond) -> depot_core::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.put(item, cond).await
-    }
-    async fn delete(&self, key: &depot_core::store::Key, cond: depot_core::store::Cond) -> depot_core::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key, cond).await
-    }
-    async fn update(
-        &self,
-        key: &depot_core::store::Key,
-        set: depot_core::store::Item,
-        add: &[(String, i64)],
-        cond: depot_core::store::Cond,
-    ) -> depot_core::Result<depot_core::store::Item> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.update(key, set, add, cond).await
-    }
-    async fn transact(&self, ops: Vec<depot_core::store::TxOp>) -> depot_core::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.transact(ops).await
-    }
-    async fn query(&self, q: &depot_core::store::Query) -> depot_core::Result<depot_core::store::Page> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.queries.fetch_add(1, Ordering::SeqCst);
-        let page = self.inner.query(q).await?;
-        self.items_read.fetch_add(page.items.len(), Ordering::SeqCst);
-        Ok(page)
-    }
-}
-
 #[tokio::test]
 async fn an_unchanged_index_is_served_without_querying_versions() {
     use axum::body::Body;
@@ -616,12 +554,12 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
         admin_password: Some(ADMIN_PASSWORD.into()),
         ..Default::default()
     };
-    let stores = config.open_stores(false).await.unwrap();
-    let counting = Counting::new(stores.table);
-    let stores = depot_core::config::Stores { table: counting.clone(), ..stores };
+    let stores = depot_core::http::open_stores(&config, false).await.unwrap();
+    let counting = depot_core::store::CountingTable::new(stores.table);
+    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
     let state = depot_core::http::AppState::from_stores(config, stores);
-    state.auth.bootstrap_admin(false).await.unwrap();
-    let app = axum::Router::new().merge(depot_packages::router(state.clone())).merge(depot_rds::router(state));
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let app = crate::harness::surfaces(state);
     let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
     let call = |req: Request<Body>| {
         let app = app.clone();
@@ -657,7 +595,8 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
         }
     }
     let index_req = || Request::get("/rds/ix/c/index.yaml").header("authorization", &auth).body(Body::empty()).unwrap();
-    let measure = |f: &Counting| (f.calls.load(Ordering::SeqCst), f.queries.load(Ordering::SeqCst));
+    let measure =
+        |f: &depot_core::store::CountingTable| (f.calls.load(Ordering::SeqCst), f.queries.load(Ordering::SeqCst));
 
     let before = measure(&counting);
     let (s, first) = call(index_req()).await;

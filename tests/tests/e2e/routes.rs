@@ -1,11 +1,14 @@
-//! template.yaml and the routers cannot drift: every route declared for a function is
-//! served by that crate's router, and every route of the router is declared.
+//! template.yaml, the README and the routers cannot drift: every route declared for a
+//! function is served by its surface, every route of a surface is declared and
+//! documented with the access it declares, and every route answers hostile input with a
+//! clear 4xx. All of it is driven by the one list of surfaces, `depot_cli::SURFACES`.
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use axum::http::Request;
+use depot_cli::SURFACES;
 use depot_core::config::Config;
-use depot_core::http::AppState;
+use depot_core::http::{Access, AppState};
 use serde_yaml::Value;
 use tower::ServiceExt;
 
@@ -37,24 +40,54 @@ fn template_routes() -> BTreeMap<String, Routes> {
     out
 }
 
-/// (binary name → its router's routes) from the surface crates.
+/// API Gateway's form of a route's path: axum writes a greedy parameter `{*name}`, API
+/// Gateway `{name+}`.
+fn gateway_path(p: &str) -> String {
+    p.split('/')
+        .map(|seg| match seg.strip_prefix("{*") {
+            Some(rest) => format!("{{{}+}}", rest.trim_end_matches('}')),
+            None => seg.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// (binary name → its router's routes) from the list of surfaces.
 fn code_routes() -> BTreeMap<String, Routes> {
-    // axum writes a greedy parameter `{*name}`; API Gateway writes it `{name+}`.
-    let greedy = |p: &str| {
-        p.split('/')
-            .map(|seg| match seg.strip_prefix("{*") {
-                Some(rest) => format!("{{{}+}}", rest.trim_end_matches('}')),
-                None => seg.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("/")
-    };
-    let list =
-        |l: Vec<(axum::http::Method, &'static str)>| l.into_iter().map(|(m, p)| (m.to_string(), greedy(p))).collect();
-    BTreeMap::from([
-        ("packages".to_string(), list(depot_packages::routes().list())),
-        ("rds".to_string(), list(depot_rds::routes().list())),
-    ])
+    SURFACES
+        .iter()
+        .map(|s| {
+            let routes = (s.routes)().list().into_iter().map(|(m, p, _)| (m.to_string(), gateway_path(p))).collect();
+            (s.name.to_string(), routes)
+        })
+        .collect()
+}
+
+/// The access each (method, API Gateway path) declares.
+fn declared_access() -> BTreeMap<(String, String), Access> {
+    SURFACES.iter().flat_map(|s| (s.routes)().list()).map(|(m, p, a)| ((m.to_string(), gateway_path(p)), a)).collect()
+}
+
+/// Every route declares an access that fits its path: `Project` access needs a
+/// `{projectId}` to name the project, `Repo` access a `{projectId}` and a `{repoName}`,
+/// and no route but `/health` is open to anyone. (A route cannot be added without an
+/// access: `Routes` takes one with every route.)
+#[test]
+fn every_route_declares_an_access_that_its_path_can_name() {
+    let mut seen = 0;
+    for ((method, path), access) in declared_access() {
+        let has = |param: &str| path.split('/').any(|seg| seg == format!("{{{param}}}"));
+        match access {
+            Access::Project(_) => assert!(has("projectId"), "{method} {path}: {access:?} without {{projectId}}"),
+            Access::Repo(_) => {
+                assert!(has("projectId") && has("repoName"), "{method} {path}: {access:?} without the repository")
+            }
+            Access::Anyone => assert_eq!(path, "/health", "{method} {path} is open to anyone"),
+            Access::User | Access::Admin => {}
+        }
+        seen += 1;
+    }
+    assert!(seen > 40, "{seen} routes");
 }
 
 #[test]
@@ -76,24 +109,24 @@ fn template_and_routers_declare_the_same_routes() {
     }
 }
 
-/// Sends every declared route to the real router: each one is matched (no 404 or 405 from
-/// routing) and, /health aside, refuses an anonymous caller with 401 before touching storage.
+/// Sends every declared route to its surface's real router: each one is matched (no 404
+/// or 405 from routing) and, unless its access is `Anyone`, refuses an anonymous caller
+/// with 401 before touching storage.
 #[tokio::test]
 async fn every_declared_route_reaches_a_handler_that_authenticates() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
     let state = AppState::open(config, false).await.unwrap();
-    let routers = BTreeMap::from([
-        ("packages".to_string(), depot_packages::router(state.clone())),
-        ("rds".to_string(), depot_rds::router(state)),
-    ]);
+    let routers: BTreeMap<String, axum::Router> =
+        SURFACES.iter().map(|s| (s.name.to_string(), s.router(state.clone()))).collect();
+    let access = declared_access();
     for (binary, routes) in template_routes() {
         for (method, path) in routes {
             let concrete: String =
                 path.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
             let req = Request::builder().method(method.as_str()).uri(&concrete).body(Body::empty()).unwrap();
             let res = routers[&binary].clone().oneshot(req).await.unwrap();
-            let want = if path == "/health" { 200 } else { 401 };
+            let want = if access[&(method.clone(), path.clone())] == Access::Anyone { 200 } else { 401 };
             assert_eq!(res.status().as_u16(), want, "{binary}: {method} {concrete}");
         }
     }
@@ -116,8 +149,8 @@ async fn hostile_input_on(config: Config) {
     use serde_json::json;
     let config = Config { admin_password: Some(crate::harness::ADMIN_PASSWORD.into()), ..config };
     let state = AppState::open(config, true).await.unwrap();
-    state.auth.bootstrap_admin(false).await.unwrap();
-    let app = axum::Router::new().merge(depot_packages::router(state.clone())).merge(depot_rds::router(state));
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let app = crate::harness::surfaces(state);
     let auth = format!("Basic {}", crate::harness::basic("admin", crate::harness::ADMIN_PASSWORD));
     let send = |method: &str, uri: &str, content_type: Option<&str>, body: Vec<u8>| {
         let mut req = Request::builder().method(method).uri(uri).header("authorization", &auth);
@@ -229,7 +262,7 @@ fn readme_route_tables_match_the_routers() {
     let norm = |p: &str| -> Vec<String> {
         p.split('/').map(|s| if s.contains('{') { "{}".to_string() } else { s.to_string() }).collect()
     };
-    let mut documented: Vec<(String, Vec<String>, String)> = vec![];
+    let mut documented: Vec<(String, Vec<String>, String, String)> = vec![];
     for line in readme.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() < 4 || !cells[2].starts_with("`/") {
@@ -248,7 +281,7 @@ fn readme_route_tables_match_the_routers() {
             };
             for v in variants {
                 for m in &methods {
-                    documented.push((m.to_string(), norm(&v), v.clone()));
+                    documented.push((m.to_string(), norm(&v), v.clone(), cells[3].to_string()));
                 }
             }
         }
@@ -270,19 +303,28 @@ fn readme_route_tables_match_the_routers() {
         }
         i == doc.len()
     };
-    let served: Vec<(String, String)> = [depot_packages::routes().list(), depot_rds::routes().list()]
-        .into_iter()
-        .flatten()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let served: Vec<(String, String, Access)> =
+        SURFACES.iter().flat_map(|s| (s.routes)().list()).map(|(m, p, a)| (m.to_string(), p.to_string(), a)).collect();
     let undocumented: Vec<_> =
-        served.iter().filter(|(m, p)| !documented.iter().any(|(dm, d, _)| dm == m && matches(p, d))).collect();
+        served.iter().filter(|(m, p, _)| !documented.iter().any(|(dm, d, _, _)| dm == m && matches(p, d))).collect();
     let unserved: Vec<_> = documented
         .iter()
-        .filter(|(_, _, raw)| !raw.starts_with("/blobs/local/"))
-        .filter(|(dm, d, _)| !served.iter().any(|(m, p)| m == dm && matches(p, d)))
-        .map(|(m, _, raw)| (m, raw))
+        .filter(|(_, _, raw, _)| !raw.starts_with("/blobs/local/"))
+        .filter(|(dm, d, _, _)| !served.iter().any(|(m, p, _)| m == dm && matches(p, d)))
+        .map(|(m, _, raw, _)| (m, raw))
         .collect();
     assert!(undocumented.is_empty(), "served but not in the README's tables: {undocumented:?}");
     assert!(unserved.is_empty(), "in the README's tables but not served: {unserved:?}");
+    // The "who may" column says what the route declares.
+    for (m, p, access) in &served {
+        let word = match access {
+            Access::Anyone => "anyone".to_string(),
+            Access::Admin => "admin".to_string(),
+            Access::Project(a) | Access::Repo(a) => a.as_str().to_string(),
+            Access::User => continue,
+        };
+        for (_, _, raw, who) in documented.iter().filter(|(dm, d, _, _)| dm == m && matches(p, d)) {
+            assert!(who.contains(&word), "README: {m} {raw} says '{who}', the route declares {access:?}");
+        }
+    }
 }

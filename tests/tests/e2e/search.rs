@@ -138,9 +138,9 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
     use depot_core::model::RepoType;
     use depot_core::registry::{NewProject, NewRepository, NewVersion};
     let config = depot_core::config::Config { admin_password: Some(ADMIN_PASSWORD.into()), ..config };
-    let stores = config.open_stores(true).await.unwrap();
+    let stores = depot_core::http::open_stores(&config, true).await.unwrap();
     let state = depot_core::http::AppState::from_stores(config, stores);
-    state.auth.bootstrap_admin(false).await.unwrap();
+    state.authenticator.bootstrap_admin(false).await.unwrap();
     let reg = state.registry.clone();
     let mut rng = Rng(seed);
     let project = format!("s{seed}");
@@ -166,17 +166,17 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
         for v in 0..1 + rng.below(3) {
             let nv = NewVersion {
                 overwrite: true,
-                may_change_released: true,
                 ..NewVersion::new(&project, repo, &key, &name, ty, &format!("1.{v}.{}", rng.below(3)), blob.clone())
             };
-            reg.create_version(nv, if rng.below(2) == 0 { "alice" } else { "bob" }).await.unwrap();
+            let by = if rng.below(2) == 0 { "alice" } else { "bob" };
+            reg.create_version(nv, &depot_core::model::Actor::user(by, depot_core::model::Rights::ALL)).await.unwrap();
         }
         let latest = reg.get_package(&project, repo, &key).await.unwrap().latest;
         for _ in 0..rng.below(4) {
             reg.record_download(&project, repo, &key, &latest).await.unwrap();
         }
     }
-    let app = depot_packages::router(state);
+    let app = depot_packages::SURFACE.router(state);
     let auth = {
         use base64::Engine;
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}")))

@@ -188,7 +188,8 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
         (json!({"projectId": "up", "repoName": "files"}), 400, 250103),
         (json!({"projectId": "up", "repoName": "files", "size": -1}), 400, 250105),
         (json!({"projectId": "up", "repoName": "files", "size": 1, "sha256": "xyz"}), 400, 250105),
-        (json!({"projectId": "up", "repoName": "nope", "size": 1}), 404, 250108),
+        // A missing repository is bkrepo's 251006 on every route (one error model).
+        (json!({"projectId": "up", "repoName": "nope", "size": 1}), 404, 251006),
         (json!({"projectId": "up", "repoName": "../x", "size": 1}), 400, 250105),
         (json!({"projectId": "up", "repoName": "files", "size": 6u64 << 30}), 413, 250105),
     ] {
@@ -370,7 +371,7 @@ async fn aws_backend_uploads_through_presigned_s3_urls() {
     send_bytes(&liar, &small).await;
     let (s, b) = complete(&api, liar["id"].as_str().unwrap(), None).await;
     assert!(failure(s, &b, 400, 250105).contains("sha256 mismatch"));
-    let sdk = depot_core::config::sdk_config().await;
+    let sdk = depot_core::http::sdk_config().await;
     let blobs = depot_core::store::s3::S3BlobStore::new(&sdk, &bucket);
     let staging = format!("uploads/{}", liar["id"].as_str().unwrap());
     assert_eq!(depot_core::store::BlobStore::head(&blobs, &staging).await.unwrap(), None);

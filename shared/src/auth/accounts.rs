@@ -1,18 +1,24 @@
-//! Users and API tokens.
-use std::time::Duration;
+//! Administration: users, API tokens and permission grants. Who may administer what is
+//! decided here, from the caller's identity (a user may edit itself; grants need MANAGE
+//! on their project).
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{bad_credentials, hash_password, Authenticator, Identity, User};
+use std::sync::Arc;
+
+use super::{hash_password, Authenticator, Authorizer, UserRecord};
+use crate::error::Kind;
 use crate::model::{
-    format_iso, now_iso, parse_iso, printable, token_key, user_key, user_token_key, user_tokens_partition,
-    validate_name, USERS_PK, USER_SK_PREFIX,
+    format_iso, now_iso, parse_iso, printable, validate_name, Action, Identity, PermUser, Permission, ResourceType,
 };
-use crate::registry::{from_item, to_item};
-use crate::store::{query_all, Cond, Query, TxOp};
+use crate::store::schema::{
+    forget_user_grants, from_item, permission_key, permission_pointer_key, permissions_partition, project_key, to_item,
+    token_key, user_key, user_token_key, user_tokens_partition, USERS_PK, USER_SK_PREFIX,
+};
+use crate::store::{query_all, Cond, Item, Query, Table, TxOp};
 use crate::{Error, Result};
 
 /// Every token secret starts with this, so that a Basic password is only looked up as a
@@ -50,8 +56,8 @@ pub struct UserView {
     pub last_modified_date: String,
 }
 
-impl From<User> for UserView {
-    fn from(u: User) -> Self {
+impl From<UserRecord> for UserView {
+    fn from(u: UserRecord) -> Self {
         UserView {
             user_id: u.user_id,
             name: u.name,
@@ -76,12 +82,12 @@ pub struct Token {
 }
 
 impl Token {
-    fn expired(&self, now: OffsetDateTime) -> bool {
+    pub(super) fn expired(&self, now: OffsetDateTime) -> bool {
         self.expired_at.as_deref().and_then(parse_iso).is_some_and(|t| t <= now)
     }
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(super) fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
@@ -134,12 +140,34 @@ fn require_self_or_admin<'a>(who: &'a Identity, user_id: &str) -> Result<&'a str
     }
 }
 
-impl Authenticator {
-    async fn load_user(&self, user_id: &str) -> Result<User> {
+/// What a caller sends to create a grant.
+#[derive(Debug, Clone)]
+pub struct NewPermission {
+    pub perm_name: String,
+    pub project_id: String,
+    pub resource_type: ResourceType,
+    pub repos: Vec<String>,
+    pub users: Vec<PermUser>,
+}
+
+/// Administration of users, tokens and grants.
+pub struct Accounts {
+    table: Arc<dyn Table>,
+    /// Whose cached credentials to drop when a user changes.
+    authenticator: Arc<Authenticator>,
+    authorizer: Arc<Authorizer>,
+}
+
+impl Accounts {
+    pub fn new(table: Arc<dyn Table>, authenticator: Arc<Authenticator>, authorizer: Arc<Authorizer>) -> Self {
+        Accounts { table, authenticator, authorizer }
+    }
+
+    async fn load_user(&self, user_id: &str) -> Result<UserRecord> {
         validate_name("user id", user_id)?;
         match self.table.get(&user_key(user_id)).await? {
             Some(item) => from_item(item),
-            None => Err(Error::NotFound(format!("user [{user_id}] not found"))),
+            None => Err(Error::not_found(Kind::User, user_id)),
         }
     }
 
@@ -153,7 +181,7 @@ impl Authenticator {
         let pwd = req.pwd;
         let pwd_hash = tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
         let now = now_iso();
-        let user = User {
+        let user = UserRecord {
             user_id: req.user_id,
             name,
             pwd_hash,
@@ -164,7 +192,7 @@ impl Authenticator {
         self.table
             .put(to_item(&user_key(&user.user_id), &user)?, Cond::NotExists)
             .await
-            .map_err(|e| e.on_conflict(|| Error::Exists(format!("user [{}] already exists", user.user_id))))?;
+            .map_err(|e| e.on_conflict(|| Error::exists(Kind::User, &user.user_id)))?;
         Ok(user.into())
     }
 
@@ -172,7 +200,7 @@ impl Authenticator {
     pub async fn list_users(&self, who: &Identity) -> Result<Vec<UserView>> {
         who.require_admin()?;
         let items = query_all(&*self.table, Query::prefix(USERS_PK, USER_SK_PREFIX)).await?;
-        items.into_iter().map(|i| from_item::<User>(i).map(UserView::from)).collect()
+        items.into_iter().map(|i| from_item::<UserRecord>(i).map(UserView::from)).collect()
     }
 
     /// One user. The user itself or an administrator.
@@ -206,8 +234,8 @@ impl Authenticator {
         self.table
             .put(to_item(&user_key(user_id), &user)?, Cond::Exists)
             .await
-            .map_err(|e| e.on_conflict(|| Error::NotFound(format!("user [{user_id}] not found"))))?;
-        self.invalidate(user_id);
+            .map_err(|e| e.on_conflict(|| Error::not_found(Kind::User, user_id)))?;
+        self.authenticator.invalidate(user_id);
         Ok(user.into())
     }
 
@@ -223,12 +251,12 @@ impl Authenticator {
         // leaves a user that can be deleted again, never tokens or grants that a user
         // created later under this id would inherit.
         self.remove_tokens_of(user_id).await?;
-        super::permissions::forget_user_grants(&*self.table, user_id).await?;
+        forget_user_grants(&*self.table, user_id).await?;
         self.table
             .delete(&user_key(user_id), Cond::Exists)
             .await
-            .map_err(|e| e.on_conflict(|| Error::NotFound(format!("user [{user_id}] not found"))))?;
-        self.invalidate(user_id);
+            .map_err(|e| e.on_conflict(|| Error::not_found(Kind::User, user_id)))?;
+        self.authenticator.invalidate(user_id);
         // A token the user created while this ran.
         self.remove_tokens_of(user_id).await
     }
@@ -270,7 +298,9 @@ impl Authenticator {
             TxOp::Put { item: to_item(&token_key(&token.hash), &token)?, cond: Cond::NotExists },
         ];
         self.table.transact(ops).await.map_err(|e| {
-            e.on_conflict(|| Error::Exists(format!("user [{user_id}] already has a token named [{name}]")))
+            e.on_conflict(|| {
+                Error::exists_as(Kind::Token, name, format!("user [{user_id}] already has a token named [{name}]"))
+            })
         })?;
         Ok((token, secret))
     }
@@ -287,13 +317,11 @@ impl Authenticator {
     pub async fn delete_token(&self, who: &Identity, user_id: &str, name: &str) -> Result<()> {
         require_self_or_admin(who, user_id)?;
         validate_name("token name", name)?;
-        let item = self
-            .table
-            .get(&user_token_key(user_id, name))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("token [{name}] of user [{user_id}] not found")))?;
+        let item = self.table.get(&user_token_key(user_id, name)).await?.ok_or_else(|| {
+            Error::not_found_as(Kind::Token, name, format!("token [{name}] of user [{user_id}] not found"))
+        })?;
         self.remove_token(&from_item(item)?).await?;
-        self.invalidate(user_id);
+        self.authenticator.invalidate(user_id);
         Ok(())
     }
 
@@ -305,37 +333,79 @@ impl Authenticator {
         self.table.transact(ops).await
     }
 
-    /// Checks `secret` as an API token. `None` when it is not one, so that a Basic
-    /// password is then checked as a password. Returns the identity and how long it may
-    /// be cached (never past the token's expiry).
-    pub(super) async fn verify_token(
-        &self,
-        user_id: Option<&str>,
-        secret: &str,
-    ) -> Result<Option<(Identity, Duration)>> {
-        if !secret.starts_with(TOKEN_PREFIX) {
-            return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
+    /// Creates a grant and returns it with its new id. Needs MANAGE on the project.
+    pub async fn create_permission(&self, who: &Identity, req: NewPermission) -> Result<Permission> {
+        self.authorizer.authorize(who, &req.project_id, None, Action::Manage).await?;
+        if req.perm_name.is_empty()
+            || req.perm_name.chars().count() > 128
+            || req.perm_name.chars().any(char::is_control)
+        {
+            return Err(Error::Invalid("permName needs 1-128 characters without control characters".into()));
         }
-        let Some(item) = self.table.get(&token_key(&sha256_hex(secret))).await? else {
-            return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
+        for r in &req.repos {
+            validate_name("repository name", r)?;
+        }
+        if req.resource_type == ResourceType::Repo && req.repos.is_empty() {
+            return Err(Error::Invalid("a REPO permission needs at least one repository in repos".into()));
+        }
+        if req.users.is_empty() {
+            return Err(Error::Invalid("users must name at least one user".into()));
+        }
+        for u in &req.users {
+            validate_name("user id", &u.id)?;
+            if u.action.is_empty() {
+                return Err(Error::Invalid(format!("user [{}] needs at least one action", u.id)));
+            }
+            if self.table.get(&user_key(&u.id)).await?.is_none() {
+                return Err(Error::not_found(Kind::User, &u.id));
+            }
+        }
+        let perm = Permission {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            perm_name: req.perm_name,
+            project_id: req.project_id,
+            resource_type: req.resource_type,
+            repos: req.repos,
+            users: req.users,
+            created_by: who.name().to_string(),
+            created_date: now_iso(),
         };
-        let token: Token = from_item(item)?;
-        if user_id.is_some_and(|u| u != token.user_id) {
-            return Err(bad_credentials());
-        }
-        let now = OffsetDateTime::now_utc();
-        if token.expired(now) {
-            return Err(Error::Unauthenticated(format!("token [{}] has expired", token.name)));
-        }
-        let user = match self.table.get(&user_key(&token.user_id)).await? {
-            Some(item) => from_item::<User>(item)?,
-            None => return Err(bad_credentials()),
-        };
-        let mut valid_for = self.cache_ttl;
-        if let Some(until) = token.expired_at.as_deref().and_then(parse_iso) {
-            let left = (until - now).try_into().unwrap_or(Duration::ZERO);
-            valid_for = valid_for.min(left);
-        }
-        Ok(Some((Identity::User { id: user.user_id, admin: user.admin }, valid_for)))
+        let mut pointer = permission_pointer_key(&perm.id).item();
+        pointer.insert("projectId".into(), perm.project_id.clone().into());
+        let ops = vec![
+            TxOp::Put { item: to_item(&permission_key(&perm.project_id, &perm.id), &perm)?, cond: Cond::NotExists },
+            TxOp::Put { item: pointer, cond: Cond::NotExists },
+            TxOp::Check { key: project_key(&perm.project_id), cond: Cond::Exists },
+        ];
+        self.table.transact(ops).await.map_err(|e| {
+            if e.failed_op(2) {
+                Error::not_found(Kind::Project, &perm.project_id)
+            } else {
+                e
+            }
+        })?;
+        Ok(perm)
+    }
+
+    /// A project's grants. Needs MANAGE on the project.
+    pub async fn list_permissions(&self, who: &Identity, project: &str) -> Result<Vec<Permission>> {
+        self.authorizer.authorize(who, project, None, Action::Manage).await?;
+        let items = query_all(&*self.table, Query::partition(permissions_partition(project))).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Revokes a grant. Needs MANAGE on its project.
+    pub async fn delete_permission(&self, who: &Identity, id: &str) -> Result<()> {
+        who.require_user()?;
+        validate_name("permission id", id)?;
+        let not_found = || Error::not_found(Kind::Permission, id);
+        let pointer: Item = self.table.get(&permission_pointer_key(id)).await?.ok_or_else(not_found)?;
+        let project = pointer.get("projectId").and_then(|v| v.as_str()).ok_or_else(not_found)?.to_string();
+        self.authorizer.authorize(who, &project, None, Action::Manage).await?;
+        let ops = vec![
+            TxOp::Delete { key: permission_key(&project, id), cond: Cond::Exists },
+            TxOp::Delete { key: permission_pointer_key(id), cond: Cond::Exists },
+        ];
+        self.table.transact(ops).await.map_err(|e| e.on_conflict(not_found))
     }
 }

@@ -1,0 +1,81 @@
+//! Extractors whose rejections are core errors, so that a malformed path, query or body
+//! is answered in the surface's own shape like every other error.
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::too_large;
+use crate::model::Identity;
+use crate::{Error, Result};
+
+/// A JSON body.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(None)),
+            Err(r) => Err(Error::Invalid(format!("invalid JSON body: {}", r.body_text()))),
+        }
+    }
+}
+
+/// The query string.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|r| Error::Invalid(format!("invalid query string: {}", r.body_text())))
+    }
+}
+
+/// The path parameters.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|r| Error::Invalid(format!("invalid path: {}", r.body_text())))
+    }
+}
+
+/// The whole body, within the body limit.
+pub struct Body(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(None)),
+            Err(r) => Err(Error::Invalid(format!("unreadable body: {}", r.body_text()))),
+        }
+    }
+}
+
+/// The caller an `Authorization` header proves, for routes whose access is
+/// `Access::Anyone` and that still want to know (routes with any other access get the
+/// caller in their `Scope`).
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<super::AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &super::AppState) -> Result<Self> {
+        super::surface::authenticate(parts, state).await.map(Caller)
+    }
+}

@@ -1,0 +1,345 @@
+//! The surface kit: a surface is declared once, as a name, a route table whose every
+//! route carries the access it needs, and a way to render errors.
+//!
+//! ```text
+//! Routes::new()
+//!     .get("/rds/{projectId}/{repoName}/index.yaml", Access::Repo(Action::Read), index_yaml)
+//!     .delete("/repository/api/project/delete/{projectId}", Access::Admin, delete_project)
+//! ```
+//!
+//! Before a handler runs, the kit authenticates the caller and checks the route's
+//! [`Access`]. For `Project` and `Repo` access it reads the names from the path
+//! (`{projectId}`, `{repoName}`), reads the repository once, and hands the handler a
+//! [`Scope`]: the caller with what it holds there ([`Actor`]), and the repository as
+//! read. Rules that depend on the data (a `@release` version needs MANAGE; a user may
+//! edit itself) stay in the use cases, which take the actor.
+//!
+//! Handlers answer `depot_core::Result<Response>`. An error, from a handler, an
+//! extractor or the kit itself, is rendered once, in the surface's own shape, by its
+//! `render` function, with the status [`status_of`] gives and the headers
+//! [`error_headers`] adds.
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+use super::{error_headers, status_of, too_large, trace_id, AppState};
+use crate::error::Kind;
+use crate::model::{unauthenticated, validate_name, Action, Actor, Identity, Repository, Rights};
+use crate::{Error, Result};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: the kit checks no credentials (the handler may, as strux's forms do).
+    Anyone,
+    /// Any authenticated user; the use case decides the rest from the data.
+    User,
+    /// A system administrator.
+    Admin,
+    /// The action on the project named by the path's `{projectId}`.
+    Project(Action),
+    /// The action on the repository named by the path's `{projectId}` and `{repoName}`.
+    Repo(Action),
+}
+
+impl Access {
+    /// How the README's route tables say it.
+    pub fn describe(self) -> String {
+        match self {
+            Access::Anyone => "anyone".into(),
+            Access::User => "any user".into(),
+            Access::Admin => "admin".into(),
+            Access::Project(a) => format!("{} on the project", a.as_str()),
+            Access::Repo(a) => format!("{} on the repository", a.as_str()),
+        }
+    }
+}
+
+/// One route: method, path (axum's syntax), access, handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+/// A surface's route table.
+#[derive(Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn route<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        self.routes.push(Route { method, path, access, handler: on(filter, handler) });
+        self
+    }
+
+    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
+        self.route(Method::GET, path, access, h)
+    }
+
+    pub fn head<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
+        self.route(Method::HEAD, path, access, h)
+    }
+
+    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
+        self.route(Method::POST, path, access, h)
+    }
+
+    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
+        self.route(Method::PUT, path, access, h)
+    }
+
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
+        self.route(Method::DELETE, path, access, h)
+    }
+
+    /// Every (method, path, access), in the order they were added.
+    pub fn list(&self) -> Vec<(Method, &'static str, Access)> {
+        self.routes.iter().map(|r| (r.method.clone(), r.path, r.access)).collect()
+    }
+}
+
+/// An API surface: everything that differs between them.
+pub struct Surface {
+    /// The surface's name, which is also its Lambda binary's (`template.yaml`'s
+    /// `BuildProperties.Binary`).
+    pub name: &'static str,
+    /// The path prefixes it answers unknown paths under, in its own error shape.
+    pub prefixes: &'static [&'static str],
+    pub routes: fn() -> Routes,
+    /// Renders an error in the surface's shape, with the status the kit chose.
+    pub render: fn(&Error, StatusCode) -> Response,
+}
+
+impl Surface {
+    /// The surface's routes behind the kit: each route's access checked before its
+    /// handler, the body limit, and every error rendered in the surface's shape. No
+    /// fallback: see [`app`].
+    pub fn router(&self, state: AppState) -> Router {
+        let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+        for route in (self.routes)().routes {
+            let guard = Guard { state: state.clone(), access: route.access };
+            let handler = route.handler.layer(axum::middleware::from_fn_with_state(guard, admit));
+            match by_path.iter_mut().find(|(p, _)| *p == route.path) {
+                Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+                None => by_path.push((route.path, handler)),
+            }
+        }
+        let limit = state.config.max_body_bytes;
+        let check = move |req: Request, next: Next| async move {
+            let declared = req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit as u64) {
+                return too_large(Some(limit)).into_response();
+            }
+            next.run(req).await
+        };
+        let render = self.render;
+        by_path
+            .into_iter()
+            .fold(Router::new(), |r, (path, mr)| r.route(path, mr))
+            .layer(axum::extract::DefaultBodyLimit::max(limit))
+            .layer(axum::middleware::from_fn(check))
+            .layer(axum::middleware::map_response(move |res: Response| async move { rendered(render, res) }))
+            .with_state(state)
+    }
+
+    /// The answer for a path no route serves, in this surface's shape.
+    pub fn not_found(&self, path: &str) -> Response {
+        rendered(self.render, Error::not_found_as(Kind::Route, path, "no such route").into_response())
+    }
+
+    /// How long a prefix of `path` this surface claims (0: none).
+    fn claims(&self, path: &str) -> usize {
+        self.prefixes.iter().filter(|p| path.starts_with(*p)).map(|p| p.len()).max().unwrap_or(0)
+    }
+}
+
+/// Several surfaces on one router, as `depot serve` runs them (and a Lambda function
+/// runs its one). A path no route serves answers in the shape of the surface whose
+/// prefix claims it, else of the first surface.
+pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
+    let router = surfaces.iter().fold(Router::new(), |r, s| r.merge(s.router(state.clone())));
+    let surfaces: std::sync::Arc<[&'static Surface]> = surfaces.into();
+    router.fallback(move |req: Request| async move {
+        let path = req.uri().path();
+        let owner = surfaces.iter().max_by_key(|s| s.claims(path)).filter(|s| s.claims(path) > 0).or(surfaces.first());
+        match owner {
+            Some(s) => s.not_found(path),
+            None => StatusCode::NOT_FOUND.into_response(),
+        }
+    })
+}
+
+/// Marks a response as an error still to be rendered in a surface's shape.
+#[derive(Clone)]
+struct Failure(Error);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut res = status_of(&self).into_response();
+        res.extensions_mut().insert(Failure(self));
+        res
+    }
+}
+
+/// Renders a marked error response; leaves any other response as it is.
+fn rendered(render: fn(&Error, StatusCode) -> Response, res: Response) -> Response {
+    let Some(Failure(e)) = res.extensions().get::<Failure>().cloned() else { return res };
+    let status = status_of(&e);
+    if let Error::Internal(m) = &e {
+        tracing::error!(trace_id = %trace_id(), error = %m, "internal error");
+    }
+    let mut out = render(&e, status);
+    *out.status_mut() = status;
+    error_headers(&mut out);
+    out
+}
+
+/// What a handler knows about its caller once the kit has admitted it.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The caller, with what it holds on the route's project or repository (nothing for
+    /// routes without one, everything for an administrator).
+    pub actor: Actor,
+    /// The repository the path names, as read before the handler (`Repo` access), or
+    /// `None` when it does not exist.
+    pub repo: Option<Repository>,
+    /// The project and repository names of the path, when the route has them.
+    pub project: String,
+    pub repo_name: String,
+}
+
+impl Scope {
+    pub fn who(&self) -> &Identity {
+        &self.actor.who
+    }
+
+    /// The repository the path names; `NotFound` when it does not exist.
+    pub fn repo(&self) -> Result<&Repository> {
+        self.repo
+            .as_ref()
+            .ok_or_else(|| Error::not_found(Kind::Repository, format!("{}/{}", self.project, self.repo_name)))
+    }
+
+    fn of(who: Identity) -> Scope {
+        let rights = if who.is_admin() { Rights::ALL } else { Rights::NONE };
+        Scope { actor: Actor { who, rights }, repo: None, project: String::new(), repo_name: String::new() }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Scope {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        parts.extensions.remove::<Scope>().ok_or_else(|| Error::Internal("a route without the kit's guard".into()))
+    }
+}
+
+#[derive(Clone)]
+struct Guard {
+    state: AppState,
+    access: Access,
+}
+
+/// The kit's check before every handler.
+async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match scope_of(&g.state, g.access, &mut parts).await {
+        Ok(scope) => {
+            parts.extensions.insert(scope);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The caller an `Authorization` header proves: anonymous without one.
+pub(super) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
+    let header = match parts.headers.get(axum::http::header::AUTHORIZATION).map(|h| h.to_str()) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => return Err(Error::Unauthenticated("invalid credentials".into())),
+    };
+    state.authenticator.authenticate(header).await
+}
+
+async fn scope_of(state: &AppState, access: Access, parts: &mut Parts) -> Result<Scope> {
+    if access == Access::Anyone {
+        return Ok(Scope::of(Identity::Anonymous));
+    }
+    let who = authenticate(parts, state).await?;
+    let action = match access {
+        Access::Anyone => unreachable!("answered above"),
+        Access::User => {
+            who.require_user()?;
+            return Ok(Scope::of(who));
+        }
+        Access::Admin => {
+            who.require_admin()?;
+            return Ok(Scope::of(who));
+        }
+        Access::Project(a) | Access::Repo(a) => a,
+    };
+    // Only a READ of a repository can be open to anonymous callers.
+    let repo_read = matches!(access, Access::Repo(Action::Read));
+    if who == Identity::Anonymous && !repo_read {
+        return Err(unauthenticated());
+    }
+    let axum::extract::Path(params) = axum::extract::Path::<HashMap<String, String>>::from_request_parts(parts, &())
+        .await
+        .map_err(|r| Error::Invalid(format!("invalid path: {}", r.body_text())))?;
+    let param =
+        |name: &str| params.get(name).cloned().ok_or_else(|| Error::Internal(format!("no {{{name}}} in the route")));
+    let project = param("projectId")?;
+    validate_name("project name", &project)?;
+    if let Access::Project(_) = access {
+        let actor = state.authorizer.authorize(&who, &project, None, action).await?;
+        return Ok(Scope { actor, repo: None, project, repo_name: String::new() });
+    }
+    let repo_name = param("repoName")?;
+    validate_name("repository name", &repo_name)?;
+    let repo = state.registry.find_repository(&project, &repo_name).await?;
+    let actor = state.authorizer.authorize(&who, &project, Some((&repo_name, repo.as_ref())), action).await?;
+    Ok(Scope { actor, repo, project, repo_name })
+}
+
+impl AppState {
+    /// Authorizes `action` on a repository that the request names elsewhere than in its
+    /// path (a body, a stored session): what the kit does for `Access::Repo` routes. The
+    /// repository is read only when its `public` flag can matter (a READ by someone who
+    /// is not an administrator).
+    pub async fn authorize_repo(&self, who: &Identity, project: &str, repo: &str, action: Action) -> Result<Actor> {
+        validate_name("project name", project)?;
+        validate_name("repository name", repo)?;
+        let read = if action == Action::Read && !who.is_admin() {
+            self.registry.find_repository(project, repo).await?
+        } else {
+            None
+        };
+        self.authorizer.authorize(who, project, Some((repo, read.as_ref())), action).await
+    }
+}

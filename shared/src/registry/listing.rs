@@ -1,0 +1,232 @@
+//! Listings: every package or version of a repository, and pages of them whose cost
+//! follows the page size.
+use serde_json::Value;
+
+use super::Registry;
+use crate::model::{compare_versions, PackageSummary, PackageVersion, Repository};
+use crate::store::schema::{
+    from_item, names_index_pk, package_partition, pages_partition, repo_partition, versions_index_pk, NAMES_INDEX,
+    PKG_SK_PREFIX, VERSIONS_INDEX, VER_SK_PREFIX,
+};
+use crate::store::{query_all, Cond, Item, Key, Query, SkCond, SK};
+use crate::{Error, Result};
+
+/// The largest page a listing serves.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// About how many items one read of a jump to a far page takes.
+const WALK_ITEMS: u32 = 1000;
+
+/// A page request: `number` from 1.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub number: u32,
+    pub size: u32,
+}
+
+impl PageRequest {
+    /// bkrepo's rules: pages start at 1, size 20 by default; zero or less means the
+    /// default; a size over [`MAX_PAGE_SIZE`] is refused.
+    pub fn from_query(number: Option<i64>, size: Option<i64>) -> Result<Self> {
+        let number = number.filter(|n| *n > 0).unwrap_or(1);
+        let size = size.filter(|n| *n > 0).unwrap_or(20);
+        if size > MAX_PAGE_SIZE as i64 {
+            return Err(Error::Invalid(format!("pageSize {size} is over the maximum of {MAX_PAGE_SIZE}")));
+        }
+        if number > 1_000_000 {
+            return Err(Error::Invalid(format!("pageNumber {number} is out of range")));
+        }
+        Ok(PageRequest { number: number as u32, size: size as u32 })
+    }
+}
+
+/// One page of a listing, with the total the counters give.
+#[derive(Debug, Clone)]
+pub struct PageOf<T> {
+    pub request: PageRequest,
+    pub total: i64,
+    pub items: Vec<T>,
+}
+
+/// Reads up to `n` items of a query from `start`; returns them and the token after them.
+async fn take(
+    table: &dyn crate::store::Table,
+    query: &Query,
+    start: Option<String>,
+    n: u32,
+) -> Result<(Vec<Item>, Option<String>)> {
+    let mut items = Vec::new();
+    let mut token = start;
+    loop {
+        let page = table.query(&query.clone().start(token).limit(n - items.len() as u32)).await?;
+        items.extend(page.items);
+        token = page.next;
+        if items.len() as u32 >= n || token.is_none() {
+            return Ok((items, token));
+        }
+    }
+}
+
+impl Registry {
+    /// Every package of a repository, by key.
+    pub async fn list_packages(&self, project: &str, repo: &str) -> Result<Vec<PackageSummary>> {
+        let items = query_all(&*self.table, Query::prefix(repo_partition(project, repo), PKG_SK_PREFIX)).await?;
+        items.into_iter().map(from_item).collect()
+    }
+
+    /// Every version of a package, newest first by version order.
+    pub async fn list_versions(&self, project: &str, repo: &str, key: &str) -> Result<Vec<PackageVersion>> {
+        let items =
+            query_all(&*self.table, Query::prefix(package_partition(project, repo, key), VER_SK_PREFIX)).await?;
+        let mut versions: Vec<PackageVersion> = items.into_iter().map(from_item).collect::<Result<_>>()?;
+        versions.sort_by(|a, b| compare_versions(&b.name, &a.name));
+        Ok(versions)
+    }
+
+    /// Reads page `req` of `query`. Where each page starts is remembered in the table
+    /// under the repository's state (`Repository::state_tag`: its generation and uid), so
+    /// a client that walks the pages in order reads about one page of items per page. A
+    /// jump to a page not yet reached in this state walks there from the nearest page
+    /// start remembered below it, in reads of about [`WALK_ITEMS`] items (not one read
+    /// per page), remembering where each read ends.
+    async fn paged(
+        &self,
+        partition: String,
+        kind: &str,
+        state: &str,
+        query: Query,
+        req: PageRequest,
+    ) -> Result<Vec<Item>> {
+        // Page numbers are zero-padded so that the remembered starts sort by page.
+        let prefix = format!("{kind}#{state}#{}#", req.size);
+        let boundary = |n: u32| Key::new(partition.clone(), format!("{prefix}{n:07}"));
+        let remember = |n: u32, token: String| {
+            let mut item = boundary(n).item();
+            item.insert("start".into(), token.into());
+            item.insert(
+                crate::store::TTL_ATTR.into(),
+                (time::OffsetDateTime::now_utc().unix_timestamp() + 86_400).into(),
+            );
+            item
+        };
+        let mut start = None;
+        if req.number > 1 {
+            // The page's own remembered start (the usual case: pages walked in order),
+            // else the nearest one below it, else page 1.
+            let start_of = |item: Item| {
+                let n = item.get(SK).and_then(Value::as_str).and_then(|sk| sk.rsplit('#').next()?.parse::<u32>().ok());
+                n.zip(item.get("start").and_then(Value::as_str).map(str::to_string))
+            };
+            let found = match self.table.get(&boundary(req.number)).await? {
+                Some(item) => start_of(item),
+                None => {
+                    let nearest = Query {
+                        sk: SkCond::Between(format!("{prefix}{:07}", 2), format!("{prefix}{:07}", req.number)),
+                        ..Query::partition(partition.clone())
+                    }
+                    .backward()
+                    .limit(1);
+                    self.table.query(&nearest).await?.items.into_iter().next().and_then(start_of)
+                }
+            };
+            let (mut at, mut token) = match found {
+                Some((n, t)) => (n, Some(t)),
+                None => (1, None),
+            };
+            while at < req.number {
+                let pages = (WALK_ITEMS / req.size).clamp(1, req.number - at);
+                let want = pages * req.size;
+                let (got, next) = take(&*self.table, &query, token, want).await?;
+                match next {
+                    Some(t) if got.len() as u32 == want => {
+                        at += pages;
+                        self.table.put(remember(at, t.clone()), Cond::None).await?;
+                        token = Some(t);
+                    }
+                    // The listing ends before the page.
+                    _ => return Ok(vec![]),
+                }
+            }
+            start = token;
+        }
+        let (items, next) = take(&*self.table, &query, start, req.size).await?;
+        if let Some(t) = next {
+            if items.len() as u32 == req.size {
+                self.table.put(remember(req.number + 1, t), Cond::None).await?;
+            }
+        }
+        Ok(items)
+    }
+
+    /// A page of a repository's packages, by name (case-insensitive), then key; `r` is
+    /// the repository as the caller read it (its state keys the remembered page starts).
+    /// `name_prefix` keeps names that start with it, ignoring case.
+    pub async fn package_page(
+        &self,
+        r: &Repository,
+        name_prefix: Option<&str>,
+        req: PageRequest,
+    ) -> Result<PageOf<PackageSummary>> {
+        let (project, repo) = (r.project_id.as_str(), r.name.as_str());
+        let prefix = name_prefix.map(str::to_lowercase).unwrap_or_default();
+        let query = Query::prefix(names_index_pk(project, repo), prefix.clone()).index(NAMES_INDEX);
+        let total = if prefix.is_empty() {
+            r.package_count
+        } else {
+            query_all(&*self.table, query.clone()).await?.len() as i64
+        };
+        let items =
+            self.paged(pages_partition(project, repo), &format!("pkg:{prefix}"), &r.state_tag(), query, req).await?;
+        Ok(PageOf { request: req, total, items: items.into_iter().map(from_item).collect::<Result<_>>()? })
+    }
+
+    /// A page of a package's versions in version order (newest first unless
+    /// `ascending`), without filters: its cost follows the page size. `r` and `pkg` are
+    /// as the caller read them.
+    pub async fn version_page(
+        &self,
+        r: &Repository,
+        pkg: &PackageSummary,
+        ascending: bool,
+        req: PageRequest,
+    ) -> Result<PageOf<PackageVersion>> {
+        let (project, repo, key) = (r.project_id.as_str(), r.name.as_str(), pkg.key.as_str());
+        let mut query = Query::partition(versions_index_pk(project, repo, key)).index(VERSIONS_INDEX);
+        if !ascending {
+            query = query.backward();
+        }
+        let dir = if ascending { "asc" } else { "desc" };
+        let items =
+            self.paged(pages_partition(project, repo), &format!("ver:{key}:{dir}"), &r.state_tag(), query, req).await?;
+        Ok(PageOf {
+            request: req,
+            total: pkg.versions,
+            items: items.into_iter().map(from_item).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Removes remembered page starts no read can use any more: those of an earlier state
+    /// of their repository, or past their expiry. DynamoDB's TTL removes the latter on
+    /// AWS; `depot serve` calls this periodically. Returns how many it removed.
+    pub async fn expire_page_starts(&self) -> Result<usize> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut removed = 0;
+        for project in self.list_projects().await? {
+            for repo in self.list_repositories(&project.name).await? {
+                let current = repo.state_tag();
+                for item in
+                    query_all(&*self.table, Query::partition(pages_partition(&project.name, &repo.name))).await?
+                {
+                    let key = Key::of(&item)?;
+                    // `{kind}#{state}#{size}#{n}`: the kind may hold '#', the rest do not.
+                    let state = key.sk.rsplit('#').nth(2);
+                    let expired = item.get(crate::store::TTL_ATTR).and_then(Value::as_i64).is_some_and(|t| t <= now);
+                    if expired || state != Some(current.as_str()) {
+                        self.table.delete(&key, Cond::None).await?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

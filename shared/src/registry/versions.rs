@@ -1,0 +1,449 @@
+//! Versions and their packages: create, replace, delete, move through stages.
+//!
+//! A version and its package summary change together in one transaction, with the
+//! repository's generation bumped in the same transaction, so that anything derived from
+//! the repository (an `index.yaml`) can be cached under the generation and never be
+//! stale. Writers read the package summary, compute the new one, and write it on the
+//! condition that its `revision` has not moved; on a lost race they read again.
+use serde_json::{Map, Value};
+
+use super::{Hold, Registry};
+use crate::error::Kind;
+use crate::model::{
+    compare_versions, now_iso, printable, validate_name, validate_package_key, validate_version, Action, Actor,
+    MetadataEntry, PackageSummary, PackageVersion, RepoType,
+};
+use crate::store::schema::{
+    from_item, index_package, index_version, names_index_sk, names_index_sk_attr, package_key, repo_key, to_item,
+    version_key,
+};
+use crate::store::{content_key, ByteStream, Cond, Digests, Item, TxOp};
+use crate::{Error, Result};
+
+/// How often a writer retries after losing a race on the package summary.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Bytes already in the blob store, with their digests.
+#[derive(Debug, Clone)]
+pub struct BlobRef {
+    pub key: String,
+    pub digests: Digests,
+    /// What keeps the bytes safe from garbage collection until the version is committed.
+    pub hold: Hold,
+}
+
+/// What a surface asks for when a version is uploaded.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub project_id: String,
+    pub repo_name: String,
+    pub package_key: String,
+    pub package_name: String,
+    pub package_type: RepoType,
+    pub version: String,
+    pub description: String,
+    pub content_path: String,
+    pub blob: BlobRef,
+    pub metadata: Map<String, Value>,
+    pub package_metadata: Vec<MetadataEntry>,
+    /// Replaces the package summary's `extension`.
+    pub extension: Map<String, Value>,
+    /// Replace an existing version instead of refusing with `Exists` (a `@release`
+    /// version also needs the caller's MANAGE).
+    pub overwrite: bool,
+}
+
+impl NewVersion {
+    /// A version of `key` in `project/repo` with no description, metadata or extension,
+    /// stored at `/{version}`, refused if it exists. Set the other fields as needed.
+    pub fn new(project: &str, repo: &str, key: &str, name: &str, ty: RepoType, version: &str, blob: BlobRef) -> Self {
+        NewVersion {
+            project_id: project.into(),
+            repo_name: repo.into(),
+            package_key: key.into(),
+            package_name: name.into(),
+            package_type: ty,
+            version: version.into(),
+            description: String::new(),
+            content_path: format!("/{version}"),
+            blob,
+            metadata: Map::new(),
+            package_metadata: vec![],
+            extension: Map::new(),
+            overwrite: false,
+        }
+    }
+}
+
+fn conflict_retry<T>() -> Result<T> {
+    Err(Error::Internal("gave up after too many concurrent writers on one package".into()))
+}
+
+impl Registry {
+    /// Stores a stream under its content address and returns where and what it is.
+    /// The bytes also stay under `tmp/` as a spare until [`Registry::create_version`]
+    /// settles (see `registry::gc`).
+    pub async fn store_content(&self, body: ByteStream) -> Result<BlobRef> {
+        let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
+        let digests = self.blobs.put(&tmp, body).await?;
+        let key = content_key(&digests.sha256);
+        let hold = Hold::Spare(tmp);
+        if let Err(e) = self.publish(&key, &hold).await {
+            self.release(&hold).await;
+            return Err(e);
+        }
+        Ok(BlobRef { key, digests, hold })
+    }
+
+    pub async fn get_package(&self, project: &str, repo: &str, key: &str) -> Result<PackageSummary> {
+        validate_package_key(key)?;
+        self.find_package(project, repo, key).await?.ok_or_else(|| Error::not_found(Kind::Package, key))
+    }
+
+    /// The package, or `None` when it does not exist.
+    pub async fn find_package(&self, project: &str, repo: &str, key: &str) -> Result<Option<PackageSummary>> {
+        validate_package_key(key)?;
+        self.table.get(&package_key(project, repo, key)).await?.map(from_item).transpose()
+    }
+
+    pub async fn get_version(&self, project: &str, repo: &str, key: &str, version: &str) -> Result<PackageVersion> {
+        validate_package_key(key)?;
+        validate_version(version)?;
+        match self.table.get(&version_key(project, repo, key, version)).await? {
+            Some(item) => from_item(item),
+            None => Err(Error::version_not_found(key, version)),
+        }
+    }
+
+    /// Creates a version (or, with `overwrite`, replaces one) and updates its package
+    /// summary and the repository's counters in one transaction. Returns the version and
+    /// whether it is new. Replacing a `@release` version needs `by`'s MANAGE. A spare the
+    /// blob came with is settled (or dropped, when this fails).
+    pub async fn create_version(&self, req: NewVersion, by: &Actor) -> Result<(PackageVersion, bool)> {
+        match self.commit_version(&req, by).await {
+            Ok(done) => {
+                self.settle(&req.blob.key, &req.blob.hold).await;
+                Ok(done)
+            }
+            Err(e) => {
+                self.release(&req.blob.hold).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The transaction of [`Registry::create_version`]: the version item (new, or the
+    /// one read, unchanged since), the package summary (new, or updated on its
+    /// `revision`), the repository's counters, and the garbage-collection guard on the
+    /// blob. A lost race reads again.
+    async fn commit_version(&self, req: &NewVersion, by: &Actor) -> Result<(PackageVersion, bool)> {
+        validate_name("project name", &req.project_id)?;
+        validate_name("repository name", &req.repo_name)?;
+        validate_package_key(&req.package_key)?;
+        validate_version(&req.version)?;
+        let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
+        let vkey = version_key(p, r, k, &req.version);
+        let exists = || {
+            Error::exists_as(
+                Kind::Version,
+                &req.version,
+                format!("version [{}] of package [{k}] already exists", req.version),
+            )
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let now = now_iso();
+            let existing: Option<PackageVersion> = self.table.get(&vkey).await?.map(from_item).transpose()?;
+            if let Some(old) = &existing {
+                if !req.overwrite {
+                    return Err(exists());
+                }
+                if old.is_released() && !by.may(Action::Manage) {
+                    return Err(Error::Forbidden(format!(
+                        "version [{}] of package [{k}] is a @release version: overwriting it needs MANAGE",
+                        req.version
+                    )));
+                }
+            }
+            let summary = self.find_package(p, r, k).await?;
+            let version = version_record(req, existing.as_ref(), by.name(), &now);
+            let version_cond = match &existing {
+                None => Cond::NotExists,
+                Some(o) => Cond::Eq("revision".into(), Value::from(o.revision)),
+            };
+            let is_new_version = existing.is_none();
+            let new_package = summary.is_none();
+            let summary_op = summary_op(req, summary, is_new_version, by.name(), &now)?;
+            let mut repo_add = vec![("generation".to_string(), 1)];
+            if new_package {
+                repo_add.push(("packageCount".to_string(), 1));
+            }
+            let mut version_item = to_item(&vkey, &version)?;
+            index_version(&mut version_item, p, r, k, &version.name);
+            let ops = vec![
+                TxOp::Put { item: version_item, cond: version_cond },
+                summary_op,
+                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: Cond::Exists },
+                Registry::guard_op(&req.blob.key, &req.blob.hold),
+            ];
+            match self.table.transact(ops).await {
+                Ok(()) => return Ok((version, is_new_version)),
+                Err(e) if e.failed_op(3) => self.wait_for_collector(&req.blob.key, &req.blob.hold).await?,
+                Err(e) if e.failed_op(2) => return Err(Error::not_found(Kind::Repository, format!("{p}/{r}"))),
+                Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => return Err(exists()),
+                // Another writer changed the version or the summary first: read again.
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        conflict_retry()
+    }
+
+    /// Deletes a version. The package goes with its last version; otherwise `versions`
+    /// drops by one and `latest` is recomputed. A `@release` version needs `by`'s MANAGE.
+    pub async fn delete_version(
+        &self,
+        by: &Actor,
+        project: &str,
+        repo: &str,
+        key: &str,
+        version: &str,
+    ) -> Result<PackageVersion> {
+        let vkey = version_key(project, repo, key, version);
+        for _ in 0..MAX_ATTEMPTS {
+            let old = self.get_version(project, repo, key, version).await?;
+            if old.is_released() && !by.may(Action::Manage) {
+                return Err(released_needs_manage(&old.name, key));
+            }
+            let summary = self.get_package(project, repo, key).await?;
+            let version_op =
+                TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };
+            let summary_cond = Cond::Eq("revision".into(), Value::from(summary.revision));
+            let mut repo_add = vec![("generation".to_string(), 1)];
+            let summary_op = if summary.versions <= 1 {
+                repo_add.push(("packageCount".to_string(), -1));
+                TxOp::Delete { key: package_key(project, repo, key), cond: summary_cond }
+            } else {
+                let mut set = Item::new();
+                if summary.latest == version {
+                    let remaining = self.list_versions(project, repo, key).await?;
+                    set.insert("latest".into(), latest_without(&remaining, version).into());
+                }
+                set.insert("lastModifiedDate".into(), now_iso().into());
+                TxOp::Update {
+                    key: package_key(project, repo, key),
+                    set,
+                    add: vec![("versions".to_string(), -1), ("revision".to_string(), 1)],
+                    cond: summary_cond,
+                }
+            };
+            let ops = vec![
+                version_op,
+                summary_op,
+                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: Cond::Exists },
+            ];
+            match self.table.transact(ops).await {
+                Ok(()) => return Ok(old),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        conflict_retry()
+    }
+
+    /// Deletes every version of a package, then the package. Returns how many versions
+    /// went. A `@release` version among them needs `by`'s MANAGE.
+    pub async fn delete_package(&self, by: &Actor, project: &str, repo: &str, key: &str) -> Result<usize> {
+        self.get_package(project, repo, key).await?;
+        let versions = self.list_versions(project, repo, key).await?;
+        if !by.may(Action::Manage) {
+            if let Some(v) = versions.iter().find(|v| v.is_released()) {
+                return Err(released_needs_manage(&v.name, key));
+            }
+        }
+        let mut n = 0;
+        for v in versions {
+            match self.delete_version(by, project, repo, key, &v.name).await {
+                Ok(_) => n += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Moves a version to a later stage: to `tag`, or to the next stage when `tag` is
+    /// `None`. Stages only move forward (none → `@prerelease` → `@release`); the version
+    /// keeps every tag it passed.
+    pub async fn upgrade_stage(
+        &self,
+        project: &str,
+        repo: &str,
+        key: &str,
+        version: &str,
+        tag: Option<&str>,
+        by: &Actor,
+    ) -> Result<PackageVersion> {
+        use crate::model::{parse_stage, STAGES};
+        let target = tag.filter(|t| !t.trim().is_empty()).map(parse_stage).transpose()?;
+        for _ in 0..MAX_ATTEMPTS {
+            let mut v = self.get_version(project, repo, key, version).await?;
+            let current = v.stage();
+            let next = match target {
+                Some(t) => STAGES.iter().position(|s| *s == t).expect("a known stage") + 1,
+                None if current >= STAGES.len() => {
+                    return Err(Error::Invalid(format!("version [{version}] of package [{key}] is already @release")))
+                }
+                None => current + 1,
+            };
+            if next <= current {
+                return Err(Error::Invalid(format!(
+                    "stages only move forward: version [{version}] of package [{key}] is already {}",
+                    STAGES[current - 1]
+                )));
+            }
+            for s in &STAGES[current..next] {
+                v.stage_tag.push(s.to_string());
+            }
+            let now = now_iso();
+            let mut set = Item::new();
+            set.insert("stageTag".into(), serde_json::to_value(&v.stage_tag).map_err(Error::internal)?);
+            set.insert("lastModifiedBy".into(), by.name().into());
+            set.insert("lastModifiedDate".into(), now.clone().into());
+            let ops = vec![
+                TxOp::Update {
+                    key: version_key(project, repo, key, version),
+                    set,
+                    add: vec![("revision".into(), 1)],
+                    cond: Cond::Eq("revision".into(), Value::from(v.revision)),
+                },
+                TxOp::Update {
+                    key: repo_key(project, repo),
+                    set: Item::new(),
+                    add: vec![("generation".into(), 1)],
+                    cond: Cond::Exists,
+                },
+            ];
+            match self.table.transact(ops).await {
+                Ok(()) => {
+                    v.revision += 1;
+                    v.last_modified_by = by.name().to_string();
+                    v.last_modified_date = now;
+                    return Ok(v);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        conflict_retry()
+    }
+}
+
+fn released_needs_manage(version: &str, key: &str) -> Error {
+    Error::Forbidden(format!(
+        "version [{version}] of package [{}] is a @release version: deleting it needs MANAGE",
+        printable(key)
+    ))
+}
+
+/// The package's `latest` once `gone` is deleted: the highest semantic version, or the
+/// newest upload when the versions are not all semantic.
+fn latest_without(versions: &[PackageVersion], gone: &str) -> String {
+    let all_semver = versions.iter().all(|v| crate::model::is_semver(&v.name));
+    versions
+        .iter()
+        .filter(|v| v.name != gone)
+        .max_by(
+            |a, b| if all_semver { compare_versions(&a.name, &b.name) } else { a.created_date.cmp(&b.created_date) },
+        )
+        .map(|v| v.name.clone())
+        .unwrap_or_default()
+}
+
+/// The version item a commit writes: new, or replacing `existing` (whose counters,
+/// stages and creation it keeps).
+fn version_record(req: &NewVersion, existing: Option<&PackageVersion>, by: &str, now: &str) -> PackageVersion {
+    PackageVersion {
+        project_id: req.project_id.clone(),
+        repo_name: req.repo_name.clone(),
+        package_key: req.package_key.clone(),
+        name: req.version.clone(),
+        size: req.blob.digests.size,
+        downloads: existing.map_or(0, |o| o.downloads),
+        stage_tag: existing.map(|o| o.stage_tag.clone()).unwrap_or_default(),
+        metadata: req.metadata.clone(),
+        package_metadata: req.package_metadata.clone(),
+        created_by: existing.map_or_else(|| by.to_string(), |o| o.created_by.clone()),
+        created_date: existing.map_or_else(|| now.to_string(), |o| o.created_date.clone()),
+        last_modified_by: by.to_string(),
+        last_modified_date: now.to_string(),
+        content_path: req.content_path.clone(),
+        sha256: req.blob.digests.sha256.clone(),
+        sha1: req.blob.digests.sha1.clone(),
+        md5: req.blob.digests.md5.clone(),
+        blob_key: req.blob.key.clone(),
+        revision: existing.map_or(0, |o| o.revision + 1),
+    }
+}
+
+/// The write of the package summary in a commit: a new summary, or an update of the one
+/// read, conditioned on its `revision`.
+fn summary_op(
+    req: &NewVersion,
+    summary: Option<PackageSummary>,
+    is_new_version: bool,
+    by: &str,
+    now: &str,
+) -> Result<TxOp> {
+    let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
+    let Some(s) = summary else {
+        let s = PackageSummary {
+            project_id: p.to_string(),
+            repo_name: r.to_string(),
+            name: req.package_name.clone(),
+            key: k.to_string(),
+            package_type: req.package_type.as_str().to_string(),
+            latest: req.version.clone(),
+            downloads: 0,
+            versions: 1,
+            description: req.description.clone(),
+            created_by: by.to_string(),
+            created_date: now.to_string(),
+            last_modified_by: by.to_string(),
+            last_modified_date: now.to_string(),
+            extension: req.extension.clone(),
+            history_version: vec![req.version.clone()],
+            revision: 0,
+        };
+        let mut item = to_item(&package_key(p, r, k), &s)?;
+        index_package(&mut item, p, r, &s.name, k);
+        return Ok(TxOp::Put { item, cond: Cond::NotExists });
+    };
+    let latest = if !is_new_version {
+        s.latest.clone()
+    } else if !crate::model::is_semver(&req.version) || !crate::model::is_semver(&s.latest) {
+        // Not semver: the newest upload is the latest.
+        req.version.clone()
+    } else if compare_versions(&req.version, &s.latest).is_gt() {
+        req.version.clone()
+    } else {
+        s.latest.clone()
+    };
+    let mut history = s.history_version.clone();
+    if !history.contains(&req.version) {
+        history.push(req.version.clone());
+    }
+    let mut set = Item::new();
+    set.insert("latest".into(), latest.into());
+    set.insert("historyVersion".into(), serde_json::to_value(history).map_err(Error::internal)?);
+    set.insert("name".into(), req.package_name.clone().into());
+    set.insert(names_index_sk_attr().into(), names_index_sk(&req.package_name, k).into());
+    set.insert("description".into(), req.description.clone().into());
+    set.insert("extension".into(), Value::Object(req.extension.clone()));
+    set.insert("lastModifiedBy".into(), by.into());
+    set.insert("lastModifiedDate".into(), now.into());
+    let mut add = vec![("revision".to_string(), 1)];
+    if is_new_version {
+        add.push(("versions".to_string(), 1));
+    }
+    Ok(TxOp::Update { key: package_key(p, r, k), set, add, cond: Cond::Eq("revision".into(), Value::from(s.revision)) })
+}

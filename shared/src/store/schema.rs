@@ -1,0 +1,251 @@
+//! The single-table schema: every item's `PK`/`SK`, the index attributes, and the
+//! conversion between domain values and items are here and nowhere else. The model
+//! knows nothing of it; the use cases (registry, auth) build keys and items through it.
+//!
+//! | item | PK | SK |
+//! |---|---|---|
+//! | project | `PROJECTS` | `PROJECT#{p}` |
+//! | repository | `PROJECT#{p}` | `REPO#{r}` |
+//! | package summary | `REPO#{p}/{r}` | `PKG#{key}` |
+//! | version | `PKG#{p}/{r}/{key}` | `VER#{version}` |
+//! | user | `USERS` | `USER#{id}` |
+//! | API token, by secret | `TOKEN#{sha256 of the secret}` | `TOKEN` |
+//! | API token, by owner | `TOKENS#{user}` | `TOKEN#{name}` |
+//! | permission | `PERMS#{p}` | `PERM#{id}` |
+//! | permission id → project | `PERM#{id}` | `PERM` |
+//! | upload session | `UPLOADS` | `UPLOAD#{id}` |
+//! | staged blob of a repository | `STAGED#{p}/{r}` | `sha256:{hex}` |
+//! | downloads of a version on a day | `DL#{p}/{r}/{key}` | `DAY#{yyyy-mm-dd}#{version}` |
+//! | remembered page start of a listing | `PAGES#{p}/{r}` | `{kind}#{state}#{size}#{page}` |
+//! | garbage collection's mark on a blob | `GCMARK` | the blob key |
+//!
+//! | index | PK | SK | items |
+//! |---|---|---|---|
+//! | `GSI1` | `NAMES#{p}/{r}` | `{lower-case name}#{key}` | package summaries, by name |
+//! | `GSI2` | `VERS#{p}/{r}/{key}` | [`version_sort_key`] | versions, in version order |
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{Item, Key};
+use crate::model::version_sort_key;
+use crate::{Error, Result};
+
+pub const PROJECTS_PK: &str = "PROJECTS";
+pub const USERS_PK: &str = "USERS";
+pub const PROJECT_SK_PREFIX: &str = "PROJECT#";
+pub const REPO_SK_PREFIX: &str = "REPO#";
+pub const PKG_SK_PREFIX: &str = "PKG#";
+pub const VER_SK_PREFIX: &str = "VER#";
+pub const USER_SK_PREFIX: &str = "USER#";
+
+pub fn project_key(project: &str) -> Key {
+    Key::new(PROJECTS_PK, format!("{PROJECT_SK_PREFIX}{project}"))
+}
+
+pub fn project_partition(project: &str) -> String {
+    format!("PROJECT#{project}")
+}
+
+pub fn repo_key(project: &str, repo: &str) -> Key {
+    Key::new(project_partition(project), format!("{REPO_SK_PREFIX}{repo}"))
+}
+
+/// The partition that holds a repository's package summaries.
+pub fn repo_partition(project: &str, repo: &str) -> String {
+    format!("REPO#{project}/{repo}")
+}
+
+pub fn package_key(project: &str, repo: &str, package_key: &str) -> Key {
+    Key::new(repo_partition(project, repo), format!("{PKG_SK_PREFIX}{package_key}"))
+}
+
+/// The partition that holds one package's versions.
+pub fn package_partition(project: &str, repo: &str, package_key: &str) -> String {
+    format!("PKG#{project}/{repo}/{package_key}")
+}
+
+pub fn user_key(user_id: &str) -> Key {
+    Key::new(USERS_PK, format!("{USER_SK_PREFIX}{user_id}"))
+}
+
+pub fn token_key(secret_sha256: &str) -> Key {
+    Key::new(format!("TOKEN#{secret_sha256}"), "TOKEN")
+}
+
+/// The partition that lists a user's tokens.
+pub fn user_tokens_partition(user_id: &str) -> String {
+    format!("TOKENS#{user_id}")
+}
+
+pub fn user_token_key(user_id: &str, name: &str) -> Key {
+    Key::new(user_tokens_partition(user_id), format!("TOKEN#{name}"))
+}
+
+/// The partition that holds a project's permissions.
+pub fn permissions_partition(project: &str) -> String {
+    format!("PERMS#{project}")
+}
+
+pub fn permission_key(project: &str, id: &str) -> Key {
+    Key::new(permissions_partition(project), format!("PERM#{id}"))
+}
+
+/// Points from a permission id to its project, for deletes by id.
+pub fn permission_pointer_key(id: &str) -> Key {
+    Key::new(format!("PERM#{id}"), "PERM")
+}
+
+pub const UPLOADS_PK: &str = "UPLOADS";
+pub const UPLOAD_SK_PREFIX: &str = "UPLOAD#";
+
+pub fn upload_key(id: &str) -> Key {
+    Key::new(UPLOADS_PK, format!("{UPLOAD_SK_PREFIX}{id}"))
+}
+
+/// A garbage collection's claim on a blob it is about to remove: writers that would
+/// name the blob wait for it to go (`registry::gc` says why).
+pub fn gc_mark_key(blob_key: &str) -> Key {
+    Key::new("GCMARK", blob_key.to_string())
+}
+
+/// A blob that a completed upload session staged for a repository, by digest.
+pub fn staged_key(project: &str, repo: &str, digest: &str) -> Key {
+    Key::new(staged_partition(project, repo), digest.to_string())
+}
+
+pub fn staged_partition(project: &str, repo: &str) -> String {
+    format!("STAGED#{project}/{repo}")
+}
+
+pub fn version_key(project: &str, repo: &str, package_key: &str, version: &str) -> Key {
+    Key::new(package_partition(project, repo, package_key), format!("{VER_SK_PREFIX}{version}"))
+}
+
+/// The per-day download counter of a version.
+pub fn download_day_key(project: &str, repo: &str, package_key: &str, day: &str, version: &str) -> Key {
+    Key::new(format!("DL#{project}/{repo}/{package_key}"), format!("DAY#{day}#{version}"))
+}
+
+/// Where a repository's remembered page starts live.
+pub fn pages_partition(project: &str, repo: &str) -> String {
+    format!("PAGES#{project}/{repo}")
+}
+
+/// The index that lists a repository's packages by name.
+pub const NAMES_INDEX: &str = "GSI1";
+/// The index that lists a package's versions in version order.
+pub const VERSIONS_INDEX: &str = "GSI2";
+
+/// The `GSI1` partition of a repository's packages.
+pub fn names_index_pk(project: &str, repo: &str) -> String {
+    format!("NAMES#{project}/{repo}")
+}
+
+/// A package's `GSI1` sort key: its lower-case name, then its key.
+pub fn names_index_sk(name: &str, key: &str) -> String {
+    format!("{}#{key}", name.to_lowercase())
+}
+
+/// The `GSI2` partition of a package's versions.
+pub fn versions_index_pk(project: &str, repo: &str, key: &str) -> String {
+    format!("VERS#{project}/{repo}/{key}")
+}
+
+/// Puts a package summary into the names index.
+pub fn index_package(item: &mut Item, project: &str, repo: &str, name: &str, key: &str) {
+    item.insert("GSI1PK".into(), names_index_pk(project, repo).into());
+    item.insert("GSI1SK".into(), names_index_sk(name, key).into());
+}
+
+/// The attribute a renamed package's new names-index sort key goes in.
+pub fn names_index_sk_attr() -> &'static str {
+    "GSI1SK"
+}
+
+/// Puts a version into its package's version-order index.
+pub fn index_version(item: &mut Item, project: &str, repo: &str, key: &str, version: &str) {
+    item.insert("GSI2PK".into(), versions_index_pk(project, repo, key).into());
+    item.insert("GSI2SK".into(), version_sort_key(version).into());
+}
+
+/// Serialises a domain value into an item under `key`.
+pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item> {
+    let mut item = key.item();
+    match serde_json::to_value(value).map_err(Error::internal)? {
+        serde_json::Value::Object(m) => item.extend(m),
+        _ => return Err(Error::Internal("a domain value must serialise to an object".into())),
+    }
+    Ok(item)
+}
+
+/// Reads a domain value back from an item, ignoring the key attributes.
+pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T> {
+    serde_json::from_value(serde_json::Value::Object(item)).map_err(|e| Error::Internal(format!("corrupt item: {e}")))
+}
+
+/// Grants die with what they name. The registry calls this when a project or repository
+/// is deleted, and before a project is created (so that a project created under an old
+/// name never inherits grants a failed deletion left behind); with `repo` None every
+/// grant of the project goes, with a repository REPO grants lose it, and a grant left
+/// naming no repository goes.
+pub async fn forget_grants(table: &dyn super::Table, project: &str, repo: Option<&str>) -> Result<()> {
+    use crate::model::ResourceType;
+    edit_grants(table, project, |perm| match repo {
+        None => {
+            perm.users.clear();
+            true
+        }
+        Some(r) if perm.resource_type == ResourceType::Repo && perm.repos.iter().any(|x| x == r) => {
+            perm.repos.retain(|x| x != r);
+            true
+        }
+        Some(_) => false,
+    })
+    .await
+}
+
+/// Takes a deleted user out of every project's grants, so that a user created later
+/// under the same id starts with none.
+pub async fn forget_user_grants(table: &dyn super::Table, user_id: &str) -> Result<()> {
+    for project in super::query_all(table, super::Query::prefix(PROJECTS_PK, PROJECT_SK_PREFIX)).await? {
+        let Some(name) = project.get("name").and_then(|v| v.as_str()) else { continue };
+        edit_grants(table, name, |perm| {
+            let before = perm.users.len();
+            perm.users.retain(|u| u.id != user_id);
+            perm.users.len() != before
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies `edit` to each of a project's grants; it answers whether it changed the grant.
+/// A changed grant that covers nobody, or (REPO) no repository, is deleted.
+async fn edit_grants(
+    table: &dyn super::Table,
+    project: &str,
+    edit: impl Fn(&mut crate::model::Permission) -> bool,
+) -> Result<()> {
+    use super::{Cond, Query, TxOp};
+    use crate::model::{Permission, ResourceType};
+    for item in super::query_all(table, Query::partition(permissions_partition(project))).await? {
+        let mut perm: Permission = from_item(item)?;
+        if !edit(&mut perm) {
+            continue;
+        }
+        let key = permission_key(project, &perm.id);
+        if perm.users.is_empty() || (perm.resource_type == ResourceType::Repo && perm.repos.is_empty()) {
+            let ops = vec![
+                TxOp::Delete { key, cond: Cond::None },
+                TxOp::Delete { key: permission_pointer_key(&perm.id), cond: Cond::None },
+            ];
+            table.transact(ops).await?;
+        } else {
+            // A grant deleted meanwhile stays deleted.
+            match table.put(to_item(&key, &perm)?, Cond::Exists).await {
+                Err(e) if !e.is_conflict() => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}

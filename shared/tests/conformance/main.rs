@@ -1,0 +1,70 @@
+//! One conformance suite for every adapter of the two ports, and the registry's use cases
+//! on each backend. The AWS adapters run against moto (`infra/test.sh` starts it).
+#[path = "../common/mod.rs"]
+mod common;
+mod ports;
+mod registry;
+
+use ports::*;
+use registry::*;
+
+macro_rules! suite {
+    ($adapter:ident, $open:path, [$($test:ident),* $(,)?]) => {
+        mod $adapter {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let (port, _guard) = $open().await;
+                    super::$test(port).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    fs_blobs,
+    crate::common::fs_blobs,
+    [
+        blob_put_streams_50mb,
+        blob_get_range_head_delete,
+        blob_failed_put_leaves_nothing,
+        blob_presigned_put_and_multipart,
+    ]
+);
+suite!(
+    s3_blobs,
+    crate::common::s3_blobs,
+    [
+        blob_put_streams_50mb,
+        blob_get_range_head_delete,
+        blob_failed_put_leaves_nothing,
+        blob_presigned_put_and_multipart,
+    ]
+);
+suite!(
+    embedded_table,
+    crate::common::embedded_table,
+    [
+        table_conditional_put,
+        table_transaction_all_or_nothing,
+        table_atomic_add_concurrent,
+        table_query_paged,
+        registry_projects_and_repositories,
+        registry_packages_and_versions,
+        registry_page_starts_expire,
+    ]
+);
+suite!(
+    dynamo_table,
+    crate::common::dynamo_table,
+    [
+        table_conditional_put,
+        table_transaction_all_or_nothing,
+        table_atomic_add_concurrent,
+        table_query_paged,
+        registry_projects_and_repositories,
+        registry_packages_and_versions,
+        registry_page_starts_expire,
+    ]
+);

@@ -1,0 +1,430 @@
+//! The use cases over every pair of adapters: projects and repositories, packages and
+//! versions, page starts, upload sessions and the garbage-collection guard.
+#![allow(unused_imports)]
+use std::sync::Arc;
+
+use bytes::Bytes;
+use depot_core::store::{atomic_add, BlobStore, ByteRange, ByteStream, Cond, Item, Key, Query, SkCond, Table, TxOp};
+use depot_core::Error;
+use futures::StreamExt;
+use md5::Md5;
+use serde_json::{json, Value};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use crate::common;
+#[allow(unused_imports)]
+use crate::ports::*;
+
+/// A registry over `t` and `blobs` holding project `project` with the RDS repositories
+/// `repos`.
+/// A writer without MANAGE.
+pub(crate) fn writer() -> depot_core::model::Actor {
+    use depot_core::model::{Action, Actor, Rights};
+    Actor::user("u", Rights::of(&[Action::Read, Action::Write, Action::Delete]))
+}
+
+/// A writer with MANAGE.
+pub(crate) fn manager() -> depot_core::model::Actor {
+    depot_core::model::Actor::user("u", depot_core::model::Rights::ALL)
+}
+
+pub(crate) async fn rds_registry(
+    t: Arc<dyn Table>,
+    blobs: Arc<dyn BlobStore>,
+    project: &str,
+    repos: &[&str],
+) -> depot_core::registry::Registry {
+    use depot_core::registry::{NewProject, NewRepository, Registry};
+    let reg = Registry::new(t, blobs);
+    reg.create_project(NewProject { name: project.into(), ..Default::default() }, "admin").await.unwrap();
+    for r in repos {
+        let nr = NewRepository {
+            project_id: project.into(),
+            name: r.to_string(),
+            repo_type: depot_core::model::RepoType::Rds,
+            public: false,
+            description: None,
+            allow_overwrite: None,
+        };
+        reg.create_repository(nr, "admin").await.unwrap();
+    }
+    reg
+}
+
+/// Remembered page starts follow the repository's state: a write makes the old ones
+/// useless and the sweep removes exactly those; deleting the repository removes the rest.
+pub(crate) async fn registry_page_starts_expire(t: Arc<dyn Table>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewVersion, PageRequest};
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = rds_registry(t.clone(), blobs, "ps", &["r"]).await;
+    let put = |code: &'static str| {
+        let reg = reg.clone();
+        async move {
+            let blob = reg.store_content(depot_core::store::stream_from_bytes(code.as_bytes().to_vec())).await.unwrap();
+            let key = format!("rds://{code}");
+            reg.create_version(NewVersion::new("ps", "r", &key, code, RepoType::Rds, "1.0.0", blob), &writer())
+                .await
+                .unwrap();
+        }
+    };
+    let starts = || async { t.query(&Query::partition("PAGES#ps/r")).await.unwrap().items.len() };
+    for code in ["a", "b", "c"] {
+        put(code).await;
+    }
+    let first = PageRequest { number: 1, size: 1 };
+    let page = reg.package_page(&reg.get_repository("ps", "r").await.unwrap(), None, first).await.unwrap();
+    assert_eq!(page.items[0].key, "rds://a");
+    assert_eq!(starts().await, 1, "the start of page 2 is remembered");
+    assert_eq!(reg.expire_page_starts().await.unwrap(), 0, "it is current");
+
+    put("d").await;
+    assert_eq!(
+        reg.package_page(&reg.get_repository("ps", "r").await.unwrap(), None, first).await.unwrap().items[0].key,
+        "rds://a"
+    );
+    assert_eq!(starts().await, 2);
+    assert_eq!(reg.expire_page_starts().await.unwrap(), 1, "only the earlier state's start goes");
+    assert_eq!(starts().await, 1);
+    let third = reg
+        .package_page(&reg.get_repository("ps", "r").await.unwrap(), None, PageRequest { number: 3, size: 1 })
+        .await
+        .unwrap();
+    assert_eq!(third.items[0].key, "rds://c");
+
+    reg.delete_repository("ps", "r", true).await.unwrap();
+    assert_eq!(starts().await, 0, "a deleted repository leaves no page starts");
+}
+
+// ---------------------------------------------------------------- upload sessions, both backends
+
+pub(crate) async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::registry::{NewUpload, MAX_UPLOAD_SIZE as MAX_SESSION};
+    use depot_core::store::schema::upload_key;
+    let reg = rds_registry(t.clone(), blobs.clone(), "p", &["r", "other"]).await;
+    let bytes = b"staged bytes".to_vec();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let new =
+        |size: u64, sha256: Option<String>| NewUpload { project_id: "p".into(), repo_name: "r".into(), size, sha256 };
+
+    let opened = reg.open_upload(new(bytes.len() as u64, Some(sha.clone())), "admin", MAX_SESSION).await.unwrap();
+    assert_eq!(opened.targets.len(), 1);
+    send_to(&*blobs, &opened.targets[0].url, bytes.clone()).await;
+    let staged = reg.complete_upload(opened.session.clone(), None, None).await.unwrap();
+    assert_eq!((staged.digest.clone(), staged.size), (format!("sha256:{sha}"), bytes.len() as u64));
+    assert_eq!(staged.md5, hex::encode(Md5::digest(&bytes)));
+    assert_eq!(staged.sha1, hex::encode(Sha1::digest(&bytes)));
+    assert_eq!(blobs.get(&staged.key, None).await.unwrap().bytes().await.unwrap(), bytes);
+
+    // The X-Depot-Blob contract: the same repository resolves it, no other does.
+    let found = reg.resolve_staged("p", "r", &format!("sha256:{sha}")).await.unwrap();
+    assert_eq!((found.key, found.size), (staged.key.clone(), staged.size));
+    assert!(matches!(reg.resolve_staged("p", "other", &sha).await, Err(Error::NotFound { .. })));
+    assert!(matches!(reg.resolve_staged("p", "r", &"a".repeat(64)).await, Err(Error::NotFound { .. })));
+    assert!(matches!(reg.resolve_staged("p", "r", "sha256:xyz").await, Err(Error::Invalid(_))));
+
+    // Over the threshold a session is multipart.
+    // Over the deployment's limit, or over 5 GiB whatever the limit, is refused.
+    for (size, limit) in [(100, 99), (MAX_SESSION + 1, u64::MAX)] {
+        let over = reg.open_upload(new(size, None), "admin", limit).await;
+        assert!(matches!(&over, Err(Error::TooLarge(m)) if m.contains("at most")), "{over:?}");
+    }
+    let big = reg.open_upload(new(40 << 20, None), "admin", MAX_SESSION).await.unwrap();
+    assert_eq!(big.targets.len(), 3);
+    assert!(big.session.multipart_id.is_some());
+
+    // An abandoned session expires with its bytes.
+    let abandoned = reg.open_upload(new(5, None), "admin", MAX_SESSION).await.unwrap();
+    send_to(&*blobs, &abandoned.targets[0].url, b"12345".to_vec()).await;
+    let staging = format!("uploads/{}", abandoned.session.id);
+    assert_eq!(blobs.head(&staging).await.unwrap(), Some(5));
+    let past = Item::from_iter([("expiresAt".to_string(), json!("2001-01-01T00:00:00.000Z"))]);
+    for id in [&abandoned.session.id, &big.session.id] {
+        t.update(&upload_key(id), past.clone(), &[], Cond::Exists).await.unwrap();
+    }
+    assert!(
+        matches!(reg.get_upload(&abandoned.session.id).await, Err(Error::NotFound { message: m, .. }) if m.contains("expired"))
+    );
+    assert_eq!(reg.expire_uploads().await.unwrap(), 2);
+    assert_eq!(blobs.head(&staging).await.unwrap(), None);
+    assert_eq!(t.get(&upload_key(&abandoned.session.id)).await.unwrap(), None);
+    assert_eq!(reg.expire_uploads().await.unwrap(), 0, "the completed session is still live");
+
+    // What was staged for a repository is not for one created again under its name.
+    reg.delete_repository("p", "r", true).await.unwrap();
+    let nr = depot_core::registry::NewRepository {
+        project_id: "p".into(),
+        name: "r".into(),
+        repo_type: depot_core::model::RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+    reg.create_repository(nr, "admin").await.unwrap();
+    assert!(matches!(reg.resolve_staged("p", "r", &sha).await, Err(Error::NotFound { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn upload_sessions_embedded() {
+    let ((t, _g1), (b, _g2)) = (common::embedded_table().await, common::fs_blobs().await);
+    upload_sessions(t, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn upload_sessions_aws() {
+    let ((t, _g1), (b, _g2)) = (common::dynamo_table().await, common::s3_blobs().await);
+    upload_sessions(t, b).await;
+}
+
+// ---------------------------------------------------------------- registry on both tables
+
+pub(crate) async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewProject, NewRepository, Registry};
+    use depot_core::store::schema::repo_key;
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = Registry::new(t.clone(), blobs);
+    let np = |name: &str| NewProject { name: name.into(), ..Default::default() };
+    let nr = |p: &str, r: &str| NewRepository {
+        project_id: p.into(),
+        name: r.into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+
+    let p = reg.create_project(np("proj"), "admin").await.unwrap();
+    assert_eq!((p.display_name.as_str(), p.created_by.as_str()), ("proj", "admin"));
+    assert!(matches!(reg.create_project(np("proj"), "admin").await, Err(Error::Exists { .. })));
+    assert!(matches!(reg.create_project(np("-bad"), "admin").await, Err(Error::Invalid(_))));
+    assert!(matches!(reg.create_repository(nr("nope", "r"), "admin").await, Err(Error::NotFound { .. })));
+
+    reg.create_repository(nr("proj", "r1"), "admin").await.unwrap();
+    reg.create_repository(nr("proj", "r2"), "admin").await.unwrap();
+    assert!(matches!(reg.create_repository(nr("proj", "r1"), "admin").await, Err(Error::Exists { .. })));
+    let names: Vec<_> = reg.list_repositories("proj").await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["r1", "r2"]);
+    assert_eq!(reg.get_project("proj").await.unwrap().repo_count, 2);
+
+    // A repository holding a package is kept unless forced.
+    let pkg = depot_core::store::schema::package_key("proj", "r1", "rds://x");
+    t.put(pkg.item(), Cond::None).await.unwrap();
+    let ver = Key::new(depot_core::store::schema::package_partition("proj", "r1", "rds://x"), "VER#1.0.0");
+    t.put(ver.item(), Cond::None).await.unwrap();
+    atomic_add(&*t, &repo_key("proj", "r1"), "packageCount", 1).await.unwrap();
+    let refused = reg.delete_repository("proj", "r1", false).await.unwrap_err();
+    assert!(matches!(&refused, Error::Conflict { message, .. } if message.contains("forced=true")), "{refused:?}");
+    assert!(reg.find_repository("proj", "r1").await.unwrap().is_some());
+    let refused = reg.delete_project("proj", false).await.unwrap_err();
+    assert!(matches!(&refused, Error::Conflict { message, .. } if message.contains("forced=true")), "{refused:?}");
+
+    reg.delete_repository("proj", "r2", false).await.unwrap();
+    assert_eq!(reg.get_project("proj").await.unwrap().repo_count, 1);
+    reg.delete_repository("proj", "r1", true).await.unwrap();
+    assert_eq!(t.get(&pkg).await.unwrap(), None, "forced delete removes packages");
+    assert_eq!(t.get(&ver).await.unwrap(), None, "and versions");
+    assert!(matches!(reg.delete_repository("proj", "r1", false).await, Err(Error::NotFound { .. })));
+    reg.delete_project("proj", false).await.unwrap();
+    assert!(!reg.project_exists("proj").await.unwrap());
+}
+
+pub(crate) async fn registry_packages_and_versions(t: Arc<dyn Table>) {
+    use depot_core::model::{RepoType, STAGE_RELEASE};
+    use depot_core::registry::NewVersion;
+    use depot_core::store::schema::version_key;
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = rds_registry(t.clone(), blobs, "pk", &["r"]).await;
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
+    let nv = |v: &str| NewVersion::new("pk", "r", "rds://x", "x", RepoType::Rds, v, blob.clone());
+    let generation = || async { reg.get_repository("pk", "r").await.unwrap().generation };
+    let g0 = generation().await;
+    for v in ["1.0.0", "1.10.0", "1.2.0"] {
+        let (_, new) = reg.create_version(nv(v), &writer()).await.unwrap();
+        assert!(new);
+    }
+    let p = reg.get_package("pk", "r", "rds://x").await.unwrap();
+    assert_eq!((p.versions, p.latest.as_str()), (3, "1.10.0"), "latest by semver");
+    assert_eq!(p.history_version, ["1.0.0", "1.10.0", "1.2.0"]);
+    assert_eq!(reg.get_repository("pk", "r").await.unwrap().package_count, 1);
+    assert_eq!(generation().await, g0 + 3, "every write bumps the generation");
+    assert!(matches!(reg.create_version(nv("1.2.0"), &writer()).await, Err(Error::Exists { .. })));
+
+    // A @release version is kept from overwrites and deletes without MANAGE.
+    t.update(
+        &version_key("pk", "r", "rds://x", "1.2.0"),
+        Item::from_iter([("stageTag".to_string(), json!([STAGE_RELEASE]))]),
+        &[],
+        Cond::Exists,
+    )
+    .await
+    .unwrap();
+    let over = NewVersion { overwrite: true, ..nv("1.2.0") };
+    assert!(matches!(reg.create_version(over.clone(), &writer()).await, Err(Error::Forbidden(_))));
+    assert!(matches!(reg.delete_version(&writer(), "pk", "r", "rds://x", "1.2.0").await, Err(Error::Forbidden(_))));
+    let (v, new) = reg.create_version(over, &manager()).await.unwrap();
+    assert!(!new);
+    assert_eq!(v.stage_tag, [STAGE_RELEASE], "an overwrite keeps the stage");
+    assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().versions, 3, "an overwrite adds no version");
+
+    // Downloads count on the version and the package together.
+    reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
+    reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
+    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 2);
+    assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().downloads, 2);
+    let today = depot_core::model::now_iso()[..10].to_string();
+    let day = t
+        .get(&depot_core::store::schema::download_day_key("pk", "r", "rds://x", &today, "1.0.0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(day["downloads"], 2, "the day's counter moves with them");
+    assert!(matches!(reg.record_download("pk", "r", "rds://x", "9.9.9").await, Err(Error::NotFound { .. })));
+
+    // Deleting the latest recomputes it; the last delete removes the package.
+    reg.delete_version(&writer(), "pk", "r", "rds://x", "1.10.0").await.unwrap();
+    let p = reg.get_package("pk", "r", "rds://x").await.unwrap();
+    assert_eq!((p.versions, p.latest.as_str()), (2, "1.2.0"));
+    assert_eq!(p.history_version.len(), 3, "history is never pruned");
+    assert!(matches!(reg.delete_version(&writer(), "pk", "r", "rds://x", "1.10.0").await, Err(Error::NotFound { .. })));
+    assert_eq!(reg.delete_package(&manager(), "pk", "r", "rds://x").await.unwrap(), 2);
+    assert!(matches!(reg.get_package("pk", "r", "rds://x").await, Err(Error::NotFound { .. })));
+    let repo = reg.get_repository("pk", "r").await.unwrap();
+    assert_eq!(repo.package_count, 0, "no negative or stale counter");
+    assert!(reg.list_versions("pk", "r", "rds://x").await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- garbage collection
+
+/// Garbage collection against uploads of the same bytes, with each interleaving forced
+/// step by step: a collector's mark makes a commit wait, a collector that runs after a
+/// commit keeps the blob, and one that removes the blob between an upload's store and
+/// its commit is undone from the upload's spare.
+pub(crate) async fn registry_gc_guard(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{BlobRef, Hold, NewVersion};
+    use depot_core::store::schema::{gc_mark_key, staged_key};
+    use std::time::{Duration, Instant};
+
+    let reg = rds_registry(t.clone(), blobs.clone(), "gc", &["r"]).await;
+    let payload = b"the same bytes, uploaded again and again".to_vec();
+    let store = || async { reg.store_content(depot_core::store::stream_from_bytes(payload.clone())).await.unwrap() };
+    let nv = |v: &str, blob: BlobRef| NewVersion::new("gc", "r", "rds://x", "x", RepoType::Rds, v, blob);
+    let bytes_of = |key: String| {
+        let blobs = blobs.clone();
+        async move { blobs.get(&key, None).await.unwrap().bytes().await.unwrap() }
+    };
+    let spares = || async { blobs.list("tmp").await.unwrap().len() };
+
+    // An upload stores the bytes once and drops its spare after the commit.
+    let first = store().await;
+    let content = first.key.clone();
+    reg.create_version(nv("1.0.0", first), &writer()).await.unwrap();
+    assert_eq!(bytes_of(content.clone()).await, payload);
+    assert_eq!(spares().await, 0, "the spare is dropped once the version is committed");
+    reg.delete_version(&writer(), "gc", "r", "rds://x", "1.0.0").await.unwrap();
+
+    // 1. A collector that planned before an upload and removes after its commit reads
+    //    the new reference after marking, and keeps the blob.
+    let mut plan = reg.plan_garbage(0).await.unwrap();
+    assert!(plan.unreferenced.iter().any(|b| b.key == content), "{plan:?}");
+    reg.create_version(nv("2.0.0", store().await), &writer()).await.unwrap();
+    reg.remove_garbage(&mut plan).await.unwrap();
+    assert_eq!(plan.removed, 0, "{plan:?}");
+    assert_eq!(bytes_of(content.clone()).await, payload);
+    assert!(t.get(&gc_mark_key(&content)).await.unwrap().is_none(), "the collector removes its marks");
+    reg.delete_version(&writer(), "gc", "r", "rds://x", "2.0.0").await.unwrap();
+
+    // 2. A whole collection between an upload's store (which found the bytes present and
+    //    wrote nothing but its spare) and its commit removes the blob; the commit's
+    //    settling puts it back from the spare.
+    let pending = store().await;
+    assert!(matches!(pending.hold, Hold::Spare(_)));
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert_eq!(blobs.head(&content).await.unwrap(), None);
+    reg.create_version(nv("3.0.0", pending), &writer()).await.unwrap();
+    assert_eq!(bytes_of(content.clone()).await, payload, "restored from the upload's spare");
+    assert_eq!(spares().await, 0);
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!(report.removed, 0, "a referenced blob stays: {report:?}");
+    reg.delete_version(&writer(), "gc", "r", "rds://x", "3.0.0").await.unwrap();
+
+    // 3. While a collector holds its mark on the blob, a commit naming it waits; the
+    //    collector deletes the blob and lifts the mark; the upload then commits and
+    //    restores the bytes from its spare.
+    let mut mark = gc_mark_key(&content).item();
+    mark.insert("run".into(), "other-collector".into());
+    mark.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() + 600).into());
+    t.put(mark.clone(), Cond::NotExists).await.unwrap();
+    let pending = store().await;
+    let upload = {
+        let reg = reg.clone();
+        tokio::spawn(async move { reg.create_version(nv("4.0.0", pending), &writer()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!upload.is_finished(), "the commit waits for the collector's mark");
+    assert!(matches!(reg.get_version("gc", "r", "rds://x", "4.0.0").await, Err(Error::NotFound { .. })));
+    // Another collector meanwhile skips what this one holds.
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!((report.removed, report.skipped), (0, 1), "{report:?}");
+    blobs.delete(&content).await.unwrap();
+    t.delete(&gc_mark_key(&content), Cond::Eq("run".into(), "other-collector".into())).await.unwrap();
+    upload.await.unwrap().unwrap();
+    assert_eq!(reg.get_version("gc", "r", "rds://x", "4.0.0").await.unwrap().blob_key, content);
+    assert_eq!(bytes_of(content.clone()).await, payload, "restored from the upload's spare");
+    assert_eq!(spares().await, 0);
+    reg.delete_version(&writer(), "gc", "r", "rds://x", "4.0.0").await.unwrap();
+
+    // 4. A mark left behind past its expiry (a collector that died) is removed by the
+    //    writer, which goes on at once.
+    mark.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() - 1).into());
+    t.put(mark, Cond::None).await.unwrap();
+    let started = Instant::now();
+    reg.create_version(nv("5.0.0", store().await), &writer()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(t.get(&gc_mark_key(&content)).await.unwrap().is_none());
+    assert_eq!(bytes_of(content.clone()).await, payload);
+
+    // 5. A blob named through a staged record needs that record at commit time: once it
+    //    is gone (expired), the upload is refused rather than naming bytes a collector
+    //    may remove.
+    let digests = reg.get_version("gc", "r", "rds://x", "5.0.0").await.unwrap();
+    let digests =
+        depot_core::store::Digests { sha256: digests.sha256, sha1: digests.sha1, md5: digests.md5, size: digests.size };
+    let gone = BlobRef { key: content.clone(), digests, hold: Hold::Staged(staged_key("gc", "r", "sha256:0000")) };
+    let refused = reg.create_version(nv("6.0.0", gone), &writer()).await;
+    assert!(matches!(&refused, Err(Error::NotFound { message: m, .. }) if m.contains("expired")), "{refused:?}");
+    assert!(matches!(reg.get_version("gc", "r", "rds://x", "6.0.0").await, Err(Error::NotFound { .. })));
+
+    // A failed commit drops its spare too.
+    let refused = reg.create_version(nv("5.0.0", store().await), &writer()).await;
+    assert!(matches!(refused, Err(Error::Exists { .. })), "{refused:?}");
+    assert_eq!(spares().await, 0);
+
+    // A collector takes over a mark another one left behind when it died.
+    reg.delete_version(&writer(), "gc", "r", "rds://x", "5.0.0").await.unwrap();
+    let mut stale = gc_mark_key(&content).item();
+    stale.insert("run".into(), "dead-collector".into());
+    stale.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() - 1).into());
+    t.put(stale, Cond::None).await.unwrap();
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!((report.removed, report.skipped), (1, 0), "{report:?}");
+    assert_eq!(blobs.head(&content).await.unwrap(), None);
+    assert!(t.get(&gc_mark_key(&content)).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn gc_guard_embedded_fs() {
+    let (t, _g1) = common::embedded_table().await;
+    let (b, _g2) = common::fs_blobs().await;
+    registry_gc_guard(t, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn gc_guard_dynamo_s3() {
+    let (t, _g1) = common::dynamo_table().await;
+    let (b, _g2) = common::s3_blobs().await;
+    registry_gc_guard(t, b).await;
+}

@@ -1,0 +1,92 @@
+//! What one authorized request costs at the `Table` port, for a user that is not the
+//! administrator: the kit authenticates and authorizes once, and hands the handler the
+//! repository it read.
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::{json, Value};
+
+use crate::harness::{basic, oneshot, ADMIN_PASSWORD};
+use crate::rds::chart;
+use depot_core::store::CountingTable;
+
+#[tokio::test]
+async fn table_calls_per_authorized_non_admin_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = depot_core::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        ..Default::default()
+    };
+    let stores = depot_core::http::open_stores(&config, false).await.unwrap();
+    let counting = CountingTable::new(stores.table);
+    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
+    let state = depot_core::http::AppState::from_stores(config, stores);
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let app = crate::harness::surfaces(state);
+    let admin = format!("Basic {}", basic("admin", ADMIN_PASSWORD));
+    let reader = format!("Basic {}", basic("reader", "reader-password"));
+    let call = |method: &str, path: &str, auth: &str, body: Option<Value>| {
+        let mut req = Request::builder().method(method).uri(path).header("authorization", auth);
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let req = req.body(body).unwrap();
+        let app = app.clone();
+        async move { oneshot(&app, req).await }
+    };
+    assert_eq!(call("POST", "/repository/api/project/create", &admin, Some(json!({"name": "cp"}))).await.0, 200);
+    let repo = json!({"projectId": "cp", "name": "c", "type": "RDS"});
+    assert_eq!(call("POST", "/repository/api/repo/create", &admin, Some(repo)).await.0, 200);
+    let user = json!({"userId": "reader", "pwd": "reader-password"});
+    assert_eq!(call("POST", "/auth/api/user/create", &admin, Some(user)).await.0, 200);
+    let grant = json!({"permName": "rw", "projectId": "cp", "resourceType": "REPO", "repos": ["c"],
+        "users": [{"id": "reader", "action": ["READ", "WRITE", "DELETE"]}]});
+    assert_eq!(call("POST", "/auth/api/permission/create", &admin, Some(grant)).await.0, 200);
+    let (file, bytes) = chart("cost", "1.0.0", "tgz");
+    let boundary = "costboundary";
+    let mut form =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\n\r\n")
+            .into_bytes();
+    form.extend_from_slice(&bytes);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let upload = Request::post("/rds/api/cp/c/charts")
+        .header("authorization", &admin)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(form))
+        .unwrap();
+    assert_eq!(oneshot(&app, upload).await.0, 201);
+    // Warm the reader's credential cache and the index rendering.
+    assert_eq!(call("GET", "/rds/cp/c/index.yaml", &reader, None).await.0, 200);
+
+    // Each: the repository read and the grants query, once, then what the route itself
+    // needs (the package, a page of versions, the version, the delete's transaction).
+    // Before the kit every one of them cost one call more (a second repository read, or
+    // a second grants query to learn whether the caller held MANAGE).
+    let mut report = vec![];
+    for (method, path, most) in [
+        ("GET", "/repository/api/package/info/cp/c?packageKey=rds://cost", 3),
+        ("GET", "/repository/api/version/page/cp/c?packageKey=rds://cost", 4),
+        ("GET", "/repository/api/repo/info/cp/c", 2),
+        ("GET", "/rds/cp/c/index.yaml", 2),
+        ("GET", "/rds/cp/c/api/charts/cost/1.0.0", 3),
+        ("DELETE", "/repository/api/version/delete/cp/c?packageKey=rds://cost&version=1.0.0", 5),
+    ] {
+        let before = counting.calls.load(Ordering::SeqCst);
+        let (s, b) = call(method, path, &reader, None).await;
+        assert_eq!(s, 200, "{method} {path}: {}", String::from_utf8_lossy(&b));
+        let n = counting.calls.load(Ordering::SeqCst) - before;
+        report.push((method, path, n, most));
+    }
+    for (m, p, n, _) in &report {
+        eprintln!("table calls: {n:2}  {m} {p}");
+    }
+    for (m, p, n, most) in report {
+        assert!(n <= most, "{m} {p}: {n} table calls, at most {most}");
+    }
+}
