@@ -18,8 +18,6 @@
 //! extractor or the kit itself, is rendered once, in the surface's own shape, by its
 //! `render` function, with the status [`status_of`] gives and the headers
 //! [`error_headers`] adds.
-use std::collections::HashMap;
-
 use axum::extract::{FromRequestParts, Request, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
@@ -47,19 +45,6 @@ pub enum Access {
     Project(Action),
     /// The action on the repository named by the path's `{projectId}` and `{repoName}`.
     Repo(Action),
-}
-
-impl Access {
-    /// How the README's route tables say it.
-    pub fn describe(self) -> String {
-        match self {
-            Access::Anyone => "anyone".into(),
-            Access::User => "any user".into(),
-            Access::Admin => "admin".into(),
-            Access::Project(a) => format!("{} on the project", a.as_str()),
-            Access::Repo(a) => format!("{} on the repository", a.as_str()),
-        }
-    }
 }
 
 /// One route: method, path (axum's syntax), access, handler.
@@ -309,11 +294,16 @@ async fn scope_of(state: &AppState, access: Access, parts: &mut Parts) -> Result
     if who == Identity::Anonymous && !repo_read {
         return Err(unauthenticated());
     }
-    let axum::extract::Path(params) = axum::extract::Path::<HashMap<String, String>>::from_request_parts(parts, &())
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
         .await
         .map_err(|r| Error::Invalid(format!("invalid path: {}", r.body_text())))?;
-    let param =
-        |name: &str| params.get(name).cloned().ok_or_else(|| Error::Internal(format!("no {{{name}}} in the route")));
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| Error::Internal(format!("no {{{name}}} in the route")))
+    };
     let project = param("projectId")?;
     validate_name("project name", &project)?;
     if let Access::Project(_) = access {

@@ -22,49 +22,42 @@ macro_rules! suite {
     };
 }
 
-suite!(
-    fs_blobs,
-    crate::common::fs_blobs,
-    [
-        blob_put_streams_50mb,
-        blob_get_range_head_delete,
-        blob_failed_put_leaves_nothing,
-        blob_presigned_put_and_multipart,
-    ]
-);
-suite!(
-    s3_blobs,
-    crate::common::s3_blobs,
-    [
-        blob_put_streams_50mb,
-        blob_get_range_head_delete,
-        blob_failed_put_leaves_nothing,
-        blob_presigned_put_and_multipart,
-    ]
-);
-suite!(
-    embedded_table,
-    crate::common::embedded_table,
-    [
-        table_conditional_put,
-        table_transaction_all_or_nothing,
-        table_atomic_add_concurrent,
-        table_query_paged,
-        registry_projects_and_repositories,
-        registry_packages_and_versions,
-        registry_page_starts_expire,
-    ]
-);
-suite!(
-    dynamo_table,
-    crate::common::dynamo_table,
-    [
-        table_conditional_put,
-        table_transaction_all_or_nothing,
-        table_atomic_add_concurrent,
-        table_query_paged,
-        registry_projects_and_repositories,
-        registry_packages_and_versions,
-        registry_page_starts_expire,
-    ]
-);
+/// The blob suite, on one adapter.
+macro_rules! blob_suite {
+    ($adapter:ident, $open:path) => {
+        suite!(
+            $adapter,
+            $open,
+            [
+                blob_put_streams_50mb,
+                blob_get_range_head_delete,
+                blob_failed_put_leaves_nothing,
+                blob_presigned_put_and_multipart,
+            ]
+        );
+    };
+}
+
+/// The table suite and the registry's use cases, on one adapter.
+macro_rules! table_suite {
+    ($adapter:ident, $open:path) => {
+        suite!(
+            $adapter,
+            $open,
+            [
+                table_conditional_put,
+                table_transaction_all_or_nothing,
+                table_atomic_add_concurrent,
+                table_query_paged,
+                registry_projects_and_repositories,
+                registry_packages_and_versions,
+                registry_page_starts_expire,
+            ]
+        );
+    };
+}
+
+blob_suite!(fs_blobs, crate::common::fs_blobs);
+blob_suite!(s3_blobs, crate::common::s3_blobs);
+table_suite!(embedded_table, crate::common::embedded_table);
+table_suite!(dynamo_table, crate::common::dynamo_table);

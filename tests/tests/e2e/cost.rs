@@ -8,23 +8,11 @@ use axum::http::Request;
 use serde_json::{json, Value};
 
 use crate::harness::{basic, oneshot, ADMIN_PASSWORD};
-use crate::rds::chart;
-use depot_core::store::CountingTable;
+use crate::rds::chart_form;
 
 #[tokio::test]
 async fn table_calls_per_authorized_non_admin_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = depot_core::config::Config {
-        data_dir: dir.path().to_path_buf(),
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        ..Default::default()
-    };
-    let stores = depot_core::http::open_stores(&config, false).await.unwrap();
-    let counting = CountingTable::new(stores.table);
-    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
-    let state = depot_core::http::AppState::from_stores(config, stores);
-    state.authenticator.bootstrap_admin(false).await.unwrap();
-    let app = crate::harness::surfaces(state);
+    let (_dir, app, counting) = crate::harness::counted_embedded().await;
     let admin = format!("Basic {}", basic("admin", ADMIN_PASSWORD));
     let reader = format!("Basic {}", basic("reader", "reader-password"));
     let call = |method: &str, path: &str, auth: &str, body: Option<Value>| {
@@ -48,16 +36,10 @@ async fn table_calls_per_authorized_non_admin_request() {
     let grant = json!({"permName": "rw", "projectId": "cp", "resourceType": "REPO", "repos": ["c"],
         "users": [{"id": "reader", "action": ["READ", "WRITE", "DELETE"]}]});
     assert_eq!(call("POST", "/auth/api/permission/create", &admin, Some(grant)).await.0, 200);
-    let (file, bytes) = chart("cost", "1.0.0", "tgz");
-    let boundary = "costboundary";
-    let mut form =
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\n\r\n")
-            .into_bytes();
-    form.extend_from_slice(&bytes);
-    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, form) = chart_form("cost", "1.0.0");
     let upload = Request::post("/rds/api/cp/c/charts")
         .header("authorization", &admin)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header("content-type", content_type)
         .body(Body::from(form))
         .unwrap();
     assert_eq!(oneshot(&app, upload).await.0, 201);

@@ -262,3 +262,29 @@ pub async fn oneshot(app: &axum::Router, req: axum::http::Request<axum::body::Bo
 pub fn surfaces(state: depot_core::http::AppState) -> axum::Router {
     depot_core::http::app(depot_cli::SURFACES, state)
 }
+
+/// The state over the configured backend with its table wrapped in a call counter, and
+/// the counter: what the cost tests measure through.
+pub async fn counted(
+    config: depot_core::config::Config,
+    create_resources: bool,
+) -> (depot_core::http::AppState, std::sync::Arc<depot_core::store::CountingTable>) {
+    let stores = depot_core::http::open_stores(&config, create_resources).await.unwrap();
+    let counting = depot_core::store::CountingTable::new(stores.table);
+    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
+    (depot_core::http::AppState::from_stores(config, stores), counting)
+}
+
+/// Every surface in process on a fresh embedded backend with the test administrator,
+/// its table counted: (the directory, kept alive; the router; the counter).
+pub async fn counted_embedded() -> (tempfile::TempDir, axum::Router, std::sync::Arc<depot_core::store::CountingTable>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = depot_core::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        ..Default::default()
+    };
+    let (state, counting) = counted(config, false).await;
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    (dir, surfaces(state), counting)
+}

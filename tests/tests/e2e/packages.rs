@@ -222,10 +222,7 @@ async fn twenty_concurrent_uploads_then_twenty_concurrent_deletes() {
 /// Walks every page of packages and versions, checking that each record comes once, the
 /// totals, the order, and the cost: items read per page follow the page size.
 async fn pages_on(config: depot_core::config::Config) {
-    let stores = depot_core::http::open_stores(&config, true).await.unwrap();
-    let counting = depot_core::store::CountingTable::new(stores.table);
-    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
-    let state = depot_core::http::AppState::from_stores(config, stores);
+    let (state, counting) = crate::harness::counted(config, true).await;
     let reg = state.registry.clone();
     use depot_core::model::RepoType;
     use depot_core::registry::{NewProject, NewRepository, NewVersion};

@@ -73,6 +73,20 @@ pub fn chart(code: &str, version: &str, ext: &str) -> (String, Vec<u8>) {
 }
 
 /// POSTs a chart as the multipart field `chart`.
+/// A `multipart/form-data` body carrying a chart in the field `chart`, as raw bytes for
+/// in-process requests: (content type, body).
+pub fn chart_form(code: &str, version: &str) -> (String, Vec<u8>) {
+    let (file, bytes) = chart(code, version, "tgz");
+    let boundary = "depotchartboundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\nContent-Type: application/gzip\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
     post_form(api, path, reqwest::multipart::Form::new().part("chart", part)).await
@@ -548,18 +562,7 @@ async fn concurrent_uploads_on_the_embedded_backend() {
 async fn an_unchanged_index_is_served_without_querying_versions() {
     use axum::body::Body;
     use axum::http::Request;
-    let dir = tempfile::tempdir().unwrap();
-    let config = depot_core::config::Config {
-        data_dir: dir.path().to_path_buf(),
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        ..Default::default()
-    };
-    let stores = depot_core::http::open_stores(&config, false).await.unwrap();
-    let counting = depot_core::store::CountingTable::new(stores.table);
-    let stores = depot_core::http::Stores { table: counting.clone(), ..stores };
-    let state = depot_core::http::AppState::from_stores(config, stores);
-    state.authenticator.bootstrap_admin(false).await.unwrap();
-    let app = crate::harness::surfaces(state);
+    let (_dir, app, counting) = crate::harness::counted_embedded().await;
     let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
     let call = |req: Request<Body>| {
         let app = app.clone();
@@ -578,14 +581,10 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
         200
     );
     let upload_req = |code: &str, version: &str| {
-        let (file, bytes) = chart(code, version, "tgz");
-        let boundary = "depotboundary";
-        let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\nContent-Type: application/gzip\r\n\r\n").into_bytes();
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let (content_type, body) = chart_form(code, version);
         Request::post("/rds/api/ix/c/charts")
             .header("authorization", &auth)
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header("content-type", content_type)
             .body(Body::from(body))
             .unwrap()
     };

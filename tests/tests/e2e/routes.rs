@@ -169,14 +169,7 @@ async fn hostile_input_on(config: Config) {
         let body = json!({"projectId": "hp", "name": name, "type": ty});
         assert_eq!(post_json("/repository/api/repo/create", body).await.0, 200);
     }
-    let (file, bytes) = crate::rds::chart("demo", "1.0.0", "tgz");
-    let boundary = "hostileboundary";
-    let mut chart_form =
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\n\r\n")
-            .into_bytes();
-    chart_form.extend_from_slice(&bytes);
-    chart_form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let multipart = format!("multipart/form-data; boundary={boundary}");
+    let (multipart, chart_form) = crate::rds::chart_form("demo", "1.0.0");
     let (s, b) = send("POST", "/rds/api/hp/hr/charts", Some(&multipart), chart_form).await;
     assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
 
