@@ -26,7 +26,8 @@ enum Command {
     /// Serve every API surface from one process.
     #[command(after_help = "\
 Environment:
-  DEPOT_BACKEND          embedded (default) or aws; --backend overrides it
+  DEPOT_BACKEND          embedded (default) or aws; --backend overrides it (the Lambda
+                         functions default to aws)
   DEPOT_DATA_DIR         embedded database and blobs (default ./depot-data); --data-dir overrides it
   DEPOT_TABLE            DynamoDB table for --backend aws (default depot)
   DEPOT_BUCKET           S3 bucket for --backend aws (default depot-artifacts)

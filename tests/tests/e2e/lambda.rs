@@ -34,7 +34,8 @@ async fn packages_function_under_cargo_lambda_watch() {
     let child = Command::new("cargo")
         .args(["lambda", "watch", "-A", "127.0.0.1", "-P", &port.to_string()])
         .current_dir(workspace())
-        .env("DEPOT_BACKEND", "aws")
+        // No DEPOT_BACKEND: a Lambda binary runs on the AWS backend by default.
+        .env_remove("DEPOT_BACKEND")
         .env("DEPOT_TABLE", &table)
         .env("DEPOT_BUCKET", &bucket)
         .env("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)

@@ -321,3 +321,36 @@ fn readme_route_tables_match_the_routers() {
         }
     }
 }
+
+/// A path no route serves answers in the shape of the surface whose prefix it falls
+/// under: RDS's `{"error"}` under `/rds/` and `/api/`, bkrepo's envelope elsewhere.
+#[tokio::test]
+async fn unknown_paths_answer_in_their_surfaces_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let state =
+        AppState::open(Config { data_dir: dir.path().to_path_buf(), ..Config::default() }, false).await.unwrap();
+    let app = crate::harness::surfaces(state);
+    for (path, rds) in [
+        ("/rds/nothing/here", true),
+        ("/rds/p/r/api/charts/a/b/c", true),
+        ("/api/nothing", true),
+        ("/repository/api/nothing-here", false),
+        ("/auth/api/nothing", false),
+        ("/elsewhere", false),
+    ] {
+        let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let (status, body) = crate::harness::oneshot(&app, req).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 404, "{path}: {v}");
+        if rds {
+            assert_eq!(v, serde_json::json!({"error": "no such route"}), "{path}");
+        } else {
+            assert_eq!(
+                (v["code"].as_i64(), v["message"].as_str()),
+                (Some(250108), Some("no such route")),
+                "{path}: {v}"
+            );
+            assert!(v["traceId"].is_string(), "{path}: {v}");
+        }
+    }
+}
