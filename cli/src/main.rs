@@ -86,6 +86,29 @@ Environment:
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
+    /// Re-hash stored blobs and report any whose bytes do not match.
+    ///
+    /// Each blob is read back and hashed: its bytes must hash to the sha256 its key names
+    /// (blobs/sha256/../<sha256>), and match the sha256, sha1, md5 and size that every
+    /// version naming it recorded. Without --repo it checks every stored content blob and
+    /// every version's blob. Exits with status 1 when it finds one that does not match,
+    /// naming it and why. Shows a progress bar on a terminal. On embedded storage, stop
+    /// `depot serve` first: the database file takes one process at a time.
+    #[command(after_help = "Examples:\n  depot verify\n  depot verify --repo team/charts --sample 100")]
+    Verify {
+        /// Check only the versions of this repository (PROJECT/REPO).
+        #[arg(long, value_name = "PROJECT/REPO")]
+        repo: Option<String>,
+        /// Check a random sample of this many blobs instead of all of them.
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+        /// Directory of the embedded backend's database and blobs [default: ./depot-data].
+        #[arg(long, env = "DEPOT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Storage backend [default: embedded].
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
     /// Create the DynamoDB table and the S3 bucket when missing (LocalStack, moto).
     ///
     /// The table (with its indexes and TTL) and the bucket are named by DEPOT_TABLE and
@@ -121,6 +144,22 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Verify { repo, sample, data_dir, backend } => {
+            let config = config_from(data_dir, backend)?;
+            let repo = match repo {
+                Some(r) => match r.split_once('/') {
+                    Some((p, r)) if !p.is_empty() && !r.is_empty() => Some((p.to_string(), r.to_string())),
+                    _ => anyhow::bail!("--repo takes PROJECT/REPO, not '{r}'"),
+                },
+                None => None,
+            };
+            let state = AppState::open(config, false).await.context("opening storage")?;
+            let bad = verify(&state, depot_core::registry::VerifyScope { repo, sample }).await?;
+            if bad > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::CreateResources => {
             let config = Config { backend: Backend::Aws, ..Config::from_env()? };
             open_stores(&config, true).await?;
@@ -128,6 +167,33 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `depot verify`: hashes the blobs of `scope`, with a progress bar on a terminal, and
+/// prints every one that does not match. Returns how many did not.
+async fn verify(state: &AppState, scope: depot_core::registry::VerifyScope) -> anyhow::Result<usize> {
+    use std::io::IsTerminal;
+    let (targets, total) = state.registry.blobs_to_verify(&scope).await?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec}, {eta} left",
+        )
+        .expect("a valid template")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = state.registry.verify_blobs(&targets, |done| bar.set_position(done)).await?;
+    bar.finish_and_clear();
+    for b in &report.bad {
+        println!("BAD {}: {}", b.key, b.why);
+    }
+    let bad_keys: std::collections::BTreeSet<_> = report.bad.iter().map(|b| &b.key).collect();
+    println!("{} blobs checked ({} bytes), {} do not match", report.checked, report.bytes, bad_keys.len());
+    Ok(bad_keys.len())
 }
 
 /// The configuration from the environment, with the command line's overrides.

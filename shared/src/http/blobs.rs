@@ -156,6 +156,8 @@ async fn local_blob(
             filename,
         )?;
         if method == Method::PUT {
+            // A session's URL takes bytes only while the session is open.
+            state.registry.accepts_upload_bytes(&key).await?;
             let stream = body.into_data_stream().map_err(std::io::Error::other);
             let digests = state.registry.blobs.put(&key, Box::pin(stream)).await?;
             let mut res = StatusCode::OK.into_response();

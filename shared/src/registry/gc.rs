@@ -18,9 +18,10 @@
 //! If a commit passed its condition, no collector held a mark then: a later collector
 //! reads the new reference after marking and keeps the blob, and an earlier one had
 //! already deleted (so the writer's check after the commit restores the spare).
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::uploads::{session_of_key, UploadState, UPLOADS_PREFIX};
 use super::Registry;
 use crate::error::Kind;
 use crate::model::PackageVersion;
@@ -94,9 +95,11 @@ impl Registry {
         Ok(keys)
     }
 
-    /// Finds content blobs no metadata names and older than `grace_secs`, and upload
-    /// spares (`tmp/`) left over for a day (a spare lives for one request); removes them
-    /// unless `dry_run`.
+    /// Finds content blobs no metadata names and older than `grace_secs`, upload spares
+    /// (`tmp/`) left over for a day (a spare lives for one request), and bytes under
+    /// `uploads/` that no open session owns (sent to a session's URL after it was
+    /// completed, aborted or expired: on S3 a presigned URL cannot be revoked); removes
+    /// them unless `dry_run`.
     pub async fn collect_garbage(&self, dry_run: bool, grace_secs: i64) -> Result<GcReport> {
         let mut report = self.plan_garbage(grace_secs).await?;
         if !dry_run {
@@ -111,13 +114,38 @@ impl Registry {
         let now = now();
         let blobs = self.blobs.list("blobs").await?;
         let spares = self.blobs.list("tmp").await?;
-        let mut report =
-            GcReport { scanned: blobs.len() + spares.len(), referenced: referenced.len(), ..Default::default() };
+        let uploads = self.blobs.list(UPLOADS_PREFIX.trim_end_matches('/')).await?;
+        let mut report = GcReport {
+            scanned: blobs.len() + spares.len() + uploads.len(),
+            referenced: referenced.len(),
+            ..Default::default()
+        };
         let spare_grace = grace_secs.max(SPARE_GRACE_SECS);
+        let mut open: HashMap<String, bool> = HashMap::new();
+        let mut orphans = Vec::new();
+        for b in uploads.into_iter().filter(|b| now - b.modified >= grace_secs) {
+            let Some(id) = session_of_key(&b.key).map(str::to_string) else { continue };
+            let is_open = match open.get(&id) {
+                Some(o) => *o,
+                None => {
+                    let o = match self.get_upload(&id).await {
+                        Ok(s) => s.state == UploadState::Open,
+                        Err(e) if e.is_not_found() => false,
+                        Err(e) => return Err(e),
+                    };
+                    open.insert(id, o);
+                    o
+                }
+            };
+            if !is_open {
+                orphans.push(b);
+            }
+        }
         report.unreferenced = blobs
             .into_iter()
             .filter(|b| !referenced.contains(&b.key) && now - b.modified >= grace_secs)
             .chain(spares.into_iter().filter(|b| now - b.modified >= spare_grace))
+            .chain(orphans)
             .collect();
         Ok(report)
     }
@@ -238,12 +266,12 @@ impl Registry {
     }
 
     /// Makes a spare's bytes available under `blob_key` (a copy: the spare stays until the
-    /// commit settles), unless they already are.
+    /// commit settles). The spare was hashed as it was written or taken, so it replaces
+    /// whatever is there: a blob is never trusted for holding what its key names because
+    /// it is there.
     pub(crate) async fn publish(&self, blob_key: &str, hold: &Hold) -> Result<()> {
         if let Hold::Spare(spare) = hold {
-            if self.blobs.head(blob_key).await?.is_none() {
-                self.blobs.copy(spare, blob_key).await?;
-            }
+            self.blobs.copy(spare, blob_key).await?;
         }
         Ok(())
     }

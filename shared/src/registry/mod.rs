@@ -10,6 +10,7 @@ mod gc;
 mod listing;
 mod projects;
 mod uploads;
+mod verify;
 mod versions;
 
 pub use derived::DerivedCache;
@@ -18,6 +19,7 @@ pub use gc::{GcReport, Hold};
 pub use listing::{PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;
+pub use verify::{BadBlob, Target, VerifyReport, VerifyScope};
 pub use versions::{BlobRef, NewVersion};
 
 use std::sync::Arc;

@@ -2,9 +2,11 @@
 //!
 //! A session hands out presigned URLs (one PUT, or one per multipart part). The client
 //! sends the bytes straight to the blob store, then asks depot to complete the session.
-//! Completion reads the bytes back, computes their digests, and keeps them only when the
-//! size and sha256 match what the client declared. The verified blob moves to its
-//! content-addressed key and is recorded as *staged* for the session's repository; an
+//! Completion first takes the bytes out of the client's reach (a private copy that no URL
+//! names), then reads that copy back, computes its digests, and keeps it only when the
+//! size and sha256 match what the client declared: what is published is exactly what was
+//! hashed, whatever the client sends to its URLs meanwhile. The verified blob is copied
+//! to its content-addressed key and recorded as *staged* for the session's repository; an
 //! upload route of any surface may then name it (`X-Depot-Blob: sha256:<hex>`) instead
 //! of carrying the bytes.
 use std::time::Duration;
@@ -123,8 +125,20 @@ pub fn parse_sha256(s: &str) -> Result<String> {
     }
 }
 
+/// Where a session's bytes go, under [`UPLOADS_PREFIX`].
 fn staging_key(id: &str) -> String {
-    format!("uploads/{id}")
+    format!("{UPLOADS_PREFIX}{id}")
+}
+
+/// The blob store folder of the keys that sessions' URLs write: `uploads/{id}`, and on
+/// the filesystem `uploads/{id}.parts/{upload}/{part}`.
+pub const UPLOADS_PREFIX: &str = "uploads/";
+
+/// The session whose URLs write `key`, if `key` is under [`UPLOADS_PREFIX`].
+pub fn session_of_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(UPLOADS_PREFIX)?;
+    let end = rest.find(['.', '/']).unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 fn epoch_after(d: Duration) -> (String, i64) {
@@ -207,6 +221,25 @@ impl Registry {
         Ok(OpenedUpload { session, targets })
     }
 
+    /// Refuses bytes for `key` unless it belongs to a session that is open: a signed URL
+    /// of a completed, aborted or expired session stores nothing (`Conflict`). Keys
+    /// outside [`UPLOADS_PREFIX`] are not a session's and pass.
+    pub async fn accepts_upload_bytes(&self, key: &str) -> Result<()> {
+        let Some(id) = session_of_key(key) else { return Ok(()) };
+        let refused = || {
+            Error::conflict(format!(
+                "upload session [{}] is not open (it was completed, aborted or has expired): its URLs take no more bytes",
+                crate::model::printable(id)
+            ))
+        };
+        match self.get_upload(id).await {
+            Ok(s) if s.state == UploadState::Open => Ok(()),
+            Ok(_) => Err(refused()),
+            Err(e) if e.is_not_found() => Err(refused()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A session, whatever its state. An expired one is `NotFound`.
     pub async fn get_upload(&self, id: &str) -> Result<UploadSession> {
         check_session_id(id)?;
@@ -249,28 +282,63 @@ impl Registry {
             }
         };
         let key = staging_key(&session.id);
-        let mut received = self.blobs.head(&key).await?;
         let mut joined = None;
-        if let (None, Some(mp)) = (received, &session.multipart_id) {
+        if session.multipart_id.is_some() && self.blobs.head(&key).await?.is_none() {
+            let mp = session.multipart_id.as_deref().unwrap_or_default();
             match self.blobs.complete_multipart(&key, mp, parts).await {
-                Ok(digests) => {
-                    joined = digests;
-                    received = self.blobs.head(&key).await?;
-                }
+                // No URL writes a multipart session's key: only its parts, which the join
+                // read once each. The digests describe exactly the bytes the join wrote.
+                Ok(digests) => joined = digests,
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }
-        let Some(received) = received else {
-            // A concurrent completion may have moved the bytes already.
-            let now = self.get_upload(&session.id).await?;
-            if now.state == UploadState::Complete {
-                return self.staged_of(&now).await;
+        // Take the bytes out of the clients' reach first: a private copy that no URL names
+        // (a hard link on the filesystem, CopyObject on S3). A PUT to the session's URL
+        // from now on cannot change what is hashed and published.
+        let taken = format!("tmp/{}", uuid::Uuid::new_v4().simple());
+        match self.blobs.copy(&key, &taken).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {
+                // A concurrent completion may have taken the bytes already.
+                let now = self.get_upload(&session.id).await?;
+                if now.state == UploadState::Complete {
+                    return self.staged_of(&now).await;
+                }
+                return Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id)));
             }
-            return Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id)));
-        };
+            Err(e) => return Err(e),
+        }
+        // The private copy is the spare until the staged record is committed.
+        let hold = Hold::Spare(taken.clone());
+        match self.stage_taken(&session, &expected, &taken, joined, &hold).await {
+            Ok(staged) => {
+                // What the client sent is published; its key is left to nobody.
+                if let Err(e) = self.blobs.delete(&key).await {
+                    tracing::warn!(key = %key, error = %e, "could not remove a completed session's bytes; depot gc will");
+                }
+                Ok(staged)
+            }
+            Err(e) => {
+                self.release(&hold).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The rest of a completion, on the bytes it took: checks them against the session,
+    /// publishes them under their digest and commits the staged record.
+    async fn stage_taken(
+        &self,
+        session: &UploadSession,
+        expected: &str,
+        taken: &str,
+        joined: Option<Digests>,
+        hold: &Hold,
+    ) -> Result<StagedBlob> {
+        let received = self.blobs.head(taken).await?.unwrap_or(0);
         if received != session.size {
-            self.discard_upload(&session).await?;
+            self.discard_upload(session).await?;
             return Err(Error::Invalid(format!(
                 "size mismatch: the session declared {} bytes and {received} arrived; the upload was discarded",
                 session.size
@@ -278,19 +346,17 @@ impl Registry {
         }
         let digests = match joined {
             Some(d) => d,
-            None => self.digest_blob(&key).await?,
+            None => self.digest_blob(taken).await?,
         };
         if digests.sha256 != expected {
-            self.discard_upload(&session).await?;
+            self.discard_upload(session).await?;
             return Err(Error::Invalid(format!(
                 "sha256 mismatch: declared {expected}, received {}; the upload was discarded",
                 digests.sha256
             )));
         }
         let content = content_key(&digests.sha256);
-        // The session's bytes stay as the spare until the staged record is committed.
-        let hold = Hold::Spare(key.clone());
-        self.publish(&content, &hold).await?;
+        self.publish(&content, hold).await?;
         let (expires_at, ttl) = epoch_after(STAGED_TTL);
         let staged = StagedBlob {
             digest: format!("sha256:{}", digests.sha256),
@@ -318,17 +384,20 @@ impl Registry {
                 add: vec![],
                 cond: Cond::Eq("state".into(), serde_json::to_value(UploadState::Open).map_err(Error::internal)?),
             },
-            Registry::guard_op(&content, &hold),
+            Registry::guard_op(&content, hold),
         ];
         for _ in 0..MAX_GUARD_WAITS {
             match self.table.transact(ops.clone()).await {
                 Ok(()) => {
-                    self.settle(&content, &hold).await;
+                    self.settle(&content, hold).await;
                     return Ok(staged);
                 }
-                Err(e) if e.failed_op(2) => self.wait_for_collector(&content, &hold).await?,
+                Err(e) if e.failed_op(2) => self.wait_for_collector(&content, hold).await?,
                 // A concurrent completion of the same session won: answer what it staged.
-                Err(e) if e.is_conflict() => return self.staged_of(&self.get_upload(&session.id).await?).await,
+                Err(e) if e.is_conflict() => {
+                    self.release(hold).await;
+                    return self.staged_of(&self.get_upload(&session.id).await?).await;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -2,9 +2,11 @@
 //! on each backend. The AWS adapters run against moto (`infra/test.sh` starts it).
 #[path = "../common/mod.rs"]
 mod common;
+mod integrity;
 mod ports;
 mod registry;
 
+use integrity::*;
 use ports::*;
 use registry::*;
 
@@ -61,3 +63,32 @@ blob_suite!(fs_blobs, crate::common::fs_blobs);
 blob_suite!(s3_blobs, crate::common::s3_blobs);
 table_suite!(embedded_table, crate::common::embedded_table);
 table_suite!(dynamo_table, crate::common::dynamo_table);
+
+/// Use cases that need both ports, on each pair of adapters.
+macro_rules! backend_suite {
+    ($pair:ident, $table:path, $blobs:path, [$($test:ident),* $(,)?]) => {
+        mod $pair {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let (t, _g1) = $table().await;
+                    let (b, _g2) = $blobs().await;
+                    super::$test(t, b).await;
+                }
+            )*
+        }
+    };
+}
+
+backend_suite!(
+    embedded_fs,
+    crate::common::embedded_table,
+    crate::common::fs_blobs,
+    [completion_publishes_what_it_hashed, closed_sessions_take_no_bytes, verify_finds_bad_blobs]
+);
+backend_suite!(
+    dynamo_s3,
+    crate::common::dynamo_table,
+    crate::common::s3_blobs,
+    [completion_publishes_what_it_hashed, closed_sessions_take_no_bytes, verify_finds_bad_blobs]
+);

@@ -749,3 +749,66 @@ async fn gc_removes_only_unreferenced_blobs() {
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().to_vec(), shared);
 }
+
+/// `depot verify` with its arguments: (exit code, stdout, stderr).
+fn verify(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::harness::binary("depot"))
+        .args(["verify", "--data-dir", dir.to_str().unwrap()])
+        .args(args)
+        .env_remove("DEPOT_BACKEND")
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+/// The operator's integrity check: a clean store passes (exit 0), a blob whose bytes no
+/// longer match its key and its version is named, and the exit status says so.
+#[tokio::test]
+async fn verify_reports_blobs_that_do_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", dir.path().to_str().unwrap()];
+    let server = Server::start(&args, &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let api = Api::new(&server.base);
+    rds_repo(&api, "vf", "charts").await;
+    for code in ["alpha", "beta"] {
+        let (file, bytes) = chart(code, "1.0.0", "tgz");
+        assert_eq!(upload(&api, "/rds/api/vf/charts/charts", &file, bytes).await.0, 201);
+    }
+    drop(server);
+
+    let (code, out, err) = verify(dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 blobs checked") && out.contains("0 do not match"), "{out}");
+    let (code, out, _) = verify(dir.path(), &["--repo", "vf/charts", "--sample", "1"]);
+    assert_eq!((code, out.contains("1 blobs checked")), (0, true), "{out}");
+
+    // Corrupt one blob in place.
+    let blobs = dir.path().join("blobs/blobs/sha256");
+    let victim = walk(&blobs).into_iter().next().unwrap();
+    std::fs::write(&victim, b"not the chart any more").unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let (code, out, err) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(&format!("BAD blobs/sha256/{}/{}/{name}", &name[..2], &name[2..4])), "{out}");
+    assert!(out.contains("its key names") && out.contains("version [1.0.0]"), "{out}");
+    assert!(out.contains("1 do not match"), "{out}");
+    let (code, _, err) = verify(dir.path(), &["--repo", "nonsense"]);
+    assert!(code != 0 && err.contains("PROJECT/REPO"), "{err}");
+    let (code, _, err) = verify(dir.path(), &["--repo", "vf/none"]);
+    assert!(code != 0 && err.contains("not found"), "{err}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

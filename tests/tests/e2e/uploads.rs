@@ -53,6 +53,18 @@ async fn put_etag(http: &reqwest::Client, url: &str, bytes: Vec<u8>) -> (u16, Op
     (status, etag)
 }
 
+/// A PUT of other bytes to a session's URL: its status and JSON answer.
+async fn stale_put(url: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(b"forged bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
 async fn put(http: &reqwest::Client, url: &str, bytes: Vec<u8>) -> u16 {
     put_etag(http, url, bytes).await.0
 }
@@ -156,6 +168,12 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     let stored = dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]));
     assert_eq!(std::fs::read(&stored).unwrap(), bytes, "the blob sits at its content address");
     assert!(!dir.path().join(format!("blobs/uploads/{id}")).exists(), "the staging copy is gone");
+    // The session's URL takes nothing once the session is complete.
+    let (s, refusal) = stale_put(url).await;
+    assert_eq!(s, 409, "{refusal}");
+    assert!(refusal["error"].as_str().unwrap().contains("not open"), "{refusal}");
+    assert!(!dir.path().join(format!("blobs/uploads/{id}")).exists(), "a stale URL stores nothing");
+    assert_eq!(std::fs::read(&stored).unwrap(), bytes, "the blob is untouched");
 
     // A sha256 mismatch is a 400 and keeps nothing.
     let liar = open(&api, "up", "files", 5, Some(&"0".repeat(64))).await;
@@ -177,9 +195,11 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     let twice = open(&api, "up", "files", 5, Some(&real)).await;
     let (s, b) = complete(&api, twice["id"].as_str().unwrap(), Some(&"1".repeat(64))).await;
     assert!(failure(s, &b, 400, 250105).contains("differs"));
-    // Aborting drops the session.
+    // Aborting drops the session, and its URL takes nothing from then on.
     let (s, b) = api.delete(&format!("{UP}/{}", twice["id"].as_str().unwrap())).await;
     data(s, &b);
+    assert_eq!(stale_put(twice["url"].as_str().unwrap()).await.0, 409);
+    assert!(!dir.path().join(format!("blobs/uploads/{}", twice["id"].as_str().unwrap())).exists());
     let (s, b) = api.get(&format!("{UP}/{}", twice["id"].as_str().unwrap())).await;
     failure(s, &b, 404, 250108);
 

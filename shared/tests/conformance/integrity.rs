@@ -1,0 +1,282 @@
+//! A stored blob always holds the bytes its digest names, whatever clients send to their
+//! sessions' URLs: completion takes the bytes before it hashes them, a session's URLs take
+//! nothing once it is closed, garbage collection removes what arrives after, and
+//! `verify` finds a blob that does not match.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use depot_core::registry::{NewUpload, Registry, MAX_UPLOAD_SIZE};
+use depot_core::store::{
+    content_key, BlobInfo, BlobObject, BlobStore, ByteRange, ByteStream, Cond, Digests, Item, Table,
+};
+use depot_core::{Error, Result};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::common;
+use crate::ports::send_to;
+use crate::registry::{rds_registry, writer};
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// A blob store that, once armed, overwrites a key with other bytes right after the
+/// next read starts: a client's PUT to its session's URL, landing while completion
+/// hashes what it read.
+struct Overwriting {
+    inner: Arc<dyn BlobStore>,
+    armed: Mutex<Option<(String, Vec<u8>)>>,
+}
+
+#[async_trait]
+impl BlobStore for Overwriting {
+    async fn put(&self, key: &str, body: ByteStream) -> Result<Digests> {
+        self.inner.put(key, body).await
+    }
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<BlobObject> {
+        let obj = self.inner.get(key, range).await?;
+        let armed = self.armed.lock().unwrap().take();
+        if let Some((target, bytes)) = armed {
+            self.inner.put(&target, depot_core::store::stream_from_bytes(bytes)).await?;
+        }
+        Ok(obj)
+    }
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.copy(from, to).await
+    }
+    async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
+        self.inner.presign_get(key, expires_in, filename).await
+    }
+    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String> {
+        self.inner.presign_put(key, expires_in).await
+    }
+    async fn start_multipart(&self, key: &str) -> Result<String> {
+        self.inner.start_multipart(key).await
+    }
+    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+        self.inner.presign_part(key, upload_id, part, expires_in).await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Option<&[(u32, String)]>,
+    ) -> Result<Option<Digests>> {
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>> {
+        self.inner.list(prefix).await
+    }
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+}
+
+/// Every content blob hashes to the sha256 its key names.
+async fn every_blob_hashes_to_its_key(blobs: &dyn BlobStore) -> usize {
+    let all = blobs.list("blobs").await.unwrap();
+    for b in &all {
+        let bytes = blobs.get(&b.key, None).await.unwrap().bytes().await.unwrap();
+        assert!(b.key.ends_with(&sha256_hex(&bytes)), "{} holds bytes with sha256 {}", b.key, sha256_hex(&bytes));
+    }
+    all.len()
+}
+
+fn new_upload(size: u64, sha256: &str) -> NewUpload {
+    NewUpload { project_id: "in".into(), repo_name: "r".into(), size, sha256: Some(sha256.into()) }
+}
+
+/// Hash, then an overwriting PUT, then publish: the stored blob still holds what was
+/// hashed, and an honest upload of those bytes later gets them back.
+pub(crate) async fn completion_publishes_what_it_hashed(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    let hooked = Arc::new(Overwriting { inner: blobs.clone(), armed: Mutex::new(None) });
+    let reg = rds_registry(t, hooked.clone(), "in", &["r"]).await;
+    let genuine = b"the genuine bytes of a chart, 48 bytes in all...".to_vec();
+    let forged = b"the forged bytes that an attacker PUTs in later!".to_vec();
+    assert_eq!(genuine.len(), forged.len());
+    let sha = sha256_hex(&genuine);
+
+    let opened = reg.open_upload(new_upload(genuine.len() as u64, &sha), "attacker", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &opened.targets[0].url, genuine.clone()).await;
+    *hooked.armed.lock().unwrap() = Some((format!("uploads/{}", opened.session.id), forged.clone()));
+    let staged = reg.complete_upload(opened.session.clone(), None, None).await.unwrap();
+    assert!(hooked.armed.lock().unwrap().is_none(), "the overwrite happened during the completion");
+    assert_eq!(staged.digest, format!("sha256:{sha}"));
+    let stored = blobs.get(&content_key(&sha), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored, genuine, "the blob holds what completion hashed, not what came after");
+    assert_eq!(every_blob_hashes_to_its_key(&*blobs).await, 1);
+
+    // A later session bringing the forged bytes under the genuine digest is refused,
+    // and the blob stays genuine.
+    let liar = reg.open_upload(new_upload(forged.len() as u64, &sha), "attacker", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &liar.targets[0].url, forged.clone()).await;
+    let refused = reg.complete_upload(liar.session, None, None).await;
+    assert!(matches!(&refused, Err(Error::Invalid(m)) if m.contains("sha256 mismatch")), "{refused:?}");
+    let stored = blobs.get(&content_key(&sha), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored, genuine);
+
+    // A blob poisoned some other way (before this check existed) is healed by the next
+    // verified upload of its bytes, which never trusts what is there.
+    blobs.put(&content_key(&sha), depot_core::store::stream_from_bytes(forged.clone())).await.unwrap();
+    let honest = reg.open_upload(new_upload(genuine.len() as u64, &sha), "admin", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &honest.targets[0].url, genuine.clone()).await;
+    reg.complete_upload(honest.session, None, None).await.unwrap();
+    let stored = blobs.get(&content_key(&sha), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored, genuine, "a verified upload replaces an unverified blob");
+    assert!(blobs.list("tmp").await.unwrap().is_empty(), "completions leave no private copies");
+}
+
+/// A closed session's URLs take nothing (checked by the local route before it stores),
+/// and bytes that reach `uploads/` anyway (S3 cannot revoke a presigned URL) are garbage.
+pub(crate) async fn closed_sessions_take_no_bytes(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    let reg = rds_registry(t.clone(), blobs.clone(), "in", &["r"]).await;
+    let bytes = b"twelve bytes".to_vec();
+    let sha = sha256_hex(&bytes);
+    let open = || reg.open_upload(new_upload(bytes.len() as u64, &sha), "u", MAX_UPLOAD_SIZE);
+
+    let completed = open().await.unwrap();
+    let key = format!("uploads/{}", completed.session.id);
+    reg.accepts_upload_bytes(&key).await.unwrap();
+    send_to(&*blobs, &completed.targets[0].url, bytes.clone()).await;
+    reg.complete_upload(completed.session.clone(), None, None).await.unwrap();
+    assert_eq!(blobs.head(&key).await.unwrap(), None, "completion leaves nothing under the session's key");
+    let aborted = open().await.unwrap();
+    reg.discard_upload(&aborted.session).await.unwrap();
+    let expired = open().await.unwrap();
+    let past = Item::from_iter([("expiresAt".to_string(), json!("2001-01-01T00:00:00.000Z"))]);
+    t.update(&depot_core::store::schema::upload_key(&expired.session.id), past, &[], Cond::Exists).await.unwrap();
+    let live = open().await.unwrap();
+    for (what, id) in
+        [("completed", &completed.session.id), ("aborted", &aborted.session.id), ("expired", &expired.session.id)]
+    {
+        for key in [format!("uploads/{id}"), format!("uploads/{id}.parts/0123456789abcdef0123456789abcdef/00001")] {
+            let refused = reg.accepts_upload_bytes(&key).await;
+            assert!(
+                matches!(&refused, Err(Error::Conflict { message, .. }) if message.contains("not open")),
+                "{what}: {refused:?}"
+            );
+        }
+    }
+    reg.accepts_upload_bytes(&format!("uploads/{}", live.session.id)).await.unwrap();
+    reg.accepts_upload_bytes("blobs/sha256/ab/cd/anything").await.unwrap();
+
+    // Bytes that arrive after completion (or for an aborted session) are collected; an
+    // open session's are kept.
+    for id in [&completed.session.id, &aborted.session.id] {
+        blobs.put(&format!("uploads/{id}"), depot_core::store::stream_from_bytes(b"late".to_vec())).await.unwrap();
+    }
+    send_to(&*blobs, &live.targets[0].url, bytes.clone()).await;
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    let removed: Vec<_> =
+        report.unreferenced.iter().map(|b| b.key.as_str()).filter(|k| k.starts_with("uploads/")).collect();
+    assert_eq!(removed.len(), 2, "{report:?}");
+    for id in [&completed.session.id, &aborted.session.id] {
+        assert_eq!(blobs.head(&format!("uploads/{id}")).await.unwrap(), None);
+    }
+    assert_eq!(blobs.head(&format!("uploads/{}", live.session.id)).await.unwrap(), Some(bytes.len() as u64));
+    reg.complete_upload(live.session, None, None).await.unwrap();
+}
+
+/// `verify` reads every blob back: a clean store passes, a blob whose bytes differ from
+/// its key and from its version is named, and so is a missing one.
+pub(crate) async fn verify_finds_bad_blobs(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewVersion, VerifyScope};
+    let reg = rds_registry(t, blobs.clone(), "in", &["r", "s"]).await;
+    let mut keys = vec![];
+    for (repo, body) in [("r", &b"first chart bytes"[..]), ("r", b"second chart bytes"), ("s", b"third")] {
+        let blob = reg.store_content(depot_core::store::stream_from_bytes(body.to_vec())).await.unwrap();
+        keys.push(blob.key.clone());
+        let code = format!("c{}", keys.len());
+        let nv = NewVersion::new("in", repo, &format!("rds://{code}"), &code, RepoType::Rds, "1.0.0", blob);
+        reg.create_version(nv, &writer()).await.unwrap();
+    }
+    let check = |scope: VerifyScope| {
+        let reg: Registry = reg.clone();
+        async move {
+            let (targets, total) = reg.blobs_to_verify(&scope).await.unwrap();
+            let report = reg.verify_blobs(&targets, |_| {}).await.unwrap();
+            (report, total)
+        }
+    };
+    let (clean, total) = check(VerifyScope::default()).await;
+    assert_eq!((clean.checked, clean.bad.len()), (3, 0), "{clean:?}");
+    assert_eq!(total, clean.bytes);
+    // Poisoned bytes and a missing blob.
+    blobs.put(&keys[0], depot_core::store::stream_from_bytes(b"poisoned".to_vec())).await.unwrap();
+    blobs.delete(&keys[2]).await.unwrap();
+    let (bad, _) = check(VerifyScope::default()).await;
+    let named: Vec<_> = bad.bad.iter().map(|b| b.key.as_str()).collect();
+    assert!(named.contains(&keys[0].as_str()) && named.contains(&keys[2].as_str()), "{bad:?}");
+    assert!(bad.bad.iter().any(|b| b.key == keys[0] && b.why.contains("its key names")), "{bad:?}");
+    assert!(bad.bad.iter().any(|b| b.key == keys[0] && b.why.contains("version [1.0.0]")), "{bad:?}");
+    assert!(!named.contains(&keys[1].as_str()));
+    // One repository only, and a sample.
+    let (one, _) = check(VerifyScope { repo: Some(("in".into(), "s".into())), sample: None }).await;
+    assert_eq!(one.bad.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), [keys[2].as_str()], "{one:?}");
+    let (sampled, _) = check(VerifyScope { repo: None, sample: Some(1) }).await;
+    assert_eq!(sampled.checked + sampled.bad.iter().filter(|b| b.why.starts_with("missing")).count(), 1);
+}
+
+/// Overwriting PUTs fired at random moments around a few hundred completions: every
+/// completion either answered the digest of the bytes now stored, or failed, and every
+/// blob hashes to its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn overwrites_racing_completions_never_poison_a_blob() {
+    let (t, _g1) = common::embedded_table().await;
+    let (blobs, _g2) = common::fs_blobs().await;
+    let reg = rds_registry(t, blobs.clone(), "in", &["r"]).await;
+    let (mut ok, mut refused) = (0, 0);
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for i in 0..300u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let genuine = format!("genuine payload {i:05} {}", "g".repeat(64)).into_bytes();
+        let forged = format!("forged  payload {i:05} {}", "f".repeat(64)).into_bytes();
+        let sha = sha256_hex(&genuine);
+        let opened = reg.open_upload(new_upload(genuine.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+        send_to(&*blobs, &opened.targets[0].url, genuine.clone()).await;
+        let key = format!("uploads/{}", opened.session.id);
+        // The overwrite lands before, during or after the completion.
+        let delay = Duration::from_micros(seed % 2000);
+        let head_start = Duration::from_micros((seed >> 16) % 2000);
+        let attacker = {
+            let blobs = blobs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                blobs.put(&key, depot_core::store::stream_from_bytes(forged)).await.unwrap();
+            })
+        };
+        tokio::time::sleep(head_start).await;
+        match reg.complete_upload(opened.session, None, None).await {
+            Ok(staged) => {
+                assert_eq!(staged.digest, format!("sha256:{sha}"));
+                let stored = blobs.get(&content_key(&sha), None).await.unwrap().bytes().await.unwrap();
+                assert_eq!(stored, genuine, "iteration {i}");
+                ok += 1;
+            }
+            Err(Error::Invalid(m)) if m.contains("mismatch") || m.contains("no bytes") => refused += 1,
+            Err(e) => panic!("iteration {i}: {e:?}"),
+        }
+        attacker.await.unwrap();
+    }
+    let checked = every_blob_hashes_to_its_key(&*blobs).await;
+    eprintln!("300 completions raced by overwriting PUTs: {ok} stored, {refused} refused; {checked} blobs, all sound");
+    assert_eq!(ok + refused, 300);
+    assert!(
+        ok > 0 && refused > 0,
+        "overwrites landed on both sides of the completions: {ok} stored, {refused} refused"
+    );
+}
