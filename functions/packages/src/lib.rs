@@ -28,7 +28,8 @@ pub fn routes() -> Routes {
         .delete("/repository/api/project/delete/{projectId}", Admin, projects::delete_project)
         // The project is in the body: the handler authorizes MANAGE on it.
         .post("/repository/api/repo/create", User, projects::create_repo)
-        .get("/repository/api/repo/list/{projectId}", Project(Read), projects::list_repos)
+        // Only the repositories the caller may read, `[]` when none.
+        .get("/repository/api/repo/list/{projectId}", User, projects::list_repos)
         .get("/repository/api/repo/info/{projectId}/{repoName}", Repo(Read), projects::repo_info)
         .get("/repository/api/repo/exist/{projectId}/{repoName}", Repo(Read), projects::repo_exist)
         .delete("/repository/api/repo/delete/{projectId}/{repoName}", Repo(Manage), projects::delete_repo)

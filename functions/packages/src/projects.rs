@@ -97,8 +97,18 @@ pub async fn create_repo(State(st): State<AppState>, scope: Scope, Json(body): J
     Ok(ok(st.registry.create_repository(req, scope.who().name()).await?))
 }
 
-pub async fn list_repos(State(st): State<AppState>, scope: Scope) -> Result<Response> {
-    Ok(ok(st.registry.list_repositories(&scope.project).await?))
+/// The project's repositories that the caller may read: `[]` when there are none. A
+/// caller who is not an administrator gets `[]` for a project that does not exist too, so
+/// that the answer does not tell which projects exist.
+pub async fn list_repos(State(st): State<AppState>, scope: Scope, Path(project): Path<String>) -> Result<Response> {
+    let grants = st.authorizer.grants(scope.who(), &project).await?;
+    let repos = match st.registry.list_repositories(&project).await {
+        Err(e) if e.is_not_found() && !scope.who().is_admin() => vec![],
+        r => r?,
+    };
+    let readable: Vec<_> =
+        repos.into_iter().filter(|r| grants.rights(Some((&r.name, Some(r)))).allows(Action::Read)).collect();
+    Ok(ok(readable))
 }
 
 pub async fn repo_info(scope: Scope) -> Result<Response> {

@@ -15,8 +15,8 @@ use crate::model::{
     format_iso, now_iso, parse_iso, printable, validate_name, Action, Identity, PermUser, Permission, ResourceType,
 };
 use crate::store::schema::{
-    forget_user_grants, from_item, permission_key, permission_pointer_key, permissions_partition, project_key, to_item,
-    token_key, user_key, user_token_key, user_tokens_partition, USERS_PK, USER_SK_PREFIX,
+    forget_user_grants, from_item, permission_key, permission_pointer_key, permissions_partition, project_key,
+    repo_key, to_item, token_key, user_key, user_token_key, user_tokens_partition, USERS_PK, USER_SK_PREFIX,
 };
 use crate::store::{query_all, Cond, Item, Query, Table, TxOp};
 use crate::{Error, Result};
@@ -344,6 +344,13 @@ impl Accounts {
         }
         for r in &req.repos {
             validate_name("repository name", r)?;
+        }
+        // A grant names what exists, users and repositories alike: one naming a repository
+        // that a later one would take the name of is refused, not kept for it.
+        for r in &req.repos {
+            if self.table.get(&repo_key(&req.project_id, r)).await?.is_none() {
+                return Err(Error::not_found(Kind::Repository, format!("{}/{r}", req.project_id)));
+            }
         }
         if req.resource_type == ResourceType::Repo && req.repos.is_empty() {
             return Err(Error::Invalid("a REPO permission needs at least one repository in repos".into()));

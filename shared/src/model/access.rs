@@ -81,7 +81,9 @@ impl Action {
     }
 }
 
-/// The actions a caller holds on one project or repository. MANAGE implies the others.
+/// The actions a caller holds on one project or repository. MANAGE implies the others;
+/// WRITE and DELETE imply READ (who may change or remove something may see it: a CI user
+/// that uploads reads its index and its own session's bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rights(u8);
 
@@ -94,10 +96,10 @@ impl Rights {
     }
 
     pub fn with(self, a: Action) -> Rights {
-        if a == Action::Manage {
-            Rights::ALL
-        } else {
-            Rights(self.0 | a.bit())
+        match a {
+            Action::Manage => Rights::ALL,
+            Action::Read => Rights(self.0 | a.bit()),
+            Action::Write | Action::Delete => Rights(self.0 | a.bit() | Action::Read.bit()),
         }
     }
 
@@ -197,7 +199,10 @@ mod tests {
         let manage = Rights::of(&[Action::Manage]);
         assert!(Action::ALL.iter().all(|a| manage.allows(*a)));
         let w = Rights::of(&[Action::Write]);
-        assert!(w.allows(Action::Write) && !w.allows(Action::Read) && !w.allows(Action::Manage));
+        assert!(w.allows(Action::Write) && w.allows(Action::Read), "WRITE implies READ");
+        assert!(!w.allows(Action::Delete) && !w.allows(Action::Manage));
+        let d = Rights::of(&[Action::Delete]);
+        assert!(d.allows(Action::Read) && !d.allows(Action::Write));
         let grant = Permission {
             id: "g".into(),
             perm_name: "g".into(),
@@ -211,7 +216,7 @@ mod tests {
         assert_eq!(grant.rights_of("u", Some("a")), w);
         assert_eq!(grant.rights_of("u", Some("b")), Rights::NONE);
         assert_eq!(grant.rights_of("v", Some("a")), Rights::NONE);
-        assert_eq!(grant.rights_of("u", None), Rights::NONE, "WRITE on a repository is no READ of its project");
+        assert_eq!(grant.rights_of("u", None), Rights::of(&[Action::Read]), "a repository's writer sees its project");
         let reader = Permission { users: vec![PermUser { id: "u".into(), action: vec![Action::Read] }], ..grant };
         assert_eq!(reader.rights_of("u", None), Rights::of(&[Action::Read]));
     }

@@ -238,7 +238,6 @@ async fn every_route_group_in_four_cases() {
             ),
             &lead,
         ),
-        ("repo list", Case::new("GET", "/repository/api/repo/list/team", None), &dev),
         ("repo info", Case::new("GET", "/repository/api/repo/info/team/private", None), &dev),
         ("repo exist", Case::new("GET", "/repository/api/repo/exist/team/private", None), &dev),
         ("repo delete", Case::new("DELETE", "/repository/api/repo/delete/team/new", None), &lead),
@@ -289,6 +288,27 @@ async fn every_route_group_in_four_cases() {
         let (s, b, _) = send(allowed).await;
         assert_eq!((s, b["code"].as_i64()), (200, Some(0)), "{group}: {b}");
     }
+
+    // The repository list shows each caller what it may read, `[]` when nothing: the
+    // outsider sees the public repository, dev also the private one it holds a grant on.
+    let list = |who: &Api| {
+        let who = who.clone();
+        async move {
+            let (s, b) = who.get("/repository/api/repo/list/team").await;
+            data(s, &b).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+    for who in [&anonymous, &wrong] {
+        let (s, b) = who.get("/repository/api/repo/list/team").await;
+        failure(s, &b, 401, 250114);
+    }
+    assert_eq!(list(&outsider).await, ["open"]);
+    assert_eq!(list(&dev).await, ["open", "private"]);
+    assert_eq!(list(&lead).await, ["open", "private"]);
+    let (s, b) = outsider.get("/repository/api/repo/list/no-such-project").await;
+    assert_eq!(data(s, &b), json!([]), "a missing project looks like one without rights");
+    let (s, b) = admin.get("/repository/api/repo/list/no-such-project").await;
+    failure(s, &b, 404, 250108);
 
     // READ is not WRITE: dev cannot open an upload on the public repository, nor manage.
     let (s, b) = dev.post("/blobs/uploads", json!({"projectId": "team", "repoName": "open", "size": 3})).await;
@@ -347,6 +367,73 @@ async fn every_route_group_in_four_cases() {
         .post("/auth/api/permission/create", json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "ghost", "action": ["READ"]}]}))
         .await;
     failure(s, &b, 404, 250108);
+    // A grant naming a repository that does not exist is refused like one naming an
+    // unknown user: it would take effect on a repository created later under the name.
+    let (s, b) = admin
+        .post("/auth/api/permission/create", json!({"permName": "x", "projectId": "team", "resourceType": "REPO", "repos": ["private", "later"], "users": [{"id": "dev", "action": ["READ"]}]}))
+        .await;
+    assert!(failure(s, &b, 404, 251006).contains("team/later"), "{b}");
+}
+
+/// WRITE implies READ (and so does DELETE): a CI user that uploads can read what it
+/// uploaded, in the four cases.
+#[tokio::test]
+async fn write_implies_read_in_four_cases() {
+    let (_dir, _server, admin) = embedded();
+    let (s, b) = admin.post("/repository/api/project/create", json!({"name": "ci"})).await;
+    data(s, &b);
+    let (s, b) =
+        admin.post("/repository/api/repo/create", json!({"projectId": "ci", "name": "charts", "type": "RDS"})).await;
+    data(s, &b);
+    create_user(&admin, "builder", "builder-password", false).await;
+    create_user(&admin, "cleaner", "cleaner-password", false).await;
+    create_user(&admin, "outsider", "outsider-password", false).await;
+    for (user, action) in [("builder", "WRITE"), ("cleaner", "DELETE")] {
+        let grant = json!({"permName": user, "projectId": "ci", "resourceType": "REPO", "repos": ["charts"], "users": [{"id": user, "action": [action]}]});
+        let (s, b) = admin.post("/auth/api/permission/create", grant).await;
+        data(s, &b);
+    }
+    let builder = admin.as_user("builder", "builder-password");
+    let (file, bytes) = crate::rds::chart("built", "1.0.0", "tgz");
+    let (s, b) = crate::rds::upload(&builder, "/rds/api/ci/charts/charts", &file, bytes.clone()).await;
+    assert_eq!(s, 201, "{b}");
+    let session = crate::uploads::open(&builder, "ci", "charts", 3, Some(&crate::uploads::sha256_hex(b"abc"))).await;
+    crate::uploads::send_bytes(&session, b"abc").await;
+    let id = session["id"].as_str().unwrap();
+    let (s, b) = builder.post(&format!("/blobs/uploads/{id}/complete"), json!({})).await;
+    data(s, &b);
+    let cases = [
+        "/repository/api/repo/info/ci/charts".to_string(),
+        "/repository/api/package/info/ci/charts?packageKey=rds://built".to_string(),
+        "/rds/ci/charts/api/charts/built/1.0.0".to_string(),
+        format!("/blobs/uploads/{id}/content?filename=abc.bin"),
+    ];
+    let http = crate::uploads::no_redirects();
+    let get = |auth: Option<(&str, &str)>, path: &str| {
+        let mut r = http.get(format!("{}{path}", admin.base));
+        if let Some((u, p)) = auth {
+            r = r.basic_auth(u, Some(p));
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    for path in &cases {
+        assert_eq!(get(None, path).await, 401, "anonymous {path}");
+        assert_eq!(get(Some(("builder", "wrong-password")), path).await, 401, "wrong password {path}");
+        assert_eq!(get(Some(("outsider", "outsider-password")), path).await, 403, "no permission {path}");
+        let ok = get(Some(("builder", "builder-password")), path).await;
+        assert!(ok == 200 || ok == 302, "WRITE reads {path}: {ok}");
+        if !path.starts_with("/blobs/") {
+            let ok = get(Some(("cleaner", "cleaner-password")), path).await;
+            assert!(ok == 200 || ok == 302, "DELETE reads {path}: {ok}");
+        }
+    }
+    let index = get(Some(("builder", "builder-password")), "/rds/ci/charts/index.yaml").await;
+    assert_eq!(index, 200, "the writer reads its index");
+    // WRITE still is not DELETE or MANAGE.
+    let (s, b) = builder.delete("/repository/api/version/delete/ci/charts?packageKey=rds://built&version=1.0.0").await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = builder.delete("/repository/api/repo/delete/ci/charts").await;
+    failure(s, &b, 403, 250113);
 }
 
 /// Grants die with what they name. A project deleted and created again under its name,
