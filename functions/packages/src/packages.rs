@@ -1,7 +1,7 @@
 //! Packages and versions on bkrepo's `/repository/api/...` routes, whatever surface
 //! uploaded them.
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use depot_core::http::bkrepo::ok;
 use depot_core::http::blobs::{parse_range, respond, BaseUrl};
@@ -262,13 +262,16 @@ pub async fn download_version(
     State(st): State<AppState>,
     scope: Scope,
     base: BaseUrl,
+    method: Method,
     headers: HeaderMap,
     Query(q): Query<KeyQuery>,
 ) -> Result<Response> {
     let (repo, key) = target(&scope, &q)?;
     let version = required(q.version, "version")?;
     let v = st.registry.get_version(&repo.project_id, &repo.name, &key, &version).await?;
-    respond(st.registry.download_version(&v, None, parse_range(&headers)?).await?, &base)
+    // A HEAD downloads nothing, so it counts nothing.
+    let counted = method != Method::HEAD;
+    respond(st.registry.download_version(&v, None, parse_range(&headers)?, counted).await?, &base)
 }
 
 /// `POST /repository/api/stage/upgrade/{projectId}/{repoName}/{packageKey}/{version}`:

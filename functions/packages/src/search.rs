@@ -345,7 +345,13 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
     // Every repository of the project that the caller may read (its grants read once).
     let grants = st.authorizer.grants(scope.who(), &project).await?;
     let mut records = Vec::new();
-    for repo in st.registry.list_repositories(&project).await? {
+    // A project that does not exist looks like one the caller may read nothing of,
+    // unless the caller is an administrator: the answer does not tell which exist.
+    let repos = match st.registry.list_repositories(&project).await {
+        Err(e) if e.is_not_found() && !scope.who().is_admin() => vec![],
+        r => r?,
+    };
+    for repo in repos {
         if !grants.rights(Some((&repo.name, Some(&repo)))).allows(Action::Read) {
             continue;
         }

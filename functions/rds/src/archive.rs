@@ -249,8 +249,54 @@ pub fn read_metadata_file<R: Read + Seek>(r: R, format: Format, limits: &Limits)
     }
 }
 
+/// How deep `RDS.yaml` may nest flow collections (`[...]`, `{...}`). The YAML parser's
+/// time grows with the square of the depth (a 277-byte upload nesting 100,000 levels
+/// took 36 s), and no chart needs more than a few.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// The deepest nesting of flow collections in a YAML text, outside quoted scalars and
+/// comments.
+fn flow_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    let mut line_start = true;
+    while i < text.len() {
+        let c = text[i];
+        match c {
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'\'' if i == 0 || !text[i - 1].is_ascii_alphanumeric() => {
+                i += 1;
+                while i < text.len() && text[i] != b'\'' {
+                    i += 1;
+                }
+            }
+            b'#' if line_start || text[i - 1].is_ascii_whitespace() => {
+                while i < text.len() && text[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        line_start = c == b'\n';
+        i += 1;
+    }
+    deepest
+}
+
 /// Parses `RDS.yaml` and checks its required fields.
 pub fn parse_metadata(bytes: &[u8]) -> Res<RdsMeta> {
+    if flow_depth(bytes) > MAX_FLOW_DEPTH {
+        return Err(broken(format!("RDS.yaml nests more than {MAX_FLOW_DEPTH} levels deep")));
+    }
     let meta: RdsMeta = serde_yaml::from_slice(bytes).map_err(|e| broken(format!("invalid RDS.yaml: {e}")))?;
     for (field, v) in [("name", &meta.name), ("code", &meta.code), ("version", &meta.version)] {
         if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
@@ -271,6 +317,21 @@ mod tests {
         assert_eq!(Format::from_name("a.zip"), Some((Format::Zip, "a")));
         assert_eq!(Format::from_name("a.rar"), None);
         assert_eq!(Format::from_name(".tgz"), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_once() {
+        let deep =
+            format!("name: x\ncode: x\nversion: 1.0.0\nkeywords: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert!(matches!(parse_metadata(deep.as_bytes()), Err(ArchiveError::Broken(m)) if m.contains("levels deep")));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let maps = format!("name: x\ncode: x\nversion: 1.0.0\nhome: {}{}\n", "{a: ".repeat(1000), "}".repeat(1000));
+        assert!(matches!(parse_metadata(maps.as_bytes()), Err(ArchiveError::Broken(m)) if m.contains("levels deep")));
+        // Brackets inside quotes and comments do not count.
+        let quoted =
+            format!("name: \"{}\"\ncode: x\nversion: 1.0.0 # {}\nkeywords: [a, b]\n", "[".repeat(500), "{".repeat(500));
+        assert_eq!(parse_metadata(quoted.as_bytes()).unwrap().keywords.len(), 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::{Cursor, Seek};
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use depot_core::error::Kind;
@@ -364,6 +364,11 @@ async fn version_for_file(st: &AppState, repo: &Repository, filename: &str) -> R
     let missing = || reworded(Error::not_found(Kind::File, filename), Lookup::File(filename));
     validate_filename(filename)?;
     let (_, stem) = Format::from_name(filename).ok_or_else(missing)?;
+    // The version holding the path (one read), else, for versions stored before paths
+    // were claimed, every split of the name.
+    if let Some(v) = st.registry.version_at_path(&repo.project_id, &repo.name, &format!("/{filename}")).await? {
+        return Ok(v);
+    }
     for (i, _) in stem.match_indices('-') {
         let (code, version) = (&stem[..i], &stem[i + 1..]);
         if validate_name("code", code).is_err() || semver::Version::parse(version).is_err() {
@@ -382,12 +387,15 @@ pub async fn download(
     State(st): State<AppState>,
     scope: Scope,
     base: BaseUrl,
+    method: Method,
     headers: HeaderMap,
     Path((_, _, filename)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let repo = rds_repo(&scope)?;
     let v = version_for_file(&st, repo, &filename).await?;
-    respond(st.registry.download_version(&v, Some(&filename), parse_range(&headers)?).await?, &base)
+    // A HEAD downloads nothing, so it counts nothing.
+    let counted = method != Method::HEAD;
+    respond(st.registry.download_version(&v, Some(&filename), parse_range(&headers)?, counted).await?, &base)
 }
 
 /// A required query parameter of the ext routes.

@@ -258,9 +258,25 @@ async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
             parts.extensions.insert(scope);
             next.run(Request::from_parts(parts, body)).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // A client that sends its body after the headers (most do) would find the
+            // connection closed under its next request if the refusal left the body
+            // unread: read a small one first, so the connection stays usable.
+            let small = parts
+                .headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .is_some_and(|n| n <= DRAIN_ON_REFUSAL);
+            if small {
+                let _ = axum::body::to_bytes(body, DRAIN_ON_REFUSAL).await;
+            }
+            e.into_response()
+        }
     }
 }
+
+/// The largest body a refused request still has read, to keep its connection.
+const DRAIN_ON_REFUSAL: usize = 64 * 1024;
 
 /// The caller an `Authorization` header proves: anonymous without one.
 pub(super) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {

@@ -63,15 +63,18 @@ impl Registry {
         }
     }
 
-    /// Counts a download of `v`, then answers it, saved as `filename` (the last segment
-    /// of its content path when `None`).
+    /// Counts a download of `v` (unless `counted` is false: a HEAD request), then answers
+    /// it, saved as `filename` (the last segment of its content path when `None`).
     pub async fn download_version(
         &self,
         v: &PackageVersion,
         filename: Option<&str>,
         range: Option<ByteRange>,
+        counted: bool,
     ) -> Result<Download> {
-        self.record_download(&v.project_id, &v.repo_name, &v.package_key, &v.name).await?;
+        if counted {
+            self.record_download(&v.project_id, &v.repo_name, &v.package_key, &v.name).await?;
+        }
         let default = v.content_path.rsplit('/').next().filter(|f| !f.is_empty()).unwrap_or(&v.name);
         self.fetch(&v.blob_key, filename.unwrap_or(default), range).await
     }

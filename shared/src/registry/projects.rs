@@ -5,8 +5,8 @@ use super::Registry;
 use crate::error::Kind;
 use crate::model::{now_iso, validate_name, Project, RepoType, Repository};
 use crate::store::schema::{
-    forget_grants, from_item, package_partition, pages_partition, project_key, project_partition, repo_key,
-    repo_partition, staged_partition, to_item, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
+    forget_grants, from_item, package_partition, pages_partition, paths_partition, project_key, project_partition,
+    repo_key, repo_partition, staged_partition, to_item, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
 };
 use crate::store::{delete_all, query_all, Cond, Item, Key, Query, TxOp};
 use crate::{Error, Result};
@@ -190,6 +190,8 @@ impl Registry {
         forget_grants(&*self.table, project, Some(name)).await?;
         // Blobs staged for this repository are not for one created again under its name.
         delete_all(&*self.table, Query::partition(staged_partition(project, name))).await?;
+        // The paths its versions held are free for a repository created again.
+        delete_all(&*self.table, Query::partition(paths_partition(project, name))).await?;
         // Only tidying: a repository created again under this name has another uid, so
         // nothing would read these.
         delete_all(&*self.table, Query::partition(pages_partition(project, name))).await

@@ -14,8 +14,8 @@ use crate::model::{
     MetadataEntry, PackageSummary, PackageVersion, RepoType,
 };
 use crate::store::schema::{
-    from_item, index_package, index_version, names_index_sk, names_index_sk_attr, package_key, repo_key, to_item,
-    version_key,
+    from_item, index_package, index_version, names_index_sk, names_index_sk_attr, package_key, path_key, repo_key,
+    to_item, version_key,
 };
 use crate::store::{content_key, ByteStream, Cond, Digests, Item, TxOp};
 use crate::{Error, Result};
@@ -53,9 +53,25 @@ pub struct NewVersion {
     pub overwrite: bool,
 }
 
+/// The write that claims a version's content path: a path is held by one version of
+/// one package in a repository (bkrepo's node paths are unique too), so that a file name
+/// never names two versions' bytes.
+fn path_op(req: &NewVersion, existing: Option<&PackageVersion>) -> TxOp {
+    let mut item = path_key(&req.project_id, &req.repo_name, &req.content_path).item();
+    let owner = format!("{}\n{}", req.package_key, req.version);
+    item.insert("owner".into(), owner.clone().into());
+    // A version replacing itself at the same path keeps it; anything else needs it free.
+    let cond = match existing {
+        Some(old) if old.content_path == req.content_path => Cond::None,
+        _ => Cond::NotExists,
+    };
+    TxOp::Put { item, cond }
+}
+
 impl NewVersion {
-    /// A version of `key` in `project/repo` with no description, metadata or extension,
-    /// stored at `/{version}`, refused if it exists. Set the other fields as needed.
+    /// A version of `key` (`{type}://{value}`) in `project/repo` with no description,
+    /// metadata or extension, stored at `/{value}/{version}`, refused if it exists. Set
+    /// the other fields as needed.
     pub fn new(project: &str, repo: &str, key: &str, name: &str, ty: RepoType, version: &str, blob: BlobRef) -> Self {
         NewVersion {
             project_id: project.into(),
@@ -65,7 +81,7 @@ impl NewVersion {
             package_type: ty,
             version: version.into(),
             description: String::new(),
-            content_path: format!("/{version}"),
+            content_path: format!("/{}/{version}", key.split_once("://").map_or(key, |(_, v)| v)),
             blob,
             metadata: Map::new(),
             package_metadata: vec![],
@@ -112,6 +128,25 @@ impl Registry {
         match self.table.get(&version_key(project, repo, key, version)).await? {
             Some(item) => from_item(item),
             None => Err(Error::version_not_found(key, version)),
+        }
+    }
+
+    /// The version that holds `content_path` in `project/repo`, if one does (versions
+    /// stored before paths were claimed are not found here).
+    pub async fn version_at_path(
+        &self,
+        project: &str,
+        repo: &str,
+        content_path: &str,
+    ) -> Result<Option<PackageVersion>> {
+        let Some(item) = self.table.get(&path_key(project, repo, content_path)).await? else { return Ok(None) };
+        let owner = item.get("owner").and_then(|v| v.as_str()).unwrap_or_default();
+        let Some((key, version)) = owner.split_once('\n') else { return Ok(None) };
+        match self.get_version(project, repo, key, version).await {
+            Ok(v) if v.content_path == content_path => Ok(Some(v)),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -179,15 +214,24 @@ impl Registry {
             }
             let mut version_item = to_item(&vkey, &version)?;
             index_version(&mut version_item, p, r, k, &version.name);
-            let ops = vec![
+            let mut ops = vec![
                 TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
                 TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: Cond::Exists },
                 Registry::guard_op(&req.blob.key, &req.blob.hold),
+                path_op(req, existing.as_ref()),
             ];
+            if let Some(old) = existing.as_ref().filter(|o| o.content_path != req.content_path) {
+                ops.push(TxOp::Delete { key: path_key(p, r, &old.content_path), cond: Cond::None });
+            }
             match self.table.transact(ops).await {
                 Ok(()) => return Ok((version, is_new_version)),
                 Err(e) if e.failed_op(3) => self.wait_for_collector(&req.blob.key, &req.blob.hold).await?,
+                Err(e) if e.failed_op(4) => {
+                    let file = req.content_path.trim_start_matches('/');
+                    let message = format!("{file} already exists: another version holds this path");
+                    return Err(Error::exists_as(Kind::File, file, message));
+                }
                 Err(e) if e.failed_op(2) => return Err(Error::not_found(Kind::Repository, format!("{p}/{r}"))),
                 Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => return Err(exists()),
                 // Another writer changed the version or the summary first: read again.
@@ -240,6 +284,7 @@ impl Registry {
                 version_op,
                 summary_op,
                 TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: Cond::Exists },
+                TxOp::Delete { key: path_key(project, repo, &old.content_path), cond: Cond::None },
             ];
             match self.table.transact(ops).await {
                 Ok(()) => return Ok(old),

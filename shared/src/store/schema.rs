@@ -17,6 +17,7 @@
 //! | staged blob of a repository | `STAGED#{p}/{r}` | `sha256:{hex}` |
 //! | downloads of a version on a day | `DL#{p}/{r}/{key}` | `DAY#{yyyy-mm-dd}#{version}` |
 //! | remembered page start of a listing | `PAGES#{p}/{r}` | `{kind}#{state}#{size}#{page}` |
+//! | the version that holds a content path | `PATH#{p}/{r}` | the path, such as `/chart-1.0.0.tgz` |
 //! | garbage collection's mark on a blob | `GCMARK` | the blob key |
 //!
 //! | index | PK | SK | items |
@@ -123,6 +124,16 @@ pub fn version_key(project: &str, repo: &str, package_key: &str, version: &str) 
 /// The per-day download counter of a version.
 pub fn download_day_key(project: &str, repo: &str, package_key: &str, day: &str, version: &str) -> Key {
     Key::new(format!("DL#{project}/{repo}/{package_key}"), format!("DAY#{day}#{version}"))
+}
+
+/// The partition of a repository's content paths: one item per path, naming the
+/// version that holds it, so that two versions never share a file name.
+pub fn paths_partition(project: &str, repo: &str) -> String {
+    format!("PATH#{project}/{repo}")
+}
+
+pub fn path_key(project: &str, repo: &str, content_path: &str) -> Key {
+    Key::new(paths_partition(project, repo), content_path.to_string())
 }
 
 /// Where a repository's remembered page starts live.

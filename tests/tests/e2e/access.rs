@@ -526,3 +526,47 @@ async fn grants_do_not_outlive_their_project_or_repository() {
     assert_eq!(shared_now["users"], json!([{"id": "old", "action": ["READ"]}]));
     assert!(!perms.as_array().unwrap().iter().any(|p| p["id"] == alone.as_str()), "{perms}");
 }
+
+/// A refused request whose body follows its headers (as most clients send it) leaves the
+/// connection usable; and search does not tell a user without rights which projects
+/// exist.
+#[tokio::test]
+async fn refusals_keep_the_connection_and_the_secret() {
+    use std::io::{Read, Write};
+    let (_dir, server, admin) = embedded();
+    let (s, b) = admin.post("/repository/api/project/create", json!({"name": "hidden"})).await;
+    data(s, &b);
+    create_user(&admin, "nobody", "nobody-password", false).await;
+    let nobody = admin.as_user("nobody", "nobody-password");
+    for project in ["hidden", "no-such-project"] {
+        let rule = json!({"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": project}]});
+        let (s, b) = nobody.post("/repository/api/package/search", json!({"rule": rule})).await;
+        assert_eq!(data(s, &b)["totalRecords"], 0, "{project}: {b}");
+    }
+    let rule =
+        json!({"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": "no-such-project"}]});
+    let (s, b) = admin.post("/repository/api/package/search", json!({"rule": rule})).await;
+    failure(s, &b, 404, 250108);
+
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = "{}";
+    let head = format!(
+        "POST /repository/api/version/list/hidden/r?packageKey=rds://a HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.write_all(body.as_bytes()).unwrap();
+    let read_response = |conn: &mut std::net::TcpStream| {
+        let mut buf = vec![0u8; 8192];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let first = read_response(&mut conn);
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    conn.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let second = read_response(&mut conn);
+    assert!(second.starts_with("HTTP/1.1 200"), "the connection still serves: {second:?}");
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use crate::harness::{data, embedded, Api, Server, ADMIN_PASSWORD};
+use crate::harness::{data, embedded, failure, Api, Server, ADMIN_PASSWORD};
 use crate::uploads::{no_redirects, setup_repo, sha256_hex};
 
 // ---------------------------------------------------------------- fixtures
@@ -72,7 +72,6 @@ pub fn chart(code: &str, version: &str, ext: &str) -> (String, Vec<u8>) {
     (format!("{code}-{version}.{ext}"), bytes)
 }
 
-/// POSTs a chart as the multipart field `chart`.
 /// A `multipart/form-data` body carrying a chart in the field `chart`, as raw bytes for
 /// in-process requests: (content type, body).
 pub fn chart_form(code: &str, version: &str) -> (String, Vec<u8>) {
@@ -87,6 +86,7 @@ pub fn chart_form(code: &str, version: &str) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// POSTs a chart as the multipart field `chart`.
 pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
     post_form(api, path, reqwest::multipart::Form::new().part("chart", part)).await
@@ -811,4 +811,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Two packages whose file names coincide (`b-1.0.0` at 2.3.4 and `b` at 1.0.0-2.3.4 are
+/// both `b-1.0.0-2.3.4.tgz`): the second is refused, so a WRITE user cannot take over the
+/// download of another package's released version. A HEAD counts no download.
+#[tokio::test]
+async fn a_file_name_names_one_version() {
+    let (_dir, _server, api) = embedded(&[]);
+    rds_repo(&api, "fn", "charts").await;
+    let (s, b) = api.post("/auth/api/user/create", json!({"userId": "writer", "pwd": "writer-password"})).await;
+    data(s, &b);
+    let grant = json!({"permName": "w", "projectId": "fn", "resourceType": "REPO", "repos": ["charts"], "users": [{"id": "writer", "action": ["WRITE"]}]});
+    let (s, b) = api.post("/auth/api/permission/create", grant).await;
+    data(s, &b);
+    let (file, victim) = chart("b-1.0.0", "2.3.4", "tgz");
+    assert_eq!(file, "b-1.0.0-2.3.4.tgz");
+    assert_eq!(upload(&api, "/rds/api/fn/charts/charts", &file, victim.clone()).await.0, 201);
+    let (s, b) =
+        api.post("/repository/api/stage/upgrade/fn/charts/rds%3A%2F%2Fb-1.0.0/2.3.4?tag=@release", json!({})).await;
+    data(s, &b);
+    let (same_name, evil) = chart("b", "1.0.0-2.3.4", "tgz");
+    assert_eq!(same_name, file);
+    let writer = api.as_user("writer", "writer-password");
+    let (s, b) = upload(&writer, "/rds/api/fn/charts/charts", &same_name, evil.clone()).await;
+    assert_eq!(error_of(s, &b, 409), "b-1.0.0-2.3.4.tgz already exists");
+    let (s, b) = api.get("/repository/api/package/info/fn/charts?packageKey=rds://b").await;
+    failure(s, &b, 404, 251017);
+    // The download still serves the released version's bytes.
+    let url = format!("{}/rds/fn/charts/charts/{file}", api.base);
+    let got = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().to_vec(), victim);
+    // HEAD counts nothing; GET counts one.
+    let downloads = || async {
+        let (s, b) = api.get("/repository/api/package/info/fn/charts?packageKey=rds://b-1.0.0").await;
+        data(s, &b)["downloads"].as_i64().unwrap()
+    };
+    let before = downloads().await;
+    let head =
+        crate::uploads::no_redirects().head(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 302);
+    assert_eq!(downloads().await, before, "a HEAD is no download");
+    let dl = format!("{}/repository/api/version/download/fn/charts?packageKey=rds://b-1.0.0&version=2.3.4", api.base);
+    let head = crate::uploads::no_redirects().head(&dl).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 302);
+    assert_eq!(downloads().await, before);
+    crate::uploads::no_redirects().get(&dl).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(downloads().await, before + 1);
+    // Once the holder is gone the name is free again.
+    let (s, b) = api.delete("/repository/api/package/delete/fn/charts?packageKey=rds://b-1.0.0").await;
+    data(s, &b);
+    assert_eq!(upload(&writer, "/rds/api/fn/charts/charts", &same_name, evil.clone()).await.0, 201);
+    let got = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().to_vec(), evil);
 }
