@@ -4,7 +4,7 @@ use axum::response::Response;
 use depot_core::http::bkrepo::ok;
 use depot_core::http::extract::{Json, Path, Query};
 use depot_core::http::{AppState, Scope};
-use depot_core::model::{Action, RepoType};
+use depot_core::model::{Action, Identity, RepoType, Repository};
 use depot_core::registry::{NewProject, NewRepository};
 use depot_core::{Error, Result};
 use serde::Deserialize;
@@ -101,14 +101,19 @@ pub async fn create_repo(State(st): State<AppState>, scope: Scope, Json(body): J
 /// caller who is not an administrator gets `[]` for a project that does not exist too, so
 /// that the answer does not tell which projects exist.
 pub async fn list_repos(State(st): State<AppState>, scope: Scope, Path(project): Path<String>) -> Result<Response> {
-    let grants = st.authorizer.grants(scope.who(), &project).await?;
-    let repos = match st.registry.list_repositories(&project).await {
-        Err(e) if e.is_not_found() && !scope.who().is_admin() => vec![],
+    Ok(ok(readable_repositories(&st, scope.who(), &project).await?))
+}
+
+/// The repositories of `project` that `who` may read (its grants read once). For a
+/// caller who is not an administrator, a project that does not exist has none, like one
+/// it may read nothing of.
+pub(crate) async fn readable_repositories(st: &AppState, who: &Identity, project: &str) -> Result<Vec<Repository>> {
+    let grants = st.authorizer.grants(who, project).await?;
+    let repos = match st.registry.list_repositories(project).await {
+        Err(e) if e.is_not_found() && !who.is_admin() => vec![],
         r => r?,
     };
-    let readable: Vec<_> =
-        repos.into_iter().filter(|r| grants.rights(Some((&r.name, Some(r)))).allows(Action::Read)).collect();
-    Ok(ok(readable))
+    Ok(repos.into_iter().filter(|r| grants.rights(Some((&r.name, Some(r)))).allows(Action::Read)).collect())
 }
 
 pub async fn repo_info(scope: Scope) -> Result<Response> {

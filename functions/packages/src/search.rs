@@ -12,7 +12,7 @@ use axum::response::Response;
 use depot_core::http::bkrepo::ok;
 use depot_core::http::extract::Json;
 use depot_core::http::{AppState, Scope};
-use depot_core::model::{parse_iso, printable, Action};
+use depot_core::model::{parse_iso, printable};
 use depot_core::registry::PageRequest;
 use depot_core::{Error, Result};
 use serde::Deserialize;
@@ -342,19 +342,9 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
         body.page.as_ref().and_then(|p| p.page_size),
     )?;
 
-    // Every repository of the project that the caller may read (its grants read once).
-    let grants = st.authorizer.grants(scope.who(), &project).await?;
+    // Every repository of the project that the caller may read.
     let mut records = Vec::new();
-    // A project that does not exist looks like one the caller may read nothing of,
-    // unless the caller is an administrator: the answer does not tell which exist.
-    let repos = match st.registry.list_repositories(&project).await {
-        Err(e) if e.is_not_found() && !scope.who().is_admin() => vec![],
-        r => r?,
-    };
-    for repo in repos {
-        if !grants.rights(Some((&repo.name, Some(&repo)))).allows(Action::Read) {
-            continue;
-        }
+    for repo in crate::projects::readable_repositories(&st, scope.who(), &project).await? {
         for pkg in st.registry.list_packages(&project, &repo.name).await? {
             let mut rec = match package_view(&pkg) {
                 Value::Object(m) => m,

@@ -686,15 +686,23 @@ async fn a_staged_blob_uploads_a_chart_without_the_bytes() {
     assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("broken"));
 }
 
-fn gc(dir: &std::path::Path, args: &[&str]) -> String {
+/// A `depot` maintenance command on the embedded data in `dir`: (exit code, stdout,
+/// stderr).
+fn maintenance(command: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(crate::harness::binary("depot"))
-        .args(["gc", "--data-dir", dir.to_str().unwrap()])
+        .args([command, "--data-dir", dir.to_str().unwrap()])
         .args(args)
         .env_remove("DEPOT_BACKEND")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+fn gc(dir: &std::path::Path, args: &[&str]) -> String {
+    let (code, out, err) = maintenance("gc", dir, args);
+    assert_eq!(code, 0, "{err}");
+    out
 }
 
 #[tokio::test]
@@ -752,14 +760,7 @@ async fn gc_removes_only_unreferenced_blobs() {
 
 /// `depot verify` with its arguments: (exit code, stdout, stderr).
 fn verify(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(crate::harness::binary("depot"))
-        .args(["verify", "--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .env_remove("DEPOT_BACKEND")
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+    maintenance("verify", dir, args)
 }
 
 /// The operator's integrity check: a clean store passes (exit 0), a blob whose bytes no
