@@ -8,8 +8,9 @@ use super::trace::{init_tracing, trace_layer, TRACE_HEADER};
 use super::AppState;
 use crate::config::{Backend, Config};
 
-/// Runs one surface on Lambda: JSON logs, configuration from the environment (the AWS
-/// backend unless `DEPOT_BACKEND` says otherwise), and the Lambda request id as trace id.
+/// Runs one surface on Lambda: JSON logs, configuration from the environment (always the
+/// AWS backend, with the SDK configured from the function's environment only), and the
+/// Lambda request id as trace id.
 pub fn main(surface: &'static Surface) -> Result<(), lambda_http::Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(surface))
@@ -17,7 +18,12 @@ pub fn main(surface: &'static Surface) -> Result<(), lambda_http::Error> {
 
 async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
     init_tracing(true);
-    let state = AppState::open(Config::from_env_or(Backend::Aws)?, false).await?;
+    let config = Config::from_env_or(Backend::Aws)?;
+    if config.backend != Backend::Aws {
+        return Err("a Lambda function runs on the AWS backend: unset DEPOT_BACKEND or set it to aws".into());
+    }
+    let stores = super::aws_stores(&config, &super::lambda_sdk_config());
+    let state = AppState::from_stores(config, stores);
     let router = app(&[surface], state).layer(axum::middleware::from_fn(trace_layer)).layer(
         axum::middleware::map_request(|mut req: Request| async move {
             if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.clone()) {

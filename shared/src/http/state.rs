@@ -29,12 +29,48 @@ pub struct Stores {
     pub signer: Option<Arc<UrlSigner>>,
 }
 
-/// Loads the AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) with one
-/// HTTPS client, rustls on ring, shared by every SDK client of the process.
-pub async fn sdk_config() -> aws_config::SdkConfig {
+/// One HTTPS client, rustls on ring, shared by every SDK client of the process.
+fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// Loads the AWS SDK configuration with the SDK's default chains (region, credentials
+/// from the environment, profiles, SSO, web identity, ECS or IMDS; `AWS_ENDPOINT_URL`):
+/// for `depot`, which runs wherever an operator does.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client()).load().await
+}
+
+/// The AWS SDK configuration of a Lambda function, from its environment only: the
+/// runtime sets the region and the role's credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); `AWS_ENDPOINT_URL` points at LocalStack
+/// or moto. Leaving out the default chains (profiles, SSO, STS, IMDS) keeps them out of
+/// the binary and off the cold start.
+pub fn lambda_sdk_config() -> aws_config::SdkConfig {
+    use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+    use aws_sdk_dynamodb::config::SharedCredentialsProvider;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).map(aws_config::Region::new);
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .http_client(https_client());
+    if let Some(url) = env("AWS_ENDPOINT_URL") {
+        builder = builder.endpoint_url(url);
+    }
+    builder.build()
+}
+
+/// The AWS backend's ports over an SDK configuration.
+pub fn aws_stores(config: &Config, sdk: &aws_config::SdkConfig) -> Stores {
+    Stores {
+        table: Arc::new(DynamoTable::new(sdk, &config.table)),
+        blobs: Arc::new(S3BlobStore::new(sdk, &config.bucket)),
+        signer: None,
+    }
 }
 
 /// Opens the two ports on the configured backend. With `create_resources`, creates the
@@ -53,13 +89,11 @@ pub async fn open_stores(config: &Config, create_resources: bool) -> Result<Stor
         }
         Backend::Aws => {
             let sdk = sdk_config().await;
-            let table = DynamoTable::new(&sdk, &config.table);
-            let blobs = S3BlobStore::new(&sdk, &config.bucket);
             if create_resources {
-                table.ensure_table().await?;
-                blobs.ensure_bucket().await?;
+                DynamoTable::new(&sdk, &config.table).ensure_table().await?;
+                S3BlobStore::new(&sdk, &config.bucket).ensure_bucket().await?;
             }
-            Ok(Stores { table: Arc::new(table), blobs: Arc::new(blobs), signer: None })
+            Ok(aws_stores(config, &sdk))
         }
     }
 }

@@ -47,6 +47,8 @@ pub fn init_tracing(json: bool) {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal (and only where the `ansi` feature is on: `depot`).
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let _ = if json { registry.with(fmt.json().without_time()).try_init() } else { registry.with(fmt).try_init() };
 }
