@@ -156,10 +156,17 @@ async fn local_blob(
             filename,
         )?;
         if method == Method::PUT {
-            // A session's URL takes bytes only while the session is open.
+            // A session's URL takes bytes only while the session is open: checked before
+            // the bytes are read, and again once they are stored, for a PUT that was
+            // still streaming when the session was completed or aborted (what the
+            // completion took is not affected either way).
             state.registry.accepts_upload_bytes(&key).await?;
             let stream = body.into_data_stream().map_err(std::io::Error::other);
             let digests = state.registry.blobs.put(&key, Box::pin(stream)).await?;
+            if let Err(e) = state.registry.accepts_upload_bytes(&key).await {
+                state.registry.blobs.delete(&key).await?;
+                return Err(e);
+            }
             let mut res = StatusCode::OK.into_response();
             let etag = HeaderValue::from_str(&format!("\"{}\"", digests.md5)).expect("hex");
             res.headers_mut().insert(header::ETAG, etag);
@@ -170,7 +177,13 @@ async fn local_blob(
         Ok(stream_response(obj, range, filename))
     }
     .await;
-    result.unwrap_or_else(local_error)
+    result.unwrap_or_else(|e| {
+        let mut res = local_error(e);
+        // The body may be unread: say that the connection ends, so that the client does
+        // not send its next request on it.
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        res
+    })
 }
 
 /// `GET`/`HEAD`/`PUT /blobs/local/{key}`: the embedded backend's presigned URLs. No body

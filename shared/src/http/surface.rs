@@ -267,10 +267,16 @@ async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
                 .get(axum::http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
                 .is_some_and(|n| n <= DRAIN_ON_REFUSAL);
+            let mut res = e.into_response();
             if small {
                 let _ = axum::body::to_bytes(body, DRAIN_ON_REFUSAL).await;
+            } else if parts.headers.contains_key(axum::http::header::CONTENT_LENGTH)
+                || parts.headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+            {
+                // A body left unread ends the connection: say so.
+                res.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             }
-            e.into_response()
+            res
         }
     }
 }

@@ -265,10 +265,17 @@ impl Registry {
         sha256: Option<&str>,
         parts: Option<&[(u32, String)]>,
     ) -> Result<StagedBlob> {
-        if session.state == UploadState::Complete {
-            return self.staged_of(&session).await;
-        }
         let declared = sha256.map(parse_sha256).transpose()?;
+        if session.state == UploadState::Complete {
+            let staged = self.staged_of(&session).await?;
+            if let Some(d) = declared.filter(|d| *d != staged.sha256) {
+                return Err(Error::Invalid(format!(
+                    "sha256 {d} differs from sha256 {} of the bytes this session completed with",
+                    staged.sha256
+                )));
+            }
+            return Ok(staged);
+        }
         let expected = match (&session.sha256, &declared) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::Invalid(format!(

@@ -164,6 +164,14 @@ impl BlobStore for FsBlobStore {
             Ok(()) => tokio::fs::rename(&tmp, &dst).await,
             Err(e) => Err(e),
         };
+        // When `to` is already a link to the same file, rename(2) does nothing and leaves
+        // the temporary link: remove it.
+        if moved.is_ok() {
+            match tokio::fs::remove_file(&tmp).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
         if let Err(e) = moved {
             let _ = tokio::fs::remove_file(&tmp).await;
             if e.kind() == std::io::ErrorKind::NotFound {

@@ -137,6 +137,32 @@ pub(crate) async fn completion_publishes_what_it_hashed(t: Arc<dyn Table>, blobs
     assert!(blobs.list("tmp").await.unwrap().is_empty(), "completions leave no private copies");
 }
 
+/// Concurrent completions of one session answer the same blob, store it once and leave
+/// nothing beside it; completing again with another sha256 is refused.
+pub(crate) async fn concurrent_completions_store_one_blob(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    let reg = rds_registry(t, blobs.clone(), "in", &["r"]).await;
+    let bytes = b"bytes completed six times at once".to_vec();
+    let sha = sha256_hex(&bytes);
+    let opened = reg.open_upload(new_upload(bytes.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &opened.targets[0].url, bytes.clone()).await;
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let (reg, session) = (reg.clone(), opened.session.clone());
+            tokio::spawn(async move { reg.complete_upload(session, None, None).await })
+        })
+        .collect();
+    for r in runs {
+        assert_eq!(r.await.unwrap().unwrap().digest, format!("sha256:{sha}"));
+    }
+    let stored: Vec<_> = blobs.list("blobs").await.unwrap().into_iter().map(|b| b.key).collect();
+    assert_eq!(stored, [content_key(&sha)], "one blob and nothing beside it");
+    assert!(blobs.list("tmp").await.unwrap().is_empty(), "no private copy is left");
+    let session = reg.get_upload(&opened.session.id).await.unwrap();
+    let again = reg.complete_upload(session.clone(), Some(&"0".repeat(64)), None).await;
+    assert!(matches!(&again, Err(Error::Invalid(m)) if m.contains("differs")), "{again:?}");
+    assert_eq!(reg.complete_upload(session, Some(&sha), None).await.unwrap().sha256, sha);
+}
+
 /// A closed session's URLs take nothing (checked by the local route before it stores),
 /// and bytes that reach `uploads/` anyway (S3 cannot revoke a presigned URL) are garbage.
 pub(crate) async fn closed_sessions_take_no_bytes(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {

@@ -84,11 +84,21 @@ backend_suite!(
     embedded_fs,
     crate::common::embedded_table,
     crate::common::fs_blobs,
-    [completion_publishes_what_it_hashed, closed_sessions_take_no_bytes, verify_finds_bad_blobs]
+    [
+        completion_publishes_what_it_hashed,
+        concurrent_completions_store_one_blob,
+        closed_sessions_take_no_bytes,
+        verify_finds_bad_blobs,
+    ]
 );
 backend_suite!(
     dynamo_s3,
     crate::common::dynamo_table,
     crate::common::s3_blobs,
-    [completion_publishes_what_it_hashed, closed_sessions_take_no_bytes, verify_finds_bad_blobs]
+    [
+        completion_publishes_what_it_hashed,
+        concurrent_completions_store_one_blob,
+        closed_sessions_take_no_bytes,
+        verify_finds_bad_blobs,
+    ]
 );

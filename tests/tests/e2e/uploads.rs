@@ -408,3 +408,40 @@ async fn aws_backend_uploads_through_presigned_s3_urls() {
     let got = res.bytes().await.unwrap();
     assert_eq!(sha256_hex(&got), sha);
 }
+
+/// A PUT still streaming to a session's URL when the session is completed stores
+/// nothing (409) and changes nothing that the completion stored.
+#[tokio::test]
+async fn a_put_streaming_while_its_session_completes_stores_nothing() {
+    use futures::SinkExt;
+    let (dir, _server, api) = embedded(&[]);
+    setup_repo(&api, "late", "files").await;
+    let bytes = b"0123456789".to_vec();
+    let sha = sha256_hex(&bytes);
+    let session = open(&api, "late", "files", bytes.len(), Some(&sha)).await;
+    send_bytes(&session, &bytes).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let url = session["url"].as_str().unwrap().to_string();
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let slow = tokio::spawn(async move {
+        let res = reqwest::Client::new()
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(rx))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    });
+    tx.send(Ok(bytes::Bytes::from_static(b"ABCDE"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, b) = complete(&api, &id, None).await;
+    assert_eq!(data(s, &b)["digest"], format!("sha256:{sha}"));
+    tx.send(Ok(bytes::Bytes::from_static(b"FGHIJ"))).await.unwrap();
+    drop(tx);
+    let (status, text) = slow.await.unwrap();
+    assert_eq!(status, 409, "{text}");
+    assert!(!dir.path().join(format!("blobs/uploads/{id}")).exists(), "the late bytes are not kept");
+    let stored = dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]));
+    assert_eq!(std::fs::read(stored).unwrap(), bytes);
+}
