@@ -6,7 +6,8 @@ use crate::error::Kind;
 use crate::model::{now_iso, validate_name, Project, RepoType, Repository};
 use crate::store::schema::{
     forget_grants, from_item, package_partition, pages_partition, paths_partition, project_key, project_partition,
-    repo_key, repo_partition, staged_partition, to_item, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX, REPO_SK_PREFIX,
+    repo_key, repo_partition, staged_partition, to_item, DELETING_ATTR, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX,
+    REPO_SK_PREFIX,
 };
 use crate::store::{delete_all, query_all, Cond, Item, Key, Query, TxOp};
 use crate::{Error, Result};
@@ -162,11 +163,22 @@ impl Registry {
     }
 
     /// Deletes a repository. One that still holds packages is refused unless `forced`,
-    /// which deletes its packages and versions first. Blobs are left to garbage collection.
+    /// which first marks it as being deleted (every commit into it then fails), then
+    /// deletes its packages and versions. A forced delete that is interrupted leaves the
+    /// repository refusing writes until it is deleted again. Blobs are left to garbage
+    /// collection.
     pub async fn delete_repository(&self, project: &str, name: &str, forced: bool) -> Result<()> {
         let repo = self.get_repository(project, name).await?;
         let mut cond = Cond::Eq("packageCount".into(), Value::from(0));
         if forced {
+            // Writers first: from here on no commit lands in the repository, so the
+            // listing below sees every version there will ever be in it.
+            let mut set = Item::new();
+            set.insert(DELETING_ATTR.into(), true.into());
+            self.table
+                .update(&repo_key(project, name), set, &[], Cond::Exists)
+                .await
+                .map_err(|e| e.on_conflict(|| Error::not_found(Kind::Repository, format!("{project}/{name}"))))?;
             self.delete_packages_of(project, name).await?;
             cond = Cond::Exists;
         }

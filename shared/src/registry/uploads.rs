@@ -54,6 +54,10 @@ pub struct UploadSession {
     pub id: String,
     pub project_id: String,
     pub repo_name: String,
+    /// The creation id of the repository the session was opened in: a repository created
+    /// again under its name is another one, and the session cannot stage for it.
+    #[serde(default)]
+    pub repo_uid: String,
     pub created_by: String,
     pub size: u64,
     /// The sha256 the client declared, if it declared one when opening the session.
@@ -175,9 +179,10 @@ impl Registry {
                 req.size
             )));
         }
-        if self.table.get(&repo_key(&req.project_id, &req.repo_name)).await?.is_none() {
-            return Err(Error::not_found(Kind::Repository, format!("{}/{}", req.project_id, req.repo_name)));
-        }
+        let repo: crate::model::Repository = match self.table.get(&repo_key(&req.project_id, &req.repo_name)).await? {
+            Some(item) => from_item(item)?,
+            None => return Err(Error::not_found(Kind::Repository, format!("{}/{}", req.project_id, req.repo_name))),
+        };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key = staging_key(&id);
         let (multipart_id, part_size, parts) = if req.size > MULTIPART_THRESHOLD {
@@ -205,6 +210,7 @@ impl Registry {
             id,
             project_id: req.project_id,
             repo_name: req.repo_name,
+            repo_uid: repo.uid,
             created_by: by.to_string(),
             size: req.size,
             sha256,
@@ -392,6 +398,14 @@ impl Registry {
                 cond: Cond::Eq("state".into(), serde_json::to_value(UploadState::Open).map_err(Error::internal)?),
             },
             Registry::guard_op(&content, hold),
+            // The repository is still the one the session was opened in.
+            TxOp::Check {
+                key: repo_key(&session.project_id, &session.repo_name),
+                cond: match session.repo_uid.as_str() {
+                    "" => Cond::Exists,
+                    uid => Cond::Eq("uid".into(), uid.into()),
+                },
+            },
         ];
         for _ in 0..MAX_GUARD_WAITS {
             match self.table.transact(ops.clone()).await {
@@ -400,6 +414,13 @@ impl Registry {
                     return Ok(staged);
                 }
                 Err(e) if e.failed_op(2) => self.wait_for_collector(&content, hold).await?,
+                Err(e) if e.failed_op(3) => {
+                    let (p, r) = (&session.project_id, &session.repo_name);
+                    let message = format!(
+                        "the repository [{p}/{r}] this session was opened in was deleted: open a session in the repository as it is now"
+                    );
+                    return Err(Error::not_found_as(Kind::Repository, format!("{p}/{r}"), message));
+                }
                 // A concurrent completion of the same session won: answer what it staged.
                 Err(e) if e.is_conflict() => {
                     self.release(hold).await;

@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::store::schema::{
     from_item, index_package, index_version, names_index_sk, names_index_sk_attr, package_key, path_key, repo_key,
-    to_item, version_key,
+    to_item, version_key, DELETING_ATTR,
 };
 use crate::store::{content_key, ByteStream, Cond, Digests, Item, TxOp};
 use crate::{Error, Result};
@@ -217,7 +217,7 @@ impl Registry {
             let mut ops = vec![
                 TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
-                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: Cond::Exists },
+                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: open_repo() },
                 Registry::guard_op(&req.blob.key, &req.blob.hold),
                 path_op(req, existing.as_ref()),
             ];
@@ -232,7 +232,7 @@ impl Registry {
                     let message = format!("{file} already exists: another version holds this path");
                     return Err(Error::exists_as(Kind::File, file, message));
                 }
-                Err(e) if e.failed_op(2) => return Err(Error::not_found(Kind::Repository, format!("{p}/{r}"))),
+                Err(e) if e.failed_op(2) => return Err(self.closed_repository(p, r).await),
                 Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => return Err(exists()),
                 // Another writer changed the version or the summary first: read again.
                 Err(e) if e.is_conflict() => continue,
@@ -365,7 +365,7 @@ impl Registry {
                     key: repo_key(project, repo),
                     set: Item::new(),
                     add: vec![("generation".into(), 1)],
-                    cond: Cond::Exists,
+                    cond: open_repo(),
                 },
             ];
             match self.table.transact(ops).await {
@@ -375,11 +375,29 @@ impl Registry {
                     v.last_modified_date = now;
                     return Ok(v);
                 }
+                Err(e) if e.failed_op(1) => return Err(self.closed_repository(project, repo).await),
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
         }
         conflict_retry()
+    }
+}
+
+/// The condition every commit puts on its repository: it exists and no forced delete is
+/// removing its contents.
+fn open_repo() -> Cond {
+    Cond::Lacks(DELETING_ATTR.into())
+}
+
+impl Registry {
+    /// Why a commit's condition on its repository failed: it is gone, or being deleted.
+    async fn closed_repository(&self, project: &str, repo: &str) -> Error {
+        match self.table.get(&repo_key(project, repo)).await {
+            Ok(Some(_)) => Error::conflict(format!("repository [{project}/{repo}] is being deleted")),
+            Ok(None) => Error::not_found(Kind::Repository, format!("{project}/{repo}")),
+            Err(e) => e,
+        }
     }
 }
 

@@ -115,6 +115,7 @@ impl Expr {
             Cond::Exists => format!("attribute_exists({})", self.name(PK)),
             Cond::Eq(a, v) => format!("{} = {}", self.name(a), self.value(to_av(v))),
             Cond::Ge(a, n) => format!("{} >= {}", self.name(a), self.value(AttributeValue::N(n.to_string()))),
+            Cond::Lacks(a) => format!("attribute_exists({}) AND attribute_not_exists({})", self.name(PK), self.name(a)),
         })
     }
 

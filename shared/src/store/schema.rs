@@ -136,6 +136,11 @@ pub fn path_key(project: &str, repo: &str, content_path: &str) -> Key {
     Key::new(paths_partition(project, repo), content_path.to_string())
 }
 
+/// Set on a repository while a forced delete removes its contents: every commit into the
+/// repository requires it absent (`Cond::Lacks`), so that nothing lands after the delete
+/// has listed what to remove.
+pub const DELETING_ATTR: &str = "deleting";
+
 /// Where a repository's remembered page starts live.
 pub fn pages_partition(project: &str, repo: &str) -> String {
     format!("PAGES#{project}/{repo}")

@@ -69,6 +69,8 @@ pub enum Cond {
     Eq(String, Value),
     /// The item exists and the numeric attribute is at least the value.
     Ge(String, i64),
+    /// The item exists and has no such attribute.
+    Lacks(String),
 }
 
 /// One write of a transaction.

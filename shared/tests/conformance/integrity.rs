@@ -306,3 +306,98 @@ pub(crate) async fn overwrites_racing_completions_never_poison_a_blob() {
         "overwrites landed on both sides of the completions: {ok} stored, {refused} refused"
     );
 }
+
+/// A table that runs a hook once, right after a query of one partition answers: a writer
+/// landing just after a forced delete has listed what to remove.
+struct AfterQuery {
+    inner: Arc<dyn Table>,
+    partition: String,
+    hook: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+}
+
+#[async_trait]
+impl Table for AfterQuery {
+    async fn get(&self, key: &depot_core::store::Key) -> Result<Option<Item>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> Result<()> {
+        self.inner.put(item, cond).await
+    }
+    async fn delete(&self, key: &depot_core::store::Key, cond: Cond) -> Result<()> {
+        self.inner.delete(key, cond).await
+    }
+    async fn update(&self, key: &depot_core::store::Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item> {
+        self.inner.update(key, set, add, cond).await
+    }
+    async fn transact(&self, ops: Vec<depot_core::store::TxOp>) -> Result<()> {
+        self.inner.transact(ops).await
+    }
+    async fn query(&self, q: &depot_core::store::Query) -> Result<depot_core::store::Page> {
+        let page = self.inner.query(q).await?;
+        if q.pk == self.partition {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook.await;
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// A forced repository delete wins against writers: an upload that commits after the
+/// delete listed the repository's packages is refused, nothing of the old repository
+/// shows in one created again under its name, its counters start at zero, and a session
+/// opened in the old repository cannot stage for the new one.
+pub(crate) async fn forced_delete_wins_against_commits(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewRepository, NewVersion};
+    let plain = rds_registry(t.clone(), blobs.clone(), "in", &["r"]).await;
+    let nv =
+        |code: &str, blob| NewVersion::new("in", "r", &format!("rds://{code}"), code, RepoType::Rds, "1.0.0", blob);
+    let blob = plain.store_content(depot_core::store::stream_from_bytes(b"a".to_vec())).await.unwrap();
+    plain.create_version(nv("a", blob), &writer()).await.unwrap();
+    let bytes = b"staged before the delete".to_vec();
+    let sha = sha256_hex(&bytes);
+    let session = plain.open_upload(new_upload(bytes.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &session.targets[0].url, bytes.clone()).await;
+
+    let late: Arc<Mutex<Option<Result<()>>>> = Arc::default();
+    let hooked = Arc::new(AfterQuery {
+        inner: t.clone(),
+        partition: depot_core::store::schema::repo_partition("in", "r"),
+        hook: Mutex::new(None),
+    });
+    {
+        let (plain, late) = (plain.clone(), late.clone());
+        let blob = plain.store_content(depot_core::store::stream_from_bytes(b"b".to_vec())).await.unwrap();
+        let landing = NewVersion::new("in", "r", "rds://b", "b", RepoType::Rds, "1.0.0", blob);
+        *hooked.hook.lock().unwrap() = Some(Box::pin(async move {
+            let r = plain.create_version(landing, &writer()).await.map(|_| ());
+            *late.lock().unwrap() = Some(r);
+        }));
+    }
+    let deleting = Registry::new(hooked.clone(), blobs.clone());
+    deleting.delete_repository("in", "r", true).await.unwrap();
+    let landed = late.lock().unwrap().take().expect("the hook ran");
+    assert!(matches!(&landed, Err(Error::Conflict { message, .. }) if message.contains("being deleted")), "{landed:?}");
+
+    let nr = NewRepository {
+        project_id: "in".into(),
+        name: "r".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+    plain.create_repository(nr, "admin").await.unwrap();
+    assert!(plain.list_packages("in", "r").await.unwrap().is_empty(), "nothing of the old repository");
+    assert_eq!(plain.get_repository("in", "r").await.unwrap().package_count, 0);
+    assert!(plain.get_version("in", "r", "rds://b", "1.0.0").await.unwrap_err().is_not_found());
+    let refused = plain.complete_upload(session.session, None, None).await;
+    assert!(matches!(&refused, Err(Error::NotFound { message, .. }) if message.contains("was deleted")), "{refused:?}");
+    assert!(plain.resolve_staged("in", "r", &sha).await.unwrap_err().is_not_found());
+    // The new repository takes uploads as usual.
+    let blob = plain.store_content(depot_core::store::stream_from_bytes(b"c".to_vec())).await.unwrap();
+    plain.create_version(nv("c", blob), &writer()).await.unwrap();
+    assert_eq!(plain.get_repository("in", "r").await.unwrap().package_count, 1);
+}

@@ -89,6 +89,7 @@ backend_suite!(
         concurrent_completions_store_one_blob,
         closed_sessions_take_no_bytes,
         verify_finds_bad_blobs,
+        forced_delete_wins_against_commits,
     ]
 );
 backend_suite!(
@@ -100,5 +101,6 @@ backend_suite!(
         concurrent_completions_store_one_blob,
         closed_sessions_take_no_bytes,
         verify_finds_bad_blobs,
+        forced_delete_wins_against_commits,
     ]
 );

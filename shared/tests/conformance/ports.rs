@@ -177,6 +177,18 @@ pub(crate) async fn table_conditional_put(t: Arc<dyn Table>) {
     assert!(t.put(item("P", "missing", json!({})), Cond::Exists).await.unwrap_err().is_conflict());
     assert!(t.put(item("P", "a", json!({})), Cond::Ge("n".into(), 2)).await.unwrap_err().is_conflict());
     t.put(item("P", "a", json!({"n": 5})), Cond::Ge("n".into(), 1)).await.unwrap();
+    // Lacks: the item exists without the attribute (a flag that writers refuse to pass).
+    assert!(t.put(item("P", "missing", json!({})), Cond::Lacks("f".into())).await.unwrap_err().is_conflict());
+    let a = Key::new("P", "a");
+    let flag = || Item::from_iter([("f".to_string(), json!(true))]);
+    t.update(&a, flag(), &[], Cond::Lacks("f".into())).await.unwrap();
+    assert!(t.update(&a, flag(), &[], Cond::Lacks("f".into())).await.unwrap_err().is_conflict(), "the flag is set");
+    t.put(item("P", "a", json!({"n": 5})), Cond::Exists).await.unwrap();
+    assert!(t
+        .transact(vec![TxOp::Check { key: Key::new("P", "a"), cond: Cond::Lacks("n".into()) }])
+        .await
+        .unwrap_err()
+        .failed_op(0));
 
     assert!(t.delete(&Key::new("P", "a"), Cond::Eq("n".into(), json!(4))).await.unwrap_err().is_conflict());
     t.delete(&Key::new("P", "a"), Cond::Eq("n".into(), json!(5))).await.unwrap();
