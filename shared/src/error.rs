@@ -56,6 +56,9 @@ pub enum Error {
     /// A required parameter is absent.
     #[error("{message}")]
     Missing { param: String, message: String },
+    /// The path exists, the method does not: `allowed` are the ones it has.
+    #[error("method not allowed here: use {}", allowed.join(", "))]
+    NotAllowed { allowed: Vec<String> },
     /// The caller sent bad input; the message says which rule it broke.
     #[error("{0}")]
     Invalid(String),

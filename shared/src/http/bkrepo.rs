@@ -35,7 +35,7 @@ pub fn code_of(e: &Error) -> i64 {
         Error::NotFound { .. } => RESOURCE_NOT_FOUND,
         Error::Exists { .. } | Error::Conflict { .. } => RESOURCE_EXISTED,
         Error::Missing { .. } => PARAMETER_MISSING,
-        Error::Invalid(_) | Error::TooLarge(_) => PARAMETER_INVALID,
+        Error::Invalid(_) | Error::TooLarge(_) | Error::NotAllowed { .. } => PARAMETER_INVALID,
         Error::Unauthenticated(_) => AUTH_FAILED,
         Error::Forbidden(_) => PERMISSION_DENIED,
         Error::Unavailable(_) | Error::Internal(_) => SYSTEM_ERROR,

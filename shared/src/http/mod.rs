@@ -25,6 +25,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::Exists { .. } | Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::Missing { .. } | Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::NotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -121,15 +121,29 @@ impl Surface {
     /// handler, the body limit, and every error rendered in the surface's shape. No
     /// fallback: see [`app`].
     pub fn router(&self, state: AppState) -> Router {
-        let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+        let mut by_path: Vec<(&'static str, MethodRouter<AppState>, Vec<String>)> = Vec::new();
         for route in (self.routes)().routes {
             let guard = Guard { state: state.clone(), access: route.access };
             let handler = route.handler.layer(axum::middleware::from_fn_with_state(guard, admit));
-            match by_path.iter_mut().find(|(p, _)| *p == route.path) {
-                Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
-                None => by_path.push((route.path, handler)),
+            let mut methods = vec![route.method.to_string()];
+            if route.method == Method::GET {
+                // axum answers HEAD with the GET handler.
+                methods.push(Method::HEAD.to_string());
+            }
+            match by_path.iter_mut().find(|(p, _, _)| *p == route.path) {
+                Some((_, existing, allowed)) => {
+                    *existing = std::mem::take(existing).merge(handler);
+                    allowed.extend(methods);
+                }
+                None => by_path.push((route.path, handler, methods)),
             }
         }
+        // Another method on a known path: 405 in the surface's shape, naming the methods.
+        let by_path = by_path.into_iter().map(|(path, mr, mut allowed)| {
+            allowed.sort();
+            allowed.dedup();
+            (path, mr.fallback(move || async move { Error::NotAllowed { allowed }.into_response() }))
+        });
         let limit = state.config.max_body_bytes;
         let check = move |req: Request, next: Next| async move {
             let declared = req
@@ -144,7 +158,6 @@ impl Surface {
         };
         let render = self.render;
         by_path
-            .into_iter()
             .fold(Router::new(), |r, (path, mr)| r.route(path, mr))
             .layer(axum::extract::DefaultBodyLimit::max(limit))
             .layer(axum::middleware::from_fn(check))
@@ -201,6 +214,11 @@ fn rendered(render: fn(&Error, StatusCode) -> Response, res: Response) -> Respon
     let mut out = render(&e, status);
     *out.status_mut() = status;
     error_headers(&mut out);
+    if let Error::NotAllowed { allowed } = &e {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+            out.headers_mut().insert(axum::http::header::ALLOW, v);
+        }
+    }
     out
 }
 

@@ -26,9 +26,14 @@ pub async fn trace_layer(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
     TRACE_ID
-        .scope(id, async move {
-            let res = next.run(req).await;
+        .scope(id.clone(), async move {
+            let mut res = next.run(req).await;
             tracing::info!(status = res.status().as_u16(), "done");
+            // Every answer names its trace id, so that a client's failure can be matched
+            // to the server's log line.
+            if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+                res.headers_mut().insert(TRACE_HEADER, v);
+            }
             res
         })
         .instrument(span)

@@ -322,6 +322,34 @@ fn readme_route_tables_match_the_routers() {
     }
 }
 
+/// A method a known path does not serve is a 405 in the surface's shape, naming the
+/// methods it has (also in `Allow`).
+#[tokio::test]
+async fn other_methods_answer_405_in_their_surfaces_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let state =
+        AppState::open(Config { data_dir: dir.path().to_path_buf(), ..Config::default() }, false).await.unwrap();
+    let app = crate::harness::surfaces(state);
+    for (method, path, allow, rds) in [
+        ("PUT", "/repository/api/project/create", "POST", false),
+        ("DELETE", "/repository/api/package/info/p/r", "GET, HEAD", false),
+        ("POST", "/rds/p/r/index.yaml", "GET, HEAD", true),
+        ("PATCH", "/rds/p/r/api/charts/a/1.0.0", "DELETE, GET, HEAD", true),
+    ] {
+        let req = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let message = if rds { v["error"].as_str() } else { v["message"].as_str() }.unwrap_or_default();
+        assert!(message.contains(allow), "{method} {path}: {v}");
+        if !rds {
+            assert_eq!(v["code"], 250105, "{v}");
+        }
+    }
+}
+
 /// A path no route serves answers in the shape of the surface whose prefix it falls
 /// under: RDS's `{"error"}` under `/rds/` and `/api/`, bkrepo's envelope elsewhere.
 #[tokio::test]

@@ -284,3 +284,23 @@ fn every_setting_is_documented() {
         assert!(readme.contains(&format!("| `{name}` |")), "the README's configuration table lacks {name}");
     }
 }
+
+/// Every answer names its trace id in `x-request-id`; where the body has room for it,
+/// the same id is there too.
+#[tokio::test]
+async fn answers_carry_their_trace_id() {
+    let (_dir, _server, api) = crate::harness::embedded(&[]);
+    for (path, in_body) in [
+        ("/repository/api/project/list", Some("traceId")),
+        ("/repository/api/project/info/missing", Some("traceId")),
+        ("/rds/p/r/index.yaml", None),
+        ("/health", None),
+    ] {
+        let (_, body, headers) = api.send("GET", path, None).await;
+        let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        assert!(id.len() >= 16, "{path}: {headers:?}");
+        if let Some(field) = in_body {
+            assert_eq!(body[field], id, "{path}: {body}");
+        }
+    }
+}
