@@ -80,27 +80,23 @@ macro_rules! backend_suite {
     };
 }
 
-backend_suite!(
-    embedded_fs,
-    crate::common::embedded_table,
-    crate::common::fs_blobs,
-    [
-        completion_publishes_what_it_hashed,
-        concurrent_completions_store_one_blob,
-        closed_sessions_take_no_bytes,
-        verify_finds_bad_blobs,
-        forced_delete_wins_against_commits,
-    ]
-);
-backend_suite!(
-    dynamo_s3,
-    crate::common::dynamo_table,
-    crate::common::s3_blobs,
-    [
-        completion_publishes_what_it_hashed,
-        concurrent_completions_store_one_blob,
-        closed_sessions_take_no_bytes,
-        verify_finds_bad_blobs,
-        forced_delete_wins_against_commits,
-    ]
-);
+/// The integrity use cases, on one pair of adapters.
+macro_rules! integrity_suite {
+    ($pair:ident, $table:path, $blobs:path) => {
+        backend_suite!(
+            $pair,
+            $table,
+            $blobs,
+            [
+                completion_publishes_what_it_hashed,
+                concurrent_completions_store_one_blob,
+                closed_sessions_take_no_bytes,
+                verify_finds_bad_blobs,
+                forced_delete_wins_against_commits,
+            ]
+        );
+    };
+}
+
+integrity_suite!(embedded_fs, crate::common::embedded_table, crate::common::fs_blobs);
+integrity_suite!(dynamo_s3, crate::common::dynamo_table, crate::common::s3_blobs);
