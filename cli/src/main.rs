@@ -216,6 +216,9 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
         Backend::Embedded => format!("embedded storage in {}", config.data_dir.display()),
         Backend::Aws => format!("DynamoDB table {} and S3 bucket {}", config.table, config.bucket),
     };
+    // The port first: a busy one must fail before anything is created (a generated admin
+    // password printed above a bind error would be lost).
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let state = AppState::open(config, create_resources).await.context("opening storage")?;
     if let Some(password) = state.authenticator.bootstrap_admin(true).await.context("creating the admin user")? {
         eprintln!("created system administrator 'admin' with generated password: {password}");
@@ -240,7 +243,6 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     eprintln!("depot {} listening on http://{} ({where_})", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
     Ok(())

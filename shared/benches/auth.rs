@@ -45,8 +45,9 @@ async fn main() {
 
     let uncached = Authenticator::with_cache_ttl(table.clone(), None, Duration::ZERO);
     let cached = Authenticator::with_cache_ttl(table.clone(), None, CACHE_TTL);
-    // `cargo test --all-targets` runs this once in the debug profile as a smoke check;
-    // only `cargo bench` (optimised, full counts) gives figures worth quoting.
+    // The test command only builds this; run in the debug profile (`cargo test
+    // --all-targets`) it takes a tenth of the counts. Only `cargo bench` (optimised, full
+    // counts) gives figures worth quoting.
     let scale = if cfg!(debug_assertions) { 10 } else { 1 };
     let (n_slow, n_fast, n_tok) = (30 / scale, 20_000 / scale, 2_000 / scale);
     let (slow_med, slow_p99) = measure(&uncached, &basic, n_slow).await;

@@ -191,7 +191,14 @@ impl EmbeddedTable {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Database::create(path).map_err(db_err)?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
+                "{} is in use by another depot process (depot serve, gc or verify): stop that one first; \
+                 the embedded database takes one process at a time",
+                path.display()
+            )),
+            e => db_err(e),
+        })?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(ITEMS).map_err(db_err)?;
         for def in INDEXES {

@@ -776,6 +776,12 @@ async fn verify_reports_blobs_that_do_not_match() {
         let (file, bytes) = chart(code, "1.0.0", "tgz");
         assert_eq!(upload(&api, "/rds/api/vf/charts/charts", &file, bytes).await.0, 201);
     }
+    // While depot serve holds the database, the maintenance commands say so.
+    let (code, _, err) = verify(dir.path(), &[]);
+    assert!(
+        code != 0 && err.contains("in use by another depot process") && err.contains("stop that one first"),
+        "{err}"
+    );
     drop(server);
 
     let (code, out, err) = verify(dir.path(), &[]);

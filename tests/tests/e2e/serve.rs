@@ -304,3 +304,22 @@ async fn answers_carry_their_trace_id() {
         }
     }
 }
+
+/// `depot serve` binds its port before it creates anything: on a busy port it fails and
+/// leaves no database and no administrator (whose generated password would be lost).
+#[test]
+fn a_busy_port_fails_before_anything_is_created() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::binary("depot"))
+        .args(["serve", "--listen", &addr, "--data-dir", dir.path().to_str().unwrap()])
+        .env_remove("DEPOT_ADMIN_PASSWORD")
+        .env_remove("DEPOT_BACKEND")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("binding") && !err.contains("generated password"), "{err}");
+    assert!(!dir.path().join("depot.redb").exists(), "nothing was created");
+}
