@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::too_large;
-use crate::model::Identity;
 use crate::{Error, Result};
 
 /// A JSON body.
@@ -64,18 +63,5 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(None)),
             Err(r) => Err(Error::Invalid(format!("unreadable body: {}", r.body_text()))),
         }
-    }
-}
-
-/// The caller an `Authorization` header proves, for routes whose access is
-/// `Access::Anyone` and that still want to know (routes with any other access get the
-/// caller in their `Scope`).
-pub struct Caller(pub Identity);
-
-impl FromRequestParts<super::AppState> for Caller {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &super::AppState) -> Result<Self> {
-        super::surface::authenticate(parts, state).await.map(Caller)
     }
 }

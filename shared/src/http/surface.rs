@@ -303,7 +303,7 @@ async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
 const DRAIN_ON_REFUSAL: usize = 64 * 1024;
 
 /// The caller an `Authorization` header proves: anonymous without one.
-pub(super) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
     let header = match parts.headers.get(axum::http::header::AUTHORIZATION).map(|h| h.to_str()) {
         None => None,
         Some(Ok(h)) => Some(h),

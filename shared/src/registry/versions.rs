@@ -14,8 +14,8 @@ use crate::model::{
     MetadataEntry, PackageSummary, PackageVersion, RepoType,
 };
 use crate::store::schema::{
-    from_item, index_package, index_version, names_index_sk, names_index_sk_attr, package_key, path_key, repo_key,
-    to_item, version_key, DELETING_ATTR,
+    from_item, index_package, index_version, names_index_sk, package_key, path_key, repo_key, to_item, version_key,
+    DELETING_ATTR, NAMES_INDEX_SK_ATTR,
 };
 use crate::store::{content_key, ByteStream, Cond, Digests, Item, TxOp};
 use crate::{Error, Result};
@@ -499,7 +499,7 @@ fn summary_op(
     set.insert("latest".into(), latest.into());
     set.insert("historyVersion".into(), serde_json::to_value(history).map_err(Error::internal)?);
     set.insert("name".into(), req.package_name.clone().into());
-    set.insert(names_index_sk_attr().into(), names_index_sk(&req.package_name, k).into());
+    set.insert(NAMES_INDEX_SK_ATTR.into(), names_index_sk(&req.package_name, k).into());
     set.insert("description".into(), req.description.clone().into());
     set.insert("extension".into(), Value::Object(req.extension.clone()));
     set.insert("lastModifiedBy".into(), by.into());

@@ -169,13 +169,11 @@ pub fn versions_index_pk(project: &str, repo: &str, key: &str) -> String {
 /// Puts a package summary into the names index.
 pub fn index_package(item: &mut Item, project: &str, repo: &str, name: &str, key: &str) {
     item.insert("GSI1PK".into(), names_index_pk(project, repo).into());
-    item.insert("GSI1SK".into(), names_index_sk(name, key).into());
+    item.insert(NAMES_INDEX_SK_ATTR.into(), names_index_sk(name, key).into());
 }
 
-/// The attribute a renamed package's new names-index sort key goes in.
-pub fn names_index_sk_attr() -> &'static str {
-    "GSI1SK"
-}
+/// The attribute of a package's names-index sort key (which a rename rewrites).
+pub const NAMES_INDEX_SK_ATTR: &str = "GSI1SK";
 
 /// Puts a version into its package's version-order index.
 pub fn index_version(item: &mut Item, project: &str, repo: &str, key: &str, version: &str) {

@@ -326,10 +326,7 @@ fn readme_route_tables_match_the_routers() {
 /// methods it has (also in `Allow`).
 #[tokio::test]
 async fn other_methods_answer_405_in_their_surfaces_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let state =
-        AppState::open(Config { data_dir: dir.path().to_path_buf(), ..Config::default() }, false).await.unwrap();
-    let app = crate::harness::surfaces(state);
+    let (_dir, app, _) = crate::harness::counted_embedded().await;
     for (method, path, allow, rds) in [
         ("PUT", "/repository/api/project/create", "POST", false),
         ("DELETE", "/repository/api/package/info/p/r", "GET, HEAD", false),
@@ -354,10 +351,7 @@ async fn other_methods_answer_405_in_their_surfaces_shape() {
 /// under: RDS's `{"error"}` under `/rds/` and `/api/`, bkrepo's envelope elsewhere.
 #[tokio::test]
 async fn unknown_paths_answer_in_their_surfaces_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let state =
-        AppState::open(Config { data_dir: dir.path().to_path_buf(), ..Config::default() }, false).await.unwrap();
-    let app = crate::harness::surfaces(state);
+    let (_dir, app, _) = crate::harness::counted_embedded().await;
     for (path, rds) in [
         ("/rds/nothing/here", true),
         ("/rds/p/r/api/charts/a/b/c", true),
