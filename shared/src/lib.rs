@@ -8,7 +8,9 @@
 //! - [`auth`]: authentication, authorization and account administration.
 //! - [`http`]: what every surface shares: the application state (where the adapters are
 //!   chosen), the surface kit, the bkrepo envelope, downloads, trace ids.
+//! - [`archive`]: reading uploaded archives with every allocation capped.
 //! - [`config`]: the settings, as plain data.
+pub mod archive;
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -872,3 +872,29 @@ async fn a_file_name_names_one_version() {
     let got = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     assert_eq!(got.bytes().await.unwrap().to_vec(), evil);
 }
+
+/// A GNU long-name entry is a header and a body that the tar crate would read whole into
+/// memory: 256 MiB of name compress to 250 KB. The reader refuses it from its header,
+/// and the server's memory does not move.
+#[tokio::test]
+async fn a_huge_long_name_is_refused_without_being_read() {
+    let (_dir, server, api) = embedded(&[]);
+    rds_repo(&api, "hl", "charts").await;
+    let name_size: u64 = 256 * 1024 * 1024;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(tar_header(b"././@LongLink", name_size, tar::EntryType::GNULongName).as_bytes()).unwrap();
+    let chunk = vec![b'a'; 1024 * 1024];
+    for _ in 0..name_size / chunk.len() as u64 {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.write_all(&tar_of(&[("c/RDS.yaml", rds_yaml("c", "1.0.0").into_bytes())])).unwrap();
+    let bytes = gz.finish().unwrap();
+    assert!(bytes.len() < 2 * 1024 * 1024, "{} bytes", bytes.len());
+    server.reset_peak_rss();
+    let (s, b) = upload(&api, "/rds/api/hl/charts/charts", "c-1.0.0.tgz", bytes).await;
+    let peak = server.peak_rss();
+    assert_eq!(s, 413, "{b}");
+    assert!(b["error"].as_str().unwrap_or_default().contains("entry name is over 4096 bytes"), "{b}");
+    eprintln!("a 256 MiB long name: server peak RSS {:.1} MiB", peak as f64 / 1048576.0);
+    assert!(peak < 64 * 1024 * 1024, "peak RSS {peak} bytes");
+}

@@ -1,0 +1,348 @@
+//! Reading uploaded archives (`.tgz`, `.tar.gz`, `.tar`, `.zip`) with every allocation a
+//! client's bytes size capped before it is made. Every surface that looks inside an
+//! archive goes through [`read_files`]: it checks the whole archive and hands back the
+//! few files the caller wants.
+//!
+//! What a client controls, and its cap ([`Limits`]):
+//! - entry names, GNU long names and long links: `max_name_bytes` each;
+//! - PAX extended headers (local and global): `max_pax_bytes` each;
+//! - the number of entries: `max_entries`;
+//! - a wanted file: `max_file_bytes`; all wanted files together: `max_wanted_bytes`;
+//! - everything read, headers, names and data alike: `max_unpacked_bytes`.
+//!
+//! The tar crate is used in raw mode, so that it never reads a long name or an extension
+//! header by itself (it reads them whole, whatever their size); this module reads them,
+//! after checking their size. Zip names come from the central directory, whose fields
+//! are 16-bit lengths inside the uploaded bytes; they are capped like tar names and
+//! counted against the unpacked size.
+//!
+//! Nothing is written to disk by entry names. Absolute or `..` paths, links, sparse
+//! files and device entries are refused: a hostile archive is a 400, never a crash.
+use std::io::{Read, Seek};
+use std::path::{Component, Path, PathBuf};
+
+/// Limits for one archive.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entries: usize,
+    pub max_name_bytes: u64,
+    pub max_pax_bytes: u64,
+    pub max_file_bytes: u64,
+    pub max_wanted_bytes: u64,
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 10_000,
+            max_name_bytes: 4096,
+            max_pax_bytes: 64 * 1024,
+            max_file_bytes: 1024 * 1024,
+            max_wanted_bytes: 4 * 1024 * 1024,
+            max_unpacked_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// The archive formats, by the extension they are stored under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Tgz,
+    TarGz,
+    Tar,
+    Zip,
+}
+
+impl Format {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Tgz => "tgz",
+            Format::TarGz => "tar.gz",
+            Format::Tar => "tar",
+            Format::Zip => "zip",
+        }
+    }
+
+    /// The format named by a file name's extension; the longest match wins.
+    pub fn from_name(name: &str) -> Option<(Format, &str)> {
+        let lower = name.to_ascii_lowercase();
+        for (suffix, f) in
+            [(".tar.gz", Format::TarGz), (".tgz", Format::Tgz), (".tar", Format::Tar), (".zip", Format::Zip)]
+        {
+            if lower.ends_with(suffix) && lower.len() > suffix.len() {
+                return Some((f, &name[..name.len() - suffix.len()]));
+            }
+        }
+        None
+    }
+
+    /// The format the first bytes show, for uploads that carry no file name.
+    pub fn sniff(head: &[u8]) -> Option<Format> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Format::Tgz)
+        } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            Some(Format::Zip)
+        } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+            Some(Format::Tar)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why an archive was refused, in words for the client.
+#[derive(Debug, PartialEq)]
+pub enum ArchiveError {
+    Broken(String),
+    TooLarge(String),
+}
+
+pub type Res<T> = std::result::Result<T, ArchiveError>;
+
+fn broken(m: impl Into<String>) -> ArchiveError {
+    ArchiveError::Broken(m.into())
+}
+
+/// Counts the bytes read through it and fails past `cap`: the total decompressed size.
+struct Capped<R> {
+    inner: R,
+    read: u64,
+    cap: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.cap {
+            return Err(std::io::Error::other(CAP_EXCEEDED));
+        }
+        Ok(n)
+    }
+}
+
+const CAP_EXCEEDED: &str = "decompressed size over the limit";
+
+fn io_err(e: std::io::Error) -> ArchiveError {
+    if e.to_string().contains(CAP_EXCEEDED) {
+        ArchiveError::TooLarge("the archive's decompressed size is over the limit".into())
+    } else {
+        broken(format!("unreadable archive: {e}"))
+    }
+}
+
+/// Checks an entry path: relative, without `..`, root or prefix components.
+fn check_path(path: &Path) -> Res<()> {
+    for c in path.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            _ => return Err(broken(format!("entry '{}' has an absolute or '..' path", path.display()))),
+        }
+    }
+    Ok(())
+}
+
+fn name_of(bytes: &[u8], limits: &Limits) -> Res<PathBuf> {
+    let bytes = bytes.split(|b| *b == 0).next().unwrap_or_default();
+    if bytes.len() as u64 > limits.max_name_bytes {
+        return Err(too_long_name(limits));
+    }
+    let s = std::str::from_utf8(bytes).map_err(|_| broken("an entry name is not UTF-8"))?;
+    if s.is_empty() {
+        return Err(broken("an entry has an empty name"));
+    }
+    let path = PathBuf::from(s);
+    check_path(&path)?;
+    Ok(path)
+}
+
+fn too_long_name(limits: &Limits) -> ArchiveError {
+    ArchiveError::TooLarge(format!("an entry name is over {} bytes", limits.max_name_bytes))
+}
+
+/// Reads at most `cap` bytes of `r`, which declares `size`; more is `TooLarge(what)`.
+fn read_capped(r: impl Read, size: u64, cap: u64, what: impl Fn() -> String) -> Res<Vec<u8>> {
+    if size > cap {
+        return Err(ArchiveError::TooLarge(what()));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    r.take(cap + 1).read_to_end(&mut buf).map_err(io_err)?;
+    if buf.len() as u64 > cap {
+        return Err(ArchiveError::TooLarge(what()));
+    }
+    Ok(buf)
+}
+
+/// The wanted files read so far, against their caps.
+struct Wanted {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    bytes: u64,
+}
+
+impl Wanted {
+    fn take(&mut self, path: PathBuf, r: impl Read, size: u64, limits: &Limits) -> Res<()> {
+        let left = limits.max_wanted_bytes.saturating_sub(self.bytes);
+        let cap = limits.max_file_bytes.min(left);
+        let bytes = read_capped(r, size, cap, || {
+            if cap < limits.max_file_bytes {
+                format!("the archive's metadata files are over {} bytes together", limits.max_wanted_bytes)
+            } else {
+                format!("{} is over {} bytes", path.display(), limits.max_file_bytes)
+            }
+        })?;
+        self.bytes += bytes.len() as u64;
+        self.files.push((path, bytes));
+        Ok(())
+    }
+}
+
+fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool) -> Res<Vec<(PathBuf, Vec<u8>)>> {
+    let mut archive = tar::Archive::new(r);
+    let mut wanted = Wanted { files: vec![], bytes: 0 };
+    let mut count = 0usize;
+    // What extension headers said of the next entry.
+    let mut long_name: Option<PathBuf> = None;
+    let mut pax_name: Option<PathBuf> = None;
+    let mut pax_size: Option<u64> = None;
+    let mut pending = false;
+    for entry in archive.entries().map_err(io_err)?.raw(true) {
+        let mut entry = entry.map_err(io_err)?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(ArchiveError::TooLarge(format!("the archive has more than {} entries", limits.max_entries)));
+        }
+        let kind = entry.header().entry_type();
+        let size = entry.size();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            let bytes = read_capped(&mut entry, size, limits.max_name_bytes, || {
+                format!("an entry name is over {} bytes", limits.max_name_bytes)
+            })?;
+            if kind.is_gnu_longname() {
+                if long_name.is_some() {
+                    return Err(broken("two long names describe the same entry"));
+                }
+                long_name = Some(name_of(&bytes, limits)?);
+            }
+            pending = true;
+            continue;
+        }
+        if kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
+            let bytes = read_capped(&mut entry, size, limits.max_pax_bytes, || {
+                format!("a PAX extended header is over {} bytes", limits.max_pax_bytes)
+            })?;
+            if kind.is_pax_local_extensions() {
+                if pending && (pax_name.is_some() || pax_size.is_some()) {
+                    return Err(broken("two PAX headers describe the same entry"));
+                }
+                for ext in tar::PaxExtensions::new(&bytes) {
+                    let ext = ext.map_err(|_| broken("a malformed PAX extended header"))?;
+                    match ext.key() {
+                        Ok("path") => pax_name = Some(name_of(ext.value_bytes(), limits)?),
+                        Ok("size") => {
+                            let v = ext.value().ok().and_then(|v| v.parse::<u64>().ok());
+                            pax_size = Some(v.ok_or_else(|| broken("a PAX size that is not a number"))?);
+                        }
+                        _ => {}
+                    }
+                }
+                pending = true;
+            }
+            continue;
+        }
+        let path = match (pax_name.take(), long_name.take()) {
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => name_of(&entry.path_bytes(), limits)?,
+        };
+        pending = false;
+        if pax_size.take().is_some_and(|s| s != size) {
+            // The tar crate and other readers would disagree on where the next entry is.
+            return Err(broken(format!("entry '{}' has a PAX size other than its header's", path.display())));
+        }
+        if kind.is_symlink() || kind.is_hard_link() {
+            return Err(broken(format!("entry '{}' is a link", path.display())));
+        }
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() && kind.as_byte() != b'7' {
+            return Err(broken(format!(
+                "entry '{}' is neither a file nor a directory (type '{}')",
+                path.display(),
+                kind.as_byte().escape_ascii()
+            )));
+        }
+        if want(&path) {
+            wanted.take(path, &mut entry, size, limits)?;
+        }
+        // The rest of the entry is read when the iterator moves on; the cap counts it.
+    }
+    if pending {
+        return Err(broken("the archive ends with a header that describes no entry"));
+    }
+    // Read to the end, so that a truncated or corrupt stream (the gzip trailer's CRC
+    // and length) is refused rather than half-read.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(io_err)?;
+    Ok(wanted.files)
+}
+
+fn read_zip<R: Read + Seek>(
+    r: R,
+    limits: &Limits,
+    want: &dyn Fn(&Path) -> bool,
+) -> Res<Vec<(PathBuf, Vec<u8>)>> {
+    let mut zip = zip::ZipArchive::new(r).map_err(|e| broken(format!("unreadable zip: {e}")))?;
+    if zip.len() > limits.max_entries {
+        return Err(ArchiveError::TooLarge(format!("the archive has more than {} entries", limits.max_entries)));
+    }
+    let too_large = || ArchiveError::TooLarge("the archive's decompressed size is over the limit".into());
+    let mut total = 0u64;
+    let mut chosen = vec![];
+    for i in 0..zip.len() {
+        let f = zip.by_index_raw(i).map_err(|e| broken(format!("unreadable zip entry: {e}")))?;
+        total = total.saturating_add(f.name_raw().len() as u64).saturating_add(f.size());
+        if total > limits.max_unpacked_bytes {
+            return Err(too_large());
+        }
+        let name = f.name().map_err(|e| broken(format!("unreadable zip entry name: {e}")))?;
+        let path = name_of(name.as_bytes(), limits)?;
+        if f.enclosed_name().is_none() {
+            return Err(broken(format!("entry '{name}' has an absolute or '..' path")));
+        }
+        if f.is_symlink() {
+            return Err(broken(format!("entry '{}' is a link", path.display())));
+        }
+        if f.is_file() && want(&path) {
+            chosen.push((i, path));
+        }
+    }
+    let mut wanted = Wanted { files: vec![], bytes: 0 };
+    for (i, path) in chosen {
+        let f = zip.by_index(i).map_err(|e| broken(format!("unreadable entry '{}': {e}", path.display())))?;
+        let size = f.size();
+        // The declared size may lie: `take` caps what it reads.
+        wanted.take(path, f, size, limits)?;
+    }
+    Ok(wanted.files)
+}
+
+/// Checks the whole archive and returns the regular files that `want` picks, in archive
+/// order, each with its bytes.
+pub fn read_files<R: Read + Seek>(
+    r: R,
+    format: Format,
+    limits: &Limits,
+    want: &dyn Fn(&Path) -> bool,
+) -> Res<Vec<(PathBuf, Vec<u8>)>> {
+    match format {
+        Format::Tgz | Format::TarGz => {
+            let gz = flate2::read::GzDecoder::new(r);
+            read_tar(Capped { inner: gz, read: 0, cap: limits.max_unpacked_bytes }, limits, want)
+        }
+        Format::Tar => read_tar(Capped { inner: r, read: 0, cap: limits.max_unpacked_bytes }, limits, want),
+        Format::Zip => read_zip(r, limits, want),
+    }
+}
+
+#[cfg(test)]
+mod tests;
