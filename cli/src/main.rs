@@ -48,6 +48,13 @@ Environment:
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)
+  DEPOT_LOGIN_SLOTS      password checks that run at once (default: the number of cores);
+                         one that waits over 5 s is a 503 with Retry-After
+  DEPOT_LOGIN_USER_FAILURES
+                         failed logins per user id per minute before 429 (default 10)
+  DEPOT_LOGIN_ADDRESS_FAILURES
+                         failed logins per client address per minute before 429
+                         (default 30)
   RUST_LOG               log filter (default info)")]
     Serve {
         /// Address to listen on.
@@ -244,7 +251,9 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
         }
     });
     eprintln!("depot {} listening on http://{} ({where_})", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+    // The peer address counts failed logins per client (depot_core::auth::LoginLimits).
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
     Ok(())
 }
 

@@ -60,6 +60,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
+/// | `DEPOT_LOGIN_SLOTS` | the number of cores | password checks that run at once |
+/// | `DEPOT_LOGIN_USER_FAILURES` | 10 | failed logins per user id per minute before 429 |
+/// | `DEPOT_LOGIN_ADDRESS_FAILURES` | 30 | failed logins per client address per minute before 429 |
 ///
 /// `depot serve` defaults to the embedded backend, the Lambda functions to `aws`.
 #[derive(Debug, Clone)]
@@ -77,6 +80,8 @@ pub struct Config {
     /// back to check its sha256, within one request: on Lambda behind API Gateway (29 s)
     /// that bounds what can complete.
     pub max_session_bytes: u64,
+    /// Bounds on password checks: slots, and failures before a 429.
+    pub login: crate::auth::LoginLimits,
 }
 
 impl Default for Config {
@@ -92,12 +97,24 @@ impl Default for Config {
             download_mode: DownloadMode::Redirect,
             max_unpacked_bytes: 1 << 30,
             max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
+            login: crate::auth::LoginLimits::default(),
         }
     }
 }
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A positive whole number from `name`, or `default` when it is unset.
+fn count<T: std::str::FromStr + PartialOrd + From<u8>>(name: &str, default: T) -> Result<T> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n >= T::from(1) => Ok(n),
+            _ => Err(Error::Invalid(format!("{name} must be a positive whole number, not '{v}'"))),
+        },
+    }
 }
 
 impl Config {
@@ -143,6 +160,12 @@ impl Config {
                     }
                 },
                 None => d.max_session_bytes,
+            },
+            login: crate::auth::LoginLimits {
+                slots: count("DEPOT_LOGIN_SLOTS", d.login.slots as u32)? as usize,
+                user_failures: count("DEPOT_LOGIN_USER_FAILURES", d.login.user_failures)?,
+                addr_failures: count("DEPOT_LOGIN_ADDRESS_FAILURES", d.login.addr_failures)?,
+                ..d.login
             },
         })
     }

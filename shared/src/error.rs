@@ -76,9 +76,14 @@ pub enum Error {
     /// (empty for a single conditional write, or when the store does not say).
     #[error("{message}")]
     Conflict { message: String, failed: Vec<usize> },
-    /// Busy for a moment: the request may be repeated as it is.
-    #[error("{0}")]
-    Unavailable(String),
+    /// Busy for a moment: the request may be repeated as it is, after `retry_after`
+    /// seconds (503).
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: u64 },
+    /// Too many requests of this kind from this caller: refused for `retry_after`
+    /// seconds (429).
+    #[error("{message}")]
+    Throttled { message: String, retry_after: u64 },
     /// A bug or a failed dependency. Logged with its trace id.
     #[error("{0}")]
     Internal(String),
@@ -87,6 +92,19 @@ pub enum Error {
 impl Error {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Error::Internal(e.to_string())
+    }
+
+    /// Busy: retry after `retry_after` seconds.
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        Error::Unavailable { message: message.into(), retry_after }
+    }
+
+    /// When the client may try again, for the errors that say so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Unavailable { retry_after, .. } | Error::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// `{what} [{name}] not found`.

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
-use super::{hash_password, Authenticator, Authorizer, UserRecord};
+use super::{hash_password_with, Authenticator, Authorizer, UserRecord};
 use crate::error::Kind;
 use crate::model::{
     format_iso, now_iso, parse_iso, printable, validate_name, Action, Identity, PermUser, Permission, ResourceType,
@@ -179,7 +179,7 @@ impl Accounts {
         check_display_name(&name)?;
         check_password(&req.pwd)?;
         let pwd = req.pwd;
-        let pwd_hash = tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
+        let pwd_hash = self.authenticator.slow(move |b| hash_password_with(&pwd, b)).await??;
         let now = now_iso();
         let user = UserRecord {
             user_id: req.user_id,
@@ -225,7 +225,7 @@ impl Accounts {
         if let Some(pwd) = req.pwd {
             check_password(&pwd)?;
             user.pwd_hash =
-                tokio::task::spawn_blocking(move || hash_password(&pwd)).await.map_err(Error::internal)??;
+                self.authenticator.slow(move |b| hash_password_with(&pwd, b)).await??;
         }
         if let Some(admin) = req.admin {
             user.admin = admin;

@@ -9,7 +9,15 @@
 //! memory for a short time, keyed by a sha256 of what the client sent, so that the slow
 //! hash does not run on every request; changing a password, deleting a user or deleting
 //! a token drops that user's entries in the same process.
+//!
+//! A password check costs about 19 MiB and tens of milliseconds, so its cost is bounded
+//! whatever the number of clients: at most one check per core runs at once
+//! ([`LoginLimits::slots`]), a check that waits longer than [`LoginLimits::wait`] is a
+//! 503 with `Retry-After`, and repeated failures for one user id or from one address are
+//! refused for a while (429 with `Retry-After`). Cached credentials and API tokens never
+//! wait for a slot and are never throttled.
 mod accounts;
+mod throttle;
 mod authorizer;
 
 pub use crate::model::{Action, Identity, PermUser, Permission, ResourceType};
@@ -17,16 +25,20 @@ pub use accounts::{Accounts, NewPermission, NewUser, Token, UserUpdate, UserView
 pub use authorizer::{require, Authorizer, ProjectGrants};
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
+
+pub use throttle::LoginLimits;
+use throttle::Throttle;
 
 use crate::model::parse_iso;
 use crate::store::schema::{from_item, to_item, token_key, user_key};
@@ -57,17 +69,76 @@ fn bad_credentials() -> Error {
     Error::Unauthenticated("invalid credentials".into())
 }
 
+/// argon2's working memory (about 19 MiB with the default parameters). Each password
+/// slot keeps one and reuses it: allocating it per check leaves the allocator holding
+/// many of them once checks overlap (300 clients reached 17 GB of resident memory).
+pub type Blocks = Vec<argon2::Block>;
+
+/// The most working memory a stored hash may ask for (64 MiB); depot writes 19 MiB ones.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+fn hash_err(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("hashing a password: {e}"))
+}
+
+/// Hashes a password with argon2id's default parameters, in `blocks`.
+pub fn hash_password_with(password: &str, blocks: &mut Blocks) -> Result<String> {
+    let argon = Argon2::default();
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(hash_err)?;
+    let mut salt_buf = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_buf).map_err(hash_err)?;
+    let params = argon.params().clone();
+    let n = params.block_count();
+    if blocks.len() < n {
+        blocks.resize(n, argon2::Block::default());
+    }
+    let output = argon2::password_hash::Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        argon
+            .hash_password_into_with_memory(password.as_bytes(), raw_salt, out, &mut blocks[..n])
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(hash_err)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().map_err(hash_err)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
 pub fn hash_password(password: &str) -> Result<String> {
-    let salt =
-        SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| Error::Internal(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("hashing a password: {e}")))
+    hash_password_with(password, &mut Blocks::new())
+}
+
+/// Checks a password against an argon2 PHC string, in `blocks`.
+pub fn verify_password_with(password: &str, hash: &str, blocks: &mut Blocks) -> bool {
+    let Ok(h) = PasswordHash::new(hash) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(h.algorithm), Params::try_from(&h)) else { return false };
+    let version = match h.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (h.salt, h.hash) else { return false };
+    let n = params.block_count();
+    if n > MAX_BLOCKS {
+        return false;
+    }
+    if blocks.len() < n {
+        blocks.resize(n, argon2::Block::default());
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params);
+    argon.hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, &mut blocks[..n]).is_ok()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(&out[..], expected.as_bytes()))
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    verify_password_with(password, hash, &mut Blocks::new())
 }
 
 /// A random password for a generated administrator: 24 characters of URL-safe base64.
@@ -93,6 +164,11 @@ pub struct Authenticator {
     /// A hash to verify against when the user does not exist, so that the answer takes
     /// as long as for a wrong password and does not tell which users exist.
     dummy_hash: OnceCell<String>,
+    /// The password checks (and hashes) that may run at once, and their working memory.
+    slots: Semaphore,
+    buffers: Mutex<Vec<Blocks>>,
+    limits: LoginLimits,
+    throttle: Throttle,
 }
 
 impl Authenticator {
@@ -109,7 +185,43 @@ impl Authenticator {
             cache_ttl: ttl,
             cache: Mutex::new(HashMap::new()),
             dummy_hash: OnceCell::new(),
+            slots: Semaphore::new(LoginLimits::default().slots),
+            buffers: Mutex::new(Vec::new()),
+            limits: LoginLimits::default(),
+            throttle: Throttle::default(),
         }
+    }
+
+    /// The same authenticator with other bounds on password checks.
+    pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
+        self.slots = Semaphore::new(limits.slots.max(1));
+        self.limits = limits;
+        self
+    }
+
+    /// Runs a slow password function (argon2) on the blocking pool, once a slot is free,
+    /// with the slot's working memory: at most `slots` run at once, and one that waits
+    /// longer than `wait` is a 503.
+    pub async fn slow<T: Send + 'static>(&self, f: impl FnOnce(&mut Blocks) -> T + Send + 'static) -> Result<T> {
+        let permit = match tokio::time::timeout(self.limits.wait, self.slots.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(Error::unavailable(
+                    "too many password checks at once; retry in a moment, or use an API token",
+                    self.limits.wait.as_secs().max(1),
+                ))
+            }
+        };
+        let mut blocks = self.buffers.lock().expect("argon2 buffers").pop().unwrap_or_default();
+        let (out, blocks) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut blocks);
+            (out, blocks)
+        })
+        .await
+        .map_err(Error::internal)?;
+        self.buffers.lock().expect("argon2 buffers").push(blocks);
+        drop(permit);
+        Ok(out)
     }
 
     /// Creates the administrator `admin` when it does not exist yet, with the configured
@@ -146,11 +258,17 @@ impl Authenticator {
     /// wrong credentials are `Unauthenticated`. Accepts `Basic base64(user:password)`,
     /// `Basic base64(user:token)` and `Bearer token`.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Identity> {
+        self.authenticate_from(authorization, None).await
+    }
+
+    /// [`Self::authenticate`] for a request from `client`, whose failed password checks
+    /// count against that address too.
+    pub async fn authenticate_from(&self, authorization: Option<&str>, client: Option<IpAddr>) -> Result<Identity> {
         let Some(header) = authorization else { return Ok(Identity::Anonymous) };
         let (scheme, value) = header.trim().split_once(' ').ok_or_else(bad_credentials)?;
         let value = value.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            return self.verify(None, value).await;
+            return self.verify(None, value, client).await;
         }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(Error::Unauthenticated(format!(
@@ -161,10 +279,10 @@ impl Authenticator {
         let decoded = base64::engine::general_purpose::STANDARD.decode(value).map_err(|_| bad_credentials())?;
         let decoded = String::from_utf8(decoded).map_err(|_| bad_credentials())?;
         let (user, secret) = decoded.split_once(':').ok_or_else(bad_credentials)?;
-        self.verify(Some(user), secret).await
+        self.verify(Some(user), secret, client).await
     }
 
-    async fn verify(&self, user_id: Option<&str>, secret: &str) -> Result<Identity> {
+    async fn verify(&self, user_id: Option<&str>, secret: &str, client: Option<IpAddr>) -> Result<Identity> {
         let cache_key: [u8; 32] = Sha256::new()
             .chain_update(user_id.map(|u| u.as_bytes()).unwrap_or(b"\0bearer"))
             .chain_update([0])
@@ -182,7 +300,7 @@ impl Authenticator {
         let (identity, valid_for) = match self.verify_token(user_id, secret).await? {
             Some(found) => found,
             None => match user_id {
-                Some(u) => (self.verify_password_of(u, secret).await?, self.cache_ttl),
+                Some(u) => (self.verify_password_of(u, secret, client).await?, self.cache_ttl),
                 None => return Err(bad_credentials()),
             },
         };
@@ -200,20 +318,30 @@ impl Authenticator {
         Ok(identity)
     }
 
-    async fn verify_password_of(&self, user_id: &str, password: &str) -> Result<Identity> {
+    async fn verify_password_of(&self, user_id: &str, password: &str, client: Option<IpAddr>) -> Result<Identity> {
+        self.throttle.check(&self.limits, user_id, client)?;
         let user = match crate::model::validate_name("user id", user_id) {
             Ok(()) => self.table.get(&user_key(user_id)).await?.map(from_item::<UserRecord>).transpose()?,
             Err(_) => None,
         };
         let hash = match &user {
             Some(u) => u.pwd_hash.clone(),
-            None => self.dummy_hash.get_or_try_init(|| async { hash_password(&generate_password()) }).await?.clone(),
+            None => {
+                let make = || async { self.slow(|b| hash_password_with(&generate_password(), b)).await? };
+                self.dummy_hash.get_or_try_init(make).await?.clone()
+            }
         };
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.map_err(Error::internal)?;
+        let ok = self.slow(move |b| verify_password_with(&pw, &hash, b)).await?;
         match user {
-            Some(u) if ok => Ok(Identity::User { id: u.user_id, admin: u.admin }),
-            _ => Err(bad_credentials()),
+            Some(u) if ok => {
+                self.throttle.succeeded(user_id);
+                Ok(Identity::User { id: u.user_id, admin: u.admin })
+            }
+            _ => {
+                self.throttle.failed(&self.limits, user_id, client);
+                Err(bad_credentials())
+            }
         }
     }
 
@@ -269,6 +397,14 @@ mod tests {
         assert!(verify_password("s3cret", &a));
         assert!(!verify_password("s3cre", &a));
         assert!(!verify_password("s3cret", "not a hash"));
+        // Hashes written by argon2's own hasher (earlier depot versions) still verify, and
+        // its verifier accepts ours.
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let old = Argon2::default().hash_password(b"old-password", &salt).unwrap().to_string();
+        assert!(verify_password("old-password", &old) && !verify_password("old-passwore", &old));
+        let parsed = PasswordHash::new(&a).unwrap();
+        assert!(Argon2::default().verify_password(b"s3cret", &parsed).is_ok());
         assert_eq!(generate_password().len(), 24);
     }
 }

@@ -38,7 +38,7 @@ pub fn code_of(e: &Error) -> i64 {
         Error::Invalid(_) | Error::TooLarge(_) | Error::NotAllowed { .. } => PARAMETER_INVALID,
         Error::Unauthenticated(_) => AUTH_FAILED,
         Error::Forbidden(_) => PERMISSION_DENIED,
-        Error::Unavailable(_) | Error::Internal(_) => SYSTEM_ERROR,
+        Error::Unavailable { .. } | Error::Throttled { .. } | Error::Internal(_) => SYSTEM_ERROR,
     }
 }
 

@@ -127,7 +127,9 @@ fn local_error(e: Error) -> Response {
     if let Error::Internal(m) = &e {
         tracing::error!(trace_id = %super::trace_id(), error = %m, "internal error");
     }
-    (status, axum::Json(serde_json::json!({ "error": super::public_message(&e) }))).into_response()
+    let mut res = (status, axum::Json(serde_json::json!({ "error": super::public_message(&e) }))).into_response();
+    super::error_headers(&mut res, &e);
+    res
 }
 
 async fn local_blob(

@@ -1,9 +1,10 @@
 //! The Lambda entry point every function shares (feature `lambda`): a function's
 //! `main.rs` is `depot_core::http::lambda::main(&SURFACE)`.
 use axum::extract::Request;
+use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 
-use super::surface::{app, Surface};
+use super::surface::{app, ClientAddr, Surface};
 use super::trace::{init_tracing, trace_layer, TRACE_HEADER};
 use super::AppState;
 use crate::config::{Backend, Config};
@@ -30,6 +31,13 @@ async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
                 if let Ok(v) = id.parse() {
                     req.headers_mut().insert(TRACE_HEADER, v);
                 }
+            }
+            let source = match req.request_context_ref() {
+                Some(RequestContext::ApiGatewayV2(c)) => c.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                _ => None,
+            };
+            if let Some(ip) = source {
+                req.extensions_mut().insert(ClientAddr(ip));
             }
             req
         }),

@@ -14,7 +14,7 @@ mod trace;
 use axum::http::StatusCode;
 
 pub use state::{aws_stores, lambda_sdk_config, open_stores, sdk_config, AppState, Stores};
-pub use surface::{app, Access, Routes, Scope, Surface};
+pub use surface::{app, Access, ClientAddr, Routes, Scope, Surface};
 pub use trace::{init_tracing, trace_id, trace_layer, TRACE_HEADER};
 
 use crate::Error;
@@ -29,7 +29,8 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -43,19 +44,16 @@ pub fn public_message(e: &Error) -> String {
     }
 }
 
-/// The headers an error status owes the client, in every surface: `WWW-Authenticate` with
-/// a 401, and `Retry-After` with a 503 (a garbage collection holding the bytes an upload
-/// names; see `registry::gc`).
-pub fn error_headers(res: &mut axum::response::Response) {
+/// The headers an error owes the client, in every surface: `WWW-Authenticate` with a
+/// 401, and `Retry-After` with a 503 (busy: a garbage collection holding the bytes an
+/// upload names, or too many password checks at once) or a 429 (throttled logins).
+pub fn error_headers(res: &mut axum::response::Response, e: &Error) {
     use axum::http::{header, HeaderValue};
-    match res.status() {
-        StatusCode::UNAUTHORIZED => {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
-        }
-        StatusCode::SERVICE_UNAVAILABLE => {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        }
-        _ => {}
+    if matches!(e, Error::Unauthenticated(_)) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
+    }
+    if let Some(secs) = e.retry_after() {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
 }
 
@@ -82,12 +80,13 @@ mod tests {
     #[test]
     fn statuses_carry_the_headers_clients_act_on() {
         for (e, status, header) in [
-            (Error::Unavailable("retry".into()), 503, Some(("retry-after", "30"))),
+            (Error::unavailable("retry", 30), 503, Some(("retry-after", "30"))),
+            (Error::Throttled { message: "slow down".into(), retry_after: 7 }, 429, Some(("retry-after", "7"))),
             (Error::Unauthenticated("who?".into()), 401, Some(("www-authenticate", "Basic realm=\"depot\""))),
             (Error::Invalid("no".into()), 400, None),
         ] {
-            let mut res = e.into_response();
-            error_headers(&mut res);
+            let mut res = e.clone().into_response();
+            error_headers(&mut res, &e);
             assert_eq!(res.status().as_u16(), status);
             match header {
                 Some((h, v)) => assert_eq!(res.headers()[h], v),

@@ -108,7 +108,9 @@ impl AppState {
 
     /// The state over ports opened elsewhere (tests wrap a port to count its calls).
     pub fn from_stores(config: Config, stores: Stores) -> Self {
-        let authenticator = Arc::new(Authenticator::new(stores.table.clone(), config.admin_password.clone()));
+        let authenticator = Arc::new(
+            Authenticator::new(stores.table.clone(), config.admin_password.clone()).with_login_limits(config.login),
+        );
         let authorizer = Arc::new(Authorizer::new(stores.table.clone()));
         let accounts = Arc::new(Accounts::new(stores.table.clone(), authenticator.clone(), authorizer.clone()));
         AppState {

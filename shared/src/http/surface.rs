@@ -213,7 +213,7 @@ fn rendered(render: fn(&Error, StatusCode) -> Response, res: Response) -> Respon
     }
     let mut out = render(&e, status);
     *out.status_mut() = status;
-    error_headers(&mut out);
+    error_headers(&mut out, &e);
     if let Error::NotAllowed { allowed } = &e {
         if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
             out.headers_mut().insert(axum::http::header::ALLOW, v);
@@ -302,6 +302,18 @@ async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
 /// The largest body a refused request still has read, to keep its connection.
 const DRAIN_ON_REFUSAL: usize = 64 * 1024;
 
+/// The client's address, which failed password checks count against: the entry point
+/// puts it in the request's extensions (API Gateway's `sourceIp` on Lambda); under
+/// `depot serve` it is the peer address of the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<ClientAddr>().map(|c| c.0).or_else(|| {
+        parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+    })
+}
+
 /// The caller an `Authorization` header proves: anonymous without one.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
     let header = match parts.headers.get(axum::http::header::AUTHORIZATION).map(|h| h.to_str()) {
@@ -309,7 +321,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
         Some(Ok(h)) => Some(h),
         Some(Err(_)) => return Err(Error::Unauthenticated("invalid credentials".into())),
     };
-    state.authenticator.authenticate(header).await
+    state.authenticator.authenticate_from(header, client_addr(parts)).await
 }
 
 async fn scope_of(state: &AppState, access: Access, parts: &mut Parts) -> Result<Scope> {

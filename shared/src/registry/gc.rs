@@ -241,9 +241,12 @@ impl Registry {
                 return Ok(());
             }
             if std::time::Instant::now() >= give_up {
-                return Err(Error::Unavailable(format!(
-                    "garbage collection is removing an earlier copy of these bytes ({blob_key}); retry the upload in a minute"
-                )));
+                return Err(Error::unavailable(
+                    format!(
+                        "garbage collection is removing an earlier copy of these bytes ({blob_key}); retry the upload in a minute"
+                    ),
+                    60,
+                ));
             }
             tokio::time::sleep(WAIT_STEP).await;
         }

@@ -429,7 +429,7 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Unavailable("garbage collection keeps claiming these bytes; retry the completion".into()))
+        Err(Error::unavailable("garbage collection keeps claiming these bytes; retry the completion", 30))
     }
 
     async fn staged_of(&self, session: &UploadSession) -> Result<StagedBlob> {

@@ -192,11 +192,14 @@ impl EmbeddedTable {
             std::fs::create_dir_all(dir)?;
         }
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
-                "{} is in use by another depot process (depot serve, gc or verify): stop that one first; \
-                 the embedded database takes one process at a time",
-                path.display()
-            )),
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::unavailable(
+                format!(
+                    "{} is in use by another depot process (depot serve, gc or verify): stop that one first; \
+                     the embedded database takes one process at a time",
+                    path.display()
+                ),
+                30,
+            ),
             e => db_err(e),
         })?;
         let tx = db.begin_write().map_err(db_err)?;

@@ -570,3 +570,43 @@ async fn refusals_keep_the_connection_and_the_secret() {
     let second = read_response(&mut conn);
     assert!(second.starts_with("HTTP/1.1 200"), "the connection still serves: {second:?}");
 }
+
+/// 64 clients at once with wrong passwords, against the real binary: password checks run
+/// two at a time (about 19 MiB each), so memory stays bounded, and a token client is
+/// answered meanwhile. Then the address is refused with 429 and Retry-After, while a
+/// cached credential and a token still work.
+#[tokio::test]
+async fn wrong_passwords_cost_bounded_memory_and_are_throttled() {
+    let (_dir, server, api) = crate::harness::embedded(&[("DEPOT_LOGIN_SLOTS", "2")]);
+    let (s, b) = api.post(&format!("{U}/token/admin/probe"), json!({})).await;
+    let token = api.as_user("admin", data(s, &b)["id"].as_str().unwrap());
+    server.reset_peak_rss();
+    let flood = futures::future::join_all((0..64).map(|i| {
+        let a = api.as_user(&format!("nobody{i}"), "wrong-password-1");
+        async move { a.get("/repository/api/project/list").await.0 }
+    }));
+    let probe = async {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            assert_eq!(token.get("/repository/api/project/list").await.0, 200);
+            slowest = slowest.max(started.elapsed());
+        }
+        slowest
+    };
+    let (statuses, slowest) = tokio::join!(flood, probe);
+    let peak = server.peak_rss();
+    eprintln!("64 wrong passwords at once: peak RSS {:.1} MiB, slowest token request {slowest:?}", peak as f64 / 1048576.0);
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 401).count() >= 30, "{statuses:?}");
+    assert!(peak < 128 * 1024 * 1024, "peak RSS {peak} bytes");
+    // The address is past its 30 failures: even a right password is refused for now...
+    let (s, b, h) = api.as_user("nobody1", "wrong-password-1").send("GET", "/repository/api/project/list", None).await;
+    assert_eq!(s, 429, "{b}");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(b["message"].as_str().unwrap().contains("too many failed logins"), "{b}");
+    // ...but a credential verified before, and a token, are not.
+    assert_eq!(api.get("/repository/api/project/list").await.0, 200);
+    assert_eq!(token.get("/repository/api/project/list").await.0, 200);
+}
