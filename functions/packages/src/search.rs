@@ -110,16 +110,38 @@ fn invalid(m: String) -> Error {
     Error::Invalid(m)
 }
 
-/// Parses and checks one rule.
+/// The most rules (nested and leaves) one search may hold.
+pub const MAX_RULES: usize = 64;
+/// How deep rules may nest.
+pub const MAX_DEPTH: usize = 8;
+/// The longest string value of a rule, in characters (each item of a list too).
+pub const MAX_VALUE_CHARS: usize = 1024;
+/// The most items of an IN or NIN list.
+pub const MAX_LIST: usize = 100;
+
+/// Parses and checks a search's rule, within the caps above: evaluating it costs at most
+/// linear time in the records' text for each rule.
 pub fn parse_rule(v: &Value) -> Result<Rule> {
-    let obj = v.as_object().ok_or_else(|| invalid(format!("a rule must be an object, not {v}")))?;
+    let mut count = 0;
+    parse_capped(v, 1, &mut count)
+}
+
+fn parse_capped(v: &Value, depth: usize, count: &mut usize) -> Result<Rule> {
+    *count += 1;
+    if *count > MAX_RULES {
+        return Err(invalid(format!("a search holds at most {MAX_RULES} rules, nested ones included")));
+    }
+    if depth > MAX_DEPTH {
+        return Err(invalid(format!("rules nest at most {MAX_DEPTH} levels deep")));
+    }
+    let obj = v.as_object().ok_or_else(|| invalid(format!("a rule must be an object, not {}", brief(v))))?;
     if let Some(relation) = obj.get("relation") {
         let relation = relation.as_str().ok_or_else(|| invalid("relation must be AND, OR or NOR".into()))?;
         let rules = obj
             .get("rules")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid(format!("a nested rule ({relation}) needs a 'rules' list")))?;
-        let rules = rules.iter().map(parse_rule).collect::<Result<Vec<_>>>()?;
+        let rules = rules.iter().map(|r| parse_capped(r, depth + 1, count)).collect::<Result<Vec<_>>>()?;
         return match relation.to_ascii_uppercase().as_str() {
             "AND" => Ok(Rule::And(rules)),
             "OR" => Ok(Rule::Or(rules)),
@@ -130,7 +152,7 @@ pub fn parse_rule(v: &Value) -> Result<Rule> {
     let field = obj
         .get("field")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("a rule needs 'field' (or 'relation' and 'rules'): {v}")))?;
+        .ok_or_else(|| invalid(format!("a rule needs 'field' (or 'relation' and 'rules'): {}", brief(v))))?;
     let op_name = obj.get("operation").and_then(Value::as_str).unwrap_or("EQ");
     let op = OPS.iter().find(|(n, _)| n.eq_ignore_ascii_case(op_name)).map(|(_, o)| *o).ok_or_else(|| {
         let names: Vec<_> = OPS.iter().map(|(n, _)| *n).collect();
@@ -138,7 +160,14 @@ pub fn parse_rule(v: &Value) -> Result<Rule> {
     })?;
     let kind = kind_of(field)?;
     let value = obj.get("value").cloned().unwrap_or(Value::Null);
-    let wrong = |want: &str| invalid(format!("operation {op_name} on '{field}' needs {want}, not {value}"));
+    let too_long = |s: &Value| s.as_str().is_some_and(|s| s.chars().count() > MAX_VALUE_CHARS);
+    if too_long(&value) || value.as_array().is_some_and(|l| l.iter().any(too_long)) {
+        return Err(invalid(format!("a rule's value is at most {MAX_VALUE_CHARS} characters ('{field}')")));
+    }
+    if value.as_array().is_some_and(|l| l.len() > MAX_LIST) {
+        return Err(invalid(format!("an IN or NIN list holds at most {MAX_LIST} values ('{field}')")));
+    }
+    let wrong = |want: &str| invalid(format!("operation {op_name} on '{field}' needs {want}, not {}", brief(&value)));
     if field == "repoName" && !matches!(op, Op::Eq | Op::In | Op::Nin) {
         return Err(invalid(format!("repoName takes EQ, IN or NIN, not {op_name}")));
     }
@@ -204,28 +233,31 @@ fn as_f64(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
-/// `*` matches any run of characters; the pattern covers the whole text.
+/// A value as an error message quotes it: at most 100 characters.
+fn brief(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(100) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s,
+    }
+}
+
+/// `*` matches any run of characters; the pattern covers the whole text. Linear time:
+/// the pieces between stars are found left to right, each at its first place after the
+/// one before (`str::find` is linear), which is where a match can best continue.
 fn wildcard(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let mut pieces: Vec<&str> = pieces.collect();
+    let Some(last) = pieces.pop() else { return rest.is_empty() };
+    for piece in pieces {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    rest.ends_with(last)
 }
 
 fn compare(kind: Kind, a: &Value, b: &Value) -> Option<Ordering> {
@@ -351,11 +383,26 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
                 _ => unreachable!("a package view is an object"),
             };
             rec.insert("repoType".into(), json!(repo.repo_type.as_str()));
-            if matches(&rule, &rec) {
-                records.push(rec);
-            }
+            records.push(rec);
         }
     }
+    // Matching and sorting take time in the size of the records: off the async workers.
+    let select = body.select;
+    tokio::task::spawn_blocking(move || {
+        records.retain(|rec| matches(&rule, rec));
+        page_of(records, &sort_kinds, descending, req, &select)
+    })
+    .await
+    .map_err(Error::internal)
+}
+
+fn page_of(
+    mut records: Vec<Map<String, Value>>,
+    sort_kinds: &[(String, Kind)],
+    descending: bool,
+    req: PageRequest,
+    select: &[String],
+) -> Response {
     if !sort_kinds.is_empty() {
         records.sort_by(|a, b| {
             let ord = sort_kinds
@@ -380,19 +427,19 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
         .skip(((req.number - 1) * req.size) as usize)
         .take(req.size as usize)
         .map(|mut r| {
-            if !body.select.is_empty() {
-                r.retain(|k, _| body.select.iter().any(|s| s == k));
+            if !select.is_empty() {
+                r.retain(|k, _| select.iter().any(|s| s == k));
             }
             Value::Object(r)
         })
         .collect();
-    Ok(ok(json!({
+    ok(json!({
         "pageNumber": req.number,
         "pageSize": size,
         "totalRecords": total,
         "totalPages": (total + size - 1) / size,
         "records": page,
-    })))
+    }))
 }
 
 #[cfg(test)]
@@ -407,6 +454,15 @@ mod tests {
         assert!(!wildcard("a*c", "abcd"));
         assert!(wildcard("*b*", "abc"));
         assert!(!wildcard("b", "abc"), "anchored");
+        assert!(wildcard("a*b*a", "aba") && !wildcard("ab*ba", "aba"), "prefix and suffix do not overlap");
+        assert!(wildcard("*a*a*", "xaxa") && !wildcard("*a*a*", "xax"));
+        assert!(wildcard("**", "") && wildcard("a**b", "ab") && wildcard("é*ü", "éxü"));
+        // The worst pattern for a backtracking matcher, on a long text: linear here.
+        let text = "a".repeat(1_000_000);
+        let pattern = format!("*{}b", "a".repeat(MAX_VALUE_CHARS - 2));
+        let started = std::time::Instant::now();
+        assert!(!wildcard(&pattern, &text));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
     }
 
     #[test]

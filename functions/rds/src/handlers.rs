@@ -173,6 +173,9 @@ async fn spool(st: &AppState, key: &str) -> Result<(std::fs::File, Vec<u8>)> {
     Ok((file, head))
 }
 
+/// The longest `description` of an `RDS.yaml`.
+pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
+
 /// Checks `RDS.yaml`'s identity fields; returns (code, version).
 fn identity_of(meta: &RdsMeta) -> Result<(String, String)> {
     let code = meta.code.clone().unwrap_or_default();
@@ -188,6 +191,11 @@ fn identity_of(meta: &RdsMeta) -> Result<(String, String)> {
     let name = meta.name.as_deref().unwrap_or_default();
     if name.chars().count() > 256 || name.chars().any(char::is_control) {
         return Err(Error::Invalid(format!("{BROKEN} invalid name '{}'", printable(name))));
+    }
+    // The description is kept with the package and with each version, in items of at
+    // most 400 KB.
+    if meta.description.as_deref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
+        return Err(Error::Invalid(format!("{BROKEN} the description is over {MAX_DESCRIPTION_BYTES} bytes")));
     }
     Ok((code, version))
 }

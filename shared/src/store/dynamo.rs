@@ -81,7 +81,8 @@ fn dynamo_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(wha
         code => {
             let msg = e.message().map(str::to_string).unwrap_or_else(|| format!("{e:?}"));
             if msg.contains("Item size") {
-                return Error::Invalid(format!("item too large: {msg}"));
+                tracing::warn!(call = what, error = %msg, "item over the size limit refused");
+                return Error::TooLarge(super::table::ITEM_TOO_LARGE.into());
             }
             Error::Internal(format!("dynamodb {what}: {}: {msg}", code.unwrap_or("unknown")))
         }

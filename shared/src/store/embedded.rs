@@ -127,7 +127,8 @@ impl Tx<'_> {
             Some(item) => {
                 let bytes = serde_json::to_vec(item).map_err(db_err)?;
                 if bytes.len() > MAX_ITEM_BYTES {
-                    return Err(Error::Invalid(format!("item {}/{} is over {MAX_ITEM_BYTES} bytes", key.pk, key.sk)));
+                    tracing::warn!(pk = %key.pk, sk = %key.sk, bytes = bytes.len(), "item over the size limit refused");
+                    return Err(Error::TooLarge(super::table::ITEM_TOO_LARGE.into()));
                 }
                 self.items.insert(k.as_slice(), bytes.as_slice()).map_err(db_err)?;
             }

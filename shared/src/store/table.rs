@@ -13,6 +13,11 @@ pub const SK: &str = "SK";
 /// The attribute holding an item's expiry in epoch seconds (DynamoDB TTL).
 pub const TTL_ATTR: &str = "ttl";
 
+/// What a write of an item over DynamoDB's 400 KB limit answers, on both adapters. It
+/// names no key: keys are internal.
+pub const ITEM_TOO_LARGE: &str =
+    "the record would be over the table's 400 KB item limit; shorten its metadata (descriptions, names, version strings)";
+
 /// A global secondary index: an item appears in it when it carries both attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexDef {

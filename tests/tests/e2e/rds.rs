@@ -128,7 +128,7 @@ fn error_of(status: u16, body: &Value, want: u16) -> String {
     e
 }
 
-async fn rds_repo(api: &Api, p: &str, r: &str) {
+pub async fn rds_repo(api: &Api, p: &str, r: &str) {
     let (s, b) = api.post("/repository/api/project/create", json!({"name": p})).await;
     data(s, &b);
     let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": p, "name": r, "type": "RDS"})).await;

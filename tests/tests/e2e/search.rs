@@ -327,3 +327,55 @@ async fn search_matches_brute_force_dynamodb() {
     let config = crate::harness::aws_config("search");
     search_on(config, 99).await;
 }
+
+/// The worst search the caps allow (62 MATCH rules of 1,024 characters, the pattern a
+/// backtracking matcher takes quadratic time on) against a package whose description is
+/// the longest RDS takes (64 KiB), twice at once, on the real binary: each answers, and `/health` answers
+/// promptly meanwhile. Before the matcher was linear, each took 30 s and so did /health.
+#[tokio::test]
+async fn the_worst_search_does_not_hold_up_the_server() {
+    let (_dir, _server, api) = crate::harness::embedded(&[]);
+    crate::rds::rds_repo(&api, "worst", "charts").await;
+    let mut yaml = crate::rds::rds_yaml("c", "1.0.0");
+    yaml.push_str(&format!("description: {}\n", "a".repeat(64 * 1024)));
+    let yaml = yaml.replacen("description: about c\n", "", 1);
+    let tgz = crate::rds::gzip(&crate::rds::tar_of(&[("c/RDS.yaml", yaml.into_bytes())]));
+    let (s, b) = crate::rds::upload(&api, "/rds/api/worst/charts/charts", "c-1.0.0.tgz", tgz).await;
+    assert_eq!(s, 201, "{b}");
+    // A byte more is refused, without naming internal keys.
+    let mut yaml = crate::rds::rds_yaml("d", "1.0.0").replacen("description: about d\n", "", 1);
+    yaml.push_str(&format!("description: {}\n", "a".repeat(64 * 1024 + 1)));
+    let tgz = crate::rds::gzip(&crate::rds::tar_of(&[("d/RDS.yaml", yaml.into_bytes())]));
+    let (s, b) = crate::rds::upload(&api, "/rds/api/worst/charts/charts", "d-1.0.0.tgz", tgz).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("description is over 65536 bytes"), "{b}");
+    let pattern = format!("*{}b", "a".repeat(1022));
+    let mut rules = vec![json!({"field": "projectId", "operation": "EQ", "value": "worst"})];
+    // The top AND, the projectId rule and 62 more: 64.
+    rules.extend((0..62).map(|_| json!({"field": "description", "operation": "MATCH", "value": pattern})));
+    let body = json!({"rule": {"relation": "AND", "rules": rules}});
+    // One rule more, or a longer value, is refused and names the cap.
+    let mut more = body.clone();
+    more["rule"]["rules"].as_array_mut().unwrap().push(json!({"field": "name", "operation": "EQ", "value": "x"}));
+    let (s, b) = api.post("/repository/api/package/search", more).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("at most 64 rules"), "{b}");
+    let long = json!({"rule": {"relation": "AND", "rules": [rules[0], {"field": "name", "operation": "MATCH", "value": "a".repeat(1025)}]}});
+    let (s, b) = api.post("/repository/api/package/search", long).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("at most 1024 characters"), "{b}");
+    let started = std::time::Instant::now();
+    let searches = futures::future::join_all((0..2).map(|_| api.post("/repository/api/package/search", body.clone())));
+    let health = async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t = std::time::Instant::now();
+        assert_eq!(api.anonymous().get("/health").await.0, 200);
+        t.elapsed()
+    };
+    let (answers, health) = tokio::join!(searches, health);
+    eprintln!("two worst searches: {:?}; /health meanwhile: {health:?}", started.elapsed());
+    for (s, b) in answers {
+        assert_eq!((s, b["data"]["totalRecords"].as_i64()), (200, Some(0)), "{b}");
+    }
+    assert!(health < std::time::Duration::from_secs(2), "/health took {health:?}");
+}
