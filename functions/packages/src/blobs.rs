@@ -60,7 +60,7 @@ fn session_view(s: &UploadSession) -> Value {
 fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
     let mut v = session_view(&o.session);
     let targets: Vec<Value> =
-        o.targets.into_iter().map(|t| json!({ "partNumber": t.part_number, "url": base.resolve(t.url) })).collect();
+        o.targets.into_iter().map(|t| json!({ "partNumber": t.part_number, "size": t.size, "url": base.resolve(t.url) })).collect();
     v["method"] = json!("PUT");
     if o.session.multipart_id.is_some() {
         v["partSize"] = json!(o.session.part_size);

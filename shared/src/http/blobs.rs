@@ -162,9 +162,35 @@ async fn local_blob(
             // the bytes are read, and again once they are stored, for a PUT that was
             // still streaming when the session was completed or aborted (what the
             // completion took is not affected either way).
-            state.registry.accepts_upload_bytes(&key).await?;
-            let stream = body.into_data_stream().map_err(std::io::Error::other);
-            let digests = state.registry.blobs.put(&key, Box::pin(stream)).await?;
+            let expected = state.registry.accepts_upload_bytes(&key).await?;
+            // A session's URL takes exactly the bytes it was opened for, as S3 does for
+            // its presigned URLs: past them the PUT fails while streaming (413) and what
+            // was written is removed.
+            let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counter = received.clone();
+            let stream = body.into_data_stream().map_err(std::io::Error::other).and_then(move |chunk| {
+                let n = counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed) + chunk.len() as u64;
+                let over = expected.is_some_and(|max| n > max);
+                futures::future::ready(if over { Err(std::io::Error::other("over the declared size")) } else { Ok(chunk) })
+            });
+            let put = state.registry.blobs.put(&key, Box::pin(stream)).await;
+            let received = received.load(std::sync::atomic::Ordering::Relaxed);
+            let wrong_size = |max: u64| {
+                if received > max {
+                    Error::TooLarge(format!("this URL takes {max} bytes, the size its session was opened for; the body is longer"))
+                } else {
+                    Error::Invalid(format!("this URL takes exactly {max} bytes, the size its session was opened for; the body had {received}"))
+                }
+            };
+            let digests = match (put, expected) {
+                (Err(_), Some(max)) if received > max => return Err(wrong_size(max)),
+                (Err(e), _) => return Err(e),
+                (Ok(d), _) => d,
+            };
+            if let Some(max) = expected.filter(|max| received != *max) {
+                state.registry.blobs.delete(&key).await?;
+                return Err(wrong_size(max));
+            }
             if let Err(e) = state.registry.accepts_upload_bytes(&key).await {
                 state.registry.blobs.delete(&key).await?;
                 return Err(e);

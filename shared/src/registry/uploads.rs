@@ -90,6 +90,8 @@ pub struct NewUpload {
 #[serde(rename_all = "camelCase")]
 pub struct UploadTarget {
     pub part_number: u32,
+    /// The bytes the URL takes: exactly these, no more and no fewer.
+    pub size: u64,
     pub url: String,
 }
 
@@ -162,6 +164,25 @@ impl UploadSession {
     fn expired(&self, now: OffsetDateTime) -> bool {
         parse_iso(&self.expires_at).is_none_or(|t| t <= now)
     }
+
+    /// The bytes a URL of this session that writes `key` takes: the whole size for the
+    /// single URL, a part's size for a part URL (its key ends in the part number).
+    fn bytes_for(&self, key: &str) -> Option<u64> {
+        if key == staging_key(&self.id) {
+            return Some(self.size);
+        }
+        let n = key.rsplit('/').next()?.parse::<u32>().ok()?;
+        (1..=self.parts).contains(&n).then(|| part_bytes(self.size, self.part_size, self.parts, n))
+    }
+}
+
+/// The size of part `n` of `parts` for `size` bytes in parts of `part_size`.
+fn part_bytes(size: u64, part_size: u64, parts: u32, n: u32) -> u64 {
+    if n < parts {
+        part_size
+    } else {
+        size - part_size * (parts as u64 - 1)
+    }
 }
 
 impl Registry {
@@ -195,14 +216,17 @@ impl Registry {
         match &multipart_id {
             Some(mp) => {
                 for n in 1..=parts {
+                    let size = part_bytes(req.size, UPLOAD_PART_SIZE, parts, n);
                     targets.push(UploadTarget {
                         part_number: n,
-                        url: self.blobs.presign_part(&key, mp, n, UPLOAD_URL_TTL).await?,
+                        size,
+                        url: self.blobs.presign_part(&key, mp, n, size, UPLOAD_URL_TTL).await?,
                     });
                 }
             }
             None => {
-                targets.push(UploadTarget { part_number: 1, url: self.blobs.presign_put(&key, UPLOAD_URL_TTL).await? })
+                let url = self.blobs.presign_put(&key, req.size, UPLOAD_URL_TTL).await?;
+                targets.push(UploadTarget { part_number: 1, size: req.size, url })
             }
         }
         let (expires_at, ttl) = epoch_after(OPEN_SESSION_TTL);
@@ -230,8 +254,10 @@ impl Registry {
     /// Refuses bytes for `key` unless it belongs to a session that is open: a signed URL
     /// of a completed, aborted or expired session stores nothing (`Conflict`). Keys
     /// outside [`UPLOADS_PREFIX`] are not a session's and pass.
-    pub async fn accepts_upload_bytes(&self, key: &str) -> Result<()> {
-        let Some(id) = session_of_key(key) else { return Ok(()) };
+    ///
+    /// For a session's key, answers how many bytes its URL takes (exactly these).
+    pub async fn accepts_upload_bytes(&self, key: &str) -> Result<Option<u64>> {
+        let Some(id) = session_of_key(key) else { return Ok(None) };
         let refused = || {
             Error::conflict(format!(
                 "upload session [{}] is not open (it was completed, aborted or has expired): its URLs take no more bytes",
@@ -239,7 +265,10 @@ impl Registry {
             ))
         };
         match self.get_upload(id).await {
-            Ok(s) if s.state == UploadState::Open => Ok(()),
+            Ok(s) if s.state == UploadState::Open => match s.bytes_for(key) {
+                Some(n) => Ok(Some(n)),
+                None => Err(Error::Invalid(format!("{key} is not a URL of upload session [{id}]"))),
+            },
             Ok(_) => Err(refused()),
             Err(e) if e.is_not_found() => Err(refused()),
             Err(e) => Err(e),

@@ -72,14 +72,24 @@ pub trait BlobStore: Send + Sync + 'static {
     /// local routes).
     async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String>;
 
-    /// A URL that lets its holder PUT the blob's bytes until `expires_in` has passed.
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String>;
+    /// A URL that lets its holder PUT exactly `size` bytes to the blob until `expires_in`
+    /// has passed. On S3 the length is signed, so S3 refuses any other; the local routes
+    /// check it from the upload session (`Registry::accepts_upload_bytes`).
+    async fn presign_put(&self, key: &str, size: u64, expires_in: Duration) -> Result<String>;
 
     /// Starts a multipart upload to `key`; returns its upload id.
     async fn start_multipart(&self, key: &str) -> Result<String>;
 
-    /// A URL that lets its holder PUT part `part` (from 1) of a multipart upload.
-    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String>;
+    /// A URL that lets its holder PUT part `part` (from 1) of a multipart upload: exactly
+    /// `size` bytes, as for [`BlobStore::presign_put`].
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        size: u64,
+        expires_in: Duration,
+    ) -> Result<String>;
 
     /// Joins the uploaded parts, in part-number order, into the blob at `key`. `parts`
     /// lists `(part number, ETag)` as the client saw them when it sent each part (the S3

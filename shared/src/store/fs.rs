@@ -187,7 +187,7 @@ impl BlobStore for FsBlobStore {
         Ok(self.signer.url("GET", key, expires_in, filename))
     }
 
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String> {
+    async fn presign_put(&self, key: &str, _size: u64, expires_in: Duration) -> Result<String> {
         validate_blob_key(key)?;
         Ok(self.signer.url("PUT", key, expires_in, None))
     }
@@ -199,7 +199,14 @@ impl BlobStore for FsBlobStore {
         Ok(id)
     }
 
-    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        _size: u64,
+        expires_in: Duration,
+    ) -> Result<String> {
         check_upload_id(upload_id)?;
         let part_key = format!("{}/{part:05}", Self::parts_dir(key, upload_id));
         validate_blob_key(&part_key)?;

@@ -292,9 +292,10 @@ impl BlobStore for S3BlobStore {
         Ok(signed.uri().to_string())
     }
 
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String> {
+    async fn presign_put(&self, key: &str, size: u64, expires_in: Duration) -> Result<String> {
         validate_blob_key(key)?;
-        let req = self.client.put_object().bucket(&self.bucket).key(key);
+        // The length is a signed header: S3 refuses a body of any other length.
+        let req = self.client.put_object().bucket(&self.bucket).key(key).content_length(size as i64);
         let signed = req.presigned(presigning(expires_in)?).await.map_err(|e| s3_err("presign put", e))?;
         Ok(signed.uri().to_string())
     }
@@ -313,9 +314,23 @@ impl BlobStore for S3BlobStore {
         out.upload_id().map(str::to_string).ok_or_else(|| Error::Internal("s3 gave no upload id".into()))
     }
 
-    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        size: u64,
+        expires_in: Duration,
+    ) -> Result<String> {
         validate_blob_key(key)?;
-        let req = self.client.upload_part().bucket(&self.bucket).key(key).upload_id(upload_id).part_number(part as i32);
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part as i32)
+            .content_length(size as i64);
         let signed = req.presigned(presigning(expires_in)?).await.map_err(|e| s3_err("presign upload part", e))?;
         Ok(signed.uri().to_string())
     }

@@ -58,14 +58,21 @@ impl BlobStore for Overwriting {
     async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
         self.inner.presign_get(key, expires_in, filename).await
     }
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> Result<String> {
-        self.inner.presign_put(key, expires_in).await
+    async fn presign_put(&self, key: &str, size: u64, expires_in: Duration) -> Result<String> {
+        self.inner.presign_put(key, size, expires_in).await
     }
     async fn start_multipart(&self, key: &str) -> Result<String> {
         self.inner.start_multipart(key).await
     }
-    async fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
-        self.inner.presign_part(key, upload_id, part, expires_in).await
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        size: u64,
+        expires_in: Duration,
+    ) -> Result<String> {
+        self.inner.presign_part(key, upload_id, part, size, expires_in).await
     }
     async fn complete_multipart(
         &self,

@@ -84,6 +84,7 @@ pub async fn send_bytes(session: &Value, bytes: &[u8]) -> Value {
     for p in parts {
         let n = p["partNumber"].as_u64().unwrap() as usize;
         let chunk = bytes[(n - 1) * part..(n * part).min(bytes.len())].to_vec();
+        assert_eq!(p["size"].as_u64(), Some(chunk.len() as u64), "each URL names the bytes it takes");
         let (status, etag) = put_etag(&http, p["url"].as_str().unwrap(), chunk).await;
         assert_eq!(status, 200);
         etags.push(json!({"partNumber": n, "etag": etag.expect("an ETag")}));
@@ -186,11 +187,12 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     let real = sha256_hex(b"12345");
     assert!(!dir.path().join(format!("blobs/uploads/{liar_id}")).exists());
     assert!(!dir.path().join(format!("blobs/blobs/sha256/{}/{}/{real}", &real[..2], &real[2..4])).exists());
-    // So is a size mismatch.
+    // More bytes than declared: the URL itself refuses them, and keeps nothing.
     let short = open(&api, "up", "files", 5, Some(&real)).await;
-    send_bytes(&short, b"123456").await;
+    let res = reqwest::Client::new().put(short["url"].as_str().unwrap()).body(b"123456".to_vec()).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 413);
     let (s, b) = complete(&api, short["id"].as_str().unwrap(), None).await;
-    assert!(failure(s, &b, 400, 250105).contains("size mismatch"));
+    assert!(failure(s, &b, 400, 250105).contains("no bytes"));
     // A sha256 at completion that contradicts the one declared at opening.
     let twice = open(&api, "up", "files", 5, Some(&real)).await;
     let (s, b) = complete(&api, twice["id"].as_str().unwrap(), Some(&"1".repeat(64))).await;
@@ -444,4 +446,63 @@ async fn a_put_streaming_while_its_session_completes_stores_nothing() {
     assert!(!dir.path().join(format!("blobs/uploads/{id}")).exists(), "the late bytes are not kept");
     let stored = dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]));
     assert_eq!(std::fs::read(stored).unwrap(), bytes);
+}
+
+/// A session's URL takes exactly the bytes the session was opened for: a longer body is
+/// refused while it streams (413) and nothing of it stays; a shorter one is a 400 and is
+/// removed. A part URL takes exactly its part.
+#[tokio::test]
+async fn a_session_url_takes_exactly_its_declared_size() {
+    let (dir, server, api) = embedded(&[]);
+    setup_repo(&api, "exact", "files").await;
+    let http = reqwest::Client::new();
+    let session = open(&api, "exact", "files", 4, None).await;
+    let url = session["url"].as_str().unwrap().to_string();
+    server.reset_peak_rss();
+    // 300 MiB, streamed: the server stops reading at the fifth byte.
+    let chunk = bytes::Bytes::from(vec![7u8; 1024 * 1024]);
+    let body = futures::stream::iter((0..300).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let res = http.put(&url).body(reqwest::Body::wrap_stream(body)).send().await;
+    match res {
+        Ok(res) => {
+            assert_eq!(res.status().as_u16(), 413);
+            let b: Value = res.json().await.unwrap();
+            assert!(b["error"].as_str().unwrap().contains("takes 4 bytes"), "{b}");
+        }
+        // The server may close the connection before the client has sent everything.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+    let stored = |dir: &std::path::Path| -> u64 {
+        walk(&dir.join("blobs")).into_iter().filter(|p| !p.ends_with(".signing-key")).map(|p| std::fs::metadata(p).unwrap().len()).sum()
+    };
+    assert!(stored(dir.path()) < 1024, "nothing of the long body is kept: {} bytes", stored(dir.path()));
+    assert!(server.peak_rss() < 128 * 1024 * 1024, "peak RSS {}", server.peak_rss());
+    // Shorter: 400, removed.
+    let res = http.put(&url).body(b"abc".to_vec()).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    assert!(res.text().await.unwrap().contains("exactly 4 bytes"));
+    assert_eq!(stored(dir.path()), 0);
+    // Exact: stored, and the session completes.
+    assert_eq!(put(&http, &url, b"abcd".to_vec()).await, 200);
+    let (s, b) = complete(&api, session["id"].as_str().unwrap(), Some(&sha256_hex(b"abcd"))).await;
+    data(s, &b);
+    // A part URL takes its part: the last part of a 33 MiB session is 1 MiB.
+    let session = open(&api, "exact", "files", 33 * 1024 * 1024, None).await;
+    let last = &session["parts"][2];
+    assert_eq!(last["size"].as_u64(), Some(1024 * 1024));
+    let res = http.put(last["url"].as_str().unwrap()).body(vec![0u8; 1024 * 1024 + 1]).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
