@@ -116,11 +116,39 @@ Environment:
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
     },
+    /// Operator commands on the storage itself, for whoever holds the data directory or
+    /// the table. On embedded storage, stop `depot serve` first.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Create the DynamoDB table and the S3 bucket when missing (LocalStack, moto).
     ///
     /// The table (with its indexes and TTL) and the bucket are named by DEPOT_TABLE and
     /// DEPOT_BUCKET, at AWS_ENDPOINT_URL.
     CreateResources,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Set a user's password; create the user as a system administrator if it is missing.
+    ///
+    /// Reads the new password (at least 8 characters) from the first line of standard
+    /// input. This is the way back from a lost administrator password, or from a deleted
+    /// `admin`: depot creates `admin` from DEPOT_ADMIN_PASSWORD only once in the life of
+    /// its storage. The user's cached credentials in a running process expire within 60
+    /// seconds.
+    #[command(after_help = "Example:\n  printf '%s\\n' 'a-new-password' | depot admin set-password admin")]
+    SetPassword {
+        /// The user id.
+        user: String,
+        /// Directory of the embedded backend's database and blobs [default: ./depot-data].
+        #[arg(long, env = "DEPOT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Storage backend [default: embedded].
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
 }
 
 #[tokio::main]
@@ -164,6 +192,20 @@ async fn main() -> anyhow::Result<()> {
             let bad = verify(&state, depot_core::registry::VerifyScope { repo, sample }).await?;
             if bad > 0 {
                 std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::SetPassword { user, data_dir, backend } } => {
+            let config = config_from(data_dir, backend)?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_string();
+            let state = AppState::open(config, false).await.context("opening storage")?;
+            let created = state.accounts.operator_set_password(&user, password).await?;
+            if created {
+                eprintln!("created system administrator [{user}] with the new password");
+            } else {
+                eprintln!("password of [{user}] changed");
             }
             Ok(())
         }

@@ -16,7 +16,8 @@ use crate::model::{
 };
 use crate::store::schema::{
     forget_user_grants, from_item, permission_key, permission_pointer_key, permissions_partition, project_key,
-    repo_key, to_item, token_key, user_key, user_token_key, user_tokens_partition, USERS_PK, USER_SK_PREFIX,
+    repo_key, revision_cond, revision_of, set_next_revision, to_item, token_key, user_key, user_token_key,
+    user_tokens_partition, DELETING_ATTR, REVISION_ATTR, RMW_ATTEMPTS, USERS_PK, USER_SK_PREFIX,
 };
 use crate::store::{query_all, Cond, Item, Query, Table, TxOp};
 use crate::{Error, Result};
@@ -79,6 +80,9 @@ pub struct Token {
     pub hash: String,
     pub created_at: String,
     pub expired_at: Option<String>,
+    /// The incarnation of the user it was created for (`UserRecord::uid`).
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub user_uid: String,
 }
 
 impl Token {
@@ -150,6 +154,19 @@ pub struct NewPermission {
     pub users: Vec<PermUser>,
 }
 
+/// The most users and repositories one grant names: each is checked in the grant's
+/// transaction, and a DynamoDB transaction holds at most 100 operations.
+pub const MAX_GRANT_NAMES: usize = 90;
+
+/// The condition that a user is the one read (the same incarnation) and not being deleted.
+fn live_user(user: &UserRecord) -> Cond {
+    let same = match user.uid.as_str() {
+        "" => Cond::Exists,
+        uid => Cond::Eq("uid".into(), uid.into()),
+    };
+    Cond::All(vec![same, Cond::Lacks("deleting".into())])
+}
+
 /// Administration of users, tokens and grants.
 pub struct Accounts {
     table: Arc<dyn Table>,
@@ -180,20 +197,48 @@ impl Accounts {
         check_password(&req.pwd)?;
         let pwd = req.pwd;
         let pwd_hash = self.authenticator.slow(move |b| hash_password_with(&pwd, b)).await??;
-        let now = now_iso();
-        let user = UserRecord {
-            user_id: req.user_id,
-            name,
-            pwd_hash,
-            admin: req.admin,
-            created_date: now.clone(),
-            last_modified_date: now,
-        };
+        let user = UserRecord::new(req.user_id, name, pwd_hash, req.admin);
         self.table
-            .put(to_item(&user_key(&user.user_id), &user)?, Cond::NotExists)
+            .put(user.new_item()?, Cond::NotExists)
             .await
             .map_err(|e| e.on_conflict(|| Error::exists(Kind::User, &user.user_id)))?;
         Ok(user.into())
+    }
+
+    /// Sets a user's password as an operator with access to the storage (`depot admin
+    /// set-password`), creating the user as a system administrator when it does not
+    /// exist. Answers whether it created the user. The way back from a lost or deleted
+    /// administrator: the bootstrap creates one only once.
+    pub async fn operator_set_password(&self, user_id: &str, pwd: String) -> Result<bool> {
+        validate_name("user id", user_id)?;
+        check_password(&pwd)?;
+        let hash = self.authenticator.slow(move |b| hash_password_with(&pwd, b)).await??;
+        for _ in 0..RMW_ATTEMPTS {
+            let written = match self.table.get(&user_key(user_id)).await? {
+                None => {
+                    let user = UserRecord::new(user_id.to_string(), user_id.to_string(), hash.clone(), true);
+                    self.table.put(user.new_item()?, Cond::NotExists).await.map(|()| true)
+                }
+                Some(item) => {
+                    let rev = revision_of(&item);
+                    let mut user: UserRecord = from_item(item)?;
+                    user.pwd_hash = hash.clone();
+                    user.last_modified_date = now_iso();
+                    let mut item = to_item(&user_key(user_id), &user)?;
+                    set_next_revision(&mut item, rev);
+                    self.table.put(item, revision_cond(rev)).await.map(|()| false)
+                }
+            };
+            match written {
+                Ok(created) => {
+                    self.authenticator.invalidate(user_id);
+                    return Ok(created);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!("user [{user_id}] keeps changing; retry")))
     }
 
     /// Lists every user, by id. Administrators only.
@@ -217,26 +262,48 @@ impl Accounts {
         if req.admin.is_some() && !who.is_admin() {
             return Err(Error::Forbidden("only a system administrator may change the admin flag".into()));
         }
-        let mut user = self.load_user(user_id).await?;
-        if let Some(name) = req.name {
-            check_display_name(&name)?;
-            user.name = name;
+        validate_name("user id", user_id)?;
+        if let Some(name) = &req.name {
+            check_display_name(name)?;
         }
-        if let Some(pwd) = req.pwd {
-            check_password(&pwd)?;
-            user.pwd_hash =
-                self.authenticator.slow(move |b| hash_password_with(&pwd, b)).await??;
+        let pwd_hash = match req.pwd {
+            Some(pwd) => {
+                check_password(&pwd)?;
+                Some(self.authenticator.slow(move |b| hash_password_with(&pwd, b)).await??)
+            }
+            None => None,
+        };
+        // Read, change, and write back only if nobody wrote in between; else again, on
+        // what the other write left (an administrator's demotion is never undone).
+        for _ in 0..RMW_ATTEMPTS {
+            let item = self.table.get(&user_key(user_id)).await?.ok_or_else(|| Error::not_found(Kind::User, user_id))?;
+            let rev = revision_of(&item);
+            let mut user: UserRecord = from_item(item)?;
+            if user.deleting {
+                return Err(Error::not_found_as(Kind::User, user_id, format!("user [{user_id}] is being deleted")));
+            }
+            if let Some(name) = &req.name {
+                user.name = name.clone();
+            }
+            if let Some(h) = &pwd_hash {
+                user.pwd_hash = h.clone();
+            }
+            if let Some(admin) = req.admin {
+                user.admin = admin;
+            }
+            user.last_modified_date = now_iso();
+            let mut item = to_item(&user_key(user_id), &user)?;
+            set_next_revision(&mut item, rev);
+            match self.table.put(item, revision_cond(rev)).await {
+                Ok(()) => {
+                    self.authenticator.invalidate(user_id);
+                    return Ok(user.into());
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
         }
-        if let Some(admin) = req.admin {
-            user.admin = admin;
-        }
-        user.last_modified_date = now_iso();
-        self.table
-            .put(to_item(&user_key(user_id), &user)?, Cond::Exists)
-            .await
-            .map_err(|e| e.on_conflict(|| Error::not_found(Kind::User, user_id)))?;
-        self.authenticator.invalidate(user_id);
-        Ok(user.into())
+        Err(Error::conflict(format!("user [{user_id}] keeps changing; retry")))
     }
 
     /// Deletes a user and its tokens. Administrators only; nobody deletes itself.
@@ -246,7 +313,15 @@ impl Accounts {
         if me == user_id {
             return Err(Error::Invalid("a user cannot delete itself".into()));
         }
-        self.load_user(user_id).await?;
+        // Marked first: from here on no token or grant can be created for the user (they
+        // require the mark absent), so the sweeps below see every one there will be.
+        let mut set = Item::new();
+        set.insert("deleting".into(), true.into());
+        self.table
+            .update(&user_key(user_id), set, &[(REVISION_ATTR.to_string(), 1)], Cond::Exists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::not_found(Kind::User, user_id)))?;
+        self.authenticator.invalidate(user_id);
         // What the user holds goes first, the user last: a deletion that fails half-way
         // leaves a user that can be deleted again, never tokens or grants that a user
         // created later under this id would inherit.
@@ -257,8 +332,7 @@ impl Accounts {
             .await
             .map_err(|e| e.on_conflict(|| Error::not_found(Kind::User, user_id)))?;
         self.authenticator.invalidate(user_id);
-        // A token the user created while this ran.
-        self.remove_tokens_of(user_id).await
+        Ok(())
     }
 
     async fn remove_tokens_of(&self, user_id: &str) -> Result<()> {
@@ -281,7 +355,10 @@ impl Accounts {
         require_self_or_admin(who, user_id)?;
         validate_name("token name", name)?;
         let expired_at = expired_at.filter(|s| !s.is_empty()).map(parse_expiry).transpose()?;
-        self.load_user(user_id).await?;
+        let user = self.load_user(user_id).await?;
+        if user.deleting {
+            return Err(Error::not_found_as(Kind::User, user_id, format!("user [{user_id}] is being deleted")));
+        }
         let secret = format!(
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
@@ -292,12 +369,18 @@ impl Accounts {
             hash: sha256_hex(&secret),
             created_at: now_iso(),
             expired_at,
+            user_uid: user.uid.clone(),
         };
         let ops = vec![
             TxOp::Put { item: to_item(&user_token_key(user_id, name), &token)?, cond: Cond::NotExists },
             TxOp::Put { item: to_item(&token_key(&token.hash), &token)?, cond: Cond::NotExists },
+            // The same user, and not being deleted.
+            TxOp::Check { key: user_key(user_id), cond: live_user(&user) },
         ];
         self.table.transact(ops).await.map_err(|e| {
+            if e.failed_op(2) {
+                return Error::not_found_as(Kind::User, user_id, format!("user [{user_id}] was deleted meanwhile"));
+            }
             e.on_conflict(|| {
                 Error::exists_as(Kind::Token, name, format!("user [{user_id}] already has a token named [{name}]"))
             })
@@ -310,7 +393,10 @@ impl Accounts {
         require_self_or_admin(who, user_id)?;
         self.load_user(user_id).await?;
         let items = query_all(&*self.table, Query::partition(user_tokens_partition(user_id))).await?;
-        items.into_iter().map(|i| from_item::<Token>(i).map(|t| Token { hash: String::new(), ..t })).collect()
+        items
+            .into_iter()
+            .map(|i| from_item::<Token>(i).map(|t| Token { hash: String::new(), user_uid: String::new(), ..t }))
+            .collect()
     }
 
     /// Deletes one token; requests that present it fail from now on.
@@ -358,13 +444,26 @@ impl Accounts {
         if req.users.is_empty() {
             return Err(Error::Invalid("users must name at least one user".into()));
         }
+        if req.users.len() + req.repos.len() > MAX_GRANT_NAMES {
+            return Err(Error::Invalid(format!(
+                "a grant names at most {MAX_GRANT_NAMES} users and repositories together"
+            )));
+        }
+        let mut users = Vec::with_capacity(req.users.len());
         for u in &req.users {
             validate_name("user id", &u.id)?;
             if u.action.is_empty() {
                 return Err(Error::Invalid(format!("user [{}] needs at least one action", u.id)));
             }
-            if self.table.get(&user_key(&u.id)).await?.is_none() {
-                return Err(Error::not_found(Kind::User, &u.id));
+            match self.table.get(&user_key(&u.id)).await? {
+                Some(item) => {
+                    let user: UserRecord = from_item(item)?;
+                    if user.deleting {
+                        return Err(Error::not_found(Kind::User, &u.id));
+                    }
+                    users.push(user);
+                }
+                None => return Err(Error::not_found(Kind::User, &u.id)),
             }
         }
         let perm = Permission {
@@ -379,17 +478,39 @@ impl Accounts {
         };
         let mut pointer = permission_pointer_key(&perm.id).item();
         pointer.insert("projectId".into(), perm.project_id.clone().into());
-        let ops = vec![
-            TxOp::Put { item: to_item(&permission_key(&perm.project_id, &perm.id), &perm)?, cond: Cond::NotExists },
+        let mut item = to_item(&permission_key(&perm.project_id, &perm.id), &perm)?;
+        set_next_revision(&mut item, 0);
+        let mut ops = vec![
+            TxOp::Put { item, cond: Cond::NotExists },
             TxOp::Put { item: pointer, cond: Cond::NotExists },
             TxOp::Check { key: project_key(&perm.project_id), cond: Cond::Exists },
         ];
+        // What it names is still there, in the same transaction: a grant cannot land for
+        // a user or a repository whose deletion has begun (both mark themselves first).
+        let named: Vec<(Kind, String)> = users
+            .iter()
+            .map(|u| (Kind::User, u.user_id.clone()))
+            .chain(perm.repos.iter().map(|r| (Kind::Repository, r.clone())))
+            .collect();
+        for (u, user) in perm.users.iter().zip(&users) {
+            ops.push(TxOp::Check { key: user_key(&u.id), cond: live_user(user) });
+        }
+        for r in &perm.repos {
+            ops.push(TxOp::Check { key: repo_key(&perm.project_id, r), cond: Cond::Lacks(DELETING_ATTR.into()) });
+        }
         self.table.transact(ops).await.map_err(|e| {
             if e.failed_op(2) {
-                Error::not_found(Kind::Project, &perm.project_id)
-            } else {
-                e
+                return Error::not_found(Kind::Project, &perm.project_id);
             }
+            for (i, (kind, name)) in named.iter().enumerate() {
+                if e.failed_op(3 + i) {
+                    return match kind {
+                        Kind::Repository => Error::not_found(*kind, format!("{}/{name}", perm.project_id)),
+                        _ => Error::not_found(*kind, name),
+                    };
+                }
+            }
+            e
         })?;
         Ok(perm)
     }

@@ -41,8 +41,8 @@ pub use throttle::LoginLimits;
 use throttle::Throttle;
 
 use crate::model::parse_iso;
-use crate::store::schema::{from_item, to_item, token_key, user_key};
-use crate::store::{Cond, Table};
+use crate::store::schema::{bootstrap_key, from_item, to_item, token_key, user_key, USERS_PK, USER_SK_PREFIX};
+use crate::store::{query_all, Cond, Query, Table, TxOp};
 use crate::{model::now_iso, Error, Result};
 
 /// The system administrator created on first start.
@@ -52,7 +52,10 @@ pub const ADMIN_USER: &str = "admin";
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAPACITY: usize = 1024;
 
-/// A stored user. `pwd_hash` is an argon2 PHC string.
+/// A stored user. `pwd_hash` is an argon2 PHC string. `uid` names this user's
+/// incarnation: a user deleted and created again under its id has another, and the
+/// tokens of the first never authenticate the second. Its item also carries a revision
+/// (`schema::REVISION_ATTR`), which every change requires and advances.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRecord {
@@ -63,6 +66,36 @@ pub struct UserRecord {
     pub created_date: String,
     #[serde(default)]
     pub last_modified_date: String,
+    /// Empty for users created before incarnations existed.
+    #[serde(default)]
+    pub uid: String,
+    /// Set while the user is deleted: no token or grant may be created for it then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
+}
+
+impl UserRecord {
+    /// A new user, with a fresh incarnation.
+    pub fn new(user_id: String, name: String, pwd_hash: String, admin: bool) -> Self {
+        let now = now_iso();
+        UserRecord {
+            user_id,
+            name,
+            pwd_hash,
+            admin,
+            created_date: now.clone(),
+            last_modified_date: now,
+            uid: uuid::Uuid::new_v4().simple().to_string(),
+            deleting: false,
+        }
+    }
+
+    /// Its item, at the first revision.
+    pub fn new_item(&self) -> Result<crate::store::Item> {
+        let mut item = to_item(&user_key(&self.user_id), self)?;
+        crate::store::schema::set_next_revision(&mut item, 0);
+        Ok(item)
+    }
 }
 
 fn bad_credentials() -> Error {
@@ -224,29 +257,41 @@ impl Authenticator {
         Ok(out)
     }
 
-    /// Creates the administrator `admin` when it does not exist yet, with the configured
+    /// Creates the administrator `admin` once in the life of a table: when the table holds
+    /// no system administrator at all and none was ever created, with the configured
     /// password, or a generated one when `generate` is set and none is configured.
-    /// Returns the generated password, which the caller prints once. An existing admin is
-    /// never changed.
+    /// Returns the generated password, which the caller prints once. An existing user is
+    /// never changed, and a deleted `admin` is not created again (`depot admin
+    /// set-password` is the way back to an administrator).
     pub async fn bootstrap_admin(&self, generate: bool) -> Result<Option<String>> {
+        if self.table.get(&bootstrap_key()).await?.is_some() {
+            return Ok(None);
+        }
+        let marker = || {
+            let mut item = bootstrap_key().item();
+            item.insert("at".into(), now_iso().into());
+            item
+        };
+        // A table from before the marker, or whose administrators were made otherwise.
+        let users = query_all(&*self.table, Query::prefix(USERS_PK, USER_SK_PREFIX)).await?;
+        let any_admin = users.into_iter().filter_map(|i| from_item::<UserRecord>(i).ok()).any(|u| u.admin);
+        if any_admin || self.table.get(&user_key(ADMIN_USER)).await?.is_some() {
+            match self.table.put(marker(), Cond::NotExists).await {
+                Err(e) if !e.is_conflict() => return Err(e),
+                _ => return Ok(None),
+            }
+        }
         let (password, generated) = match (&self.admin_password, generate) {
             (Some(p), _) => (p.clone(), false),
             (None, true) => (generate_password(), true),
             (None, false) => return Ok(None),
         };
-        if self.table.get(&user_key(ADMIN_USER)).await?.is_some() {
-            return Ok(None);
-        }
-        let now = now_iso();
-        let user = UserRecord {
-            user_id: ADMIN_USER.into(),
-            name: ADMIN_USER.into(),
-            pwd_hash: hash_password(&password)?,
-            admin: true,
-            created_date: now.clone(),
-            last_modified_date: now,
-        };
-        match self.table.put(to_item(&user_key(ADMIN_USER), &user)?, Cond::NotExists).await {
+        let user = UserRecord::new(ADMIN_USER.into(), ADMIN_USER.into(), hash_password(&password)?, true);
+        let ops = vec![
+            TxOp::Put { item: user.new_item()?, cond: Cond::NotExists },
+            TxOp::Put { item: marker(), cond: Cond::NotExists },
+        ];
+        match self.table.transact(ops).await {
             Ok(()) => Ok(generated.then_some(password)),
             // Another process created it first.
             Err(e) if e.is_conflict() => Ok(None),
@@ -367,6 +412,10 @@ impl Authenticator {
             Some(item) => from_item::<UserRecord>(item)?,
             None => return Err(bad_credentials()),
         };
+        // A token of an earlier user under this id is not this user's.
+        if token.user_uid != user.uid || user.deleting {
+            return Err(bad_credentials());
+        }
         let mut valid_for = self.cache_ttl;
         if let Some(until) = token.expired_at.as_deref().and_then(parse_iso) {
             let left = (until - now).try_into().unwrap_or(Duration::ZERO);

@@ -18,7 +18,9 @@ use time::OffsetDateTime;
 use super::{Hold, Registry};
 use crate::error::Kind;
 use crate::model::{format_iso, now_iso, parse_iso, validate_name};
-use crate::store::schema::{from_item, repo_key, staged_key, to_item, upload_key, UPLOADS_PK, UPLOAD_SK_PREFIX};
+use crate::store::schema::{
+    from_item, repo_key, staged_key, to_item, upload_key, DELETING_ATTR, UPLOADS_PK, UPLOAD_SK_PREFIX,
+};
 use crate::store::{content_key, query_all, Cond, Digests, Item, MultiHasher, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
@@ -427,13 +429,17 @@ impl Registry {
                 cond: Cond::Eq("state".into(), serde_json::to_value(UploadState::Open).map_err(Error::internal)?),
             },
             Registry::guard_op(&content, hold),
-            // The repository is still the one the session was opened in.
+            // The repository is still the one the session was opened in, and no forced
+            // delete is removing its contents.
             TxOp::Check {
                 key: repo_key(&session.project_id, &session.repo_name),
-                cond: match session.repo_uid.as_str() {
-                    "" => Cond::Exists,
-                    uid => Cond::Eq("uid".into(), uid.into()),
-                },
+                cond: Cond::All(vec![
+                    match session.repo_uid.as_str() {
+                        "" => Cond::Exists,
+                        uid => Cond::Eq("uid".into(), uid.into()),
+                    },
+                    Cond::Lacks(DELETING_ATTR.into()),
+                ]),
             },
         ];
         for _ in 0..MAX_GUARD_WAITS {
@@ -446,7 +452,7 @@ impl Registry {
                 Err(e) if e.failed_op(3) => {
                     let (p, r) = (&session.project_id, &session.repo_name);
                     let message = format!(
-                        "the repository [{p}/{r}] this session was opened in was deleted: open a session in the repository as it is now"
+                        "the repository [{p}/{r}] this session was opened in was deleted, or is being deleted: open a session in the repository as it is now"
                     );
                     return Err(Error::not_found_as(Kind::Repository, format!("{p}/{r}"), message));
                 }
@@ -517,7 +523,13 @@ impl Registry {
                 continue;
             }
             if let Some(d) = &session.digest {
-                self.table.delete(&staged_key(&session.project_id, &session.repo_name, d), Cond::None).await?;
+                // Only this session's record: a later session may have staged the same
+                // bytes since, and its record is not this one's to remove.
+                let key = staged_key(&session.project_id, &session.repo_name, d);
+                match self.table.delete(&key, Cond::Eq("sessionId".into(), session.id.clone().into())).await {
+                    Err(e) if !e.is_conflict() => return Err(e),
+                    _ => {}
+                }
             }
             self.discard_upload(&session).await?;
             removed += 1;

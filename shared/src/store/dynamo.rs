@@ -117,6 +117,13 @@ impl Expr {
             Cond::Eq(a, v) => format!("{} = {}", self.name(a), self.value(to_av(v))),
             Cond::Ge(a, n) => format!("{} >= {}", self.name(a), self.value(AttributeValue::N(n.to_string()))),
             Cond::Lacks(a) => format!("attribute_exists({}) AND attribute_not_exists({})", self.name(PK), self.name(a)),
+            Cond::All(cs) => {
+                let parts: Vec<String> = cs.iter().filter_map(|c| self.cond(c)).map(|e| format!("({e})")).collect();
+                if parts.is_empty() {
+                    return None;
+                }
+                parts.join(" AND ")
+            }
         })
     }
 

@@ -65,6 +65,7 @@ fn cond_holds(existing: Option<&Item>, cond: &Cond) -> bool {
         Cond::Eq(attr, v) => existing.and_then(|i| i.get(attr)) == Some(v),
         Cond::Ge(attr, n) => existing.and_then(|i| i.get(attr)).and_then(Value::as_i64).is_some_and(|x| x >= *n),
         Cond::Lacks(attr) => existing.is_some_and(|i| !i.contains_key(attr)),
+        Cond::All(cs) => cs.iter().all(|c| cond_holds(existing, c)),
     }
 }
 

@@ -26,7 +26,7 @@
 //! | `GSI2` | `VERS#{p}/{r}/{key}` | [`version_sort_key`] | versions, in version order |
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{Item, Key};
+use super::{Cond, Item, Key};
 use crate::model::version_sort_key;
 use crate::{Error, Result};
 
@@ -141,6 +141,38 @@ pub fn path_key(project: &str, repo: &str, content_path: &str) -> Key {
 /// has listed what to remove.
 pub const DELETING_ATTR: &str = "deleting";
 
+/// The attribute that counts an item's writes, for read-modify-writes: a write of what
+/// was read at revision `n` requires revision `n` still (`revision_cond`) and stores
+/// `n + 1`, so that a concurrent write makes it fail and retry instead of being undone.
+/// Items written before revisions existed have none and count as revision 0.
+pub const REVISION_ATTR: &str = "revision";
+
+pub fn revision_of(item: &Item) -> u64 {
+    item.get(REVISION_ATTR).and_then(serde_json::Value::as_u64).unwrap_or(0)
+}
+
+/// The condition that the item is still at revision `rev`.
+pub fn revision_cond(rev: u64) -> Cond {
+    match rev {
+        0 => Cond::Lacks(REVISION_ATTR.into()),
+        n => Cond::Eq(REVISION_ATTR.into(), n.into()),
+    }
+}
+
+/// Stores the revision after `rev` in `item`.
+pub fn set_next_revision(item: &mut Item, rev: u64) {
+    item.insert(REVISION_ATTR.into(), (rev + 1).into());
+}
+
+/// How many times a read-modify-write retries after losing to a concurrent write.
+pub const RMW_ATTEMPTS: usize = 16;
+
+/// Written once, when the first system administrator is created (or found): from then
+/// on no administrator is ever created from `DEPOT_ADMIN_PASSWORD` again.
+pub fn bootstrap_key() -> Key {
+    Key::new("SYSTEM", "BOOTSTRAP")
+}
+
 /// Where a repository's remembered page starts live.
 pub fn pages_partition(project: &str, repo: &str) -> String {
     format!("PAGES#{project}/{repo}")
@@ -233,31 +265,44 @@ pub async fn forget_user_grants(table: &dyn super::Table, user_id: &str) -> Resu
 }
 
 /// Applies `edit` to each of a project's grants; it answers whether it changed the grant.
-/// A changed grant that covers nobody, or (REPO) no repository, is deleted.
+/// A changed grant that covers nobody, or (REPO) no repository, is deleted. Each write
+/// requires the revision it read: an edit that loses to a concurrent one reads the grant
+/// again and applies itself to what the other left, so that neither is undone.
 async fn edit_grants(
     table: &dyn super::Table,
     project: &str,
     edit: impl Fn(&mut crate::model::Permission) -> bool,
 ) -> Result<()> {
-    use super::{Cond, Query, TxOp};
+    use super::{Query, TxOp};
     use crate::model::{Permission, ResourceType};
     for item in super::query_all(table, Query::partition(permissions_partition(project))).await? {
-        let mut perm: Permission = from_item(item)?;
-        if !edit(&mut perm) {
-            continue;
-        }
-        let key = permission_key(project, &perm.id);
-        if perm.users.is_empty() || (perm.resource_type == ResourceType::Repo && perm.repos.is_empty()) {
-            let ops = vec![
-                TxOp::Delete { key, cond: Cond::None },
-                TxOp::Delete { key: permission_pointer_key(&perm.id), cond: Cond::None },
-            ];
-            table.transact(ops).await?;
-        } else {
-            // A grant deleted meanwhile stays deleted.
-            match table.put(to_item(&key, &perm)?, Cond::Exists).await {
-                Err(e) if !e.is_conflict() => return Err(e),
-                _ => {}
+        let key = Key::of(&item)?;
+        let mut current = Some(item);
+        let mut attempts = 0;
+        // A grant deleted meanwhile stays deleted.
+        while let Some(item) = current.take() {
+            attempts += 1;
+            let rev = revision_of(&item);
+            let mut perm: Permission = from_item(item)?;
+            if !edit(&mut perm) {
+                break;
+            }
+            let written = if perm.users.is_empty() || (perm.resource_type == ResourceType::Repo && perm.repos.is_empty())
+            {
+                let ops = vec![
+                    TxOp::Delete { key: key.clone(), cond: revision_cond(rev) },
+                    TxOp::Delete { key: permission_pointer_key(&perm.id), cond: Cond::None },
+                ];
+                table.transact(ops).await
+            } else {
+                let mut item = to_item(&key, &perm)?;
+                set_next_revision(&mut item, rev);
+                table.put(item, revision_cond(rev)).await
+            };
+            match written {
+                Ok(()) => {}
+                Err(e) if e.is_conflict() && attempts < RMW_ATTEMPTS => current = table.get(&key).await?,
+                Err(e) => return Err(e),
             }
         }
     }

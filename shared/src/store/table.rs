@@ -76,6 +76,8 @@ pub enum Cond {
     Ge(String, i64),
     /// The item exists and has no such attribute.
     Lacks(String),
+    /// Every one of these holds (a revision and a flag, say).
+    All(Vec<Cond>),
 }
 
 /// One write of a transaction.

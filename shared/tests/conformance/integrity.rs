@@ -314,43 +314,6 @@ pub(crate) async fn overwrites_racing_completions_never_poison_a_blob() {
     );
 }
 
-/// A table that runs a hook once, right after a query of one partition answers: a writer
-/// landing just after a forced delete has listed what to remove.
-struct AfterQuery {
-    inner: Arc<dyn Table>,
-    partition: String,
-    hook: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
-}
-
-#[async_trait]
-impl Table for AfterQuery {
-    async fn get(&self, key: &depot_core::store::Key) -> Result<Option<Item>> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, item: Item, cond: Cond) -> Result<()> {
-        self.inner.put(item, cond).await
-    }
-    async fn delete(&self, key: &depot_core::store::Key, cond: Cond) -> Result<()> {
-        self.inner.delete(key, cond).await
-    }
-    async fn update(&self, key: &depot_core::store::Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item> {
-        self.inner.update(key, set, add, cond).await
-    }
-    async fn transact(&self, ops: Vec<depot_core::store::TxOp>) -> Result<()> {
-        self.inner.transact(ops).await
-    }
-    async fn query(&self, q: &depot_core::store::Query) -> Result<depot_core::store::Page> {
-        let page = self.inner.query(q).await?;
-        if q.pk == self.partition {
-            let hook = self.hook.lock().unwrap().take();
-            if let Some(hook) = hook {
-                hook.await;
-            }
-        }
-        Ok(page)
-    }
-}
-
 /// A forced repository delete wins against writers: an upload that commits after the
 /// delete listed the repository's packages is refused, nothing of the old repository
 /// shows in one created again under its name, its counters start at zero, and a session
@@ -369,19 +332,16 @@ pub(crate) async fn forced_delete_wins_against_commits(t: Arc<dyn Table>, blobs:
     send_to(&*blobs, &session.targets[0].url, bytes.clone()).await;
 
     let late: Arc<Mutex<Option<Result<()>>>> = Arc::default();
-    let hooked = Arc::new(AfterQuery {
-        inner: t.clone(),
-        partition: depot_core::store::schema::repo_partition("in", "r"),
-        hook: Mutex::new(None),
-    });
+    let hooked = crate::accounts::Hooked::new(t.clone());
     {
         let (plain, late) = (plain.clone(), late.clone());
         let blob = plain.store_content(depot_core::store::stream_from_bytes(b"b".to_vec())).await.unwrap();
         let landing = NewVersion::new("in", "r", "rds://b", "b", RepoType::Rds, "1.0.0", blob);
-        *hooked.hook.lock().unwrap() = Some(Box::pin(async move {
+        let partition = depot_core::store::schema::repo_partition("in", "r");
+        hooked.arm(crate::accounts::After::Query(partition), async move {
             let r = plain.create_version(landing, &writer()).await.map(|_| ());
             *late.lock().unwrap() = Some(r);
-        }));
+        });
     }
     let deleting = Registry::new(hooked.clone(), blobs.clone());
     deleting.delete_repository("in", "r", true).await.unwrap();

@@ -2,10 +2,12 @@
 //! on each backend. The AWS adapters run against moto (`infra/test.sh` starts it).
 #[path = "../common/mod.rs"]
 mod common;
+mod accounts;
 mod integrity;
 mod ports;
 mod registry;
 
+use accounts::*;
 use integrity::*;
 use ports::*;
 use registry::*;
@@ -54,6 +56,10 @@ macro_rules! table_suite {
                 registry_projects_and_repositories,
                 registry_packages_and_versions,
                 registry_page_starts_expire,
+                accounts_edits_never_undo_each_other,
+                accounts_tokens_die_with_their_user,
+                accounts_grants_die_with_what_they_name,
+                accounts_bootstrap_admin_once,
             ]
         );
     };

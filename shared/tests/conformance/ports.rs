@@ -184,6 +184,15 @@ pub(crate) async fn table_conditional_put(t: Arc<dyn Table>) {
     t.update(&a, flag(), &[], Cond::Lacks("f".into())).await.unwrap();
     assert!(t.update(&a, flag(), &[], Cond::Lacks("f".into())).await.unwrap_err().is_conflict(), "the flag is set");
     t.put(item("P", "a", json!({"n": 5})), Cond::Exists).await.unwrap();
+    // All: every condition holds, atomically.
+    let both = |n: i64| Cond::All(vec![Cond::Eq("n".into(), json!(n)), Cond::Lacks("f".into())]);
+    assert!(t.put(item("P", "a", json!({"n": 5})), both(4)).await.unwrap_err().is_conflict());
+    assert!(t.put(item("P", "missing", json!({})), both(5)).await.unwrap_err().is_conflict());
+    let g = || Item::from_iter([("g".to_string(), json!(1))]);
+    t.update(&a, g(), &[], both(5)).await.unwrap();
+    t.update(&a, flag(), &[], Cond::All(vec![])).await.unwrap();
+    assert!(t.update(&a, g(), &[], both(5)).await.unwrap_err().is_conflict(), "the flag is set");
+    t.put(item("P", "a", json!({"n": 5})), Cond::Exists).await.unwrap();
     assert!(t
         .transact(vec![TxOp::Check { key: Key::new("P", "a"), cond: Cond::Lacks("n".into()) }])
         .await
