@@ -63,7 +63,12 @@ pub async fn package_page(
     let repo = scope.repo()?;
     let req = PageRequest::from_query(q.page_number, q.page_size)?;
     let prefix = q.package_name.filter(|n| !n.is_empty());
-    let page = st.registry.package_page(repo, prefix.as_deref(), req).await?;
+    let mut page = st.registry.package_page(repo, prefix.as_deref(), req).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for p in std::mem::take(&mut page.items) {
+        items.push(st.registry.with_history(p).await?);
+    }
+    page.items = items;
     Ok(ok(page_view(&page, package_view)))
 }
 
@@ -173,7 +178,8 @@ fn target<'a>(scope: &'a Scope, q: &KeyQuery) -> Result<(&'a Repository, String)
 
 pub async fn package_info(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
     let (repo, key) = target(&scope, &q)?;
-    Ok(ok(package_view(&st.registry.get_package(&repo.project_id, &repo.name, &key).await?)))
+    let pkg = st.registry.get_package(&repo.project_id, &repo.name, &key).await?;
+    Ok(ok(package_view(&st.registry.with_history(pkg).await?)))
 }
 
 pub async fn delete_package(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {

@@ -378,6 +378,7 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
     let mut records = Vec::new();
     for repo in crate::projects::readable_repositories(&st, scope.who(), &project).await? {
         for pkg in st.registry.list_packages(&project, &repo.name).await? {
+            let pkg = st.registry.with_history(pkg).await?;
             let mut rec = match package_view(&pkg) {
                 Value::Object(m) => m,
                 _ => unreachable!("a package view is an object"),

@@ -42,11 +42,38 @@ pub struct PackageSummary {
     pub last_modified_date: String,
     #[serde(default)]
     pub extension: Map<String, Value>,
+    /// The first [`INLINE_HISTORY`] versions ever uploaded, in upload order. The whole
+    /// history is `Registry::package_history`: past these, versions are kept in items
+    /// of their own, so that the package item stays small however many versions come.
     #[serde(default)]
     pub history_version: Vec<String>,
     /// Bumped by every change but download counts: writers condition on it.
     #[serde(default)]
     pub revision: i64,
+    /// How many versions the whole history holds; 0 for packages from before it was
+    /// counted, whose history is all inline.
+    #[serde(default)]
+    pub history_count: i64,
+    /// Names this package's incarnation in its history items: a package deleted and
+    /// uploaded again starts a new history.
+    #[serde(default)]
+    pub history_id: String,
+}
+
+/// How many versions a package item lists inline in `historyVersion` (at most about
+/// 33 KB of the 400 KB an item may hold).
+pub const INLINE_HISTORY: usize = 256;
+
+impl PackageSummary {
+    /// How many versions the whole history holds.
+    pub fn history_len(&self) -> usize {
+        (self.history_count.max(0) as usize).max(self.history_version.len())
+    }
+
+    /// Whether some of the history is in history items rather than inline.
+    pub fn history_spilled(&self) -> bool {
+        self.history_len() > self.history_version.len()
+    }
 }
 
 /// One version of a package. Item `PKG#{p}/{r}/{key}` + `VER#{version}`.

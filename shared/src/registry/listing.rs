@@ -5,7 +5,8 @@ use serde_json::Value;
 use super::Registry;
 use crate::model::{compare_versions, PackageSummary, PackageVersion, Repository};
 use crate::store::schema::{
-    from_item, names_index_pk, package_partition, pages_partition, repo_partition, versions_index_pk, NAMES_INDEX,
+    from_item, history_prefix, names_index_pk, package_partition, pages_partition, repo_partition, versions_index_pk,
+    NAMES_INDEX,
     PKG_SK_PREFIX, VERSIONS_INDEX, VER_SK_PREFIX,
 };
 use crate::store::{query_all, Cond, Item, Key, Query, SkCond, SK};
@@ -71,6 +72,34 @@ impl Registry {
     pub async fn list_packages(&self, project: &str, repo: &str) -> Result<Vec<PackageSummary>> {
         let items = query_all(&*self.table, Query::prefix(repo_partition(project, repo), PKG_SK_PREFIX)).await?;
         items.into_iter().map(from_item).collect()
+    }
+
+    /// A package's whole `historyVersion`, in upload order: what its item lists inline,
+    /// then the versions kept in history items (one query, only for packages past
+    /// [`crate::model::INLINE_HISTORY`] versions).
+    pub async fn package_history(&self, s: &PackageSummary) -> Result<Vec<String>> {
+        if !s.history_spilled() {
+            return Ok(s.history_version.clone());
+        }
+        let q = Query::prefix(package_partition(&s.project_id, &s.repo_name, &s.key), history_prefix(&s.history_id));
+        let mut spilled: Vec<(i64, String)> = query_all(&*self.table, q)
+            .await?
+            .into_iter()
+            .filter_map(|i| Some((i.get("seq")?.as_i64()?, i.get("version")?.as_str()?.to_string())))
+            .collect();
+        spilled.sort();
+        let inline: std::collections::HashSet<&str> = s.history_version.iter().map(String::as_str).collect();
+        let mut out = s.history_version.clone();
+        out.extend(spilled.into_iter().map(|(_, v)| v).filter(|v| !inline.contains(v.as_str())));
+        Ok(out)
+    }
+
+    /// The package with its whole history in `history_version`.
+    pub async fn with_history(&self, mut s: PackageSummary) -> Result<PackageSummary> {
+        if s.history_spilled() {
+            s.history_version = self.package_history(&s).await?;
+        }
+        Ok(s)
     }
 
     /// Every version of a package, newest first by version order.

@@ -36,12 +36,26 @@ pub struct Registry {
     pub download_mode: DownloadMode,
     /// Renderings derived from repositories, by repository state.
     pub derived: Arc<DerivedCache>,
+    /// How many versions a package item lists inline (`model::INLINE_HISTORY`; tests
+    /// lower it to reach the spilled history in a few uploads).
+    pub inline_history: usize,
 }
 
 impl Registry {
     /// A registry over the two ports, answering downloads with redirects.
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) -> Self {
-        Registry { table, blobs, download_mode: DownloadMode::Redirect, derived: Arc::default() }
+        Registry {
+            table,
+            blobs,
+            download_mode: DownloadMode::Redirect,
+            derived: Arc::default(),
+            inline_history: crate::model::INLINE_HISTORY,
+        }
+    }
+
+    pub fn with_inline_history(mut self, n: usize) -> Self {
+        self.inline_history = n;
+        self
     }
 
     pub fn with_download_mode(mut self, mode: DownloadMode) -> Self {

@@ -14,10 +14,10 @@ use crate::model::{
     MetadataEntry, PackageSummary, PackageVersion, RepoType,
 };
 use crate::store::schema::{
-    from_item, index_package, index_version, names_index_sk, package_key, path_key, repo_key, to_item, version_key,
-    DELETING_ATTR, NAMES_INDEX_SK_ATTR,
+    from_item, history_key, history_prefix, index_package, index_version, names_index_sk, package_key,
+    package_partition, path_key, repo_key, to_item, version_key, DELETING_ATTR, NAMES_INDEX_SK_ATTR,
 };
-use crate::store::{content_key, ByteStream, Cond, Digests, Item, TxOp};
+use crate::store::{content_key, delete_all, ByteStream, Cond, Digests, Item, Query, TxOp};
 use crate::{Error, Result};
 
 /// How often a writer retries after losing a race on the package summary.
@@ -207,7 +207,17 @@ impl Registry {
             };
             let is_new_version = existing.is_none();
             let new_package = summary.is_none();
-            let summary_op = summary_op(req, summary, is_new_version, by.name(), &now)?;
+            // A version deleted and uploaded again is already in the history.
+            let in_history = match &summary {
+                Some(s) if is_new_version => {
+                    s.history_version.contains(&req.version)
+                        || (s.history_spilled()
+                            && self.table.get(&history_key(p, r, k, &s.history_id, &req.version)).await?.is_some())
+                }
+                _ => true,
+            };
+            let record = (!in_history || new_package).then_some(self.inline_history);
+            let (summary_op, history_op) = summary_op(req, summary, is_new_version, record, by.name(), &now)?;
             let mut repo_add = vec![("generation".to_string(), 1)];
             if new_package {
                 repo_add.push(("packageCount".to_string(), 1));
@@ -224,6 +234,7 @@ impl Registry {
             if let Some(old) = existing.as_ref().filter(|o| o.content_path != req.content_path) {
                 ops.push(TxOp::Delete { key: path_key(p, r, &old.content_path), cond: Cond::None });
             }
+            ops.extend(history_op);
             match self.table.transact(ops).await {
                 Ok(()) => return Ok((version, is_new_version)),
                 Err(e) if e.failed_op(3) => self.wait_for_collector(&req.blob.key, &req.blob.hold).await?,
@@ -280,14 +291,33 @@ impl Registry {
                     cond: summary_cond,
                 }
             };
-            let ops = vec![
+            let mut ops = vec![
                 version_op,
                 summary_op,
                 TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: Cond::Exists },
                 TxOp::Delete { key: path_key(project, repo, &old.content_path), cond: Cond::None },
             ];
+            // The package goes, and its history with it: in the same transaction when the
+            // item lists it all and it is short, else after (a package uploaded again
+            // under its key starts another history, under another history id).
+            let gone = summary.versions <= 1;
+            let history_in_tx = !summary.history_spilled() && summary.history_version.len() <= 64;
+            if gone && history_in_tx {
+                for v in &summary.history_version {
+                    let key = history_key(project, repo, key, &summary.history_id, v);
+                    ops.push(TxOp::Delete { key, cond: Cond::None });
+                }
+            }
             match self.table.transact(ops).await {
-                Ok(()) => return Ok(old),
+                Ok(()) => {
+                    if gone && !history_in_tx {
+                        let q = Query::prefix(package_partition(project, repo, key), history_prefix(&summary.history_id));
+                        if let Err(e) = delete_all(&*self.table, q).await {
+                            tracing::warn!(error = %e, package = key, "removing a deleted package's history failed");
+                        }
+                    }
+                    return Ok(old);
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
@@ -450,14 +480,25 @@ fn version_record(req: &NewVersion, existing: Option<&PackageVersion>, by: &str,
 
 /// The write of the package summary in a commit: a new summary, or an update of the one
 /// read, conditioned on its `revision`.
+///
+/// With `record_history: Some(inline)`, the version goes into the history too: inline
+/// while the item lists fewer than `inline` versions (`model::INLINE_HISTORY`), and always
+/// in a history item of its own (the second operation), numbered in upload order.
 fn summary_op(
     req: &NewVersion,
     summary: Option<PackageSummary>,
     is_new_version: bool,
+    record_history: Option<usize>,
     by: &str,
     now: &str,
-) -> Result<TxOp> {
+) -> Result<(TxOp, Option<TxOp>)> {
     let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
+    let history_op = |id: &str, seq: usize| {
+        let mut item = history_key(p, r, k, id, &req.version).item();
+        item.insert("version".into(), req.version.clone().into());
+        item.insert("seq".into(), (seq as i64).into());
+        TxOp::Put { item, cond: Cond::NotExists }
+    };
     let Some(s) = summary else {
         let s = PackageSummary {
             project_id: p.to_string(),
@@ -476,10 +517,13 @@ fn summary_op(
             extension: req.extension.clone(),
             history_version: vec![req.version.clone()],
             revision: 0,
+            history_count: 1,
+            history_id: uuid::Uuid::new_v4().simple().to_string(),
         };
         let mut item = to_item(&package_key(p, r, k), &s)?;
         index_package(&mut item, p, r, &s.name, k);
-        return Ok(TxOp::Put { item, cond: Cond::NotExists });
+        let history = history_op(&s.history_id, 0);
+        return Ok((TxOp::Put { item, cond: Cond::NotExists }, Some(history)));
     };
     let latest = if !is_new_version {
         s.latest.clone()
@@ -491,13 +535,20 @@ fn summary_op(
     } else {
         s.latest.clone()
     };
-    let mut history = s.history_version.clone();
-    if !history.contains(&req.version) {
-        history.push(req.version.clone());
-    }
     let mut set = Item::new();
+    let mut history = None;
+    if let Some(inline_max) = record_history {
+        let seq = s.history_len();
+        if s.history_version.len() < inline_max && !s.history_spilled() {
+            let mut inline = s.history_version.clone();
+            inline.push(req.version.clone());
+            set.insert("historyVersion".into(), serde_json::to_value(inline).map_err(Error::internal)?);
+        }
+        // Set, not added: a package from before the count has none stored.
+        set.insert("historyCount".into(), ((seq + 1) as i64).into());
+        history = Some(history_op(&s.history_id, seq));
+    }
     set.insert("latest".into(), latest.into());
-    set.insert("historyVersion".into(), serde_json::to_value(history).map_err(Error::internal)?);
     set.insert("name".into(), req.package_name.clone().into());
     set.insert(NAMES_INDEX_SK_ATTR.into(), names_index_sk(&req.package_name, k).into());
     set.insert("description".into(), req.description.clone().into());
@@ -508,5 +559,6 @@ fn summary_op(
     if is_new_version {
         add.push(("versions".to_string(), 1));
     }
-    Ok(TxOp::Update { key: package_key(p, r, k), set, add, cond: Cond::Eq("revision".into(), Value::from(s.revision)) })
+    let cond = Cond::Eq("revision".into(), Value::from(s.revision));
+    Ok((TxOp::Update { key: package_key(p, r, k), set, add, cond }, history))
 }

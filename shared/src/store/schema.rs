@@ -117,6 +117,17 @@ pub fn staged_partition(project: &str, repo: &str) -> String {
     format!("STAGED#{project}/{repo}")
 }
 
+/// The history items of one incarnation of a package, in its partition: `HIST#{id}#`.
+pub fn history_prefix(history_id: &str) -> String {
+    format!("HIST#{history_id}#")
+}
+
+/// A version's history item (`version`, `seq`): written once, when the version is first
+/// uploaded, and kept when it is deleted, as `historyVersion` keeps it.
+pub fn history_key(project: &str, repo: &str, package_key: &str, history_id: &str, version: &str) -> Key {
+    Key::new(package_partition(project, repo, package_key), format!("{}{version}", history_prefix(history_id)))
+}
+
 pub fn version_key(project: &str, repo: &str, package_key: &str, version: &str) -> Key {
     Key::new(package_partition(project, repo, package_key), format!("{VER_SK_PREFIX}{version}"))
 }

@@ -56,6 +56,7 @@ macro_rules! table_suite {
                 registry_projects_and_repositories,
                 registry_packages_and_versions,
                 registry_page_starts_expire,
+                registry_history_spills_past_the_item,
                 accounts_edits_never_undo_each_other,
                 accounts_tokens_die_with_their_user,
                 accounts_grants_die_with_what_they_name,

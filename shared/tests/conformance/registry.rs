@@ -428,3 +428,57 @@ pub(crate) async fn gc_guard_dynamo_s3() {
     let (b, _g2) = common::s3_blobs().await;
     registry_gc_guard(t, b).await;
 }
+
+/// `n` versions of one package, each with a version string as long as depot takes (128
+/// characters): the package item stays small (before, it listed every version and passed
+/// the 400 KB item limit near 3,140 of them, after which every upload was refused), and
+/// `historyVersion` is what it always was: every version ever uploaded, in upload order,
+/// kept through deletes and re-uploads.
+pub(crate) async fn many_versions(t: Arc<dyn Table>, n: usize, inline: usize) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::NewVersion;
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = rds_registry(t.clone(), blobs, "mv", &["r"]).await.with_inline_history(inline);
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
+    let v = |i: usize| format!("{i:06}.{}", "a".repeat(121));
+    assert_eq!(v(0).len(), 128);
+    let nv = |version: &str| NewVersion::new("mv", "r", "rds://big", "big", RepoType::Rds, version, blob.clone());
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        reg.create_version(nv(&v(i)), &writer()).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let item = t.get(&depot_core::store::schema::package_key("mv", "r", "rds://big")).await.unwrap().unwrap();
+    let item_bytes = serde_json::to_vec(&item).unwrap().len();
+    eprintln!("{n} versions in {elapsed:?}; the package item is {item_bytes} bytes");
+    assert!(item_bytes < 64 * 1024, "{item_bytes} bytes");
+    let want: Vec<String> = (0..n).map(v).collect();
+    let p = reg.get_package("mv", "r", "rds://big").await.unwrap();
+    assert_eq!(p.versions as usize, n);
+    assert_eq!(reg.package_history(&p).await.unwrap(), want);
+    // A version deleted and uploaded again keeps its place, inline or not.
+    for i in [3, n - 2] {
+        reg.delete_version(&manager(), "mv", "r", "rds://big", &v(i)).await.unwrap();
+        reg.create_version(nv(&v(i)), &writer()).await.unwrap();
+    }
+    let p = reg.get_package("mv", "r", "rds://big").await.unwrap();
+    assert_eq!(reg.with_history(p).await.unwrap().history_version, want);
+    // A package deleted and uploaded again starts a new history.
+    reg.delete_package(&manager(), "mv", "r", "rds://big").await.unwrap();
+    reg.create_version(nv("9.9.9"), &writer()).await.unwrap();
+    let p = reg.get_package("mv", "r", "rds://big").await.unwrap();
+    assert_eq!(reg.package_history(&p).await.unwrap(), ["9.9.9"]);
+}
+
+/// Past the inline history on both backends, with the inline part lowered to 16 (moto
+/// takes a quarter of a second a version).
+pub(crate) async fn registry_history_spills_past_the_item(t: Arc<dyn Table>) {
+    many_versions(t, 40, 16).await;
+}
+
+/// Ten thousand versions, on the embedded table.
+#[tokio::test]
+async fn ten_thousand_versions_of_one_package() {
+    let (t, _g) = common::embedded_table().await;
+    many_versions(t, 10_000, depot_core::model::INLINE_HISTORY).await;
+}
