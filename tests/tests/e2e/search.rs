@@ -378,4 +378,15 @@ async fn the_worst_search_does_not_hold_up_the_server() {
         assert_eq!((s, b["data"]["totalRecords"].as_i64()), (200, Some(0)), "{b}");
     }
     assert!(health < std::time::Duration::from_secs(2), "/health took {health:?}");
+
+    // A user who may read nothing there cannot tell a project that exists from one that
+    // does not: both are an empty page.
+    let (s, b) = api.post("/auth/api/user/create", json!({"userId": "nosy", "pwd": "nosy-password"})).await;
+    crate::harness::data(s, &b);
+    let nosy = api.as_user("nosy", "nosy-password");
+    let top = |p: &str| json!({"rule": {"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": p}]}});
+    let (s1, b1) = nosy.post("/repository/api/package/search", top("worst")).await;
+    let (s2, b2) = nosy.post("/repository/api/package/search", top("no-such-project")).await;
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    assert_eq!((b1["data"]["totalRecords"].as_i64(), b2["data"]["totalRecords"].as_i64()), (Some(0), Some(0)));
 }
