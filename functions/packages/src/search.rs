@@ -388,13 +388,15 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
         }
     }
     // Matching and sorting take time in the size of the records: off the async workers.
+    // (The envelope is made here: its trace id belongs to the request's task.)
     let select = body.select;
-    tokio::task::spawn_blocking(move || {
+    let page = tokio::task::spawn_blocking(move || {
         records.retain(|rec| matches(&rule, rec));
         page_of(records, &sort_kinds, descending, req, &select)
     })
     .await
-    .map_err(Error::internal)
+    .map_err(Error::internal)?;
+    Ok(ok(page))
 }
 
 fn page_of(
@@ -403,7 +405,7 @@ fn page_of(
     descending: bool,
     req: PageRequest,
     select: &[String],
-) -> Response {
+) -> Value {
     if !sort_kinds.is_empty() {
         records.sort_by(|a, b| {
             let ord = sort_kinds
@@ -434,13 +436,13 @@ fn page_of(
             Value::Object(r)
         })
         .collect();
-    ok(json!({
+    json!({
         "pageNumber": req.number,
         "pageSize": size,
         "totalRecords": total,
         "totalPages": (total + size - 1) / size,
         "records": page,
-    }))
+    })
 }
 
 #[cfg(test)]

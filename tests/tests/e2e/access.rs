@@ -7,8 +7,14 @@ use crate::harness::{data, failure, Api, Server, ADMIN_PASSWORD};
 
 const U: &str = "/auth/api/user";
 
+/// A server for the access matrix: it sends wrong passwords on purpose, many times over,
+/// so the login throttle (tested on its own below) is set out of its reach.
 fn embedded() -> (tempfile::TempDir, Server, Api) {
-    crate::harness::embedded(&[("RUST_LOG", "debug")])
+    crate::harness::embedded(&[
+        ("RUST_LOG", "debug"),
+        ("DEPOT_LOGIN_USER_FAILURES", "100000"),
+        ("DEPOT_LOGIN_ADDRESS_FAILURES", "100000"),
+    ])
 }
 
 async fn create_user(api: &Api, id: &str, pwd: &str, admin: bool) -> Value {
