@@ -60,6 +60,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
+/// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
+/// | `DEPOT_STRUX_MAX_FILES` | 1000 | the most files one strux version holds |
 /// | `DEPOT_LOGIN_SLOTS` | the number of cores | password checks that run at once |
 /// | `DEPOT_LOGIN_USER_FAILURES` | 10 | failed logins per user id per minute before 429 |
 /// | `DEPOT_LOGIN_ADDRESS_FAILURES` | 30 | failed logins per client address per minute before 429 |
@@ -82,6 +84,25 @@ pub struct Config {
     pub max_session_bytes: u64,
     /// Bounds on password checks: slots, and failures before a 429.
     pub login: crate::auth::LoginLimits,
+    /// The repository of the strux surface: (project, repository).
+    pub strux_repo: (String, String),
+    /// The most files one strux version holds.
+    pub strux_max_files: usize,
+}
+
+/// Reads `project/repo` from a variable.
+fn repo_var(name: &str, default: (&str, &str)) -> Result<(String, String)> {
+    match var(name) {
+        None => Ok((default.0.to_string(), default.1.to_string())),
+        Some(v) => match v.split_once('/') {
+            Some((p, r)) if crate::model::validate_name("project name", p).is_ok()
+                && crate::model::validate_name("repository name", r).is_ok() =>
+            {
+                Ok((p.to_string(), r.to_string()))
+            }
+            _ => Err(Error::Invalid(format!("{name} must be PROJECT/REPOSITORY, not '{v}'"))),
+        },
+    }
 }
 
 impl Default for Config {
@@ -98,6 +119,8 @@ impl Default for Config {
             max_unpacked_bytes: 1 << 30,
             max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
             login: crate::auth::LoginLimits::default(),
+            strux_repo: ("strux".into(), "packages".into()),
+            strux_max_files: 1000,
         }
     }
 }
@@ -167,6 +190,8 @@ impl Config {
                 addr_failures: count("DEPOT_LOGIN_ADDRESS_FAILURES", d.login.addr_failures)?,
                 ..d.login
             },
+            strux_repo: repo_var("DEPOT_STRUX_REPO", ("strux", "packages"))?,
+            strux_max_files: count("DEPOT_STRUX_MAX_FILES", d.strux_max_files as u32)? as usize,
         })
     }
 }

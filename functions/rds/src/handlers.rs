@@ -270,6 +270,7 @@ pub async fn upload(
         package_metadata: vec![],
         extension: Map::new(),
         overwrite: force && repo.allow_overwrite,
+        files: vec![],
     };
     match st.registry.create_version(req, &scope.actor).await {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "saved": true }))).into_response()),

@@ -191,6 +191,16 @@ impl Accounts {
     /// Creates a user. Administrators only.
     pub async fn create_user(&self, who: &Identity, req: NewUser) -> Result<UserView> {
         who.require_admin()?;
+        self.add_user(req).await
+    }
+
+    /// Creates an ordinary user (never an administrator) without a caller: the strux
+    /// surface's open sign-up, as the strux service has it.
+    pub async fn sign_up(&self, user_id: &str, pwd: &str) -> Result<UserView> {
+        self.add_user(NewUser { user_id: user_id.into(), name: None, pwd: pwd.into(), admin: false }).await
+    }
+
+    async fn add_user(&self, req: NewUser) -> Result<UserView> {
         validate_name("user id", &req.user_id)?;
         let name = req.name.filter(|n| !n.is_empty()).unwrap_or_else(|| req.user_id.clone());
         check_display_name(&name)?;
@@ -239,6 +249,15 @@ impl Accounts {
             }
         }
         Err(Error::conflict(format!("user [{user_id}] keeps changing; retry")))
+    }
+
+    /// Whether a user exists (strux's `user-exist` asks anyone). An invalid id names no
+    /// user.
+    pub async fn user_exists(&self, user_id: &str) -> Result<bool> {
+        if validate_name("user id", user_id).is_err() {
+            return Ok(false);
+        }
+        Ok(self.table.get(&user_key(user_id)).await?.is_some())
     }
 
     /// Lists every user, by id. Administrators only.
@@ -313,6 +332,23 @@ impl Accounts {
         if me == user_id {
             return Err(Error::Invalid("a user cannot delete itself".into()));
         }
+        self.remove_user(user_id).await
+    }
+
+    /// Deletes the caller's own account, as the strux client does with the user's own
+    /// password. An administrator's account is not deleted this way.
+    pub async fn delete_own_account(&self, who: &Identity, user_id: &str) -> Result<()> {
+        let me = who.require_user()?;
+        if me != user_id {
+            return Err(Error::Forbidden(format!("user [{me}] may not delete user [{}]", printable(user_id))));
+        }
+        if who.is_admin() {
+            return Err(Error::Forbidden("a system administrator's account is deleted by another administrator".into()));
+        }
+        self.remove_user(user_id).await
+    }
+
+    async fn remove_user(&self, user_id: &str) -> Result<()> {
         // Marked first: from here on no token or grant can be created for the user (they
         // require the mark absent), so the sweeps below see every one there will be.
         let mut set = Item::new();

@@ -308,6 +308,19 @@ const DRAIN_ON_REFUSAL: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// The client's address as a handler's extractor, for handlers that authenticate
+/// credentials of their own (strux's forms): `None` where the entry point gives none.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
+        Ok(Client(client_addr(parts)))
+    }
+}
+
 fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
     parts.extensions.get::<ClientAddr>().map(|c| c.0).or_else(|| {
         parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())

@@ -105,6 +105,10 @@ pub struct PackageVersion {
     pub blob_key: String,
     #[serde(default)]
     pub revision: i64,
+    /// Further blobs the version names beyond `blob_key`: the files of a strux tree,
+    /// whose `blob_key` is the tree's manifest. Garbage collection keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<String>,
 }
 
 impl PackageVersion {

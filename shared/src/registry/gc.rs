@@ -80,7 +80,9 @@ impl Registry {
                     let key = pkg.get("key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
                     let partition = package_partition(&project.name, &repo.name, &key);
                     for item in query_all(&*self.table, Query::prefix(partition, VER_SK_PREFIX)).await? {
-                        keys.insert(from_item::<PackageVersion>(item)?.blob_key);
+                        let v: PackageVersion = from_item(item)?;
+                        keys.insert(v.blob_key);
+                        keys.extend(v.blobs);
                     }
                 }
                 let staged =

@@ -140,6 +140,41 @@ impl Registry {
         }
     }
 
+    /// The repository a surface serves (one named by configuration), created with its
+    /// project on first use. One of another type is refused: the configuration names
+    /// the wrong repository.
+    pub async fn ensure_repository(&self, project: &str, name: &str, ty: RepoType, public: bool) -> Result<Repository> {
+        if let Some(repo) = self.find_repository(project, name).await? {
+            if repo.repo_type != ty {
+                return Err(Error::Internal(format!(
+                    "the configured repository {project}/{name} is of type {}, not {}",
+                    repo.repo_type.as_str(),
+                    ty.as_str()
+                )));
+            }
+            return Ok(repo);
+        }
+        let by = "system";
+        match self.create_project(NewProject { name: project.into(), ..Default::default() }, by).await {
+            Err(e) if !matches!(e, Error::Exists { .. }) => return Err(e),
+            _ => {}
+        }
+        let nr = NewRepository {
+            project_id: project.into(),
+            name: name.into(),
+            repo_type: ty,
+            public,
+            description: Some(format!("created by depot for its {} surface", ty.as_str())),
+            allow_overwrite: Some(false),
+        };
+        match self.create_repository(nr, by).await {
+            Ok(repo) => Ok(repo),
+            // Another request created it first.
+            Err(Error::Exists { .. }) => self.get_repository(project, name).await,
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn get_repository(&self, project: &str, name: &str) -> Result<Repository> {
         validate_name("project name", project)?;
         validate_name("repository name", name)?;

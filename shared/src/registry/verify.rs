@@ -69,6 +69,10 @@ impl Registry {
     pub async fn blobs_to_verify(&self, scope: &VerifyScope) -> Result<(BTreeMap<String, Target>, u64)> {
         let mut targets: BTreeMap<String, Target> = BTreeMap::new();
         let mut add = |v: PackageVersion| {
+            // A tree's files: checked against their content keys.
+            for b in &v.blobs {
+                targets.entry(b.clone()).or_default();
+            }
             let t = targets.entry(v.blob_key.clone()).or_default();
             t.size = t.size.max(v.size);
             t.versions.push(v);

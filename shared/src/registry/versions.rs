@@ -51,6 +51,8 @@ pub struct NewVersion {
     /// Replace an existing version instead of refusing with `Exists` (a `@release`
     /// version also needs the caller's MANAGE).
     pub overwrite: bool,
+    /// Further blobs the version names (a strux tree's files; `blob` is its manifest).
+    pub files: Vec<BlobRef>,
 }
 
 /// The write that claims a version's content path: a path is held by one version of
@@ -87,6 +89,7 @@ impl NewVersion {
             package_metadata: vec![],
             extension: Map::new(),
             overwrite: false,
+            files: vec![],
         }
     }
 }
@@ -158,13 +161,34 @@ impl Registry {
         match self.commit_version(&req, by).await {
             Ok(done) => {
                 self.settle(&req.blob.key, &req.blob.hold).await;
+                self.settle_files(&req.files).await;
                 Ok(done)
             }
             Err(e) => {
                 self.release(&req.blob.hold).await;
+                for f in &req.files {
+                    self.release(&f.hold).await;
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Settles the further blobs of a committed version. Their guard is not in the
+    /// commit's transaction (a tree may have more files than a transaction has
+    /// operations), so it comes after it, with the same effect: once no collector's mark
+    /// is on a blob, any later collector reads the committed version and keeps it, and
+    /// one that removed it before is undone from the spare.
+    async fn settle_files(&self, files: &[BlobRef]) {
+        use futures::StreamExt;
+        futures::stream::iter(files)
+            .for_each_concurrent(16, |f| async move {
+                if let Err(e) = self.wait_for_collector(&f.key, &f.hold).await {
+                    tracing::warn!(blob = %f.key, error = %e, "a collector's mark outlived the wait; settling anyway");
+                }
+                self.settle(&f.key, &f.hold).await;
+            })
+            .await;
     }
 
     /// The transaction of [`Registry::create_version`]: the version item (new, or the
@@ -475,6 +499,12 @@ fn version_record(req: &NewVersion, existing: Option<&PackageVersion>, by: &str,
         md5: req.blob.digests.md5.clone(),
         blob_key: req.blob.key.clone(),
         revision: existing.map_or(0, |o| o.revision + 1),
+        blobs: {
+            let mut keys: Vec<String> = req.files.iter().map(|f| f.key.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        },
     }
 }
 

@@ -12,4 +12,5 @@ mod rds;
 mod routes;
 mod search;
 mod serve;
+mod strux;
 mod uploads;

@@ -1,0 +1,85 @@
+//! A strux request's form, read whole: its text fields and its file parts. The kit's
+//! body limit (`DEPOT_MAX_BODY_BYTES`) bounds it, so the handler can authenticate and
+//! check the whole tree before it stores a byte.
+use std::collections::HashMap;
+
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use bytes::Bytes;
+use depot_core::model::printable;
+use depot_core::{Error, Result};
+
+/// The longest text field (`files_info` included).
+const MAX_TEXT_BYTES: usize = 1024 * 1024;
+
+/// One file part: `DIR$<dir>` with a bare file name.
+pub struct FilePart {
+    pub field: String,
+    pub filename: String,
+    pub bytes: Bytes,
+}
+
+#[derive(Default)]
+pub struct Form {
+    texts: HashMap<String, String>,
+    pub files: Vec<FilePart>,
+}
+
+/// strux's answer to a missing field.
+pub fn missing(key: &str) -> Error {
+    Error::Missing { param: key.into(), message: format!("Form key '{key}' not exist") }
+}
+
+impl Form {
+    /// Reads the whole form. A body that is not a multipart form is an empty one, so that
+    /// its answer names the first field it lacks, as strux's does.
+    pub async fn read(multipart: std::result::Result<Multipart, MultipartRejection>) -> Result<Form> {
+        let mut form = Form::default();
+        let Ok(mut multipart) = multipart else { return Ok(form) };
+        let unreadable = |e: axum::extract::multipart::MultipartError| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge(format!(
+                    "the form is over the request body limit; send large files through /blobs/uploads ({})",
+                    e.body_text()
+                ))
+            } else {
+                Error::Invalid(format!("unreadable multipart form: {}", e.body_text()))
+            }
+        };
+        while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+            let name = field.name().unwrap_or_default().to_string();
+            match field.file_name().map(str::to_string) {
+                Some(filename) => {
+                    let bytes = field.bytes().await.map_err(unreadable)?;
+                    form.files.push(FilePart { field: name, filename, bytes });
+                }
+                None => {
+                    let bytes = field.bytes().await.map_err(unreadable)?;
+                    if bytes.len() > MAX_TEXT_BYTES {
+                        return Err(Error::TooLarge(format!(
+                            "form field '{}' is over {MAX_TEXT_BYTES} bytes",
+                            printable(&name)
+                        )));
+                    }
+                    let text = String::from_utf8(bytes.to_vec())
+                        .map_err(|_| Error::Invalid(format!("form field '{}' is not UTF-8", printable(&name))))?;
+                    form.texts.insert(name, text);
+                }
+            }
+        }
+        Ok(form)
+    }
+
+    /// A text field, or strux's "Form key '...' not exist".
+    pub fn text(&self, key: &str) -> Result<&str> {
+        self.texts.get(key).map(String::as_str).ok_or_else(|| missing(key))
+    }
+
+    /// Several text fields, checked in order.
+    pub fn texts<const N: usize>(&self, keys: [&str; N]) -> Result<[&str; N]> {
+        let mut out = [""; N];
+        for (i, k) in keys.iter().enumerate() {
+            out[i] = self.text(k)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,394 @@
+//! The strux surface in the strux client's exact wire format: Go's `mime/multipart`
+//! writer layout (text fields first, then `DIR$` file parts), GET requests with a body,
+//! answers as `BaseResponse` text or multipart forms. Every status and message of
+//! NOTES §5's table, the one domain (bkrepo's API on strux packages), hostile trees on
+//! both backends.
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::{json, Value};
+
+use crate::harness::{data, embedded};
+
+/// A multipart body as Go's `multipart.Writer` lays it out: a 60-hex-digit boundary, text
+/// fields with only a Content-Disposition, file parts from `CreateFormFile` (quotes and
+/// backslashes escaped, `application/octet-stream`), then the closing boundary.
+pub struct GoForm {
+    boundary: String,
+    body: Vec<u8>,
+}
+
+fn go_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+impl GoForm {
+    pub fn new() -> Self {
+        let boundary: String = (0..30).map(|i| format!("{:02x}", (i * 37 + 11) % 256)).collect();
+        GoForm { boundary, body: vec![] }
+    }
+
+    fn start(&mut self) {
+        let sep = if self.body.is_empty() { "" } else { "\r\n" };
+        self.body.extend_from_slice(format!("{sep}--{}\r\n", self.boundary).as_bytes());
+    }
+
+    pub fn text(mut self, name: &str, value: &str) -> Self {
+        self.start();
+        self.body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", go_escape(name)).as_bytes());
+        self.body.extend_from_slice(value.as_bytes());
+        self
+    }
+
+    pub fn file(mut self, field: &str, filename: &str, bytes: &[u8]) -> Self {
+        self.start();
+        self.body.extend_from_slice(
+            format!(
+                "Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                go_escape(field),
+                go_escape(filename)
+            )
+            .as_bytes(),
+        );
+        self.body.extend_from_slice(bytes);
+        self
+    }
+
+    pub fn finish(mut self) -> (String, Vec<u8>) {
+        self.body.extend_from_slice(format!("\r\n--{}--\r\n", self.boundary).as_bytes());
+        (format!("multipart/form-data; boundary={}", self.boundary), self.body)
+    }
+}
+
+/// An answer: status, content type, body.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The `BaseResponse` of a text/plain answer.
+    pub fn base(&self) -> Value {
+        assert!(self.content_type.starts_with("text/plain"), "{} {}", self.content_type, self.text());
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    /// Asserts status, strux status, success and message.
+    pub fn says(&self, http: u16, status: i64, success: bool, message: &str) {
+        let b = self.base();
+        assert_eq!(
+            (self.status, b["status"].as_i64(), b["success"].as_bool(), b["message"].as_str()),
+            (http, Some(status), Some(success), Some(message)),
+            "{b}"
+        );
+    }
+
+    /// The parts of a multipart answer: (field, filename, bytes), in order, and what
+    /// follows the closing boundary.
+    pub fn parts(&self) -> (Vec<(String, Option<String>, Vec<u8>)>, Vec<u8>) {
+        let boundary = self.content_type.split("boundary=").nth(1).expect("a multipart answer").to_string();
+        let delim = format!("--{boundary}");
+        let mut out = vec![];
+        let body = &self.body[..];
+        let mut pos = find(body, delim.as_bytes(), 0).expect("first boundary");
+        loop {
+            let after = pos + delim.len();
+            if body[after..].starts_with(b"--") {
+                return (out, body[after + 2..].to_vec());
+            }
+            let head_end = find(body, b"\r\n\r\n", after).unwrap();
+            let head = String::from_utf8_lossy(&body[after + 2..head_end]).to_string();
+            let next = find(body, format!("\r\n{delim}").as_bytes(), head_end + 4).unwrap();
+            let content = body[head_end + 4..next].to_vec();
+            let field = between(&head, "name=\"").unwrap();
+            let filename = between(&head, "filename=\"");
+            out.push((field, filename, content));
+            pos = next + 2;
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay[from..].windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+}
+
+fn between(head: &str, start: &str) -> Option<String> {
+    let i = head.find(start)? + start.len();
+    let rest = &head[i..];
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Sends a Go form with `method` (a GET carries its body too) to `base + path`.
+pub async fn send(base: &str, method: &str, path: &str, form: GoForm) -> Answer {
+    let (content_type, body) = form.finish();
+    let res = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let content_type = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    Answer { status, content_type, body: res.bytes().await.unwrap().to_vec() }
+}
+
+fn creds(user: &str, password: &str) -> GoForm {
+    GoForm::new().text("username", user).text("password", password)
+}
+
+/// The tree the client would send for `tee/` with two files, `dir1` (given in the
+/// Windows spelling) with one, and an empty `dir2`.
+fn tee_tree() -> String {
+    json!({"Name": "tee", "FileNames": ["file0.txt", "file00.txt"], "InnerDir": [
+        {"Name": "tee\\dir1", "FileNames": ["file1.txt"]},
+        {"Name": "tee/dir2"}
+    ]})
+    .to_string()
+}
+
+fn upload_form(user: &str, password: &str, version: &str, tree: &str, files: &[(&str, &str, &[u8])]) -> GoForm {
+    let mut f = creds(user, password).text("version", version).text("files_info", tree);
+    for (dir, name, bytes) in files {
+        f = f.file(&format!("DIR${dir}"), name, bytes);
+    }
+    f
+}
+
+const TEE_FILES: [(&str, &str, &[u8]); 3] =
+    [("tee", "file0.txt", b"zero\n"), ("tee", "file00.txt", b"\x00\x01binary\xff"), ("tee\\dir1", "file1.txt", b"one\n")];
+
+#[tokio::test]
+async fn strux_client_round_trip_and_every_answer() {
+    let (dir, server, api) = embedded(&[]);
+    let base = server.base.clone();
+    let b = base.as_str();
+
+    // Users.
+    send(b, "POST", "/create-user/", creds("alice", "alice-password")).await.says(201, 1, true, "User alice created successfully.");
+    send(b, "POST", "/create-user", creds("alice", "other-password")).await.says(409, 1, false, "User alice already exist.");
+    send(b, "GET", "/user-exist/", GoForm::new().text("username", "alice")).await.says(200, 1, true, "Exist");
+    send(b, "GET", "/user-exist/", GoForm::new().text("username", "nobody")).await.says(200, 1, false, "Not exist");
+    send(b, "GET", "/user-log-in/", creds("alice", "alice-password")).await.says(200, 1, true, "OK");
+    send(b, "GET", "/user-log-in/", creds("alice", "wrong-password")).await.says(401, 1, false, "Password mismatch.");
+    send(b, "GET", "/user-log-in/", creds("nobody", "x")).await.says(404, 1, false, "User nobody not exist.");
+    send(b, "GET", "/user-log-in/", GoForm::new().text("username", "alice")).await.says(400, 0, false, "Form key 'password' not exist");
+    // The query string is ignored; the form is what counts.
+    send(b, "GET", "/user-exist/?username=alice", GoForm::new()).await.says(400, 0, false, "Form key 'username' not exist");
+
+    // Upload, in the client's layout; a second time is status 2.
+    let tree = tee_tree();
+    let up = send(b, "POST", "/upload-pkg/", upload_form("alice", "alice-password", "0.0.2", &tree, &TEE_FILES)).await;
+    up.says(201, 1, true, "Package tee successfully created.");
+    let again = send(b, "POST", "/upload-pkg/", upload_form("alice", "alice-password", "0.0.2", &tree, &TEE_FILES)).await;
+    again.says(409, 2, false, "Version 0.0.2 of the tee package already exists.");
+    send(b, "POST", "/upload-pkg/", upload_form("alice", "wrong-password", "0.0.3", &tree, &TEE_FILES))
+        .await
+        .says(401, 1, false, "Password mismatch.");
+    send(b, "POST", "/upload-pkg/", upload_form("nobody", "x", "0.0.3", &tree, &TEE_FILES))
+        .await
+        .says(404, 1, false, "User nobody not exist.");
+    // The same files again in another version are stored once (and so is the manifest,
+    // which names the same tree and blobs).
+    let blobs = || walk(&dir.path().join("blobs/blobs")).len();
+    let before = blobs();
+    let up = send(b, "POST", "/upload-pkg", upload_form("alice", "alice-password", "0.0.10", &tree, &TEE_FILES)).await;
+    up.says(201, 1, true, "Package tee successfully created.");
+    assert_eq!(blobs(), before, "identical files are stored once");
+
+    // exists-package.
+    let exists = |pkg: &str, v: &str| GoForm::new().text("username", "alice").text("pkgName", pkg).text("version", v);
+    send(b, "GET", "/exists-package/", exists("tee", "0.0.2")).await.says(200, 1, true, "Package tee/0.0.2 successfully found");
+    send(b, "GET", "/exists-package/", exists("nope", "0.0.2")).await.says(404, 2, false, "Package nope not exist.");
+    send(b, "GET", "/exists-package/", exists("tee", "9.9.9")).await.says(404, 2, false, "Package version 9.9.9 not exist.");
+
+    // package-versions: one field, semver order, nothing after the closing boundary.
+    let versions = |user: &str, pkg: &str| GoForm::new().text("username", user).text("pkgName", pkg);
+    let v = send(b, "GET", "/package-versions/", versions("alice", "tee")).await;
+    assert_eq!(v.status, 200);
+    let (parts, trailer) = v.parts();
+    assert_eq!(parts.len(), 1);
+    assert_eq!((parts[0].0.as_str(), parts[0].1.as_deref()), ("versions", None));
+    assert_eq!(serde_json::from_slice::<Value>(&parts[0].2).unwrap(), json!(["0.0.2", "0.0.10"]));
+    assert_eq!(trailer, b"\r\n", "nothing follows the closing boundary");
+    send(b, "GET", "/package-versions/", versions("alice", "nope")).await.says(404, 0, false, "Package alice/nope not exist");
+    send(b, "GET", "/package-versions/", versions("nobody", "tee")).await.says(404, 0, false, "User nobody not exist");
+
+    // download-package: each file with its bytes, then files_info with capitalised keys.
+    let download = |v: &str| GoForm::new().text("username", "alice").text("pkgName", "tee").text("version", v);
+    let d = send(b, "GET", "/download-package/", download("0.0.2")).await;
+    assert_eq!(d.status, 200, "{}", d.text());
+    let (parts, _) = d.parts();
+    let files: BTreeMap<(String, String), Vec<u8>> = parts
+        .iter()
+        .filter_map(|(f, name, bytes)| Some(((f.clone(), name.clone()?), bytes.clone())))
+        .collect();
+    let want: BTreeMap<(String, String), Vec<u8>> = [
+        (("DIR$tee".to_string(), "file0.txt".to_string()), b"zero\n".to_vec()),
+        (("DIR$tee".into(), "file00.txt".into()), b"\x00\x01binary\xff".to_vec()),
+        (("DIR$tee/dir1".into(), "file1.txt".into()), b"one\n".to_vec()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(files, want);
+    let (last, _, info) = parts.last().unwrap();
+    assert_eq!(last, "files_info");
+    let info: Value = serde_json::from_slice(info).unwrap();
+    assert_eq!(
+        info,
+        json!({"Name": "tee", "FileNames": ["file0.txt", "file00.txt"], "InnerDir": [
+            {"Name": "tee/dir1", "FileNames": ["file1.txt"]}, {"Name": "tee/dir2"}]})
+    );
+    send(b, "GET", "/download-package/", download("7.7.7")).await.says(404, 0, false, "Package tee/7.7.7 not exist.");
+
+    // One domain: the bkrepo API sees the package, its download, and deletes a version.
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://alice/tee").await;
+    let pkg = data(s, &body);
+    assert_eq!((pkg["versions"].as_i64(), pkg["downloads"].as_i64(), pkg["type"].as_str()), (Some(2), Some(1), Some("STRUX")));
+    let (s, body) = api.delete("/repository/api/version/delete/strux/packages?packageKey=strux://alice/tee&version=0.0.2").await;
+    data(s, &body);
+    let (parts, _) = send(b, "GET", "/package-versions/", versions("alice", "tee")).await.parts();
+    assert_eq!(serde_json::from_slice::<Value>(&parts[0].2).unwrap(), json!(["0.0.10"]));
+
+    // Another user downloads alice's package, and uploads only into its own namespace.
+    send(b, "POST", "/create-user/", creds("bob", "bob-password-1")).await.says(201, 1, true, "User bob created successfully.");
+    let d = send(b, "GET", "/download-package/", download("0.0.10")).await;
+    assert_eq!(d.status, 200);
+    send(b, "POST", "/upload-pkg/", upload_form("bob", "bob-password-1", "0.0.10", &tree, &TEE_FILES))
+        .await
+        .says(201, 1, true, "Package tee successfully created.");
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://bob/tee").await;
+    assert_eq!(data(s, &body)["versions"], 1);
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://alice/tee").await;
+    assert_eq!(data(s, &body)["versions"], 1, "bob's upload did not touch alice's package");
+    // bob holds no grant on the repository: the bkrepo API refuses him a write.
+    let (s, _) = api
+        .as_user("bob", "bob-password-1")
+        .delete("/repository/api/version/delete/strux/packages?packageKey=strux://alice/tee&version=0.0.10")
+        .await;
+    assert_eq!(s, 403);
+
+    // Passwords.
+    let update = |old: &str, new: &str| creds("alice", old).text("newPassword", new);
+    send(b, "PUT", "/user-password-update/", update("wrong-password", "next-password")).await.says(401, 1, false, "Old password mismatch.");
+    send(b, "PUT", "/user-password-update/", update("alice-password", "alice-password")).await.says(
+        400,
+        1,
+        false,
+        "The old and new passwords are the same.",
+    );
+    send(b, "PUT", "/user-password-update/", update("alice-password", "next-password")).await.says(200, 1, true, "Password updated.");
+    send(b, "GET", "/user-log-in/", creds("alice", "next-password")).await.says(200, 1, true, "OK");
+    send(b, "PUT", "/user-password-update/", creds("nobody", "x").text("newPassword", "y")).await.says(
+        404,
+        1,
+        false,
+        "User nobody not exist.",
+    );
+
+    // Deleting the account takes its packages with it.
+    send(b, "DELETE", "/user-delete/", creds("alice", "wrong-password")).await.says(401, 1, false, "Password mismatch.");
+    send(b, "DELETE", "/user-delete/", creds("nobody", "x")).await.says(404, 1, false, "User nobody not exist.");
+    send(b, "DELETE", "/user-delete/", creds("alice", "next-password")).await.says(200, 1, true, "User alice deleted.");
+    send(b, "GET", "/user-exist/", GoForm::new().text("username", "alice")).await.says(200, 1, false, "Not exist");
+    send(b, "GET", "/exists-package/", exists("tee", "0.0.10")).await.says(404, 2, false, "Package tee not exist.");
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://bob/tee").await;
+    assert_eq!(data(s, &body)["versions"], 1, "bob's package stays");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Hostile trees and names, in process on one backend: each is a 400 (or 413) in a
+/// BaseResponse with status 0, and nothing is stored.
+async fn hostile_trees_on(config: depot_core::config::Config) {
+    let config = depot_core::config::Config { strux_max_files: 4, ..config };
+    let state = depot_core::http::AppState::open(config, true).await.unwrap();
+    let registry = state.registry.clone();
+    let app = crate::harness::surfaces(state);
+    let user = crate::harness::unique("h");
+    let call = |form: GoForm, path: &'static str| {
+        let app = app.clone();
+        async move {
+            let (content_type, body) = form.finish();
+            let req = Request::post(path).header("content-type", content_type).body(Body::from(body)).unwrap();
+            let res = tower::ServiceExt::oneshot(app, req).await.unwrap();
+            let status = res.status().as_u16();
+            let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec();
+            Answer { status, content_type, body }
+        }
+    };
+    call(creds(&user, "hostile-password"), "/create-user/").await.says(201, 1, true, &format!("User {user} created successfully."));
+    let one = |tree: Value| tree.to_string();
+    let cases: Vec<(&str, String, Vec<(&str, &str, &[u8])>, u16, &str)> = vec![
+        ("absolute root", one(json!({"Name": "/tee", "FileNames": ["a"]})), vec![("/tee", "a", b"a")], 400, "absolute"),
+        ("dot-dot dir", one(json!({"Name": "tee", "InnerDir": [{"Name": "tee/../../etc", "FileNames": ["a"]}]})), vec![], 400, "invalid segment"),
+        ("NUL in a file name", one(json!({"Name": "tee", "FileNames": ["a\u{0}b"]})), vec![], 400, "invalid file name"),
+        ("backslash in a file name", one(json!({"Name": "tee", "FileNames": ["a\\b"]})), vec![], 400, "invalid file name"),
+        ("duplicate files", one(json!({"Name": "tee", "FileNames": ["a", "a"]})), vec![], 400, "listed twice"),
+        ("a dir outside its parent", one(json!({"Name": "tee", "InnerDir": [{"Name": "other"}]})), vec![], 400, "does not extend"),
+        ("too many files", one(json!({"Name": "tee", "FileNames": ["a", "b", "c", "d", "e"]})), vec![], 413, "at most 4 files"),
+        ("a listed file not sent", one(json!({"Name": "tee", "FileNames": ["a", "b"]})), vec![("tee", "a", b"a")], 400, "was not sent"),
+        ("a file sent twice", one(json!({"Name": "tee", "FileNames": ["a"]})), vec![("tee", "a", b"1"), ("tee", "a", b"2")], 400, "sent twice"),
+        ("not JSON", "{\"Name\":".to_string(), vec![], 400, "files_info"),
+        ("a bad version", one(json!({"Name": "tee", "FileNames": ["a"]})), vec![("tee", "a", b"a")], 400, "invalid version"),
+    ];
+    for (what, tree, files, http, want) in cases {
+        let version = if what == "a bad version" { "../1" } else { "1.0.0" };
+        let a = call(upload_form(&user, "hostile-password", version, &tree, &files), "/upload-pkg/").await;
+        let b = a.base();
+        assert_eq!((a.status, b["status"].as_i64(), b["success"].as_bool()), (http, Some(0), Some(false)), "{what}: {b}");
+        assert!(b["message"].as_str().unwrap().contains(want), "{what}: {b}");
+    }
+    let (p, r) = ("strux", "packages");
+    let key = format!("strux://{user}/tee");
+    assert!(registry.find_package(p, r, &key).await.unwrap().is_none(), "nothing was stored");
+    // Files the tree does not list are not stored; the listed ones are.
+    let tree = one(json!({"Name": "tee", "FileNames": ["a"]}));
+    let files: Vec<(&str, &str, &[u8])> = vec![("tee", "a", b"a"), ("tee", "extra", b"x"), ("elsewhere", "a", b"y")];
+    call(upload_form(&user, "hostile-password", "1.0.0", &tree, &files), "/upload-pkg/").await.says(
+        201,
+        1,
+        true,
+        "Package tee successfully created.",
+    );
+    let v = registry.get_version(p, r, &key, "1.0.0").await.unwrap();
+    assert_eq!(v.blobs.len(), 1, "{v:?}");
+}
+
+#[tokio::test]
+async fn strux_hostile_trees_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    hostile_trees_on(depot_core::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() }).await;
+}
+
+#[tokio::test]
+async fn strux_hostile_trees_aws() {
+    hostile_trees_on(crate::harness::aws_config("strux")).await;
+}
