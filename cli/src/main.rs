@@ -48,6 +48,9 @@ Environment:
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)
+  DEPOT_STRUX_REPO       the strux surface's repository, PROJECT/REPOSITORY (default
+                         strux/packages; created on first use)
+  DEPOT_STRUX_MAX_FILES  the most files one strux version holds (default 1000)
   DEPOT_LOGIN_SLOTS      password checks that run at once (default: the number of cores);
                          one that waits over 5 s is a 503 with Retry-After
   DEPOT_LOGIN_USER_FAILURES
