@@ -152,6 +152,42 @@ async fn packages_function_under_cargo_lambda_watch() {
     let (s, b) = api.delete("/repository/api/package/delete/lam/charts?packageKey=rds://redis").await;
     failure(s, &b, 404, 251017);
 
+    // The strux function: a user, an upload in the Go client's form, versions, download
+    // (GET requests with a multipart body, through the Lambda event), and the packages
+    // function sees the package.
+    use crate::strux::{creds, send, tee_tree, upload_form, GoForm, TEE_FILES};
+    let strux = format!("http://127.0.0.1:{port}/lambda-url/strux");
+    let started = Instant::now();
+    loop {
+        let a = send(&strux, "POST", "/create-user/", creds("sam", "sam-password-1")).await;
+        if a.status == 201 {
+            a.says(201, 1, true, "User sam created successfully.");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the strux function did not answer: {}", a.text());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    send(&strux, "POST", "/upload-pkg/", upload_form("sam", "sam-password-1", "1.0.0", &tee_tree(), &TEE_FILES))
+        .await
+        .says(201, 1, true, "Package tee successfully created.");
+    let (parts, _) = send(&strux, "GET", "/package-versions/", GoForm::new().text("username", "sam").text("pkgName", "tee"))
+        .await
+        .parts();
+    assert_eq!(parts[0].2, b"[\"1.0.0\"]");
+    let d = send(
+        &strux,
+        "GET",
+        "/download-package/",
+        GoForm::new().text("username", "sam").text("pkgName", "tee").text("version", "1.0.0"),
+    )
+    .await;
+    let (parts, _) = d.parts();
+    let got: Vec<_> = parts.iter().filter(|p| p.1.is_some()).map(|p| (p.0.clone(), p.1.clone().unwrap(), p.2.clone())).collect();
+    assert_eq!(got.len(), 3, "{}", d.text());
+    assert!(got.contains(&("DIR$tee/dir1".into(), "file1.txt".into(), b"one\n".to_vec())), "{got:?}");
+    let (s, b) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://sam/tee").await;
+    assert_eq!(data(s, &b)["downloads"], 1);
+
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);
     let item = depot_core::store::Table::get(&t, &depot_core::store::schema::repo_key("lam", "charts")).await.unwrap();

@@ -148,13 +148,13 @@ pub async fn send(base: &str, method: &str, path: &str, form: GoForm) -> Answer 
     Answer { status, content_type, body: res.bytes().await.unwrap().to_vec() }
 }
 
-fn creds(user: &str, password: &str) -> GoForm {
+pub fn creds(user: &str, password: &str) -> GoForm {
     GoForm::new().text("username", user).text("password", password)
 }
 
 /// The tree the client would send for `tee/` with two files, `dir1` (given in the
 /// Windows spelling) with one, and an empty `dir2`.
-fn tee_tree() -> String {
+pub fn tee_tree() -> String {
     json!({"Name": "tee", "FileNames": ["file0.txt", "file00.txt"], "InnerDir": [
         {"Name": "tee\\dir1", "FileNames": ["file1.txt"]},
         {"Name": "tee/dir2"}
@@ -162,7 +162,7 @@ fn tee_tree() -> String {
     .to_string()
 }
 
-fn upload_form(user: &str, password: &str, version: &str, tree: &str, files: &[(&str, &str, &[u8])]) -> GoForm {
+pub fn upload_form(user: &str, password: &str, version: &str, tree: &str, files: &[(&str, &str, &[u8])]) -> GoForm {
     let mut f = creds(user, password).text("version", version).text("files_info", tree);
     for (dir, name, bytes) in files {
         f = f.file(&format!("DIR${dir}"), name, bytes);
@@ -170,7 +170,7 @@ fn upload_form(user: &str, password: &str, version: &str, tree: &str, files: &[(
     f
 }
 
-const TEE_FILES: [(&str, &str, &[u8]); 3] =
+pub const TEE_FILES: [(&str, &str, &[u8]); 3] =
     [("tee", "file0.txt", b"zero\n"), ("tee", "file00.txt", b"\x00\x01binary\xff"), ("tee\\dir1", "file1.txt", b"one\n")];
 
 #[tokio::test]
@@ -380,6 +380,15 @@ async fn hostile_trees_on(config: depot_core::config::Config) {
     );
     let v = registry.get_version(p, r, &key, "1.0.0").await.unwrap();
     assert_eq!(v.blobs.len(), 1, "{v:?}");
+    // Garbage collection keeps a tree's files while a version names them, and removes
+    // them once none does.
+    registry.collect_garbage(false, 0).await.unwrap();
+    assert!(registry.blobs.head(&v.blobs[0]).await.unwrap().is_some(), "a named file is kept");
+    assert!(registry.blobs.head(&v.blob_key).await.unwrap().is_some(), "and its manifest");
+    let admin = depot_core::model::Actor::user("root", depot_core::model::Rights::ALL);
+    registry.delete_package(&admin, p, r, &key).await.unwrap();
+    registry.collect_garbage(false, 0).await.unwrap();
+    assert!(registry.blobs.head(&v.blobs[0]).await.unwrap().is_none(), "an unnamed file goes");
 }
 
 #[tokio::test]
