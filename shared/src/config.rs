@@ -88,6 +88,10 @@ pub struct Config {
     pub strux_repo: (String, String),
     /// The most files one strux version holds.
     pub strux_max_files: usize,
+    /// The largest response body the entry point can carry: set by the Lambda entry
+    /// point (6 MB through API Gateway), `None` under `depot serve`. Answers that cannot
+    /// be a redirect (a strux download) check it before they start.
+    pub max_response_bytes: Option<u64>,
 }
 
 /// Reads `project/repo` from a variable.
@@ -121,6 +125,7 @@ impl Default for Config {
             login: crate::auth::LoginLimits::default(),
             strux_repo: ("strux".into(), "packages".into()),
             strux_max_files: 1000,
+            max_response_bytes: None,
         }
     }
 }
@@ -192,6 +197,7 @@ impl Config {
             },
             strux_repo: repo_var("DEPOT_STRUX_REPO", ("strux", "packages"))?,
             strux_max_files: count("DEPOT_STRUX_MAX_FILES", d.strux_max_files as u32)? as usize,
+            max_response_bytes: None,
         })
     }
 }

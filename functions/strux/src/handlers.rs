@@ -320,6 +320,15 @@ pub async fn download_package(State(st): State<AppState>, multipart: Multi) -> R
     let bytes = st.registry.blobs.get(&v.blob_key, None).await?.bytes().await?;
     let manifest: Manifest =
         serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("manifest of {key} {version}: {e}")))?;
+    // A multipart answer cannot be a redirect: one larger than the entry point carries
+    // (API Gateway's 6 MB) is refused before it starts, naming where it can be had.
+    let total: u64 = manifest.files.iter().map(|f| f.size + 256 + f.dir.len() as u64 + f.name.len() as u64).sum();
+    if let Some(limit) = st.config.max_response_bytes.filter(|l| total > *l) {
+        return Err(Error::TooLarge(format!(
+            "package {package}/{version} is {total} bytes, more than the {limit} bytes a response through API Gateway \
+             carries: download it from a depot serve on the same storage (depot serve --backend aws)"
+        )));
+    }
     st.registry.record_download(&p, &r, &key, version).await?;
     let (b, content_type) = boundary();
     let tree = serde_json::to_string(&manifest.tree).map_err(Error::internal)?;

@@ -9,6 +9,9 @@ use super::trace::{init_tracing, trace_layer, TRACE_HEADER};
 use super::AppState;
 use crate::config::{Backend, Config};
 
+/// The largest response a synchronous Lambda invocation behind API Gateway returns.
+pub const LAMBDA_RESPONSE_BYTES: u64 = 6 * 1024 * 1024;
+
 /// Runs one surface on Lambda: JSON logs, configuration from the environment (always the
 /// AWS backend, with the SDK configured from the function's environment only), and the
 /// Lambda request id as trace id.
@@ -19,7 +22,8 @@ pub fn main(surface: &'static Surface) -> Result<(), lambda_http::Error> {
 
 async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
     init_tracing(true);
-    let config = Config::from_env_or(Backend::Aws)?;
+    // API Gateway carries at most 6 MB of response.
+    let config = Config { max_response_bytes: Some(LAMBDA_RESPONSE_BYTES), ..Config::from_env_or(Backend::Aws)? };
     if config.backend != Backend::Aws {
         return Err("a Lambda function runs on the AWS backend: unset DEPOT_BACKEND or set it to aws".into());
     }

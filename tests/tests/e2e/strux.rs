@@ -327,16 +327,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// Hostile trees and names, in process on one backend: each is a 400 (or 413) in a
 /// BaseResponse with status 0, and nothing is stored.
 async fn hostile_trees_on(config: depot_core::config::Config) {
-    let config = depot_core::config::Config { strux_max_files: 4, ..config };
+    // As on Lambda, with a smaller response limit than its 6 MB.
+    let config = depot_core::config::Config { strux_max_files: 4, max_response_bytes: Some(4096), ..config };
     let state = depot_core::http::AppState::open(config, true).await.unwrap();
     let registry = state.registry.clone();
     let app = crate::harness::surfaces(state);
     let user = crate::harness::unique("h");
     let call = |form: GoForm, path: &'static str| {
         let app = app.clone();
+        let method = if path.starts_with("/download") { "GET" } else { "POST" };
         async move {
             let (content_type, body) = form.finish();
-            let req = Request::post(path).header("content-type", content_type).body(Body::from(body)).unwrap();
+            let req = Request::builder()
+                .method(method)
+                .uri(path).header("content-type", content_type).body(Body::from(body)).unwrap();
             let res = tower::ServiceExt::oneshot(app, req).await.unwrap();
             let status = res.status().as_u16();
             let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
@@ -380,6 +384,23 @@ async fn hostile_trees_on(config: depot_core::config::Config) {
     );
     let v = registry.get_version(p, r, &key, "1.0.0").await.unwrap();
     assert_eq!(v.blobs.len(), 1, "{v:?}");
+    // A download larger than the entry point's response limit is refused before it starts,
+    // naming where it can be had; a smaller one answers.
+    let download = |v: &str| GoForm::new().text("username", &user).text("pkgName", "tee").text("version", v);
+    assert_eq!(call(download("1.0.0"), "/download-package/").await.status, 200);
+    let big = vec![7u8; 5000];
+    let files: Vec<(&str, &str, &[u8])> = vec![("tee", "a", &big)];
+    call(upload_form(&user, "hostile-password", "2.0.0", &tree, &files), "/upload-pkg/").await.says(
+        201,
+        1,
+        true,
+        "Package tee successfully created.",
+    );
+    let a = call(download("2.0.0"), "/download-package/").await;
+    let b = a.base();
+    assert_eq!((a.status, b["status"].as_i64()), (413, Some(0)), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("depot serve"), "{b}");
+    registry.delete_version(&depot_core::model::Actor::user("root", depot_core::model::Rights::ALL), p, r, &key, "2.0.0").await.unwrap();
     // Garbage collection keeps a tree's files while a version names them, and removes
     // them once none does.
     registry.collect_garbage(false, 0).await.unwrap();
