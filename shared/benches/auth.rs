@@ -36,7 +36,7 @@ async fn main() {
     let setup = Arc::new(Authenticator::new(table.clone(), Some("admin-password".into())));
     setup.bootstrap_admin(false).await.unwrap();
     let accounts = Accounts::new(table.clone(), setup.clone(), Arc::new(Authorizer::new(table.clone())));
-    let admin = Identity::User { id: "admin".into(), admin: true };
+    let admin = Identity::User { id: "admin".into(), admin: true, epoch: 0 };
     let user = NewUser { user_id: "ci".into(), name: None, pwd: "ci-password-1".into(), admin: false };
     accounts.create_user(&admin, user).await.unwrap();
     let (_, token) = accounts.create_token(&admin, "ci", "bench", None).await.unwrap();

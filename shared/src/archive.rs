@@ -237,6 +237,9 @@ fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool) -> Res<
                 }
                 for ext in tar::PaxExtensions::new(&bytes) {
                     let ext = ext.map_err(|_| broken("a malformed PAX extended header"))?;
+                    if ext.key_bytes().starts_with(b"GNU.sparse") {
+                        return Err(broken("the archive holds a sparse file"));
+                    }
                     match ext.key() {
                         Ok("path") => pax_name = Some(name_of(ext.value_bytes(), limits)?),
                         Ok("size") => {
@@ -281,8 +284,19 @@ fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool) -> Res<
         return Err(broken("the archive ends with a header that describes no entry"));
     }
     // Read to the end, so that a truncated or corrupt stream (the gzip trailer's CRC
-    // and length) is refused rather than half-read.
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(io_err)?;
+    // and length) is refused rather than half-read; and past the end-of-archive blocks
+    // only zeros (tar's padding), so that no entry hides where depot did not look.
+    let mut rest = archive.into_inner();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = rest.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(broken("the archive has data after its end-of-archive blocks"));
+        }
+    }
     Ok(wanted.files)
 }
 
@@ -312,6 +326,10 @@ fn read_zip<R: Read + Seek>(
         if f.is_symlink() {
             return Err(broken(format!("entry '{}' is a link", path.display())));
         }
+        // Unix modes of devices, FIFOs and sockets, as tar's entry types are refused.
+        if let Some(kind) = f.unix_mode().map(|m| m & 0o170000).filter(|k| ![0, 0o100000, 0o040000].contains(k)) {
+            return Err(broken(format!("entry '{}' is neither a file nor a directory (mode {kind:o})", path.display())));
+        }
         if f.is_file() && want(&path) {
             chosen.push((i, path));
         }
@@ -336,7 +354,9 @@ pub fn read_files<R: Read + Seek>(
 ) -> Res<Vec<(PathBuf, Vec<u8>)>> {
     match format {
         Format::Tgz | Format::TarGz => {
-            let gz = flate2::read::GzDecoder::new(r);
+            // Every gzip member, as tar and gzip tools read them: entries in a second
+            // member are checked like the first's.
+            let gz = flate2::read::MultiGzDecoder::new(r);
             read_tar(Capped { inner: gz, read: 0, cap: limits.max_unpacked_bytes }, limits, want)
         }
         Format::Tar => read_tar(Capped { inner: r, read: 0, cap: limits.max_unpacked_bytes }, limits, want),

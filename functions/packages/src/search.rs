@@ -374,30 +374,48 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
         body.page.as_ref().and_then(|p| p.page_size),
     )?;
 
-    // Every repository of the project that the caller may read.
+    // A search holds its project's packages in memory while it runs: a few at a time,
+    // so that many at once cannot take the server's memory.
+    let _slot = match tokio::time::timeout(SEARCH_WAIT, SEARCHES.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(Error::unavailable("too many searches at once; retry in a moment", SEARCH_WAIT.as_secs())),
+    };
+    // Every repository of the project that the caller may read. Matching and sorting
+    // take time in the size of the records: off the async workers, repository by
+    // repository; only matching records are kept. (The envelope is made here: its trace
+    // id belongs to the request's task.)
+    let rule = std::sync::Arc::new(rule);
     let mut records = Vec::new();
     for repo in crate::projects::readable_repositories(&st, scope.who(), &project).await? {
+        let mut packages = Vec::new();
         for pkg in st.registry.list_packages(&project, &repo.name).await? {
-            let pkg = st.registry.with_history(pkg).await?;
-            let mut rec = match package_view(&pkg) {
-                Value::Object(m) => m,
-                _ => unreachable!("a package view is an object"),
-            };
-            rec.insert("repoType".into(), json!(repo.repo_type.as_str()));
-            records.push(rec);
+            packages.push(st.registry.with_history(pkg).await?);
         }
+        let (rule, repo_type) = (rule.clone(), repo.repo_type.as_str());
+        let matched = tokio::task::spawn_blocking(move || {
+            packages
+                .iter()
+                .filter_map(|pkg| {
+                    let Value::Object(mut rec) = package_view(pkg) else { unreachable!("a package view is an object") };
+                    rec.insert("repoType".into(), json!(repo_type));
+                    matches(&rule, &rec).then_some(rec)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(Error::internal)?;
+        records.extend(matched);
     }
-    // Matching and sorting take time in the size of the records: off the async workers.
-    // (The envelope is made here: its trace id belongs to the request's task.)
     let select = body.select;
-    let page = tokio::task::spawn_blocking(move || {
-        records.retain(|rec| matches(&rule, rec));
-        page_of(records, &sort_kinds, descending, req, &select)
-    })
-    .await
-    .map_err(Error::internal)?;
+    let page = tokio::task::spawn_blocking(move || page_of(records, &sort_kinds, descending, req, &select))
+        .await
+        .map_err(Error::internal)?;
     Ok(ok(page))
 }
+
+/// Searches that run at once in a process, and how long one waits for its turn.
+static SEARCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+const SEARCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn page_of(
     mut records: Vec<Map<String, Value>>,

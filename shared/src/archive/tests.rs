@@ -185,6 +185,19 @@ fn refuses_what_no_package_needs() {
             entry(&mut t, b'0', b"c/RDS.yaml", b"x");
             t
         }),
+        ("sparse through PAX", {
+            let mut t = vec![];
+            entry(&mut t, b'x', b"pax", &pax(&[("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0")]));
+            entry(&mut t, b'0', b"c/RDS.yaml", b"x");
+            t
+        }),
+        ("an entry after the end", {
+            let mut t = vec![];
+            entry(&mut t, b'0', b"c/RDS.yaml", b"x");
+            t.extend_from_slice(&[0u8; 1024]);
+            entry(&mut t, b'2', b"../../etc/passwd", b"");
+            t
+        }),
         ("dangling long name", {
             let mut t = vec![];
             entry(&mut t, b'L', b"././@LongLink", b"c/RDS.yaml");
@@ -301,6 +314,43 @@ fn mutated_zips_never_allocate_past_the_caps() {
         let (_, peak) = peak_of(|| read_files(Cursor::new(&z[..]), Format::Zip, &SMALL, &is_meta));
         assert!(peak < bound(&SMALL), "round {round}: {peak} bytes held");
     }
+}
+
+/// A second gzip member is read and checked like the first: a hostile entry there is
+/// refused, as tar and gzip tools would show it.
+#[test]
+fn every_gzip_member_is_checked() {
+    let mut first = vec![];
+    entry(&mut first, b'0', b"c/RDS.yaml", b"name: x\n");
+    let mut second = vec![];
+    entry(&mut second, b'2', b"../../escaped", b"");
+    let second = finish(second);
+    let mut both = gzip(&first);
+    both.extend(gzip(&second));
+    let res = read_files(Cursor::new(&both[..]), Format::Tgz, &Limits::default(), &is_meta);
+    assert!(matches!(&res, Err(ArchiveError::Broken(m)) if m.contains("'..'")), "{res:?}");
+    // Two members of a good archive are one archive.
+    let mut good = gzip(&first);
+    good.extend(gzip(&finish(vec![])));
+    assert_eq!(read_files(Cursor::new(&good[..]), Format::Tgz, &Limits::default(), &is_meta).unwrap().len(), 1);
+}
+
+#[test]
+fn zip_devices_are_refused() {
+    let mut z = zip::ZipWriter::new(Cursor::new(vec![]));
+    z.start_file("c/RDS.yaml", zip::write::SimpleFileOptions::default()).unwrap();
+    z.write_all(b"name: x\n").unwrap();
+    z.start_file("c/dev", zip::write::SimpleFileOptions::default()).unwrap();
+    let mut bytes = z.finish().unwrap().into_inner();
+    // The writer keeps modes to regular files: make the second central entry a
+    // character device, as a hostile zip would (external attributes at offset 38).
+    let central: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| *w == b"PK\x01\x02").map(|(i, _)| i).collect();
+    let at = central[1] + 38;
+    bytes[at..at + 4].copy_from_slice(&((0o020644u32) << 16).to_le_bytes());
+    // Made by Unix, so that the mode is read.
+    bytes[central[1] + 5] = 3;
+    let res = read_files(Cursor::new(&bytes[..]), Format::Zip, &Limits::default(), &is_meta);
+    assert!(matches!(&res, Err(ArchiveError::Broken(m)) if m.contains("neither a file")), "{res:?}");
 }
 
 #[test]

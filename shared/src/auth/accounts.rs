@@ -158,6 +158,19 @@ pub struct NewPermission {
 /// transaction, and a DynamoDB transaction holds at most 100 operations.
 pub const MAX_GRANT_NAMES: usize = 90;
 
+/// A user acting on itself must have been verified at the user's current credential
+/// epoch: a request authenticated before an administrator reset its password (or changed
+/// its admin flag) does not land after it.
+fn check_epoch(who: &Identity, user: &UserRecord) -> Result<()> {
+    if who.name() == user.user_id && who.epoch() != user.epoch {
+        return Err(Error::Unauthenticated(format!(
+            "the credentials of user [{}] changed while this request ran; sign in again",
+            user.user_id
+        )));
+    }
+    Ok(())
+}
+
 /// The condition that a user is the one read (the same incarnation) and not being deleted.
 fn live_user(user: &UserRecord) -> Cond {
     let same = match user.uid.as_str() {
@@ -233,6 +246,7 @@ impl Accounts {
                     let rev = revision_of(&item);
                     let mut user: UserRecord = from_item(item)?;
                     user.pwd_hash = hash.clone();
+                    user.epoch += 1;
                     user.last_modified_date = now_iso();
                     let mut item = to_item(&user_key(user_id), &user)?;
                     set_next_revision(&mut item, rev);
@@ -301,8 +315,12 @@ impl Accounts {
             if user.deleting {
                 return Err(Error::not_found_as(Kind::User, user_id, format!("user [{user_id}] is being deleted")));
             }
+            check_epoch(who, &user)?;
             if let Some(name) = &req.name {
                 user.name = name.clone();
+            }
+            if pwd_hash.is_some() || req.admin.is_some_and(|a| a != user.admin) {
+                user.epoch += 1;
             }
             if let Some(h) = &pwd_hash {
                 user.pwd_hash = h.clone();
@@ -395,6 +413,7 @@ impl Accounts {
         if user.deleting {
             return Err(Error::not_found_as(Kind::User, user_id, format!("user [{user_id}] is being deleted")));
         }
+        check_epoch(who, &user)?;
         let secret = format!(
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())

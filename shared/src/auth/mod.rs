@@ -72,6 +72,9 @@ pub struct UserRecord {
     /// Set while the user is deleted: no token or grant may be created for it then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleting: bool,
+    /// Moves on with every change of the password or the admin flag.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl UserRecord {
@@ -87,6 +90,7 @@ impl UserRecord {
             last_modified_date: now,
             uid: uuid::Uuid::new_v4().simple().to_string(),
             deleting: false,
+            epoch: 0,
         }
     }
 
@@ -198,8 +202,8 @@ pub struct Authenticator {
     /// as long as for a wrong password and does not tell which users exist.
     dummy_hash: OnceCell<String>,
     /// The password checks (and hashes) that may run at once, and their working memory.
-    slots: Semaphore,
-    buffers: Mutex<Vec<Blocks>>,
+    slots: Arc<Semaphore>,
+    buffers: Arc<Mutex<Vec<Blocks>>>,
     limits: LoginLimits,
     throttle: Throttle,
 }
@@ -218,8 +222,8 @@ impl Authenticator {
             cache_ttl: ttl,
             cache: Mutex::new(HashMap::new()),
             dummy_hash: OnceCell::new(),
-            slots: Semaphore::new(LoginLimits::default().slots),
-            buffers: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(LoginLimits::default().slots)),
+            buffers: Arc::default(),
             limits: LoginLimits::default(),
             throttle: Throttle::default(),
         }
@@ -227,7 +231,7 @@ impl Authenticator {
 
     /// The same authenticator with other bounds on password checks.
     pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
-        self.slots = Semaphore::new(limits.slots.max(1));
+        self.slots = Arc::new(Semaphore::new(limits.slots.max(1)));
         self.limits = limits;
         self
     }
@@ -236,7 +240,7 @@ impl Authenticator {
     /// with the slot's working memory: at most `slots` run at once, and one that waits
     /// longer than `wait` is a 503.
     pub async fn slow<T: Send + 'static>(&self, f: impl FnOnce(&mut Blocks) -> T + Send + 'static) -> Result<T> {
-        let permit = match tokio::time::timeout(self.limits.wait, self.slots.acquire()).await {
+        let permit = match tokio::time::timeout(self.limits.wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
             _ => {
                 return Err(Error::unavailable(
@@ -245,16 +249,18 @@ impl Authenticator {
                 ))
             }
         };
-        let mut blocks = self.buffers.lock().expect("argon2 buffers").pop().unwrap_or_default();
-        let (out, blocks) = tokio::task::spawn_blocking(move || {
+        // The slot and the working memory go with the blocking task, not the request: a
+        // client that hangs up mid-check frees neither before the hash is done.
+        let buffers = self.buffers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut blocks = buffers.lock().expect("argon2 buffers").pop().unwrap_or_default();
             let out = f(&mut blocks);
-            (out, blocks)
+            buffers.lock().expect("argon2 buffers").push(blocks);
+            drop(permit);
+            out
         })
         .await
-        .map_err(Error::internal)?;
-        self.buffers.lock().expect("argon2 buffers").push(blocks);
-        drop(permit);
-        Ok(out)
+        .map_err(Error::internal)
     }
 
     /// Creates the administrator `admin` once in the life of a table: when the table holds
@@ -364,7 +370,10 @@ impl Authenticator {
     }
 
     async fn verify_password_of(&self, user_id: &str, password: &str, client: Option<IpAddr>) -> Result<Identity> {
-        self.throttle.check(&self.limits, user_id, client)?;
+        // Counted before it runs; an invalid id counts against the address alone, so
+        // that no string a client makes up is kept.
+        let valid = crate::model::validate_name("user id", user_id).is_ok();
+        self.throttle.attempt(&self.limits, valid.then_some(user_id), client)?;
         let user = match crate::model::validate_name("user id", user_id) {
             Ok(()) => self.table.get(&user_key(user_id)).await?.map(from_item::<UserRecord>).transpose()?,
             Err(_) => None,
@@ -380,13 +389,10 @@ impl Authenticator {
         let ok = self.slow(move |b| verify_password_with(&pw, &hash, b)).await?;
         match user {
             Some(u) if ok => {
-                self.throttle.succeeded(user_id);
-                Ok(Identity::User { id: u.user_id, admin: u.admin })
+                self.throttle.succeeded(user_id, client);
+                Ok(Identity::User { id: u.user_id, admin: u.admin, epoch: u.epoch })
             }
-            _ => {
-                self.throttle.failed(&self.limits, user_id, client);
-                Err(bad_credentials())
-            }
+            _ => Err(bad_credentials()),
         }
     }
 
@@ -421,7 +427,7 @@ impl Authenticator {
             let left = (until - now).try_into().unwrap_or(Duration::ZERO);
             valid_for = valid_for.min(left);
         }
-        Ok(Some((Identity::User { id: user.user_id, admin: user.admin }, valid_for)))
+        Ok(Some((Identity::User { id: user.user_id, admin: user.admin, epoch: user.epoch }, valid_for)))
     }
 
     /// Drops every cached verification of `user_id`, so that the next request re-checks.

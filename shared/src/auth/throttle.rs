@@ -38,7 +38,7 @@ impl Default for LoginLimits {
 /// counts no new key (the keys it holds keep counting).
 const MAX_KEYS: usize = 10_000;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Window {
     started: Instant,
     failures: u32,
@@ -50,28 +50,15 @@ pub(super) struct Throttle {
     addrs: Mutex<HashMap<IpAddr, Window>>,
 }
 
-fn refused<K: std::hash::Hash + Eq>(
-    map: &Mutex<HashMap<K, Window>>,
-    key: &K,
-    limit: u32,
-    window: Duration,
-) -> Option<Duration> {
-    let map = map.lock().expect("throttle");
-    let w = map.get(key)?;
-    let age = w.started.elapsed();
-    (age < window && w.failures >= limit).then(|| window - age)
-}
-
-fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Window>>, key: K, window: Duration) {
-    let mut map = map.lock().expect("throttle");
-    if map.len() >= MAX_KEYS && !map.contains_key(&key) {
-        map.retain(|_, w| w.started.elapsed() < window);
+/// Counts an attempt for `key` in its window (a new window when the last one ended).
+fn count<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Window>, key: &K, window: Duration, now: Instant) {
+    if map.len() >= MAX_KEYS && !map.contains_key(key) {
+        map.retain(|_, w| now.duration_since(w.started) < window);
         if map.len() >= MAX_KEYS {
             return;
         }
     }
-    let now = Instant::now();
-    let w = map.entry(key).or_insert(Window { started: now, failures: 0 });
+    let w = map.entry(key.clone()).or_insert(Window { started: now, failures: 0 });
     if now.duration_since(w.started) >= window {
         *w = Window { started: now, failures: 0 };
     }
@@ -79,32 +66,48 @@ fn count<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Window>>, key: K, windo
 }
 
 impl Throttle {
-    /// Refuses a password check for `user` from `client` while either has failed too often.
-    pub(super) fn check(&self, limits: &LoginLimits, user: &str, client: Option<IpAddr>) -> Result<()> {
-        let wait = refused(&self.users, &user.to_string(), limits.user_failures, limits.window)
-            .or_else(|| client.and_then(|a| refused(&self.addrs, &a, limits.addr_failures, limits.window)));
-        match wait {
-            None => Ok(()),
-            Some(wait) => Err(Error::Throttled {
+    /// Counts a password check for `user` (a valid user id, or `None`) from `client`
+    /// before it runs, and refuses it while either has used up its window. Counting at
+    /// the start, not after a failure, holds against checks that run at once and against
+    /// clients that hang up before the answer; a right password gives its try back.
+    pub(super) fn attempt(&self, limits: &LoginLimits, user: Option<&str>, client: Option<IpAddr>) -> Result<()> {
+        let mut users = self.users.lock().expect("throttle");
+        let mut addrs = self.addrs.lock().expect("throttle");
+        let now = Instant::now();
+        let window = limits.window;
+        let blocked = |w: Option<&Window>, limit: u32| {
+            w.filter(|w| now.duration_since(w.started) < window && w.failures >= limit)
+                .map(|w| window - now.duration_since(w.started))
+        };
+        let wait = user
+            .and_then(|u| blocked(users.get(u), limits.user_failures))
+            .or_else(|| client.and_then(|a| blocked(addrs.get(&a), limits.addr_failures)));
+        if let Some(wait) = wait {
+            return Err(Error::Throttled {
                 message: format!(
                     "too many failed logins for this user or from this address; retry in {} s, or use an API token",
                     wait.as_secs().max(1)
                 ),
                 retry_after: wait.as_secs().max(1),
-            }),
+            });
         }
-    }
-
-    pub(super) fn failed(&self, limits: &LoginLimits, user: &str, client: Option<IpAddr>) {
-        count(&self.users, user.to_string(), limits.window);
+        if let Some(u) = user {
+            count(&mut users, &u.to_string(), window, now);
+        }
         if let Some(a) = client {
-            count(&self.addrs, a, limits.window);
+            count(&mut addrs, &a, window, now);
         }
+        Ok(())
     }
 
-    /// A right password ends the user's count (not the address's).
-    pub(super) fn succeeded(&self, user: &str) {
+    /// A right password: the check does not count against the user, nor the address.
+    pub(super) fn succeeded(&self, user: &str, client: Option<IpAddr>) {
         self.users.lock().expect("throttle").remove(user);
+        if let Some(a) = client {
+            if let Some(w) = self.addrs.lock().expect("throttle").get_mut(&a) {
+                w.failures = w.failures.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -118,21 +121,22 @@ mod tests {
         let t = Throttle::default();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            t.check(&limits, "u", Some(a)).unwrap();
-            t.failed(&limits, "u", Some(a));
+            t.attempt(&limits, Some("u"), Some(a)).unwrap();
         }
-        let e = t.check(&limits, "u", None).unwrap_err();
+        let e = t.attempt(&limits, Some("u"), None).unwrap_err();
         assert!(matches!(e, Error::Throttled { retry_after: 1, .. }), "{e:?}");
-        // Another user from the same address still has two tries left.
-        t.failed(&limits, "v", Some(a));
-        t.check(&limits, "v", Some(a)).unwrap();
-        t.failed(&limits, "v", Some(a));
-        assert!(t.check(&limits, "w", Some(a)).is_err(), "the address is past its limit");
-        assert!(t.check(&limits, "w", None).is_ok());
+        // Another user from the same address has the address's two tries left.
+        t.attempt(&limits, Some("v"), Some(a)).unwrap();
+        t.attempt(&limits, Some("v"), Some(a)).unwrap();
+        assert!(t.attempt(&limits, Some("w"), Some(a)).is_err(), "the address is past its limit");
+        assert!(t.attempt(&limits, Some("w"), None).is_ok());
+        // A right password gives its try back.
+        t.succeeded("w", Some(a));
+        assert!(t.attempt(&limits, None, Some(a)).is_ok());
+        assert!(t.attempt(&limits, None, Some(a)).is_err());
         std::thread::sleep(Duration::from_millis(350));
-        assert!(t.check(&limits, "u", Some(a)).is_ok(), "the window ended");
-        t.failed(&limits, "u", None);
-        t.succeeded("u");
+        assert!(t.attempt(&limits, Some("u"), Some(a)).is_ok(), "the window ended");
+        t.succeeded("u", None);
         assert!(t.users.lock().unwrap().get("u").is_none());
     }
 }

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::AppState;
 use crate::registry::Download;
@@ -164,15 +164,22 @@ async fn local_blob(
             // completion took is not affected either way).
             let expected = state.registry.accepts_upload_bytes(&key).await?;
             // A session's URL takes exactly the bytes it was opened for, as S3 does for
-            // its presigned URLs: past them the PUT fails while streaming (413) and what
-            // was written is removed.
+            // its presigned URLs: past them the PUT fails while streaming (413), and a
+            // short body fails at its end (400); either way the write is not committed,
+            // and what an earlier PUT stored stays.
+            use std::sync::atomic::Ordering::Relaxed;
             let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let counter = received.clone();
+            let (counter, at_end) = (received.clone(), received.clone());
             let stream = body.into_data_stream().map_err(std::io::Error::other).and_then(move |chunk| {
-                let n = counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed) + chunk.len() as u64;
+                let n = counter.fetch_add(chunk.len() as u64, Relaxed) + chunk.len() as u64;
                 let over = expected.is_some_and(|max| n > max);
                 futures::future::ready(if over { Err(std::io::Error::other("over the declared size")) } else { Ok(chunk) })
             });
+            let short = futures::stream::once(async move { at_end.load(Relaxed) }).filter_map(move |n| {
+                let short = expected.is_some_and(|max| n < max);
+                futures::future::ready(short.then(|| Err(std::io::Error::other("short of the declared size"))))
+            });
+            let stream = stream.chain(short);
             let put = state.registry.blobs.put(&key, Box::pin(stream)).await;
             let received = received.load(std::sync::atomic::Ordering::Relaxed);
             let wrong_size = |max: u64| {
@@ -183,14 +190,10 @@ async fn local_blob(
                 }
             };
             let digests = match (put, expected) {
-                (Err(_), Some(max)) if received > max => return Err(wrong_size(max)),
+                (Err(_), Some(max)) if received != max => return Err(wrong_size(max)),
                 (Err(e), _) => return Err(e),
                 (Ok(d), _) => d,
             };
-            if let Some(max) = expected.filter(|max| received != *max) {
-                state.registry.blobs.delete(&key).await?;
-                return Err(wrong_size(max));
-            }
             if let Err(e) = state.registry.accepts_upload_bytes(&key).await {
                 state.registry.blobs.delete(&key).await?;
                 return Err(e);

@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 use super::printable;
 use crate::{Error, Result};
 
-/// Who is calling.
+/// Who is calling. `epoch` is the user's credential epoch when its credentials were
+/// verified (`UserRecord::epoch`): a user's edits of itself are refused once it moved on,
+/// so that a request authenticated before an administrator's password reset or demotion
+/// cannot undo it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     Anonymous,
-    User { id: String, admin: bool },
+    User { id: String, admin: bool, epoch: u64 },
 }
 
 impl Identity {
@@ -19,7 +22,7 @@ impl Identity {
     pub fn require_admin(&self) -> Result<&str> {
         match self {
             Identity::Anonymous => Err(unauthenticated()),
-            Identity::User { id, admin: true } => Ok(id),
+            Identity::User { id, admin: true, .. } => Ok(id),
             Identity::User { id, .. } => Err(Error::Forbidden(format!("user [{id}] is not a system administrator"))),
         }
     }
@@ -42,6 +45,14 @@ impl Identity {
 
     pub fn is_admin(&self) -> bool {
         matches!(self, Identity::User { admin: true, .. })
+    }
+
+    /// The credential epoch the caller was verified at (0 for anonymous callers).
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Identity::Anonymous => 0,
+            Identity::User { epoch, .. } => *epoch,
+        }
     }
 }
 
@@ -123,7 +134,7 @@ pub struct Actor {
 impl Actor {
     /// A signed-in user with `rights`; for maintenance commands and tests.
     pub fn user(id: &str, rights: Rights) -> Actor {
-        Actor { who: Identity::User { id: id.to_string(), admin: false }, rights }
+        Actor { who: Identity::User { id: id.to_string(), admin: false, epoch: 0 }, rights }
     }
 
     /// The name written into `createdBy` fields.

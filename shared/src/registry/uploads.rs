@@ -325,6 +325,19 @@ impl Registry {
                 return Err(Error::Invalid("Parameter [sha256] is missing: declare the sha256 of the bytes".into()))
             }
         };
+        // Each listed part once, and only parts the session has: a list that names a part
+        // many times would have the join write it as many times.
+        if let Some(list) = parts {
+            let mut seen = std::collections::HashSet::new();
+            for (n, _) in list {
+                if !(1..=session.parts).contains(n) {
+                    return Err(Error::Invalid(format!("part {n} is not a part of this session (1 to {})", session.parts)));
+                }
+                if !seen.insert(*n) {
+                    return Err(Error::Invalid(format!("part {n} is listed more than once")));
+                }
+            }
+        }
         let key = staging_key(&session.id);
         let mut joined = None;
         if session.multipart_id.is_some() && self.blobs.head(&key).await?.is_none() {

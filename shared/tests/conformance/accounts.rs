@@ -83,7 +83,7 @@ impl Table for Hooked {
 }
 
 fn admin() -> Identity {
-    Identity::User { id: "root".into(), admin: true }
+    Identity::User { id: "root".into(), admin: true, epoch: 0 }
 }
 
 /// Accounts over `table`, with a system administrator `root` (password `root-password`).
@@ -103,31 +103,44 @@ fn basic(user: &str, secret: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
 }
 
-/// A user's own edit that read the user before an administrator demoted it and reset its
-/// password writes after them: it must not undo either.
+/// Two administrators change one user at once (one its admin flag, the other its
+/// name): the edit that loses the race reads again and applies itself to what the other
+/// wrote, so that neither is undone. And a user's own edit that was authenticated before
+/// an administrator demoted it and reset its password is refused, not applied after it.
 pub(crate) async fn accounts_edits_never_undo_each_other(t: Arc<dyn Table>) {
     let hooked = Hooked::new(t.clone());
     let (plain, authn) = accounts_over(t.clone()).await;
     let (racing, _) = accounts_over(hooked.clone()).await;
     new_user(&plain, "eve", true).await;
-    let demote = {
-        let plain = plain.clone();
+    let demote = |pwd: Option<&str>| {
+        let (plain, pwd) = (plain.clone(), pwd.map(str::to_string));
         async move {
-            let req = UserUpdate { admin: Some(false), pwd: Some("reset-password-1".into()), name: None };
-            let v = plain.update_user(&admin(), "eve", req).await.unwrap();
-            assert!(!v.admin);
+            let req = UserUpdate { admin: Some(false), pwd, name: None };
+            assert!(!plain.update_user(&admin(), "eve", req).await.unwrap().admin);
         }
     };
-    hooked.arm(After::Get(user_key("eve")), demote);
-    let me = Identity::User { id: "eve".into(), admin: true };
-    let v = racing.update_user(&me, "eve", UserUpdate { name: Some("Eve".into()), ..Default::default() }).await.unwrap();
-    assert!(hooked.ran(), "the demotion ran between the edit's read and its write");
-    assert_eq!((v.name.as_str(), v.admin), ("Eve", false), "the edit applied itself to the demoted user");
+    hooked.arm(After::Get(user_key("eve")), demote(None));
+    let rename = UserUpdate { name: Some("Eve".into()), ..Default::default() };
+    let v = racing.update_user(&admin(), "eve", rename).await.unwrap();
+    assert!(hooked.ran(), "the demotion ran between the rename's read and its write");
+    assert_eq!((v.name.as_str(), v.admin), ("Eve", false), "the rename applied itself to the demoted user");
     let now = plain.get_user(&admin(), "eve").await.unwrap();
     assert_eq!((now.name.as_str(), now.admin), ("Eve", false));
+
+    // eve's own edit, authenticated before the reset, lands after it: refused.
+    plain.update_user(&admin(), "eve", UserUpdate { admin: Some(true), ..Default::default() }).await.unwrap();
+    let me = authn.authenticate(Some(&basic("eve", "eve-password"))).await.unwrap();
+    hooked.arm(After::Get(user_key("eve")), demote(Some("reset-password-1")));
+    let edit = UserUpdate { pwd: Some("leaked-password".into()), ..Default::default() };
+    let refused = racing.update_user(&me, "eve", edit).await;
+    assert!(hooked.ran());
+    assert!(matches!(&refused, Err(Error::Unauthenticated(m)) if m.contains("changed")), "{refused:?}");
+    assert!(authn.authenticate(Some(&basic("eve", "leaked-password"))).await.is_err(), "the edit did not land");
     assert!(authn.authenticate(Some(&basic("eve", "eve-password"))).await.is_err(), "the old password is gone");
     let who = authn.authenticate(Some(&basic("eve", "reset-password-1"))).await.unwrap();
-    assert_eq!(who, Identity::User { id: "eve".into(), admin: false });
+    assert_eq!((who.name(), who.is_admin()), ("eve", false));
+    // So is a token it would mint with those credentials.
+    assert!(plain.create_token(&me, "eve", "late", None).await.is_err());
 }
 
 /// A token created while its user is deleted: either refused, or removed by the
@@ -136,7 +149,7 @@ pub(crate) async fn accounts_tokens_die_with_their_user(t: Arc<dyn Table>) {
     let hooked = Hooked::new(t.clone());
     let (plain, authn) = accounts_over(t.clone()).await;
     let (racing, _) = accounts_over(hooked.clone()).await;
-    let me = Identity::User { id: "tim".into(), admin: false };
+    let me = Identity::User { id: "tim".into(), admin: false, epoch: 0 };
 
     // 1. The token's read of the user, then the whole deletion, then the token's write.
     new_user(&plain, "tim", false).await;
@@ -279,6 +292,6 @@ pub(crate) async fn accounts_bootstrap_admin_once(t: Arc<dyn Table>) {
     // The operator's way back.
     assert!(accounts.operator_set_password("admin", "recovered-password".into()).await.unwrap());
     let who = later.authenticate(Some(&basic("admin", "recovered-password"))).await.unwrap();
-    assert_eq!(who, Identity::User { id: "admin".into(), admin: true });
+    assert_eq!((who.name(), who.is_admin()), ("admin", true));
     assert!(!accounts.operator_set_password("admin", "recovered-again".into()).await.unwrap());
 }

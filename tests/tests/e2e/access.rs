@@ -616,3 +616,53 @@ async fn wrong_passwords_cost_bounded_memory_and_are_throttled() {
     assert_eq!(api.get("/repository/api/project/list").await.0, 200);
     assert_eq!(token.get("/repository/api/project/list").await.0, 200);
 }
+
+/// Wrong passwords sent by clients that hang up before the answer, and guesses of one
+/// user's password sent all at once: each check is counted when it starts and holds its
+/// slot until the hash is done, so memory stays bounded and the throttle holds.
+#[tokio::test]
+async fn cancelled_and_concurrent_guesses_are_bounded_and_counted() {
+    use tokio::io::AsyncWriteExt;
+    let (_dir, server, api) = crate::harness::embedded(&[("DEPOT_LOGIN_SLOTS", "2")]);
+    create_user(&api, "victim", "victim-password", false).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    server.reset_peak_rss();
+    let started = std::time::Instant::now();
+    let hang_ups = (0..8).map(|t| {
+        let addr = addr.clone();
+        async move {
+            let mut sent = 0;
+            while started.elapsed() < Duration::from_secs(3) {
+                let auth = crate::harness::basic(&format!("gone{t}x{sent}"), "wrong-password-1");
+                let req = format!("GET /repository/api/project/list HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\r\n");
+                if let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await {
+                    let _ = s.write_all(req.as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                sent += 1;
+            }
+            sent
+        }
+    });
+    let sent: usize = futures::future::join_all(hang_ups).await.into_iter().sum();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = server.peak_rss();
+    eprintln!("{sent} hung-up logins in 3 s: peak RSS {:.1} MiB", peak as f64 / 1048576.0);
+    assert!(peak < 128 * 1024 * 1024, "peak RSS {peak}");
+    // They counted against the address: it is refused now.
+    let (s, _, h) = api.as_user("victim", "wrong-password-1").send("GET", "/repository/api/project/list", None).await;
+    assert_eq!(s, 429);
+    assert!(h.get("retry-after").is_some());
+
+    // Fifty guesses of one user's password at once, from a fresh server: ten are checked.
+    let (_dir, _server, api) = crate::harness::embedded(&[("DEPOT_LOGIN_SLOTS", "2")]);
+    create_user(&api, "victim", "victim-password", false).await;
+    let guesses = futures::future::join_all((0..50).map(|i| {
+        let a = api.as_user("victim", &format!("guess-{i}-password"));
+        async move { a.get("/repository/api/project/list").await.0 }
+    }))
+    .await;
+    let checked = guesses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 10, "{guesses:?}");
+    assert!(guesses.iter().all(|s| *s == 401 || *s == 429), "{guesses:?}");
+}

@@ -367,6 +367,27 @@ async fn bad_uploads_are_clear_4xx() {
             "broken",
         ),
         ("not an archive", "c.tgz".into(), b"hello, not gzip".to_vec(), 400, "broken"),
+        (
+            "a second gzip member hiding a link",
+            "c.tgz".into(),
+            {
+                // The first member is a chart without end-of-archive blocks; tar tools read on
+                // into the second, and so does depot.
+                let mut first = Vec::new();
+                first.extend_from_slice(tar_header(b"c/RDS.yaml", meta("c", "1.0.0").len() as u64, tar::EntryType::Regular).as_bytes());
+                let m = meta("c", "1.0.0");
+                first.extend_from_slice(&m);
+                first.resize(first.len().div_ceil(512) * 512, 0);
+                let mut both = gzip(&first);
+                let link = tar_header(b"c/evil", 0, tar::EntryType::Symlink);
+                let mut second = link.as_bytes().to_vec();
+                second.extend_from_slice(&[0u8; 1024]);
+                both.extend(gzip(&second));
+                both
+            },
+            400,
+            "is a link",
+        ),
         ("unknown extension", "c.rar".into(), gzip(&tar_of(&ok_files(meta("c", "1.0.0")))), 400, "unsupported archive"),
         ("bad file name", "../c.tgz".into(), gzip(&tar_of(&ok_files(meta("c", "1.0.0")))), 400, "file name"),
         (

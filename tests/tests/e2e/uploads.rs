@@ -482,8 +482,11 @@ async fn a_session_url_takes_exactly_its_declared_size() {
     assert_eq!(res.status().as_u16(), 400);
     assert!(res.text().await.unwrap().contains("exactly 4 bytes"));
     assert_eq!(stored(dir.path()), 0);
-    // Exact: stored, and the session completes.
+    // Exact: stored; a short PUT after it is refused and leaves it as it was; the session
+    // completes with it.
     assert_eq!(put(&http, &url, b"abcd".to_vec()).await, 200);
+    let res = http.put(&url).body(b"ab".to_vec()).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
     let (s, b) = complete(&api, session["id"].as_str().unwrap(), Some(&sha256_hex(b"abcd"))).await;
     data(s, &b);
     // A part URL takes its part: the last part of a 33 MiB session is 1 MiB.
@@ -492,6 +495,19 @@ async fn a_session_url_takes_exactly_its_declared_size() {
     assert_eq!(last["size"].as_u64(), Some(1024 * 1024));
     let res = http.put(last["url"].as_str().unwrap()).body(vec![0u8; 1024 * 1024 + 1]).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 413);
+    // A completion lists each part once, and only the session's parts: a part listed many
+    // times would be joined as many times.
+    let first = &session["parts"][0];
+    let (status, etag) = put_etag(&http, first["url"].as_str().unwrap(), vec![1u8; 16 * 1024 * 1024]).await;
+    assert_eq!(status, 200);
+    let id = session["id"].as_str().unwrap();
+    for (parts, want) in [
+        (json!([{"partNumber": 1, "etag": etag}, {"partNumber": 1, "etag": etag}]), "more than once"),
+        (json!([{"partNumber": 4, "etag": etag}]), "not a part of this session"),
+    ] {
+        let (s, b) = complete_parts(&api, id, Some(&"0".repeat(64)), parts).await;
+        assert!(failure(s, &b, 400, 250105).contains(want), "{b}");
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
