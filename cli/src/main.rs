@@ -73,6 +73,13 @@ Environment:
         /// bucket when they are missing. For LocalStack and moto.
         #[arg(long)]
         create_resources: bool,
+        /// Seconds a client has to send a request's headers; a connection that idles or
+        /// trickles longer is closed.
+        #[arg(long, env = "DEPOT_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+        header_timeout: u64,
+        /// Connections served at once; more wait to be accepted.
+        #[arg(long, env = "DEPOT_MAX_CONNECTIONS", default_value_t = 4096)]
+        max_connections: usize,
     },
     /// Remove content blobs that no version and no staged upload refers to.
     ///
@@ -159,9 +166,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(false);
     match cli.command {
-        Command::Serve { listen, data_dir, backend, create_resources } => {
+        Command::Serve { listen, data_dir, backend, create_resources, header_timeout, max_connections } => {
             let config = config_from(data_dir, backend)?;
-            serve(config, listen, create_resources).await
+            let limits = ConnLimits { header_timeout: std::time::Duration::from_secs(header_timeout), max_connections };
+            serve(config, listen, create_resources, limits).await
         }
         Command::Gc { dry_run, grace_secs, data_dir, backend } => {
             let config = config_from(data_dir, backend)?;
@@ -262,7 +270,13 @@ fn config_from(data_dir: Option<PathBuf>, backend: Option<BackendArg>) -> anyhow
     Ok(config)
 }
 
-async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> anyhow::Result<()> {
+/// What one client's connections may hold of the server.
+struct ConnLimits {
+    header_timeout: std::time::Duration,
+    max_connections: usize,
+}
+
+async fn serve(config: Config, listen: SocketAddr, create_resources: bool, limits: ConnLimits) -> anyhow::Result<()> {
     let backend = config.backend;
     let where_ = match backend {
         Backend::Embedded => format!("embedded storage in {}", config.data_dir.display()),
@@ -296,9 +310,54 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool) -> an
         }
     });
     eprintln!("depot {} listening on http://{} ({where_})", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
-    // The peer address counts failed logins per client (depot_core::auth::LoginLimits).
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    accept_loop(listener, app(state), limits).await
+}
+
+/// Serves connections until a shutdown signal, then lets open requests finish (up to 30
+/// s). Each connection has `header_timeout` to send a request's headers, so that idle
+/// or trickling clients cannot hold connections (and file descriptors) open; at most
+/// `max_connections` are served at once. The peer address goes with each request, for
+/// the login throttle (`depot_core::auth::LoginLimits`).
+async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, limits: ConnLimits) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let svc = tower::ServiceExt::map_request(app.clone(), move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+    }
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! `depot serve` on a fresh machine: embedded storage, the bkrepo project and repository
 //! routes, authentication, restarts, and the AWS backend on moto.
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::harness::{data, failure, unique, Api, Server, ADMIN_PASSWORD};
@@ -322,4 +324,39 @@ fn a_busy_port_fails_before_anything_is_created() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("binding") && !err.contains("generated password"), "{err}");
     assert!(!dir.path().join("depot.redb").exists(), "nothing was created");
+}
+
+/// Clients that open connections and send nothing, or trickle a request's headers, are
+/// closed after the header timeout; with every connection slot held, a new client is
+/// served once they go. Before, such connections stayed open until the server ran out of
+/// file descriptors and /health stopped answering.
+#[tokio::test]
+async fn idle_and_trickling_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, server, api) = crate::harness::embedded(&[("DEPOT_HEADER_TIMEOUT_SECS", "1"), ("DEPOT_MAX_CONNECTIONS", "8")]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut held = vec![];
+    for i in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        }
+        held.push(s);
+    }
+    // Every slot is held: a ninth client waits, and is served once the others are closed.
+    let started = std::time::Instant::now();
+    let (s, _) = api.anonymous().get("/health").await;
+    let waited = started.elapsed();
+    assert_eq!(s, 200);
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+    for mut s in held {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+        // Closed: end of stream, a reset, or a 408 before the end.
+        match n {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            Ok(Ok(n)) => assert!(String::from_utf8_lossy(&buf[..n]).contains("408"), "{}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) => panic!("a trickling connection is still open"),
+        }
+    }
 }
