@@ -264,6 +264,18 @@ async fn strux_client_round_trip_and_every_answer() {
     data(s, &body);
     let (parts, _) = send(b, "GET", "/package-versions/", versions("alice", "tee")).await.parts();
     assert_eq!(serde_json::from_slice::<Value>(&parts[0].2).unwrap(), json!(["0.0.10"]));
+    // Listing, search and stage upgrade, as for any package.
+    let (s, body) = api.get("/repository/api/package/page/strux/packages?pageSize=10").await;
+    assert!(data(s, &body)["records"].as_array().unwrap().iter().any(|p| p["key"] == "strux://alice/tee"));
+    let rule = json!({"relation": "AND", "rules": [
+        {"field": "projectId", "operation": "EQ", "value": "strux"},
+        {"field": "key", "operation": "PREFIX", "value": "strux://alice/"}]});
+    let (s, body) = api.post("/repository/api/package/search", json!({"rule": rule, "select": ["key"]})).await;
+    assert_eq!(data(s, &body)["records"], json!([{"key": "strux://alice/tee"}]));
+    let (s, body) = api
+        .post("/repository/api/stage/upgrade/strux/packages/strux%3A%2F%2Falice%2Ftee/0.0.10?tag=release", json!({}))
+        .await;
+    assert_eq!(data(s, &body)["stageTag"], json!(["@prerelease", "@release"]));
 
     // Another user downloads alice's package, and uploads only into its own namespace.
     send(b, "POST", "/create-user/", creds("bob", "bob-password-1")).await.says(201, 1, true, "User bob created successfully.");
