@@ -151,8 +151,17 @@ impl Surface {
                 .get(axum::http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit as u64) {
-                return too_large(Some(limit)).into_response();
+            if let Some(n) = declared.filter(|n| *n > limit as u64) {
+                // Read a small body before refusing it: closing with it unread makes the
+                // kernel reset the connection, and the client may lose the 413 (seen under
+                // load). A larger one ends the connection, which says so.
+                let mut res = too_large(Some(limit)).into_response();
+                if n <= DRAIN_ON_REFUSAL as u64 {
+                    let _ = axum::body::to_bytes(req.into_body(), DRAIN_ON_REFUSAL).await;
+                } else {
+                    res.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+                }
+                return res;
             }
             next.run(req).await
         };
@@ -214,6 +223,11 @@ fn rendered(render: fn(&Error, StatusCode) -> Response, res: Response) -> Respon
     let mut out = render(&e, status);
     *out.status_mut() = status;
     error_headers(&mut out, &e);
+    // A body refused for its size may be partly unread (a chunked one always is): the
+    // connection ends, and says so, so that no client sends its next request on it.
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        out.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
     if let Error::NotAllowed { allowed } = &e {
         if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
             out.headers_mut().insert(axum::http::header::ALLOW, v);
