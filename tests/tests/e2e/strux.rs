@@ -205,7 +205,7 @@ async fn strux_client_round_trip_and_every_answer() {
         .says(404, 1, false, "User nobody not exist.");
     // The same files again in another version are stored once (and so is the manifest,
     // which names the same tree and blobs).
-    let blobs = || walk(&dir.path().join("blobs/blobs")).len();
+    let blobs = || crate::uploads::walk(&dir.path().join("blobs/blobs")).len();
     let before = blobs();
     let up = send(b, "POST", "/upload-pkg", upload_form("alice", "alice-password", "0.0.10", &tree, &TEE_FILES)).await;
     up.says(201, 1, true, "Package tee successfully created.");
@@ -323,18 +323,6 @@ async fn strux_client_round_trip_and_every_answer() {
     assert_eq!(data(s, &body)["versions"], 1, "bob's package stays");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
 
 /// Hostile trees and names, in process on one backend: each is a 400 (or 413) in a
 /// BaseResponse with status 0, and nothing is stored.
