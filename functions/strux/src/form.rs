@@ -22,6 +22,8 @@ pub struct FilePart {
 pub struct Form {
     texts: HashMap<String, String>,
     pub files: Vec<FilePart>,
+    /// The bytes it holds.
+    held: usize,
 }
 
 /// strux's answer to a missing field.
@@ -29,44 +31,62 @@ pub fn missing(key: &str) -> Error {
     Error::Missing { param: key.into(), message: format!("Form key '{key}' not exist") }
 }
 
+/// The most a form without files may hold: the routes that take no files read no more
+/// before they answer.
+pub const MAX_TEXT_FORM: usize = 64 * 1024;
+
+fn unreadable(e: axum::extract::multipart::MultipartError) -> Error {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge(format!(
+            "the form is over the request body limit; send large files through /blobs/uploads ({})",
+            e.body_text()
+        ))
+    } else {
+        Error::Invalid(format!("unreadable multipart form: {}", e.body_text()))
+    }
+}
+
 impl Form {
-    /// Reads the whole form. A body that is not a multipart form is an empty one, so that
-    /// its answer names the first field it lacks, as strux's does.
+    /// Reads a whole form of text fields, at most [`MAX_TEXT_FORM`] bytes. A body that is
+    /// not a multipart form is an empty one, so that its answer names the first field it
+    /// lacks, as strux's does.
     pub async fn read(multipart: std::result::Result<Multipart, MultipartRejection>) -> Result<Form> {
         let mut form = Form::default();
         let Ok(mut multipart) = multipart else { return Ok(form) };
-        let unreadable = |e: axum::extract::multipart::MultipartError| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge(format!(
-                    "the form is over the request body limit; send large files through /blobs/uploads ({})",
-                    e.body_text()
-                ))
-            } else {
-                Error::Invalid(format!("unreadable multipart form: {}", e.body_text()))
-            }
-        };
         while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
-            let name = field.name().unwrap_or_default().to_string();
-            match field.file_name().map(str::to_string) {
-                Some(filename) => {
-                    let bytes = field.bytes().await.map_err(unreadable)?;
-                    form.files.push(FilePart { field: name, filename, bytes });
-                }
-                None => {
-                    let bytes = field.bytes().await.map_err(unreadable)?;
-                    if bytes.len() > MAX_TEXT_BYTES {
-                        return Err(Error::TooLarge(format!(
-                            "form field '{}' is over {MAX_TEXT_BYTES} bytes",
-                            printable(&name)
-                        )));
-                    }
-                    let text = String::from_utf8(bytes.to_vec())
-                        .map_err(|_| Error::Invalid(format!("form field '{}' is not UTF-8", printable(&name))))?;
-                    form.texts.insert(name, text);
-                }
+            if field.file_name().is_some() {
+                return Err(Error::Invalid("this route takes no files".into()));
             }
+            form.add(field, MAX_TEXT_FORM).await?;
         }
         Ok(form)
+    }
+
+    /// Reads one field into the form: a text field (at most [`MAX_TEXT_BYTES`]), or a file
+    /// part. `budget` bounds what the form holds in all.
+    pub async fn add(&mut self, field: axum::extract::multipart::Field<'_>, budget: usize) -> Result<()> {
+        let name = field.name().unwrap_or_default().to_string();
+        let filename = field.file_name().map(str::to_string);
+        let bytes = field.bytes().await.map_err(unreadable)?;
+        self.held += bytes.len();
+        if self.held > budget {
+            return Err(Error::TooLarge(format!("the form is over {budget} bytes")));
+        }
+        match filename {
+            Some(filename) => self.files.push(FilePart { field: name, filename, bytes }),
+            None => {
+                if bytes.len() > MAX_TEXT_BYTES {
+                    return Err(Error::TooLarge(format!(
+                        "form field '{}' is over {MAX_TEXT_BYTES} bytes",
+                        printable(&name)
+                    )));
+                }
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| Error::Invalid(format!("form field '{}' is not UTF-8", printable(&name))))?;
+                self.texts.insert(name, text);
+            }
+        }
+        Ok(())
     }
 
     /// A text field, or strux's "Form key '...' not exist".

@@ -184,10 +184,25 @@ fn files_of(tree: &tree::Tree, form: Form) -> Result<Vec<(String, String, Bytes)
 /// (identical files across versions are stored once); the version's own blob is the
 /// manifest.
 pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    // The credentials are checked before any file is read (the client sends every text
+    // field first), so that an anonymous client cannot make the server hold a form.
+    let mut form = Form::default();
+    let mut signed = false;
+    if let Ok(mut multipart) = multipart {
+        while let Some(field) = multipart.next_field().await.map_err(|e| Error::Invalid(e.body_text()))? {
+            if field.file_name().is_some() && !signed {
+                let [user, password] = form.texts(["username", "password"])?;
+                signed_in!(&st, client, user, password, "Password mismatch.");
+                signed = true;
+            }
+            form.add(field, st.config.max_body_bytes).await?;
+        }
+    }
     let [user, password, version, files_info] = form.texts(["username", "password", "version", "files_info"])?;
     let (user, version) = (user.to_string(), version.to_string());
-    signed_in!(&st, client, &user, password, "Password mismatch.");
+    if !signed {
+        signed_in!(&st, client, &user, password, "Password mismatch.");
+    }
     validate_version(&version)?;
     let tree = tree::parse(files_info, st.config.strux_max_files)?;
     let repo = repository(&st).await?;

@@ -198,6 +198,9 @@ pub struct Authenticator {
     bootstrapped: OnceCell<()>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    /// Moves on with every invalidation: a check that started before one does not put
+    /// what it proved in the cache (it may be a password just changed).
+    invalidations: std::sync::atomic::AtomicU64,
     /// A hash to verify against when the user does not exist, so that the answer takes
     /// as long as for a wrong password and does not tell which users exist.
     dummy_hash: OnceCell<String>,
@@ -221,6 +224,7 @@ impl Authenticator {
             bootstrapped: OnceCell::new(),
             cache_ttl: ttl,
             cache: Mutex::new(HashMap::new()),
+            invalidations: std::sync::atomic::AtomicU64::new(0),
             dummy_hash: OnceCell::new(),
             slots: Arc::new(Semaphore::new(LoginLimits::default().slots)),
             buffers: Arc::default(),
@@ -345,6 +349,7 @@ impl Authenticator {
                 return Ok(e.identity.clone());
             }
         }
+        let invalidations = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
         // The first request of a process creates the configured admin (on Lambda there is
         // no start-up hook that may touch the network).
         self.bootstrapped.get_or_try_init(|| async { self.bootstrap_admin(false).await.map(drop) }).await?;
@@ -355,8 +360,10 @@ impl Authenticator {
                 None => return Err(bad_credentials()),
             },
         };
-        if !valid_for.is_zero() {
-            let mut cache = self.cache.lock().expect("auth cache");
+        let mut cache = self.cache.lock().expect("auth cache");
+        // Under the cache's lock, which invalidate holds too.
+        let unchanged = self.invalidations.load(std::sync::atomic::Ordering::SeqCst) == invalidations;
+        if !valid_for.is_zero() && unchanged {
             if cache.len() >= CACHE_CAPACITY {
                 let now = Instant::now();
                 cache.retain(|_, e| now < e.until);
@@ -432,10 +439,9 @@ impl Authenticator {
 
     /// Drops every cached verification of `user_id`, so that the next request re-checks.
     pub fn invalidate(&self, user_id: &str) {
-        self.cache
-            .lock()
-            .expect("auth cache")
-            .retain(|_, e| !matches!(&e.identity, Identity::User { id, .. } if id == user_id));
+        let mut cache = self.cache.lock().expect("auth cache");
+        self.invalidations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.retain(|_, e| !matches!(&e.identity, Identity::User { id, .. } if id == user_id));
     }
 }
 

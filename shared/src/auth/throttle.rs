@@ -34,9 +34,11 @@ impl Default for LoginLimits {
     }
 }
 
-/// How many keys each map holds at most: a full map forgets ended windows, and past that
-/// counts no new key (the keys it holds keep counting).
+/// How many keys each table holds at most: a full table forgets ended windows, and past
+/// that counts every new key in one shared window, with ten times a key's limit (so that
+/// filling the table with made-up keys does not turn the throttle off).
 const MAX_KEYS: usize = 10_000;
+const OVERFLOW_FACTOR: u32 = 10;
 
 #[derive(Clone, Copy, Debug)]
 struct Window {
@@ -44,25 +46,57 @@ struct Window {
     failures: u32,
 }
 
-#[derive(Default)]
-pub(super) struct Throttle {
-    users: Mutex<HashMap<String, Window>>,
-    addrs: Mutex<HashMap<IpAddr, Window>>,
+/// One table of windows, by user id or by address, and the window of what it cannot hold.
+struct Keyed<K> {
+    map: HashMap<K, Window>,
+    overflow: Option<Window>,
 }
 
-/// Counts an attempt for `key` in its window (a new window when the last one ended).
-fn count<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Window>, key: &K, window: Duration, now: Instant) {
-    if map.len() >= MAX_KEYS && !map.contains_key(key) {
-        map.retain(|_, w| now.duration_since(w.started) < window);
-        if map.len() >= MAX_KEYS {
-            return;
+impl<K> Default for Keyed<K> {
+    fn default() -> Self {
+        Keyed { map: HashMap::new(), overflow: None }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
+    /// The window `key` counts in, making room when the table is full; `None` for a new
+    /// key that has a place.
+    fn slot(&mut self, key: &K, window: Duration, now: Instant) -> Option<&mut Window> {
+        if !self.map.contains_key(key) && self.map.len() >= MAX_KEYS {
+            self.map.retain(|_, w| now.duration_since(w.started) < window);
+            if self.map.len() >= MAX_KEYS {
+                return Some(self.overflow.get_or_insert(Window { started: now, failures: 0 }));
+            }
         }
+        self.map.get_mut(key)
     }
-    let w = map.entry(key.clone()).or_insert(Window { started: now, failures: 0 });
-    if now.duration_since(w.started) >= window {
-        *w = Window { started: now, failures: 0 };
+
+    /// How long `key` is still refused for at `limit`, if it is.
+    fn blocked(&mut self, key: &K, limit: u32, window: Duration, now: Instant) -> Option<Duration> {
+        let overflowing = !self.map.contains_key(key) && self.map.len() >= MAX_KEYS;
+        let limit = if overflowing { limit.saturating_mul(OVERFLOW_FACTOR) } else { limit };
+        let w = self.slot(key, window, now)?;
+        let age = now.duration_since(w.started);
+        (age < window && w.failures >= limit).then(|| window - age)
     }
-    w.failures += 1;
+
+    /// Counts an attempt for `key` in its window (a new window when the last one ended).
+    fn count(&mut self, key: &K, window: Duration, now: Instant) {
+        if self.slot(key, window, now).is_none() {
+            self.map.insert(key.clone(), Window { started: now, failures: 0 });
+        }
+        let w = self.slot(key, window, now).expect("a window was made");
+        if now.duration_since(w.started) >= window {
+            *w = Window { started: now, failures: 0 };
+        }
+        w.failures += 1;
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Throttle {
+    users: Mutex<Keyed<String>>,
+    addrs: Mutex<Keyed<IpAddr>>,
 }
 
 impl Throttle {
@@ -73,15 +107,12 @@ impl Throttle {
     pub(super) fn attempt(&self, limits: &LoginLimits, user: Option<&str>, client: Option<IpAddr>) -> Result<()> {
         let mut users = self.users.lock().expect("throttle");
         let mut addrs = self.addrs.lock().expect("throttle");
-        let now = Instant::now();
-        let window = limits.window;
-        let blocked = |w: Option<&Window>, limit: u32| {
-            w.filter(|w| now.duration_since(w.started) < window && w.failures >= limit)
-                .map(|w| window - now.duration_since(w.started))
-        };
+        let (now, window) = (Instant::now(), limits.window);
+        let user = user.map(str::to_string);
         let wait = user
-            .and_then(|u| blocked(users.get(u), limits.user_failures))
-            .or_else(|| client.and_then(|a| blocked(addrs.get(&a), limits.addr_failures)));
+            .as_ref()
+            .and_then(|u| users.blocked(u, limits.user_failures, window, now))
+            .or_else(|| client.and_then(|a| addrs.blocked(&a, limits.addr_failures, window, now)));
         if let Some(wait) = wait {
             return Err(Error::Throttled {
                 message: format!(
@@ -91,20 +122,20 @@ impl Throttle {
                 retry_after: wait.as_secs().max(1),
             });
         }
-        if let Some(u) = user {
-            count(&mut users, &u.to_string(), window, now);
+        if let Some(u) = &user {
+            users.count(u, window, now);
         }
         if let Some(a) = client {
-            count(&mut addrs, &a, window, now);
+            addrs.count(&a, window, now);
         }
         Ok(())
     }
 
     /// A right password: the check does not count against the user, nor the address.
     pub(super) fn succeeded(&self, user: &str, client: Option<IpAddr>) {
-        self.users.lock().expect("throttle").remove(user);
+        self.users.lock().expect("throttle").map.remove(user);
         if let Some(a) = client {
-            if let Some(w) = self.addrs.lock().expect("throttle").get_mut(&a) {
+            if let Some(w) = self.addrs.lock().expect("throttle").map.get_mut(&a) {
                 w.failures = w.failures.saturating_sub(1);
             }
         }
@@ -137,6 +168,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(350));
         assert!(t.attempt(&limits, Some("u"), Some(a)).is_ok(), "the window ended");
         t.succeeded("u", None);
-        assert!(t.users.lock().unwrap().get("u").is_none());
+        assert!(t.users.lock().unwrap().map.get("u").is_none());
+    }
+
+    /// A table filled with made-up keys does not let new ones through: they count
+    /// together, up to ten times a key's limit.
+    #[test]
+    fn a_full_table_throttles_new_keys_as_a_group() {
+        let limits = LoginLimits { user_failures: 2, addr_failures: 1_000_000, ..Default::default() };
+        let t = Throttle::default();
+        for i in 0..MAX_KEYS {
+            t.attempt(&limits, Some(&format!("filler{i}")), None).unwrap();
+        }
+        let mut allowed = 0;
+        for i in 0..100 {
+            if t.attempt(&limits, Some(&format!("new{}", i % 3)), None).is_ok() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 20, "the overflow window holds 10 x 2");
+        assert_eq!(t.users.lock().unwrap().map.len(), MAX_KEYS);
     }
 }

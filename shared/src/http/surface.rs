@@ -157,7 +157,8 @@ impl Surface {
                 // load). A larger one ends the connection, which says so.
                 let mut res = too_large(Some(limit)).into_response();
                 if n <= DRAIN_ON_REFUSAL as u64 {
-                    let _ = axum::body::to_bytes(req.into_body(), DRAIN_ON_REFUSAL).await;
+                    let drain = axum::body::to_bytes(req.into_body(), DRAIN_ON_REFUSAL);
+                    let _ = tokio::time::timeout(BODY_IDLE, drain).await;
                 } else {
                     res.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
                 }
@@ -282,9 +283,33 @@ struct Guard {
     access: Access,
 }
 
+/// How long a request body may go without a byte, before and after the kit's check: a
+/// client that stops sending does not hold its connection (and what it sent) for ever.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A body whose every chunk arrives within [`BODY_IDLE`] of the one before; past that it
+/// fails, as a broken body does.
+fn idle_limited(body: axum::body::Body) -> axum::body::Body {
+    use futures::StreamExt;
+    let stream = futures::stream::unfold(Some(body.into_data_stream()), |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(BODY_IDLE, stream.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request body stopped arriving")),
+                None,
+            )),
+        }
+    });
+    axum::body::Body::from_stream(stream)
+}
+
 /// The kit's check before every handler.
 async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
+    let body = idle_limited(body);
     match scope_of(&g.state, g.access, &mut parts).await {
         Ok(scope) => {
             parts.extensions.insert(scope);

@@ -141,6 +141,22 @@ pub(crate) async fn accounts_edits_never_undo_each_other(t: Arc<dyn Table>) {
     assert_eq!((who.name(), who.is_admin()), ("eve", false));
     // So is a token it would mint with those credentials.
     assert!(plain.create_token(&me, "eve", "late", None).await.is_err());
+
+    // A password check that read the user before a reset finishes after it: its answer
+    // stands for that request, but is not cached for the next ones.
+    let cached = Arc::new(Authenticator::with_cache_ttl(hooked.clone(), None, std::time::Duration::from_secs(60)));
+    let resetting = Arc::new(Accounts::new(t.clone(), cached.clone(), Arc::new(Authorizer::new(t.clone()))));
+    let reset = {
+        let resetting = resetting.clone();
+        async move {
+            let req = UserUpdate { pwd: Some("reset-password-2".into()), ..Default::default() };
+            resetting.update_user(&admin(), "eve", req).await.unwrap();
+        }
+    };
+    hooked.arm(After::Get(user_key("eve")), reset);
+    assert!(cached.authenticate(Some(&basic("eve", "reset-password-1"))).await.is_ok(), "checked before the reset");
+    assert!(hooked.ran());
+    assert!(cached.authenticate(Some(&basic("eve", "reset-password-1"))).await.is_err(), "and not cached");
 }
 
 /// A token created while its user is deleted: either refused, or removed by the

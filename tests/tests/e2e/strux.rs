@@ -4,6 +4,7 @@
 //! NOTES §5's table, the one domain (bkrepo's API on strux packages), hostile trees on
 //! both backends.
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -421,4 +422,37 @@ async fn strux_hostile_trees_embedded() {
 #[tokio::test]
 async fn strux_hostile_trees_aws() {
     hostile_trees_on(crate::harness::aws_config("strux")).await;
+}
+
+/// An upload's credentials are checked before its files are read: wrong ones are
+/// answered while the client is still sending, so that nobody anonymous can make the
+/// server hold a form.
+#[tokio::test]
+async fn strux_checks_credentials_before_reading_files() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, server, _api) = embedded(&[]);
+    send(&server.base, "POST", "/create-user/", creds("carl", "carl-password")).await.says(
+        201,
+        1,
+        true,
+        "User carl created successfully.",
+    );
+    let (content_type, body) = upload_form("carl", "wrong-password", "1.0.0", &tee_tree(), &[]).finish();
+    // The text fields, then a file part that never ends.
+    let mut start = body[..body.len() - format!("--{}--\r\n", content_type.split('=').nth(1).unwrap()).len()].to_vec();
+    let boundary = content_type.split('=').nth(1).unwrap().to_string();
+    start.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"DIR$tee\"; filename=\"file0.txt\"\r\n\r\nzero").as_bytes(),
+    );
+    let head = format!(
+        "POST /upload-pkg/ HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        start.len() + 5_000_000
+    );
+    let mut s = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&start).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer)).await.expect("answered before the body ended").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 401") && answer.contains("Password mismatch."), "{answer}");
 }
