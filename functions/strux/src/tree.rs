@@ -72,11 +72,9 @@ pub fn parse(text: &str, max_files: usize) -> Result<Tree> {
         return Err(bad(format!("the package's root Name '{}' must be one name", printable(&root.name))));
     }
     validate_name("package name", &package)?;
-    let mut tree = Tree { package, root: root.clone(), files: vec![] };
-    let mut dirs = HashSet::new();
-    let mut seen = HashSet::new();
-    tree.root = check(&root, None, 0, max_files, &mut dirs, &mut seen, &mut tree.files)?;
-    Ok(tree)
+    let (mut dirs, mut seen, mut files) = (HashSet::new(), HashSet::new(), vec![]);
+    let root = check(&root, None, 0, max_files, &mut dirs, &mut seen, &mut files)?;
+    Ok(Tree { package, root, files })
 }
 
 fn check(

@@ -381,9 +381,9 @@ impl Authenticator {
         // that no string a client makes up is kept.
         let valid = crate::model::validate_name("user id", user_id).is_ok();
         self.throttle.attempt(&self.limits, valid.then_some(user_id), client)?;
-        let user = match crate::model::validate_name("user id", user_id) {
-            Ok(()) => self.table.get(&user_key(user_id)).await?.map(from_item::<UserRecord>).transpose()?,
-            Err(_) => None,
+        let user = match valid {
+            true => self.table.get(&user_key(user_id)).await?.map(from_item::<UserRecord>).transpose()?,
+            false => None,
         };
         let hash = match &user {
             Some(u) => u.pwd_hash.clone(),

@@ -82,10 +82,11 @@ impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
 
     /// Counts an attempt for `key` in its window (a new window when the last one ended).
     fn count(&mut self, key: &K, window: Duration, now: Instant) {
-        if self.slot(key, window, now).is_none() {
-            self.map.insert(key.clone(), Window { started: now, failures: 0 });
-        }
-        let w = self.slot(key, window, now).expect("a window was made");
+        let fresh = Window { started: now, failures: 0 };
+        let w = match self.slot(key, window, now) {
+            Some(w) => w,
+            None => self.map.entry(key.clone()).or_insert(fresh),
+        };
         if now.duration_since(w.started) >= window {
             *w = Window { started: now, failures: 0 };
         }

@@ -231,16 +231,18 @@ impl Registry {
             };
             let is_new_version = existing.is_none();
             let new_package = summary.is_none();
-            // A version deleted and uploaded again is already in the history.
-            let in_history = match &summary {
+            // A new version goes into the history, unless it was deleted and is uploaded
+            // again (it is in the history already).
+            let goes_in_history = match &summary {
+                None => true,
                 Some(s) if is_new_version => {
-                    s.history_version.contains(&req.version)
+                    !(s.history_version.contains(&req.version)
                         || (s.history_spilled()
-                            && self.table.get(&history_key(p, r, k, &s.history_id, &req.version)).await?.is_some())
+                            && self.table.get(&history_key(p, r, k, &s.history_id, &req.version)).await?.is_some()))
                 }
-                _ => true,
+                Some(_) => false,
             };
-            let record = (!in_history || new_package).then_some(self.inline_history);
+            let record = goes_in_history.then_some(self.inline_history);
             let (summary_op, history_op) = summary_op(req, summary, is_new_version, record, by.name(), &now)?;
             let mut repo_add = vec![("generation".to_string(), 1)];
             if new_package {
