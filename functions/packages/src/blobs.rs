@@ -73,10 +73,15 @@ fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
     v
 }
 
-/// Loads a session for a (signed-in) caller who needs `action` on its repository.
+/// Loads a session for a (signed-in) caller: one who may stage blobs in its repository
+/// (`Write`: to inspect, complete or abort it), or read them (`Read`).
 async fn session_for(st: &AppState, who: &Identity, id: &str, action: Action) -> Result<UploadSession> {
     let session = st.registry.get_upload(id).await?;
-    st.authorize_repo(who, &session.project_id, &session.repo_name, action).await?;
+    let (p, r) = (&session.project_id, &session.repo_name);
+    match action {
+        Action::Write => st.authorize_staging(who, p, r, Some(&session.created_by)).await?,
+        _ => st.authorize_repo(who, p, r, action).await?,
+    };
     Ok(session)
 }
 
@@ -92,7 +97,7 @@ pub async fn open_upload(
         size: b.size.ok_or_else(|| Error::missing("size"))?,
         sha256: b.sha256,
     };
-    let actor = st.authorize_repo(scope.who(), &req.project_id, &req.repo_name, Action::Write).await?;
+    let actor = st.authorize_staging(scope.who(), &req.project_id, &req.repo_name, None).await?;
     let opened = st.registry.open_upload(req, actor.name(), st.config.max_session_bytes).await?;
     Ok(ok(opened_view(opened, &base)))
 }

@@ -11,11 +11,17 @@ use depot_core::{Error, Result};
 /// The longest text field (`files_info` included).
 const MAX_TEXT_BYTES: usize = 1024 * 1024;
 
-/// One file part: `DIR$<dir>` with a bare file name.
+/// One file part: `DIR$<dir>` with a bare file name, and its bytes or, with an
+/// `X-Depot-Blob: sha256:<hex>` part header and no bytes, a staged blob's reference.
 pub struct FilePart {
     pub field: String,
     pub filename: String,
-    pub bytes: Bytes,
+    pub content: Content,
+}
+
+pub enum Content {
+    Bytes(Bytes),
+    Staged(String),
 }
 
 #[derive(Default)]
@@ -67,13 +73,30 @@ impl Form {
     pub async fn add(&mut self, field: axum::extract::multipart::Field<'_>, budget: usize) -> Result<()> {
         let name = field.name().unwrap_or_default().to_string();
         let filename = field.file_name().map(str::to_string);
+        let staged = match (&filename, depot_core::http::blobs::blob_reference(field.headers())) {
+            (Some(_), Some(reference)) => Some(reference?),
+            (None, Some(_)) => return Err(Error::Invalid("only a file part may name a staged blob".into())),
+            _ => None,
+        };
         let bytes = field.bytes().await.map_err(unreadable)?;
         self.held += bytes.len();
         if self.held > budget {
             return Err(Error::TooLarge(format!("the form is over {budget} bytes")));
         }
         match filename {
-            Some(filename) => self.files.push(FilePart { field: name, filename, bytes }),
+            Some(filename) => {
+                let content = match staged {
+                    Some(_) if !bytes.is_empty() => {
+                        return Err(Error::Invalid(format!(
+                            "file part '{}' names a staged blob (X-Depot-Blob) and carries bytes too: send one or the other",
+                            printable(&filename)
+                        )))
+                    }
+                    Some(reference) => Content::Staged(reference),
+                    None => Content::Bytes(bytes),
+                };
+                self.files.push(FilePart { field: name, filename, content })
+            }
             None => {
                 if bytes.len() > MAX_TEXT_BYTES {
                     return Err(Error::TooLarge(format!(

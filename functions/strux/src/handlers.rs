@@ -10,14 +10,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use depot_core::http::{AppState, Client};
 use depot_core::model::{validate_version, Action, Actor, Identity, RepoType, Repository, Rights};
-use depot_core::registry::{BlobRef, NewVersion};
-use depot_core::store::stream_from_bytes;
+use depot_core::registry::{BlobRef, Hold, NewVersion};
+use depot_core::store::schema::staged_key;
+use depot_core::store::{stream_from_bytes, Digests};
 use depot_core::{Error, Result};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::form::Form;
+use crate::form::{Content, Form};
 use crate::tree::{self, Dir};
 
 type Multi = std::result::Result<Multipart, MultipartRejection>;
@@ -155,9 +156,9 @@ struct Manifest {
 
 /// Takes the form's files that the tree lists, one part each; refuses what cannot be
 /// stored (a part sent twice, a listed file that was not sent).
-fn files_of(tree: &tree::Tree, form: Form) -> Result<Vec<(String, String, Bytes)>> {
+fn files_of(tree: &tree::Tree, form: Form) -> Result<Vec<(String, String, Content)>> {
     let listed: HashSet<&(String, String)> = tree.files.iter().collect();
-    let mut sent: HashMap<(String, String), Bytes> = HashMap::new();
+    let mut sent: HashMap<(String, String), Content> = HashMap::new();
     for part in form.files {
         let Some(dir) = part.field.strip_prefix("DIR$") else { continue };
         let dir = tree::normalize_dir(dir)?;
@@ -165,19 +166,38 @@ fn files_of(tree: &tree::Tree, form: Form) -> Result<Vec<(String, String, Bytes)
         if !listed.contains(&id) {
             continue; // Only listed files are stored.
         }
-        if sent.insert(id.clone(), part.bytes).is_some() {
+        if sent.insert(id.clone(), part.content).is_some() {
             return Err(Error::Invalid(format!("file '{}/{}' was sent twice", id.0, id.1)));
         }
     }
     tree.files
         .iter()
         .map(|(dir, name)| match sent.remove(&(dir.clone(), name.clone())) {
-            Some(bytes) => Ok((dir.clone(), name.clone(), bytes)),
+            Some(content) => Ok((dir.clone(), name.clone(), content)),
             None => Err(Error::Invalid(format!(
                 "file '{dir}/{name}' is listed in files_info but was not sent (field DIR${dir})"
             ))),
         })
         .collect()
+}
+
+/// The blob a file part names (`X-Depot-Blob`): one that an upload session of this user
+/// staged in the strux repository. Another user's staged bytes are not found: knowing a
+/// digest does not publish what someone else has not.
+async fn staged_file(st: AppState, p: String, r: String, user: String, reference: String) -> Result<(String, BlobRef)> {
+    let (p, r) = (p.as_str(), r.as_str());
+    let staged = st.registry.resolve_staged(p, r, &reference).await?;
+    if staged.staged_by != user {
+        let message = format!(
+            "no completed upload session of user [{user}] staged blob {} (if one did, another user has staged the \
+             same bytes since: stage them again)",
+            staged.digest
+        );
+        return Err(Error::not_found_as(depot_core::error::Kind::StagedBlob, &staged.digest, message));
+    }
+    let digests = Digests { sha256: staged.sha256, sha1: staged.sha1, md5: staged.md5, size: staged.size };
+    let hold = Hold::Staged(staged_key(p, r, &staged.digest));
+    Ok((reference, BlobRef { key: staged.key, digests, hold }))
 }
 
 /// Uploads a version: the whole tree, or nothing. Each file is a content-addressed blob
@@ -216,11 +236,32 @@ pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: M
         return Ok(exists());
     }
     let files = files_of(&tree, form)?;
+    // Staged files first: a reference that does not resolve leaves nothing stored.
+    let references: Vec<String> = files
+        .iter()
+        .filter_map(|(_, _, c)| match c {
+            Content::Staged(reference) => Some(reference.clone()),
+            Content::Bytes(_) => None,
+        })
+        .collect();
+    let staged: HashMap<String, BlobRef> = {
+        let (st, p, r, user) = (st.clone(), p.to_string(), r.to_string(), user.clone());
+        futures::stream::iter(references)
+            .map(move |reference| {
+                staged_file(st.clone(), p.clone(), r.clone(), user.clone(), reference)
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?
+    };
     let mut refs: Vec<BlobRef> = Vec::with_capacity(files.len());
     let mut stored = Vec::with_capacity(files.len());
     let mut total = 0u64;
-    for (dir, name, bytes) in files {
-        let blob = st.registry.store_content(stream_from_bytes(bytes.to_vec())).await?;
+    for (dir, name, content) in files {
+        let blob = match content {
+            Content::Bytes(bytes) => st.registry.store_content(stream_from_bytes(bytes.to_vec())).await?,
+            Content::Staged(reference) => staged[&reference].clone(),
+        };
         total += blob.digests.size;
         stored.push(StoredFile {
             dir,

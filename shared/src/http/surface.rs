@@ -436,4 +436,31 @@ impl AppState {
         };
         self.authorizer.authorize(who, project, Some((repo, read.as_ref())), action).await
     }
+
+    /// Authorizes staging blobs in a repository: opening an upload session there, or
+    /// (with `opened_by`, the session's creator) completing, inspecting or aborting one.
+    /// That needs WRITE on the repository, except in the strux repository
+    /// (`DEPOT_STRUX_REPO`), where every user writes its own namespace without a grant:
+    /// there any signed-in user may stage, and only for its own sessions. Staging
+    /// publishes nothing; the strux surface checks the namespace, and that a file's
+    /// staged blob is the uploader's own, when it commits a version.
+    pub async fn authorize_staging(
+        &self,
+        who: &Identity,
+        project: &str,
+        repo: &str,
+        opened_by: Option<&str>,
+    ) -> Result<Actor> {
+        let (sp, sr) = &self.config.strux_repo;
+        if project != sp || repo != sr || who.is_admin() {
+            return self.authorize_repo(who, project, repo, Action::Write).await;
+        }
+        let id = who.require_user()?;
+        // The repository is created on first use, by whichever route comes first.
+        self.registry.ensure_repository(sp, sr, crate::model::RepoType::Strux, true).await?;
+        if opened_by.is_some_and(|by| by != id) {
+            return Err(Error::Forbidden(format!("upload session of another user: [{id}] may only use its own sessions")));
+        }
+        Ok(Actor { who: who.clone(), rights: crate::model::Rights::NONE.with(Action::Write) })
+    }
 }

@@ -15,6 +15,13 @@
 //! - A writer keeps a spare copy of its bytes until its commit has gone through, then
 //!   puts the bytes back if a collector removed them ([`Registry::settle`]).
 //!
+//! - A version's further files (a strux tree's) are too many for one transaction's
+//!   conditions. A spare is settled after the commit the same way. A staged one is held
+//!   by a lease instead ([`Registry::check_staged_leases`]): staged records go only when
+//!   their expiry passes (or with their repository), so one with [`STAGED_LEASE`] left
+//!   just before the commit is still there when the commit lands, and every collector
+//!   until then keeps the blob.
+//!
 //! If a commit passed its condition, no collector held a mark then: a later collector
 //! reads the new reference after marking and keeps the blob, and an earlier one had
 //! already deleted (so the writer's check after the commit restores the spare).
@@ -38,6 +45,9 @@ const MARK_MARGIN: Duration = Duration::from_secs(60);
 /// How long a writer waits for a collector's mark to go before answering "retry".
 const WAIT_FOR_COLLECTOR: Duration = Duration::from_secs(30);
 const WAIT_STEP: Duration = Duration::from_millis(200);
+/// How long a staged blob that a version's further files name must stay staged past the
+/// commit's start: far longer than a commit takes, clock skew included.
+pub const STAGED_LEASE: Duration = Duration::from_secs(15 * 60);
 /// The age at which an upload's spare copy under `tmp/` counts as left over.
 pub const SPARE_GRACE_SECS: i64 = 24 * 3600;
 
@@ -226,6 +236,32 @@ impl Registry {
             Hold::Spare(_) => TxOp::Check { key: gc_mark_key(blob_key), cond: Cond::NotExists },
             Hold::Staged(staged) => TxOp::Check { key: staged.clone(), cond: Cond::Exists },
         }
+    }
+
+    /// Checks, just before a commit, that each staged blob among a version's further
+    /// files stays staged for at least [`STAGED_LEASE`]: what keeps it from collection
+    /// until the commit names it (see the module's notes). One about to expire is
+    /// `NotFound`, like an expired one: the client stages it again.
+    pub(crate) async fn check_staged_leases(&self, files: &[super::BlobRef]) -> Result<()> {
+        let until = now() + STAGED_LEASE.as_secs() as i64;
+        let staged: Vec<(&Key, &str)> = files
+            .iter()
+            .filter_map(|f| match &f.hold {
+                Hold::Staged(key) => Some((key, f.digests.sha256.as_str())),
+                Hold::Spare(_) => None,
+            })
+            .collect();
+        for batch in staged.chunks(16) {
+            let reads = batch.iter().map(|(key, _)| self.table.get(key));
+            for (item, (_, sha256)) in futures::future::try_join_all(reads).await?.into_iter().zip(batch) {
+                if item.and_then(|i| i.get(TTL_ATTR).and_then(|v| v.as_i64())).is_none_or(|t| t <= until) {
+                    let minutes = STAGED_LEASE.as_secs() / 60;
+                    let message = format!("the staged blob sha256:{sha256} expires within {minutes} minutes (or has): stage it again");
+                    return Err(Error::not_found_as(Kind::StagedBlob, format!("sha256:{sha256}"), message));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Called when a commit's guard failed. With a spare, waits until the collector's

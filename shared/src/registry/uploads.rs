@@ -117,6 +117,10 @@ pub struct StagedBlob {
     /// The blob store key of the bytes.
     pub key: String,
     pub session_id: String,
+    /// Who opened the session that staged it (the latest one, when several staged the
+    /// same bytes). Records from before this field read as empty.
+    #[serde(default)]
+    pub staged_by: String,
     pub ttl: i64,
 }
 
@@ -423,6 +427,7 @@ impl Registry {
             md5: digests.md5,
             key: content.clone(),
             session_id: session.id.clone(),
+            staged_by: session.created_by.clone(),
             ttl,
         };
         let mut set = Item::new();

@@ -158,7 +158,11 @@ impl Registry {
     /// whether it is new. Replacing a `@release` version needs `by`'s MANAGE. A spare the
     /// blob came with is settled (or dropped, when this fails).
     pub async fn create_version(&self, req: NewVersion, by: &Actor) -> Result<(PackageVersion, bool)> {
-        match self.commit_version(&req, by).await {
+        let committed = match self.check_staged_leases(&req.files).await {
+            Ok(()) => self.commit_version(&req, by).await,
+            Err(e) => Err(e),
+        };
+        match committed {
             Ok(done) => {
                 self.settle(&req.blob.key, &req.blob.hold).await;
                 self.settle_files(&req.files).await;
@@ -178,10 +182,11 @@ impl Registry {
     /// commit's transaction (a tree may have more files than a transaction has
     /// operations), so it comes after it, with the same effect: once no collector's mark
     /// is on a blob, any later collector reads the committed version and keeps it, and
-    /// one that removed it before is undone from the spare.
+    /// one that removed it before is undone from the spare. Staged ones were held by
+    /// their lease, checked before the commit.
     async fn settle_files(&self, files: &[BlobRef]) {
         use futures::StreamExt;
-        futures::stream::iter(files)
+        futures::stream::iter(files.iter().filter(|f| matches!(f.hold, Hold::Spare(_))))
             .for_each_concurrent(16, |f| async move {
                 if let Err(e) = self.wait_for_collector(&f.key, &f.hold).await {
                     tracing::warn!(blob = %f.key, error = %e, "a collector's mark outlived the wait; settling anyway");

@@ -119,10 +119,45 @@ pub(crate) async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>
 
     // The X-Depot-Blob contract: the same repository resolves it, no other does.
     let found = reg.resolve_staged("p", "r", &format!("sha256:{sha}")).await.unwrap();
-    assert_eq!((found.key, found.size), (staged.key.clone(), staged.size));
+    assert_eq!((found.key.clone(), found.size), (staged.key.clone(), staged.size));
     assert!(matches!(reg.resolve_staged("p", "other", &sha).await, Err(Error::NotFound { .. })));
     assert!(matches!(reg.resolve_staged("p", "r", &"a".repeat(64)).await, Err(Error::NotFound { .. })));
     assert!(matches!(reg.resolve_staged("p", "r", "sha256:xyz").await, Err(Error::Invalid(_))));
+    assert_eq!(found.staged_by, "admin", "the record names who staged it");
+
+    // A version's further files may be staged blobs: held by their lease, not by a
+    // condition in the commit. One whose record expires within the lease is refused,
+    // and the refusal stores nothing.
+    {
+        use depot_core::model::{Actor, RepoType};
+        use depot_core::registry::{BlobRef, Hold, NewVersion, STAGED_LEASE};
+        use depot_core::store::schema::staged_key;
+        use depot_core::store::{stream_from_bytes, Digests, TTL_ATTR};
+        let file = |s: &depot_core::registry::StagedBlob| BlobRef {
+            key: s.key.clone(),
+            digests: Digests { sha256: s.sha256.clone(), sha1: s.sha1.clone(), md5: s.md5.clone(), size: s.size },
+            hold: Hold::Staged(staged_key("p", "r", &s.digest)),
+        };
+        let version = |v: &str, files: Vec<BlobRef>, manifest: BlobRef| NewVersion {
+            files,
+            ..NewVersion::new("p", "r", "rds://tree", "tree", RepoType::Rds, v, manifest)
+        };
+        let admin = Actor::user("admin", depot_core::model::Rights::ALL);
+        let manifest = reg.store_content(stream_from_bytes(b"manifest 1".to_vec())).await.unwrap();
+        let (v, _) = reg.create_version(version("1.0.0", vec![file(&found)], manifest), &admin).await.unwrap();
+        assert_eq!(v.blobs, vec![found.key.clone()], "{v:?}");
+        let soon = time::OffsetDateTime::now_utc().unix_timestamp() + STAGED_LEASE.as_secs() as i64 - 60;
+        let short = Item::from_iter([(TTL_ATTR.to_string(), json!(soon))]);
+        t.update(&staged_key("p", "r", &found.digest), short, &[], Cond::Exists).await.unwrap();
+        let expiring = reg.resolve_staged("p", "r", &found.digest).await.unwrap();
+        let manifest = reg.store_content(stream_from_bytes(b"manifest 2".to_vec())).await.unwrap();
+        let refused = reg.create_version(version("2.0.0", vec![file(&expiring)], manifest), &admin).await;
+        assert!(
+            matches!(&refused, Err(Error::NotFound { message, .. }) if message.contains("stage it again")),
+            "{refused:?}"
+        );
+        assert!(reg.get_version("p", "r", "rds://tree", "2.0.0").await.unwrap_err().is_not_found());
+    }
 
     // Over the threshold a session is multipart.
     // Over the deployment's limit, or over 5 GiB whatever the limit, is refused.

@@ -56,6 +56,21 @@ impl GoForm {
         self
     }
 
+    /// A file part that names a staged blob instead of carrying the bytes: Go's
+    /// `CreatePart` with an `X-Depot-Blob` header and an empty body.
+    pub fn staged(mut self, field: &str, filename: &str, digest: &str) -> Self {
+        self.start();
+        self.body.extend_from_slice(
+            format!(
+                "Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\nX-Depot-Blob: {digest}\r\n\r\n",
+                go_escape(field),
+                go_escape(filename)
+            )
+            .as_bytes(),
+        );
+        self
+    }
+
     pub fn finish(mut self) -> (String, Vec<u8>) {
         self.body.extend_from_slice(format!("\r\n--{}--\r\n", self.boundary).as_bytes());
         (format!("multipart/form-data; boundary={}", self.boundary), self.body)
@@ -455,4 +470,128 @@ async fn strux_checks_credentials_before_reading_files() {
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer)).await.expect("answered before the body ended").unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]).to_string();
     assert!(answer.starts_with("HTTP/1.1 401") && answer.contains("Password mismatch."), "{answer}");
+}
+
+/// A tree over the request limit: its big files go through upload sessions, opened by
+/// the strux user itself (no grant needed in the strux repository), and each `DIR$` part
+/// names its staged blob. Only the user's own staged blobs and sessions serve it.
+async fn large_tree_through_sessions(server: &crate::harness::Server) {
+    use crate::uploads::{complete, open, payload, upload};
+    let b = server.base.as_str();
+    let api = crate::harness::Api::new(b);
+    for (u, pw) in [("lena", "lena-password"), ("mark", "mark-password")] {
+        send(b, "POST", "/create-user/", creds(u, pw)).await.says(201, 1, true, &format!("User {u} created successfully."));
+    }
+    let lena = api.as_user("lena", "lena-password");
+    let mark = api.as_user("mark", "mark-password");
+    // The body limit is 64 KiB: these two are over it, and the tree is too.
+    let (big, big2) = (payload(300 << 10, 7), payload(100 << 10, 8));
+    let staged = upload(&lena, "strux", "packages", &big).await["done"]["digest"].as_str().unwrap().to_string();
+    let staged2 = upload(&lena, "strux", "packages", &big2).await["done"]["digest"].as_str().unwrap().to_string();
+    let tree = json!({"Name": "big", "FileNames": ["a.bin", "note.txt"], "InnerDir": [
+        {"Name": "big/sub", "FileNames": ["b.bin"]}]})
+    .to_string();
+    let form = |user: &str, pw: &str, v: &str| {
+        creds(user, pw)
+            .text("version", v)
+            .text("files_info", &tree)
+            .staged("DIR$big", "a.bin", &staged)
+            .file("DIR$big", "note.txt", b"inline\n")
+            .staged("DIR$big/sub", "b.bin", &staged2)
+    };
+    send(b, "POST", "/upload-pkg/", form("lena", "lena-password", "1.0.0")).await.says(
+        201,
+        1,
+        true,
+        "Package big successfully created.",
+    );
+    let d = send(b, "GET", "/download-package/", GoForm::new().text("username", "lena").text("pkgName", "big").text("version", "1.0.0")).await;
+    assert_eq!(d.status, 200, "{}", d.text());
+    let (parts, _) = d.parts();
+    let files: BTreeMap<(String, String), Vec<u8>> =
+        parts.iter().filter_map(|(f, n, bytes)| Some(((f.clone(), n.clone()?), bytes.clone()))).collect();
+    let want: BTreeMap<(String, String), Vec<u8>> = [
+        (("DIR$big".to_string(), "a.bin".to_string()), big.clone()),
+        (("DIR$big".into(), "note.txt".into()), b"inline\n".to_vec()),
+        (("DIR$big/sub".into(), "b.bin".into()), big2.clone()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(files, want, "exact bytes of every file");
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://lena/big").await;
+    assert_eq!(data(s, &body)["versions"], 1);
+
+    // mark stages in the strux repository too, but not with lena's blobs or sessions.
+    let refused = send(b, "POST", "/upload-pkg/", form("mark", "mark-password", "1.0.0")).await;
+    assert_eq!((refused.status, refused.base()["status"].as_i64()), (404, Some(0)), "{}", refused.text());
+    assert!(refused.base()["message"].as_str().unwrap().contains("user [mark]"), "{}", refused.text());
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://mark/big").await;
+    assert_eq!(s, 404, "nothing of the refused upload is stored: {body}");
+    let lenas = open(&lena, "strux", "packages", 10, None).await;
+    let id = lenas["id"].as_str().unwrap();
+    let (s, body) = complete(&mark, id, None).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _) = mark.delete(&format!("/blobs/uploads/{id}")).await;
+    assert_eq!(s, 403, "another user's session is not mark's to abort");
+    // Once mark stages the same bytes himself, they serve his upload (and the record is
+    // his: lena would stage them again for another upload).
+    for bytes in [&big, &big2] {
+        upload(&mark, "strux", "packages", bytes).await;
+    }
+    send(b, "POST", "/upload-pkg/", form("mark", "mark-password", "1.0.0")).await.says(
+        201,
+        1,
+        true,
+        "Package big successfully created.",
+    );
+    // Only the strux repository is open to staging without a grant; anonymous callers
+    // stage nothing.
+    let (s, body) = mark.post("/blobs/uploads", json!({"projectId": "strux", "repoName": "other", "size": 3})).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _) = api.anonymous().post("/blobs/uploads", json!({"projectId": "strux", "repoName": "packages", "size": 3})).await;
+    assert_eq!(s, 401);
+
+    // A part that names a blob and carries bytes, a bad reference, and an inline tree
+    // over the limit are refused.
+    let both = creds("lena", "lena-password")
+        .text("version", "2.0.0")
+        .text("files_info", &json!({"Name": "x", "FileNames": ["a"]}).to_string())
+        .staged("DIR$x", "a", &staged);
+    let (ct, mut body) = both.finish();
+    let boundary = ct.split("boundary=").nth(1).unwrap().to_string();
+    let at = body.len() - format!("\r\n--{boundary}--\r\n").len();
+    body.splice(at..at, b"bytes too".iter().copied());
+    let res = reqwest::Client::new().post(format!("{b}/upload-pkg/")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    assert!(res.text().await.unwrap().contains("send one or the other"));
+    let bad = creds("lena", "lena-password")
+        .text("version", "2.0.0")
+        .text("files_info", &json!({"Name": "x", "FileNames": ["a"]}).to_string())
+        .staged("DIR$x", "a", "sha256:nope");
+    let bad = send(b, "POST", "/upload-pkg/", bad).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let inline = upload_form("lena", "lena-password", "3.0.0", &tree, &[("big", "a.bin", &big), ("big", "note.txt", b"x"), ("big/sub", "b.bin", b"y")]);
+    let over = send(b, "POST", "/upload-pkg/", inline).await;
+    assert_eq!(over.status, 413, "{}", over.text());
+    assert!(over.base()["message"].as_str().unwrap().contains("/blobs/uploads"), "{}", over.text());
+}
+
+#[tokio::test]
+async fn strux_large_tree_through_sessions_embedded() {
+    let (_dir, server, _api) = embedded(&[("DEPOT_MAX_BODY_BYTES", "65536")]);
+    large_tree_through_sessions(&server).await;
+}
+
+#[tokio::test]
+async fn strux_large_tree_through_sessions_aws() {
+    use crate::harness::{unique, Server, ADMIN_PASSWORD};
+    let (table, bucket) = (unique("sx"), unique("sx"));
+    let env = [
+        ("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("DEPOT_TABLE", table.as_str()),
+        ("DEPOT_BUCKET", bucket.as_str()),
+        ("DEPOT_MAX_BODY_BYTES", "65536"),
+    ];
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    large_tree_through_sessions(&server).await;
 }
