@@ -48,6 +48,8 @@ Environment:
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)
+  DEPOT_OCP_REPO         the OCP surface's repository, PROJECT/REPOSITORY (default
+                         ocp/software-packages; created on first use)
   DEPOT_STRUX_REPO       the strux surface's repository, PROJECT/REPOSITORY (default
                          strux/packages; created on first use)
   DEPOT_STRUX_MAX_FILES  the most files one strux version holds (default 1000)

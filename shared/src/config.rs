@@ -60,6 +60,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
+/// | `DEPOT_OCP_REPO` | `ocp/software-packages` | the repository OCP software packages live in (created on first use) |
 /// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
 /// | `DEPOT_STRUX_MAX_FILES` | 1000 | the most files one strux version holds |
 /// | `DEPOT_LOGIN_SLOTS` | the number of cores | password checks that run at once |
@@ -84,6 +85,8 @@ pub struct Config {
     pub max_session_bytes: u64,
     /// Bounds on password checks: slots, and failures before a 429.
     pub login: crate::auth::LoginLimits,
+    /// The repository of the OCP surface: (project, repository).
+    pub ocp_repo: (String, String),
     /// The repository of the strux surface: (project, repository).
     pub strux_repo: (String, String),
     /// The most files one strux version holds.
@@ -123,6 +126,7 @@ impl Default for Config {
             max_unpacked_bytes: 1 << 30,
             max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
             login: crate::auth::LoginLimits::default(),
+            ocp_repo: ("ocp".into(), "software-packages".into()),
             strux_repo: ("strux".into(), "packages".into()),
             strux_max_files: 1000,
             max_response_bytes: None,
@@ -195,6 +199,7 @@ impl Config {
                 addr_failures: count("DEPOT_LOGIN_ADDRESS_FAILURES", d.login.addr_failures)?,
                 ..d.login
             },
+            ocp_repo: repo_var("DEPOT_OCP_REPO", ("ocp", "software-packages"))?,
             strux_repo: repo_var("DEPOT_STRUX_REPO", ("strux", "packages"))?,
             strux_max_files: count("DEPOT_STRUX_MAX_FILES", d.strux_max_files as u32)? as usize,
             max_response_bytes: None,

@@ -14,7 +14,7 @@ use depot_core::model::Action::{Delete, Manage, Read, Write};
 
 /// This surface, for `depot serve`, the `packages` Lambda function and the tests.
 pub const SURFACE: Surface =
-    Surface { name: "packages", prefixes: &["/repository/", "/auth/", "/blobs/"], routes, render: bkrepo::render };
+    Surface { name: "packages", prefixes: &["/repository/", "/auth/", "/blobs/"], routes, render: bkrepo::render, home: None };
 
 /// The routes of this surface, each with the access it needs.
 pub fn routes() -> Routes {

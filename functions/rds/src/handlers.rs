@@ -271,6 +271,7 @@ pub async fn upload(
         extension: Map::new(),
         overwrite: force && repo.allow_overwrite,
         files: vec![],
+        number: None,
     };
     match st.registry.create_version(req, &scope.actor).await {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "saved": true }))).into_response()),

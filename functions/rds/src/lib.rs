@@ -15,7 +15,7 @@ use depot_core::model::Action::{Delete, Read, Write};
 use depot_core::Error;
 
 /// This surface, for `depot serve`, the `rds` Lambda function and the tests.
-pub const SURFACE: Surface = Surface { name: "rds", prefixes: &["/rds/", "/api/"], routes, render };
+pub const SURFACE: Surface = Surface { name: "rds", prefixes: &["/rds/", "/api/"], routes, render, home: None };
 
 /// The routes of this surface, each with the access it needs.
 pub fn routes() -> Routes {

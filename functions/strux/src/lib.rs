@@ -37,6 +37,7 @@ pub const SURFACE: Surface = Surface {
     ],
     routes,
     render,
+    home: None,
 };
 
 /// The routes, each with and without its trailing slash. The kit admits anyone: each

@@ -45,6 +45,19 @@ pub enum Access {
     Project(Action),
     /// The action on the repository named by the path's `{projectId}` and `{repoName}`.
     Repo(Action),
+    /// The action on the surface's home repository ([`Surface::home`]): for the surfaces
+    /// whose paths name no repository. It is created on first use.
+    Home(Action),
+}
+
+/// The one repository a surface serves when its paths name none (OCP's, APS's):
+/// configuration names it, and it is created with its type on first use.
+#[derive(Clone, Copy)]
+pub struct Home {
+    pub repo: fn(&crate::config::Config) -> &(String, String),
+    pub repo_type: crate::model::RepoType,
+    /// Whether it is created public (READ for anyone).
+    pub public: bool,
 }
 
 /// One route: method, path (axum's syntax), access, handler.
@@ -114,6 +127,8 @@ pub struct Surface {
     pub routes: fn() -> Routes,
     /// Renders an error in the surface's shape, with the status the kit chose.
     pub render: fn(&Error, StatusCode) -> Response,
+    /// The repository its `Access::Home` routes act on.
+    pub home: Option<Home>,
 }
 
 impl Surface {
@@ -123,7 +138,7 @@ impl Surface {
     pub fn router(&self, state: AppState) -> Router {
         let mut by_path: Vec<(&'static str, MethodRouter<AppState>, Vec<String>)> = Vec::new();
         for route in (self.routes)().routes {
-            let guard = Guard { state: state.clone(), access: route.access };
+            let guard = Guard { state: state.clone(), access: route.access, home: self.home };
             let handler = route.handler.layer(axum::middleware::from_fn_with_state(guard, admit));
             let mut methods = vec![route.method.to_string()];
             if route.method == Method::GET {
@@ -281,6 +296,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Scope {
 struct Guard {
     state: AppState,
     access: Access,
+    home: Option<Home>,
 }
 
 /// How long a request body may go without a byte, before and after the kit's check: a
@@ -310,7 +326,7 @@ fn idle_limited(body: axum::body::Body) -> axum::body::Body {
 async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let body = idle_limited(body);
-    match scope_of(&g.state, g.access, &mut parts).await {
+    match scope_of(&g.state, g.access, g.home, &mut parts).await {
         Ok(scope) => {
             parts.extensions.insert(scope);
             next.run(Request::from_parts(parts, body)).await
@@ -376,7 +392,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
     state.authenticator.authenticate_from(header, client_addr(parts)).await
 }
 
-async fn scope_of(state: &AppState, access: Access, parts: &mut Parts) -> Result<Scope> {
+async fn scope_of(state: &AppState, access: Access, home: Option<Home>, parts: &mut Parts) -> Result<Scope> {
     if access == Access::Anyone {
         return Ok(Scope::of(Identity::Anonymous));
     }
@@ -391,12 +407,19 @@ async fn scope_of(state: &AppState, access: Access, parts: &mut Parts) -> Result
             who.require_admin()?;
             return Ok(Scope::of(who));
         }
-        Access::Project(a) | Access::Repo(a) => a,
+        Access::Project(a) | Access::Repo(a) | Access::Home(a) => a,
     };
     // Only a READ of a repository can be open to anonymous callers.
-    let repo_read = matches!(access, Access::Repo(Action::Read));
+    let repo_read = matches!(access, Access::Repo(Action::Read) | Access::Home(Action::Read));
     if who == Identity::Anonymous && !repo_read {
         return Err(unauthenticated());
+    }
+    if let Access::Home(_) = access {
+        let home = home.ok_or_else(|| Error::Internal("an Access::Home route on a surface without a home".into()))?;
+        let (project, repo_name) = (home.repo)(&state.config).clone();
+        let repo = state.registry.ensure_repository(&project, &repo_name, home.repo_type, home.public).await?;
+        let actor = state.authorizer.authorize(&who, &project, Some((&repo_name, Some(&repo))), action).await?;
+        return Ok(Scope { actor, repo: Some(repo), project, repo_name });
     }
     let params = axum::extract::RawPathParams::from_request_parts(parts, &())
         .await

@@ -109,6 +109,10 @@ pub struct PackageVersion {
     /// whose `blob_key` is the tree's manifest. Garbage collection keeps them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blobs: Vec<String>,
+    /// The version's number in its repository, for surfaces that name versions by an
+    /// integer (OCP's ids): allocated once, never reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
 }
 
 impl PackageVersion {

@@ -83,6 +83,10 @@ pub struct Repository {
     /// How many packages the repository holds; kept in the same transactions as the writes.
     #[serde(default)]
     pub package_count: i64,
+    /// How many versions it holds, kept the same way (counted from the release that
+    /// added it: a repository older than that counts only what came and went since).
+    #[serde(default)]
+    pub version_count: i64,
     /// Bumped by every write to the repository; derived renderings are cached under it.
     #[serde(default)]
     pub generation: i64,

@@ -5,9 +5,9 @@ use serde_json::Value;
 use super::Registry;
 use crate::model::{compare_versions, PackageSummary, PackageVersion, Repository};
 use crate::store::schema::{
-    from_item, history_prefix, names_index_pk, package_partition, pages_partition, repo_partition, versions_index_pk,
+    from_item, history_prefix, names_index_pk, uploads_index_pk, package_partition, pages_partition, repo_partition, versions_index_pk,
     NAMES_INDEX,
-    PKG_SK_PREFIX, VERSIONS_INDEX, VER_SK_PREFIX,
+    PKG_SK_PREFIX, UPLOADS_INDEX, VERSIONS_INDEX, VER_SK_PREFIX,
 };
 use crate::store::{query_all, Cond, Item, Key, Query, SkCond, SK};
 use crate::{Error, Result};
@@ -231,6 +231,31 @@ impl Registry {
             total: pkg.versions,
             items: items.into_iter().map(from_item).collect::<Result<_>>()?,
         })
+    }
+
+    /// A page of a repository's versions in upload order (newest first unless
+    /// `ascending`), across its packages: its cost follows the page size. The total is
+    /// the repository's version count.
+    pub async fn upload_page(&self, r: &Repository, ascending: bool, req: PageRequest) -> Result<PageOf<PackageVersion>> {
+        let (project, repo) = (r.project_id.as_str(), r.name.as_str());
+        let mut query = Query::partition(uploads_index_pk(project, repo)).index(UPLOADS_INDEX);
+        if !ascending {
+            query = query.backward();
+        }
+        let dir = if ascending { "asc" } else { "desc" };
+        let items = self.paged(pages_partition(project, repo), &format!("up:{dir}"), &r.state_tag(), query, req).await?;
+        Ok(PageOf {
+            request: req,
+            total: r.version_count.max(0),
+            items: items.into_iter().map(from_item).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Every version of a repository in upload order, oldest first: for filters that
+    /// no index serves (the cost follows the repository's size).
+    pub async fn all_uploads(&self, project: &str, repo: &str) -> Result<Vec<PackageVersion>> {
+        let query = Query::partition(uploads_index_pk(project, repo)).index(UPLOADS_INDEX);
+        query_all(&*self.table, query).await?.into_iter().map(from_item).collect()
     }
 
     /// Removes remembered page starts no read can use any more: those of an earlier state

@@ -118,6 +118,7 @@ impl Registry {
             last_modified_by: by.to_string(),
             last_modified_date: now,
             package_count: 0,
+            version_count: 0,
             generation: 0,
             uid: uuid::Uuid::new_v4().simple().to_string(),
         };

@@ -14,8 +14,8 @@ use crate::model::{
     MetadataEntry, PackageSummary, PackageVersion, RepoType,
 };
 use crate::store::schema::{
-    from_item, history_key, history_prefix, index_package, index_version, names_index_sk, package_key,
-    package_partition, path_key, repo_key, to_item, version_key, DELETING_ATTR, NAMES_INDEX_SK_ATTR,
+    from_item, history_key, history_prefix, index_package, index_upload, index_version, names_index_sk, package_key,
+    number_key, numbers_key, package_partition, path_key, repo_key, to_item, version_key, DELETING_ATTR, NAMES_INDEX_SK_ATTR,
 };
 use crate::store::{content_key, delete_all, ByteStream, Cond, Digests, Item, Query, TxOp};
 use crate::{Error, Result};
@@ -53,6 +53,9 @@ pub struct NewVersion {
     pub overwrite: bool,
     /// Further blobs the version names (a strux tree's files; `blob` is its manifest).
     pub files: Vec<BlobRef>,
+    /// Its number, from [`Registry::next_number`], for surfaces that name versions by an
+    /// integer: the commit records it, and the version's delete removes it.
+    pub number: Option<u64>,
 }
 
 /// The write that claims a version's content path: a path is held by one version of
@@ -90,6 +93,7 @@ impl NewVersion {
             extension: Map::new(),
             overwrite: false,
             files: vec![],
+            number: None,
         }
     }
 }
@@ -131,6 +135,28 @@ impl Registry {
         match self.table.get(&version_key(project, repo, key, version)).await? {
             Some(item) => from_item(item),
             None => Err(Error::version_not_found(key, version)),
+        }
+    }
+
+    /// A new version number for `project/repo`, from an atomic counter that outlives the
+    /// repository: numbers are never handed out twice, even to a repository created
+    /// again under the same name.
+    pub async fn next_number(&self, project: &str, repo: &str) -> Result<u64> {
+        let n = crate::store::atomic_add(&*self.table, &numbers_key(project, repo), "next", 1).await?;
+        u64::try_from(n).map_err(|_| Error::Internal(format!("version counter of {project}/{repo} is {n}")))
+    }
+
+    /// The version numbered `n` in `project/repo`.
+    pub async fn version_by_number(&self, project: &str, repo: &str, n: u64) -> Result<PackageVersion> {
+        let missing = || Error::not_found_as(Kind::Version, &n.to_string(), format!("no version numbered {n}"));
+        let Some(item) = self.table.get(&number_key(project, repo, n)).await? else { return Err(missing()) };
+        let owner = item.get("owner").and_then(|v| v.as_str()).unwrap_or_default();
+        let Some((key, version)) = owner.split_once('\n') else { return Err(missing()) };
+        match self.get_version(project, repo, key, version).await {
+            Ok(v) if v.number == Some(n) => Ok(v),
+            Ok(_) => Err(missing()),
+            Err(e) if e.is_not_found() => Err(missing()),
+            Err(e) => Err(e),
         }
     }
 
@@ -253,8 +279,12 @@ impl Registry {
             if new_package {
                 repo_add.push(("packageCount".to_string(), 1));
             }
+            if is_new_version {
+                repo_add.push(("versionCount".to_string(), 1));
+            }
             let mut version_item = to_item(&vkey, &version)?;
             index_version(&mut version_item, p, r, k, &version.name);
+            index_upload(&mut version_item, p, r, k, &version.name, &version.created_date);
             let mut ops = vec![
                 TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
@@ -264,6 +294,14 @@ impl Registry {
             ];
             if let Some(old) = existing.as_ref().filter(|o| o.content_path != req.content_path) {
                 ops.push(TxOp::Delete { key: path_key(p, r, &old.content_path), cond: Cond::None });
+            }
+            if let Some(n) = existing.as_ref().and_then(|o| o.number).filter(|n| Some(*n) != req.number) {
+                ops.push(TxOp::Delete { key: number_key(p, r, n), cond: Cond::None });
+            }
+            if let Some(n) = req.number {
+                let mut item = number_key(p, r, n).item();
+                item.insert("owner".into(), format!("{k}\n{}", req.version).into());
+                ops.push(TxOp::Put { item, cond: Cond::None });
             }
             ops.extend(history_op);
             match self.table.transact(ops).await {
@@ -304,7 +342,7 @@ impl Registry {
             let version_op =
                 TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };
             let summary_cond = Cond::Eq("revision".into(), Value::from(summary.revision));
-            let mut repo_add = vec![("generation".to_string(), 1)];
+            let mut repo_add = vec![("generation".to_string(), 1), ("versionCount".to_string(), -1)];
             let summary_op = if summary.versions <= 1 {
                 repo_add.push(("packageCount".to_string(), -1));
                 TxOp::Delete { key: package_key(project, repo, key), cond: summary_cond }
@@ -328,6 +366,9 @@ impl Registry {
                 TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: Cond::Exists },
                 TxOp::Delete { key: path_key(project, repo, &old.content_path), cond: Cond::None },
             ];
+            if let Some(n) = old.number {
+                ops.push(TxOp::Delete { key: number_key(project, repo, n), cond: Cond::None });
+            }
             // The package goes, and its history with it: in the same transaction when the
             // item lists it all and it is short, else after (a package uploaded again
             // under its key starts another history, under another history id).
@@ -512,6 +553,7 @@ fn version_record(req: &NewVersion, existing: Option<&PackageVersion>, by: &str,
             keys.dedup();
             keys
         },
+        number: req.number,
     }
 }
 

@@ -24,6 +24,7 @@
 //! |---|---|---|---|
 //! | `GSI1` | `NAMES#{p}/{r}` | `{lower-case name}#{key}` | package summaries, by name |
 //! | `GSI2` | `VERS#{p}/{r}/{key}` | [`version_sort_key`] | versions, in version order |
+//! | `GSI3` | `UPLOADED#{p}/{r}` | `{createdDate}#{key}#{version}` | versions, in upload order |
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{Cond, Item, Key};
@@ -193,6 +194,32 @@ pub fn pages_partition(project: &str, repo: &str) -> String {
 pub const NAMES_INDEX: &str = "GSI1";
 /// The index that lists a package's versions in version order.
 pub const VERSIONS_INDEX: &str = "GSI2";
+
+/// The counter of a repository's version numbers. Its own partition, which deleting the
+/// repository leaves: a number is never handed out twice.
+pub fn numbers_key(project: &str, repo: &str) -> Key {
+    Key::new("NUMBERS", format!("{project}/{repo}"))
+}
+
+/// Which version holds number `n` (in the repository's partition: it goes with it).
+pub fn number_key(project: &str, repo: &str, n: u64) -> Key {
+    Key::new(repo_partition(project, repo), format!("NUM#{n:020}"))
+}
+
+/// The index that lists a repository's versions in upload order.
+pub const UPLOADS_INDEX: &str = "GSI3";
+
+/// The `GSI3` partition of a repository's versions.
+pub fn uploads_index_pk(project: &str, repo: &str) -> String {
+    format!("UPLOADED#{project}/{repo}")
+}
+
+/// Puts a version into its repository's upload-order index: by creation time (an
+/// overwrite keeps it), then package key and version, which make it unique.
+pub fn index_upload(item: &mut Item, project: &str, repo: &str, key: &str, version: &str, created: &str) {
+    item.insert("GSI3PK".into(), uploads_index_pk(project, repo).into());
+    item.insert("GSI3SK".into(), format!("{created}#{key}#{version}").into());
+}
 
 /// The `GSI1` partition of a repository's packages.
 pub fn names_index_pk(project: &str, repo: &str) -> String {

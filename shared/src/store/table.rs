@@ -28,7 +28,11 @@ pub struct IndexDef {
 
 /// The table's secondary indexes. Adapters and `create-resources` read this list.
 pub const INDEXES: &[IndexDef] =
-    &[IndexDef { name: "GSI1", pk: "GSI1PK", sk: "GSI1SK" }, IndexDef { name: "GSI2", pk: "GSI2PK", sk: "GSI2SK" }];
+    &[
+        IndexDef { name: "GSI1", pk: "GSI1PK", sk: "GSI1SK" },
+        IndexDef { name: "GSI2", pk: "GSI2PK", sk: "GSI2SK" },
+        IndexDef { name: "GSI3", pk: "GSI3PK", sk: "GSI3SK" },
+    ];
 
 pub fn index_def(name: &str) -> Result<&'static IndexDef> {
     INDEXES.iter().find(|i| i.name == name).ok_or_else(|| Error::Internal(format!("unknown index {name}")))

@@ -517,3 +517,79 @@ async fn ten_thousand_versions_of_one_package() {
     let (t, _g) = common::embedded_table().await;
     many_versions(t, 10_000, depot_core::model::INLINE_HISTORY).await;
 }
+
+// ---------------------------------------------------------------- numbers and upload order
+
+/// Version numbers (OCP's ids) and the upload-order listing, on one backend: numbers are
+/// unique under concurrency and never reused after a delete, even by a repository created
+/// again; a number names its version until the version goes, whichever API deletes it;
+/// the upload order pages newest first, and the repository counts its versions.
+pub(crate) async fn numbers_and_upload_order(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::{Actor, RepoType, Rights};
+    use depot_core::registry::{PageOf, PageRequest};
+    use depot_core::registry::NewVersion;
+    use depot_core::store::stream_from_bytes;
+    let reg = Arc::new(rds_registry(t, blobs, "np", &["r"]).await);
+    let numbers: Vec<u64> = futures::future::join_all((0..20).map(|_| {
+        let reg = reg.clone();
+        async move { reg.next_number("np", "r").await.unwrap() }
+    }))
+    .await;
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, (1..=20).collect::<Vec<u64>>(), "20 concurrent allocations, 20 numbers");
+    let admin = Actor::user("admin", Rights::ALL);
+    for (i, (pkg, v)) in [("a", "1.0.0"), ("b", "1.0.0"), ("a", "2.0.0"), ("c", "0.1.0"), ("b", "3.0.0")].iter().enumerate() {
+        let blob = reg.store_content(stream_from_bytes(format!("{pkg}{v}").into_bytes())).await.unwrap();
+        let n = reg.next_number("np", "r").await.unwrap();
+        let req = NewVersion { number: Some(n), ..NewVersion::new("np", "r", &format!("rds://{pkg}"), pkg, RepoType::Rds, v, blob) };
+        reg.create_version(req, &admin).await.unwrap();
+        assert_eq!(reg.version_by_number("np", "r", n).await.unwrap().name, *v, "{i}");
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let repo = reg.get_repository("np", "r").await.unwrap();
+    assert_eq!(repo.version_count, 5);
+    let page = |n: u32, asc: bool| {
+        let (reg, repo) = (reg.clone(), repo.clone());
+        async move { reg.upload_page(&repo, asc, PageRequest { number: n, size: 2 }).await.unwrap() }
+    };
+    let names = |p: &PageOf<depot_core::model::PackageVersion>| {
+        p.items.iter().map(|v| format!("{}@{}", v.package_key, v.name)).collect::<Vec<_>>()
+    };
+    let first = page(1, false).await;
+    assert_eq!((first.total, names(&first)), (5, vec!["rds://b@3.0.0".to_string(), "rds://c@0.1.0".into()]));
+    assert_eq!(names(&page(3, false).await), vec!["rds://a@1.0.0".to_string()]);
+    assert_eq!(names(&page(1, true).await), vec!["rds://a@1.0.0".to_string(), "rds://b@1.0.0".into()]);
+    assert!(page(4, false).await.items.is_empty());
+    // A delete through any API takes the number with it; the number is not handed out again.
+    let gone = reg.delete_version(&admin, "np", "r", "rds://a", "2.0.0").await.unwrap();
+    let n = gone.number.unwrap();
+    assert!(reg.version_by_number("np", "r", n).await.unwrap_err().is_not_found());
+    assert_eq!(reg.get_repository("np", "r").await.unwrap().version_count, 4);
+    assert_eq!(reg.all_uploads("np", "r").await.unwrap().len(), 4);
+    reg.delete_repository("np", "r", true).await.unwrap();
+    let nr = depot_core::registry::NewRepository {
+        project_id: "np".into(),
+        name: "r".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    };
+    reg.create_repository(nr, "admin").await.unwrap();
+    assert_eq!(reg.next_number("np", "r").await.unwrap(), 26, "numbers outlive their repository");
+    assert!(reg.version_by_number("np", "r", 1).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn numbers_and_upload_order_embedded() {
+    let ((t, _g1), (b, _g2)) = (common::embedded_table().await, common::fs_blobs().await);
+    numbers_and_upload_order(t, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn numbers_and_upload_order_aws() {
+    let ((t, _g1), (b, _g2)) = (common::dynamo_table().await, common::s3_blobs().await);
+    numbers_and_upload_order(t, b).await;
+}

@@ -86,6 +86,11 @@ fn every_route_declares_an_access_that_its_path_can_name() {
             Access::Anyone => {
                 assert!(path == "/health" || strux_paths().contains(&path), "{method} {path} is open to anyone")
             }
+            // The surface names the repository.
+            Access::Home(_) => {
+                let home = SURFACES.iter().any(|s| s.home.is_some() && (s.routes)().list().iter().any(|(_, p, _)| gateway_path(p) == path));
+                assert!(home, "{method} {path}: {access:?} on a surface without a home repository")
+            }
             Access::User | Access::Admin => {}
         }
         seen += 1;
@@ -326,7 +331,7 @@ fn readme_route_tables_match_the_routers() {
         let word = match access {
             Access::Anyone => "anyone".to_string(),
             Access::Admin => "admin".to_string(),
-            Access::Project(a) | Access::Repo(a) => a.as_str().to_string(),
+            Access::Project(a) | Access::Repo(a) | Access::Home(a) => a.as_str().to_string(),
             Access::User => continue,
         };
         for (_, _, raw, who) in documented.iter().filter(|(dm, d, _, _)| dm == m && matches(p, d)) {
