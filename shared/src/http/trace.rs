@@ -5,6 +5,7 @@ use tracing::Instrument;
 
 tokio::task_local! {
     static TRACE_ID: String;
+    static STARTED: std::time::Instant;
 }
 
 /// The header a trace id arrives in (set by the Lambda entry point from the request id).
@@ -13,6 +14,12 @@ pub const TRACE_HEADER: &str = "x-request-id";
 /// The current request's trace id, or an empty string outside a request.
 pub fn trace_id() -> String {
     TRACE_ID.try_with(|t| t.clone()).unwrap_or_default()
+}
+
+/// How long the current request has run, in milliseconds (0 outside a request): the
+/// `duration` some envelopes carry.
+pub fn elapsed_ms() -> u64 {
+    STARTED.try_with(|t| t.elapsed().as_millis() as u64).unwrap_or(0)
 }
 
 /// Middleware: one span per request, carrying the trace id that envelopes return.
@@ -25,8 +32,9 @@ pub async fn trace_layer(req: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
     TRACE_ID
-        .scope(id.clone(), async move {
+        .scope(id.clone(), STARTED.scope(started, async move {
             let mut res = next.run(req).await;
             tracing::info!(status = res.status().as_u16(), "done");
             // Every answer names its trace id, so that a client's failure can be matched
@@ -35,7 +43,7 @@ pub async fn trace_layer(req: Request, next: Next) -> Response {
                 res.headers_mut().insert(TRACE_HEADER, v);
             }
             res
-        })
+        }))
         .instrument(span)
         .await
 }
