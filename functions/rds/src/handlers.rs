@@ -272,6 +272,7 @@ pub async fn upload(
         overwrite: force && repo.allow_overwrite,
         files: vec![],
         number: None,
+        requires: vec![],
     };
     match st.registry.create_version(req, &scope.actor).await {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "saved": true }))).into_response()),

@@ -68,9 +68,15 @@ impl Form {
         Ok(form)
     }
 
-    /// Reads one field into the form: a text field (at most [`MAX_TEXT_BYTES`]), or a file
-    /// part. `budget` bounds what the form holds in all.
-    pub async fn add(&mut self, field: axum::extract::multipart::Field<'_>, budget: usize) -> Result<()> {
+    /// Whether the form has a text field `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.texts.contains_key(key)
+    }
+
+    /// Reads one field into the form, chunk by chunk, refusing it as soon as it is over
+    /// its cap: a text field (at most [`MAX_TEXT_BYTES`], and sent once), or a file part.
+    /// `budget` bounds what the form holds in all.
+    pub async fn add(&mut self, mut field: axum::extract::multipart::Field<'_>, budget: usize) -> Result<()> {
         let name = field.name().unwrap_or_default().to_string();
         let filename = field.file_name().map(str::to_string);
         let staged = match (&filename, depot_core::http::blobs::blob_reference(field.headers())) {
@@ -78,11 +84,21 @@ impl Form {
             (None, Some(_)) => return Err(Error::Invalid("only a file part may name a staged blob".into())),
             _ => None,
         };
-        let bytes = field.bytes().await.map_err(unreadable)?;
-        self.held += bytes.len();
-        if self.held > budget {
-            return Err(Error::TooLarge(format!("the form is over {budget} bytes")));
+        if filename.is_none() && self.texts.contains_key(&name) {
+            return Err(Error::Invalid(format!("form field '{}' is sent twice", printable(&name))));
         }
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+            self.held += chunk.len();
+            if self.held > budget {
+                return Err(Error::TooLarge(format!("the form is over {budget} bytes")));
+            }
+            if filename.is_none() && buf.len() + chunk.len() > MAX_TEXT_BYTES {
+                return Err(Error::TooLarge(format!("form field '{}' is over {MAX_TEXT_BYTES} bytes", printable(&name))));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let bytes = buf.freeze();
         match filename {
             Some(filename) => {
                 let content = match staged {
@@ -98,12 +114,6 @@ impl Form {
                 self.files.push(FilePart { field: name, filename, content })
             }
             None => {
-                if bytes.len() > MAX_TEXT_BYTES {
-                    return Err(Error::TooLarge(format!(
-                        "form field '{}' is over {MAX_TEXT_BYTES} bytes",
-                        printable(&name)
-                    )));
-                }
                 let text = String::from_utf8(bytes.to_vec())
                     .map_err(|_| Error::Invalid(format!("form field '{}' is not UTF-8", printable(&name))))?;
                 self.texts.insert(name, text);

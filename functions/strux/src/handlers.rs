@@ -18,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::form::{Content, Form};
+use crate::form::{Content, Form, MAX_TEXT_FORM};
 use crate::tree::{self, Dir};
 
 type Multi = std::result::Result<Multipart, MultipartRejection>;
@@ -125,15 +125,20 @@ pub async fn user_delete(State(st): State<AppState>, client: Client, multipart: 
     let repo = repository(&st).await?;
     let owner = Actor::user(user, Rights::ALL);
     let prefix = key_of(user, "");
-    for pkg in st.registry.list_packages(&repo.project_id, &repo.name).await? {
-        if pkg.key.starts_with(&prefix) {
-            match st.registry.delete_package(&owner, &repo.project_id, &repo.name, &pkg.key).await {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => {}
+    // The packages go once the user is marked as being deleted: an upload still in flight
+    // requires the user live to commit, so none lands after this sweep has looked.
+    let sweep = || async {
+        for pkg in st.registry.list_packages(&repo.project_id, &repo.name).await? {
+            if pkg.key.starts_with(&prefix) {
+                match st.registry.delete_package(&owner, &repo.project_id, &repo.name, &pkg.key).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
             }
         }
-    }
-    st.accounts.delete_own_account(&who, user).await?;
+        Ok(())
+    };
+    st.accounts.delete_own_account_with(&who, user, sweep).await?;
     Ok(base(StatusCode::OK, 1, true, format!("User {user} deleted.")))
 }
 
@@ -204,25 +209,28 @@ async fn staged_file(st: AppState, p: String, r: String, user: String, reference
 /// (identical files across versions are stored once); the version's own blob is the
 /// manifest.
 pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
-    // The credentials are checked before any file is read (the client sends every text
-    // field first), so that an anonymous client cannot make the server hold a form.
+    // The credentials are checked as soon as they are in (the client sends them first),
+    // before any other field is read: until then the form holds at most MAX_TEXT_FORM, so
+    // an anonymous client cannot make the server hold one. The user is the one that signed
+    // in, whatever the form says after (a field sent twice is refused).
     let mut form = Form::default();
-    let mut signed = false;
+    let mut who: Option<Identity> = None;
     if let Ok(mut multipart) = multipart {
         while let Some(field) = multipart.next_field().await.map_err(|e| Error::Invalid(e.body_text()))? {
-            if field.file_name().is_some() && !signed {
+            if who.is_none() && (field.file_name().is_some() || (form.has("username") && form.has("password"))) {
                 let [user, password] = form.texts(["username", "password"])?;
-                signed_in!(&st, client, user, password, "Password mismatch.");
-                signed = true;
+                who = Some(signed_in!(&st, client, user, password, "Password mismatch."));
             }
-            form.add(field, st.config.max_body_bytes).await?;
+            let budget = if who.is_some() { st.config.max_body_bytes } else { MAX_TEXT_FORM };
+            form.add(field, budget).await?;
         }
     }
     let [user, password, version, files_info] = form.texts(["username", "password", "version", "files_info"])?;
-    let (user, version) = (user.to_string(), version.to_string());
-    if !signed {
-        signed_in!(&st, client, &user, password, "Password mismatch.");
-    }
+    let who = match who {
+        Some(who) => who,
+        None => signed_in!(&st, client, user, password, "Password mismatch."),
+    };
+    let (user, version) = (who.name().to_string(), version.to_string());
     validate_version(&version)?;
     let tree = tree::parse(files_info, st.config.strux_max_files)?;
     let repo = repository(&st).await?;
@@ -278,17 +286,22 @@ pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: M
     let mut metadata = serde_json::Map::new();
     metadata.insert("files".into(), refs.len().into());
     metadata.insert("treeBytes".into(), total.into());
+    // The commit lands only while the user is the one that signed in: not deleted (with
+    // its packages) or re-keyed while the body arrived.
+    let requires = vec![st.accounts.still_signed_in(&who).await?];
     let req = NewVersion {
         metadata,
         description: format!("strux package {} of {user}", tree.package),
         files: refs,
+        requires,
         ..NewVersion::new(p, r, &key, &tree.package, RepoType::Strux, &version, manifest)
     };
     // The user writes its own namespace, and nothing else.
     let owner = Actor::user(&user, Rights::NONE.with(Action::Write));
     match st.registry.create_version(req, &owner).await {
         Ok(_) => Ok(base(StatusCode::CREATED, 1, true, format!("Package {} successfully created.", tree.package))),
-        Err(Error::Exists { what: depot_core::error::Kind::Version, .. }) => Ok(exists()),
+        // The version, or its path, taken by a concurrent upload of the same version.
+        Err(Error::Exists { .. }) => Ok(exists()),
         Err(e) => Err(e),
     }
 }
@@ -358,7 +371,7 @@ pub async fn package_versions(State(st): State<AppState>, multipart: Multi) -> R
 /// A version's files: one part per file (`DIR$<dir>`, the bare file name, its bytes),
 /// then `files_info` with the stored tree. The bytes stream from the blob store. Counts
 /// as a download.
-pub async fn download_package(State(st): State<AppState>, multipart: Multi) -> Result<Response> {
+pub async fn download_package(State(st): State<AppState>, method: axum::http::Method, multipart: Multi) -> Result<Response> {
     let form = Form::read(multipart).await?;
     let [user, package, version] = form.texts(["username", "pkgName", "version"])?;
     let repo = repository(&st).await?;
@@ -385,7 +398,10 @@ pub async fn download_package(State(st): State<AppState>, multipart: Multi) -> R
              carries: download it from a depot serve on the same storage (depot serve --backend aws)"
         )));
     }
-    st.registry.record_download(&p, &r, &key, version).await?;
+    // A HEAD looks; only a GET downloads.
+    if method == axum::http::Method::GET {
+        st.registry.record_download(&p, &r, &key, version).await?;
+    }
     let (b, content_type) = boundary();
     let tree = serde_json::to_string(&manifest.tree).map_err(Error::internal)?;
     let blobs = st.registry.blobs.clone();

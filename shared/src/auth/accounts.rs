@@ -356,6 +356,17 @@ impl Accounts {
     /// Deletes the caller's own account, as the strux client does with the user's own
     /// password. An administrator's account is not deleted this way.
     pub async fn delete_own_account(&self, who: &Identity, user_id: &str) -> Result<()> {
+        self.delete_own_account_with(who, user_id, || async { Ok(()) }).await
+    }
+
+    /// [`Accounts::delete_own_account`], running `first` once the user is marked as
+    /// being deleted (so that no commit that requires it live, [`Accounts::still_signed_in`],
+    /// can land after `first` has looked), before its tokens, grants and record go.
+    pub async fn delete_own_account_with<F, Fut>(&self, who: &Identity, user_id: &str, first: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let me = who.require_user()?;
         if me != user_id {
             return Err(Error::Forbidden(format!("user [{me}] may not delete user [{}]", printable(user_id))));
@@ -363,10 +374,34 @@ impl Accounts {
         if who.is_admin() {
             return Err(Error::Forbidden("a system administrator's account is deleted by another administrator".into()));
         }
+        self.mark_deleting(user_id).await?;
+        first().await?;
         self.remove_user(user_id).await
     }
 
-    async fn remove_user(&self, user_id: &str) -> Result<()> {
+    /// The condition a write made on a user's behalf carries, so that it lands only while
+    /// the user is the one that signed in: the same incarnation, not being deleted, its
+    /// credentials unchanged since (`Identity::epoch`). `Unauthenticated` when that is
+    /// already false.
+    pub async fn still_signed_in(&self, who: &Identity) -> Result<TxOp> {
+        let id = who.require_user()?;
+        let gone = || Error::Unauthenticated(format!("user [{id}] changed or went while this request ran; sign in again"));
+        let key = user_key(id);
+        let item = self.table.get(&key).await?.ok_or_else(gone)?;
+        let epoch = match item.get("epoch") {
+            Some(_) => Cond::Eq("epoch".into(), who.epoch().into()),
+            None if who.epoch() == 0 => Cond::Lacks("epoch".into()),
+            None => return Err(gone()),
+        };
+        let user: UserRecord = from_item(item)?;
+        check_epoch(who, &user)?;
+        if user.deleting {
+            return Err(gone());
+        }
+        Ok(TxOp::Check { key, cond: Cond::All(vec![live_user(&user), epoch]) })
+    }
+
+    async fn mark_deleting(&self, user_id: &str) -> Result<()> {
         // Marked first: from here on no token or grant can be created for the user (they
         // require the mark absent), so the sweeps below see every one there will be.
         let mut set = Item::new();
@@ -376,6 +411,11 @@ impl Accounts {
             .await
             .map_err(|e| e.on_conflict(|| Error::not_found(Kind::User, user_id)))?;
         self.authenticator.invalidate(user_id);
+        Ok(())
+    }
+
+    async fn remove_user(&self, user_id: &str) -> Result<()> {
+        self.mark_deleting(user_id).await?;
         // What the user holds goes first, the user last: a deletion that fails half-way
         // leaves a user that can be deleted again, never tokens or grants that a user
         // created later under this id would inherit.

