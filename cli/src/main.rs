@@ -60,6 +60,9 @@ Environment:
   DEPOT_LOGIN_ADDRESS_FAILURES
                          failed logins per client address per minute before 429
                          (default 30)
+  DEPOT_SIGN_UPS_PER_ADDRESS
+                         strux sign-ups per client address per minute before 429
+                         (default 10)
   RUST_LOG               log filter (default info)")]
     Serve {
         /// Address to listen on.

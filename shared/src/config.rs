@@ -66,6 +66,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_LOGIN_SLOTS` | the number of cores | password checks that run at once |
 /// | `DEPOT_LOGIN_USER_FAILURES` | 10 | failed logins per user id per minute before 429 |
 /// | `DEPOT_LOGIN_ADDRESS_FAILURES` | 30 | failed logins per client address per minute before 429 |
+/// | `DEPOT_SIGN_UPS_PER_ADDRESS` | 10 | open sign-ups (strux) per client address per minute before 429 |
 ///
 /// `depot serve` defaults to the embedded backend, the Lambda functions to `aws`.
 #[derive(Debug, Clone)]
@@ -197,6 +198,7 @@ impl Config {
                 slots: count("DEPOT_LOGIN_SLOTS", d.login.slots as u32)? as usize,
                 user_failures: count("DEPOT_LOGIN_USER_FAILURES", d.login.user_failures)?,
                 addr_failures: count("DEPOT_LOGIN_ADDRESS_FAILURES", d.login.addr_failures)?,
+                addr_sign_ups: count("DEPOT_SIGN_UPS_PER_ADDRESS", d.login.addr_sign_ups)?,
                 ..d.login
             },
             ocp_repo: repo_var("DEPOT_OCP_REPO", ("ocp", "software-packages"))?,

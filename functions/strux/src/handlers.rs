@@ -74,10 +74,10 @@ macro_rules! signed_in {
     };
 }
 
-pub async fn create_user(State(st): State<AppState>, multipart: Multi) -> Result<Response> {
+pub async fn create_user(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
     let form = Form::read(multipart).await?;
     let [user, password] = form.texts(["username", "password"])?;
-    match st.accounts.sign_up(user, password).await {
+    match st.accounts.sign_up(user, password, client.0).await {
         Ok(_) => Ok(base(StatusCode::CREATED, 1, true, format!("User {user} created successfully."))),
         Err(Error::Exists { .. }) => Ok(base(StatusCode::CONFLICT, 1, false, format!("User {user} already exist."))),
         Err(e) => Err(e),

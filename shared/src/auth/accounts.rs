@@ -209,7 +209,9 @@ impl Accounts {
 
     /// Creates an ordinary user (never an administrator) without a caller: the strux
     /// surface's open sign-up, as the strux service has it.
-    pub async fn sign_up(&self, user_id: &str, pwd: &str) -> Result<UserView> {
+    /// Sign-ups are counted per client address (`DEPOT_SIGN_UPS_PER_ADDRESS` a minute).
+    pub async fn sign_up(&self, user_id: &str, pwd: &str, client: Option<std::net::IpAddr>) -> Result<UserView> {
+        self.authenticator.count_sign_up(client)?;
         self.add_user(NewUser { user_id: user_id.into(), name: None, pwd: pwd.into(), admin: false }).await
     }
 

@@ -376,6 +376,11 @@ impl Authenticator {
         Ok(identity)
     }
 
+    /// Counts an open sign-up from `client` against its address (`LoginLimits::addr_sign_ups`).
+    pub fn count_sign_up(&self, client: Option<IpAddr>) -> Result<()> {
+        self.throttle.sign_up(&self.limits, client)
+    }
+
     async fn verify_password_of(&self, user_id: &str, password: &str, client: Option<IpAddr>) -> Result<Identity> {
         // Counted before it runs; an invalid id counts against the address alone, so
         // that no string a client makes up is kept.

@@ -19,6 +19,9 @@ pub struct LoginLimits {
     pub user_failures: u32,
     /// Failed checks from one address within `window` before its checks are refused.
     pub addr_failures: u32,
+    /// Open sign-ups (strux's `create-user`, which hashes a password) from one address
+    /// within `window`, whatever their outcome, before they are refused.
+    pub addr_sign_ups: u32,
     pub window: Duration,
 }
 
@@ -29,6 +32,7 @@ impl Default for LoginLimits {
             wait: Duration::from_secs(5),
             user_failures: 10,
             addr_failures: 30,
+            addr_sign_ups: 10,
             window: Duration::from_secs(60),
         }
     }
@@ -98,9 +102,26 @@ impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
 pub(super) struct Throttle {
     users: Mutex<Keyed<String>>,
     addrs: Mutex<Keyed<IpAddr>>,
+    sign_ups: Mutex<Keyed<IpAddr>>,
 }
 
 impl Throttle {
+    /// Counts an open sign-up from `client`, and refuses it once the address has used up
+    /// its window: each one costs a password hash, and leaves an account.
+    pub(super) fn sign_up(&self, limits: &LoginLimits, client: Option<IpAddr>) -> Result<()> {
+        let Some(a) = client else { return Ok(()) };
+        let mut sign_ups = self.sign_ups.lock().expect("throttle");
+        let now = Instant::now();
+        if let Some(wait) = sign_ups.blocked(&a, limits.addr_sign_ups, limits.window, now) {
+            return Err(Error::Throttled {
+                message: format!("too many sign-ups from this address; retry in {} s", wait.as_secs().max(1)),
+                retry_after: wait.as_secs().max(1),
+            });
+        }
+        sign_ups.count(&a, limits.window, now);
+        Ok(())
+    }
+
     /// Counts a password check for `user` (a valid user id, or `None`) from `client`
     /// before it runs, and refuses it while either has used up its window. Counting at
     /// the start, not after a failure, holds against checks that run at once and against

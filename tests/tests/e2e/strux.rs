@@ -735,4 +735,12 @@ async fn strux_refuses_what_the_attack_found() {
     let id = up["session"]["id"].as_str().unwrap();
     let (s, _) = api.as_user("mallory", "mallory-password").get(&format!("/blobs/uploads/{id}/content")).await;
     assert_eq!(s, 403);
+
+    // 8. Sign-ups from one address are counted (5 so far; 10 a minute): the flood that
+    // starved password checks is refused with 429 and Retry-After.
+    let mut statuses = vec![];
+    for i in 0..8 {
+        statuses.push(send(b, "POST", "/create-user/", creds(&format!("flood{i}"), "flood-password")).await.status);
+    }
+    assert_eq!(statuses, [201, 201, 201, 201, 201, 429, 429, 429], "{statuses:?}");
 }
