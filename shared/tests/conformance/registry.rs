@@ -29,25 +29,29 @@ pub(crate) fn manager() -> depot_core::model::Actor {
     depot_core::model::Actor::user("u", depot_core::model::Rights::ALL)
 }
 
+/// A private RDS repository `project/name`, as `create_repository` takes it.
+pub(crate) fn rds_repo(project: &str, name: &str) -> depot_core::registry::NewRepository {
+    depot_core::registry::NewRepository {
+        project_id: project.into(),
+        name: name.into(),
+        repo_type: depot_core::model::RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+    }
+}
+
 pub(crate) async fn rds_registry(
     t: Arc<dyn Table>,
     blobs: Arc<dyn BlobStore>,
     project: &str,
     repos: &[&str],
 ) -> depot_core::registry::Registry {
-    use depot_core::registry::{NewProject, NewRepository, Registry};
+    use depot_core::registry::{NewProject, Registry};
     let reg = Registry::new(t, blobs);
     reg.create_project(NewProject { name: project.into(), ..Default::default() }, "admin").await.unwrap();
     for r in repos {
-        let nr = NewRepository {
-            project_id: project.into(),
-            name: r.to_string(),
-            repo_type: depot_core::model::RepoType::Rds,
-            public: false,
-            description: None,
-            allow_overwrite: None,
-        };
-        reg.create_repository(nr, "admin").await.unwrap();
+        reg.create_repository(rds_repo(project, r), "admin").await.unwrap();
     }
     reg
 }
@@ -188,15 +192,7 @@ pub(crate) async fn upload_sessions(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>
 
     // What was staged for a repository is not for one created again under its name.
     reg.delete_repository("p", "r", true).await.unwrap();
-    let nr = depot_core::registry::NewRepository {
-        project_id: "p".into(),
-        name: "r".into(),
-        repo_type: depot_core::model::RepoType::Rds,
-        public: false,
-        description: None,
-        allow_overwrite: None,
-    };
-    reg.create_repository(nr, "admin").await.unwrap();
+    reg.create_repository(rds_repo("p", "r"), "admin").await.unwrap();
     assert!(matches!(reg.resolve_staged("p", "r", &sha).await, Err(Error::NotFound { .. })));
 }
 
@@ -569,15 +565,7 @@ pub(crate) async fn numbers_and_upload_order(t: Arc<dyn Table>, blobs: Arc<dyn B
     assert_eq!(reg.get_repository("np", "r").await.unwrap().version_count, 4);
     assert_eq!(reg.all_uploads("np", "r").await.unwrap().len(), 4);
     reg.delete_repository("np", "r", true).await.unwrap();
-    let nr = depot_core::registry::NewRepository {
-        project_id: "np".into(),
-        name: "r".into(),
-        repo_type: RepoType::Rds,
-        public: false,
-        description: None,
-        allow_overwrite: None,
-    };
-    reg.create_repository(nr, "admin").await.unwrap();
+    reg.create_repository(rds_repo("np", "r"), "admin").await.unwrap();
     assert_eq!(reg.next_number("np", "r").await.unwrap(), 26, "numbers outlive their repository");
     assert!(reg.version_by_number("np", "r", 1).await.unwrap_err().is_not_found());
 }
