@@ -6,7 +6,8 @@ use depot_core::http::blobs::local_blob_router;
 use depot_core::http::{trace_layer, AppState, Surface};
 
 /// Every surface depot serves. The first answers paths that no surface's prefix claims.
-pub const SURFACES: &[&Surface] = &[&depot_packages::SURFACE, &depot_rds::SURFACE, &depot_strux::SURFACE];
+pub const SURFACES: &[&Surface] =
+    &[&depot_packages::SURFACE, &depot_rds::SURFACE, &depot_strux::SURFACE, &depot_ocp::SURFACE];
 
 /// Every surface on one router, with the embedded backend's signed blob routes and one
 /// trace layer: what `depot serve` listens with.

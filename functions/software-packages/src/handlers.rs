@@ -104,8 +104,10 @@ async fn spool(mut body: impl futures::Stream<Item = std::io::Result<bytes::Byte
     Ok(Spooled { file, digests: hasher.finish() })
 }
 
-fn file_stream(file: std::fs::File) -> ByteStream {
-    tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).boxed()
+/// The spooled bytes from their start (the header read moved the shared offset).
+fn file_stream(mut file: std::fs::File) -> Result<ByteStream> {
+    file.rewind().map_err(Error::from)?;
+    Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).boxed())
 }
 
 /// What the upload carries: the file, or a staged blob's reference with the file name.
@@ -265,7 +267,7 @@ pub async fn upload(
             let digests = Digests { sha256: s.sha256, sha1: s.sha1, md5: s.md5, size: s.size };
             BlobRef { key: s.key, digests, hold: Hold::Staged(staged_key(&p, &r, &s.digest)) }
         }
-        None => st.registry.store_content(file_stream(spooled.file)).await?,
+        None => st.registry.store_content(file_stream(spooled.file)?).await?,
     };
     let number = st.registry.next_number(&p, &r).await?;
     let ty = type_of(&id.name);
@@ -490,6 +492,7 @@ pub async fn download(
     State(st): State<AppState>,
     scope: Scope,
     base: BaseUrl,
+    method: axum::http::Method,
     headers: HeaderMap,
     Path(file_name): Path<String>,
 ) -> Result<Response> {
@@ -502,5 +505,7 @@ pub async fn download(
             Error::not_found_as(depot_core::error::Kind::File, &file_name, format!("no software package is named {}", printable(&file_name)))
         })?;
     let range = parse_range(&headers)?;
-    respond(st.registry.download_version(&v, None, range, range.is_none()).await?, &base)
+    // A HEAD, or a range of the file, is not a download.
+    let counted = method == axum::http::Method::GET && range.is_none();
+    respond(st.registry.download_version(&v, None, range, counted).await?, &base)
 }

@@ -188,6 +188,46 @@ async fn packages_function_under_cargo_lambda_watch() {
     let (s, b) = api.get("/repository/api/package/info/strux/packages?packageKey=strux://sam/tee").await;
     assert_eq!(data(s, &b)["downloads"], 1);
 
+    // The OCP function: the deployer's upload, a filtered list, the download (a redirect
+    // to S3) byte for byte, the delete by id.
+    use crate::ocp::{fixture, upload_as, FIXTURES};
+    let ocp = Api::new(&format!("http://127.0.0.1:{port}/lambda-url/software-packages"));
+    let (file, bytes) = (FIXTURES[2].0, fixture(FIXTURES[2].0));
+    let started = Instant::now();
+    let uploaded = loop {
+        let (s, body) = upload_as(&ocp, file, bytes.clone()).await;
+        if s == 200 {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the OCP function did not answer: {s} {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(uploaded["data"]["type"], "OBPROXY_INSTALL_PACKAGE");
+    let list = ocp
+        .http
+        .get(format!("{}/api/v2/software-packages?architecture=aarch64&type=OBPROXY_INSTALL_PACKAGE", ocp.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let list: serde_json::Value = list.json().await.unwrap();
+    assert_eq!(list["data"]["page"]["totalElements"], 1, "{list}");
+    let url = uploaded["data"]["downloadUrl"].as_str().unwrap();
+    let got = ocp.http.get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(got.bytes().await.unwrap().to_vec() == bytes, "byte for byte");
+    let id = uploaded["data"]["id"].as_u64().unwrap();
+    let del = ocp
+        .http
+        .delete(format!("{}/api/v2/software-packages/{id}", ocp.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 200);
+    let (s, _) = api.get("/repository/api/package/info/ocp/software-packages?packageKey=rpm://obproxy-ce").await;
+    assert_eq!(s, 404, "the delete went through the one domain");
+
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);
     let item = depot_core::store::Table::get(&t, &depot_core::store::schema::repo_key("lam", "charts")).await.unwrap();

@@ -7,6 +7,7 @@ mod access;
 mod cost;
 mod harness;
 mod lambda;
+mod ocp;
 mod packages;
 mod rds;
 mod routes;

@@ -248,7 +248,7 @@ async fn hostile_input_on(config: Config) {
                                     String::from_utf8_lossy(&answer)
                                 )
                             });
-                            let why = v["message"].as_str().or(v["error"].as_str()).unwrap_or_default();
+                            let why = v["message"].as_str().or(v["error"].as_str()).or(v["error"]["message"].as_str()).unwrap_or_default();
                             assert!(!why.is_empty(), "{method} {uri}: {status} {v}");
                         }
                     }
