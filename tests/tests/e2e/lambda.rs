@@ -212,7 +212,9 @@ async fn packages_function_under_cargo_lambda_watch() {
         .unwrap();
     let list: serde_json::Value = list.json().await.unwrap();
     assert_eq!(list["data"]["page"]["totalElements"], 1, "{list}");
-    let url = uploaded["data"]["downloadUrl"].as_str().unwrap();
+    // downloadUrl names the domain's root, which cargo lambda watch serves under a prefix.
+    let url = format!("{}/api/v2/files/sys-package/{file}", ocp.base);
+    assert!(uploaded["data"]["downloadUrl"].as_str().unwrap().ends_with(&url[ocp.base.len()..]), "{uploaded}");
     let got = ocp.http.get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     assert_eq!(got.status().as_u16(), 200);
     assert!(got.bytes().await.unwrap().to_vec() == bytes, "byte for byte");
