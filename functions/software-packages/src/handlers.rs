@@ -153,8 +153,8 @@ async fn source_of(headers: &HeaderMap, query: Option<&str>, multipart: std::res
                 });
                 return Ok(Source::File(file_name, spool(stream).await?));
             }
-            ("blob", None) => blob = Some(field.text().await.map_err(multipart_error)?.trim().to_string()),
-            ("fileName", None) => name = Some(field.text().await.map_err(multipart_error)?.trim().to_string()),
+            ("blob", None) => blob = Some(small_text(field, "blob").await?),
+            ("fileName", None) => name = Some(small_text(field, "fileName").await?),
             _ => {}
         }
     }
@@ -163,6 +163,20 @@ async fn source_of(headers: &HeaderMap, query: Option<&str>, multipart: std::res
         (Some(_), None) => Err(missing_as("fileName", "an upload that names a staged blob (field blob) needs a field fileName")),
         _ => Err(missing_file()),
     }
+}
+
+/// A short text field (a reference, a file name), read up to 4 KiB.
+async fn small_text(mut field: axum::extract::multipart::Field<'_>, name: &str) -> Result<String> {
+    const MAX: usize = 4096;
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if buf.len() + chunk.len() > MAX {
+            return Err(Error::Invalid(format!("form field '{name}' is over {MAX} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(buf).map_err(|_| Error::Invalid(format!("form field '{name}' is not UTF-8")))?;
+    Ok(text.trim().to_string())
 }
 
 fn missing_as(param: &str, message: &str) -> Error {
@@ -290,18 +304,27 @@ pub async fn upload(
         // A concurrent upload got there first: the same file is still a success.
         Err(Error::Exists { .. }) => match stored_answer(&st, &p, &r, &path, &key, &version, &spooled.digests, &base).await? {
             Some(answer) => answer,
-            None => Err(conflict(&file_name, &version)),
+            None => Err(Error::conflict(format!("{} was taken and released meanwhile: upload it again", printable(&file_name)))),
         },
         Err(e) => Err(e),
     }
 }
 
-fn conflict(file_name: &str, version: &str) -> Error {
-    Error::exists_as(
-        depot_core::error::Kind::File,
-        file_name,
-        format!("a different package is stored as {} (or as version {version}): delete it first", printable(file_name)),
-    )
+/// The 409 of an upload whose name or package version is taken by another file.
+fn conflict(file_name: &str, stored: &PackageVersion) -> Error {
+    let stored_file = stored.content_path.trim_start_matches('/');
+    let message = if stored_file == file_name {
+        format!("another file is stored as {} (id {}): delete it first", printable(file_name), stored.number.unwrap_or(0))
+    } else {
+        format!(
+            "{} is version {} of {}, stored already as {stored_file} (id {}): delete it first",
+            printable(file_name),
+            stored.name,
+            stored.package_key,
+            stored.number.unwrap_or(0)
+        )
+    };
+    Error::exists_as(depot_core::error::Kind::File, file_name, message)
 }
 
 /// The answer when the file name or the package version is taken already: the stored
@@ -329,7 +352,7 @@ async fn stored_answer(
         if v.sha256 == digests.sha256 && v.content_path == path {
             Ok(ok(Some(meta_of(&v, base))))
         } else {
-            Err(conflict(path.trim_start_matches('/'), version))
+            Err(conflict(path.trim_start_matches('/'), &v))
         }
     }))
 }
