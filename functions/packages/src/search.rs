@@ -376,10 +376,7 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
 
     // A search holds its project's packages in memory while it runs: a few at a time,
     // so that many at once cannot take the server's memory.
-    let _slot = match tokio::time::timeout(SEARCH_WAIT, SEARCHES.acquire()).await {
-        Ok(Ok(permit)) => permit,
-        _ => return Err(Error::unavailable("too many searches at once; retry in a moment", SEARCH_WAIT.as_secs())),
-    };
+    let _slot = depot_core::registry::whole_read_slot().await?;
     // Every repository of the project that the caller may read. Matching and sorting
     // take time in the size of the records: off the async workers, repository by
     // repository; only matching records are kept. (The envelope is made here: its trace
@@ -412,10 +409,6 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
         .map_err(Error::internal)?;
     Ok(ok(page))
 }
-
-/// Searches that run at once in a process, and how long one waits for its turn.
-static SEARCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-const SEARCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn page_of(
     mut records: Vec<Map<String, Value>>,

@@ -201,6 +201,25 @@ async fn header_of(file: &std::fs::File) -> Result<RpmHeader> {
     .map_err(Error::internal)?
 }
 
+/// The header of a stream of bytes (a staged blob), read off the request task as far as
+/// the header goes, and no further.
+async fn header_of_stream(body: ByteStream) -> Result<RpmHeader> {
+    let reader = tokio_util::io::StreamReader::new(body);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let sync = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle);
+        read_header(BufReader::new(sync))
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+/// Where the bytes of an upload are: spooled, or staged already.
+enum Stored {
+    File(std::fs::File),
+    Staged(depot_core::registry::StagedBlob),
+}
+
 /// The package an RPM is: its header's fields, the file name's where the header lacks
 /// them.
 struct Identity {
@@ -227,13 +246,31 @@ impl Identity {
                 ))
             })
         };
-        Ok(Identity {
+        let id = Identity {
             name: pick(h.name, from_name.name, "name")?,
             version: pick(h.version, from_name.version, "version")?,
             build: pick(build, from_name.build, "release")?,
             os: pick(os, from_name.os, "operating system")?,
             arch: pick(h.arch, from_name.arch, "architecture")?,
-        })
+        };
+        // rpm's own rules for these fields: a name of letters, digits and `._+-`; a
+        // version and release without `-`; an architecture of letters, digits and `_`.
+        let field = |what: &str, v: &str, extra: &str| {
+            let ok = (1..=256).contains(&v.len())
+                && !v.starts_with('.')
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || extra.as_bytes().contains(&b));
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!("the RPM's {what} '{}' is not one rpm accepts", printable(v))))
+            }
+        };
+        field("name", &id.name, "._+-")?;
+        field("version", &id.version, "._+~^")?;
+        field("build number", &id.build, "._+~^")?;
+        field("operating system", &id.os, "._+~^")?;
+        field("architecture", &id.arch, "_")?;
+        Ok(id)
     }
 
     /// The version's name in the domain (DESIGN: `{version}-{buildNumber}.{os}.{arch}`).
@@ -254,34 +291,38 @@ pub async fn upload(
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<Response> {
     let (p, r) = (scope.project.clone(), scope.repo_name.clone());
-    let (file_name, spooled, staged) = match source_of(&headers, query.as_deref(), multipart).await? {
-        Source::File(name, spooled) => (name, spooled, None),
-        Source::Staged(reference, name) => {
-            let staged = st.registry.resolve_staged(&p, &r, &reference).await?;
-            let spooled = spool(st.registry.blobs.get(&staged.key, None).await?.body).await?;
-            (name, spooled, Some(staged))
-        }
+    let source = source_of(&headers, query.as_deref(), multipart).await?;
+    let file_name = match &source {
+        Source::File(name, _) | Source::Staged(_, name) => name.clone(),
     };
     validate_filename(&file_name)?;
     if !file_name.to_ascii_lowercase().ends_with(".rpm") || file_name.len() <= 4 {
         return Err(Error::Invalid(format!("only RPM files are accepted: '{}' does not end in .rpm", printable(&file_name))));
     }
-    let id = Identity::of(&file_name, header_of(&spooled.file).await?)?;
+    // The header, and the bytes to store: the spooled upload, or a staged blob, of which
+    // only the header is read.
+    let (header, digests, stored) = match source {
+        Source::File(_, spooled) => (header_of(&spooled.file).await?, spooled.digests.clone(), Stored::File(spooled.file)),
+        Source::Staged(reference, _) => {
+            let staged = st.registry.resolve_staged(&p, &r, &reference).await?;
+            let header = header_of_stream(st.registry.blobs.get(&staged.key, None).await?.body).await?;
+            let digests = Digests { sha256: staged.sha256.clone(), sha1: staged.sha1.clone(), md5: staged.md5.clone(), size: staged.size };
+            (header, digests, Stored::Staged(staged))
+        }
+    };
+    let id = Identity::of(&file_name, header)?;
     let key = format!("{KEY_PREFIX}{}", id.name);
     validate_package_key(&key).map_err(|e| Error::Invalid(format!("the RPM's name cannot name a package: {e}")))?;
     let version = id.version_name();
     validate_version(&version).map_err(|e| Error::Invalid(format!("the RPM's version cannot name a version: {e}")))?;
     let path = format!("/{file_name}");
     // The deployer uploads its RPMs again on every start: the same file is the stored one.
-    if let Some(answer) = stored_answer(&st, &p, &r, &path, &key, &version, &spooled.digests, &base).await? {
+    if let Some(answer) = stored_answer(&st, &p, &r, &path, &key, &version, &digests, &base).await? {
         return answer;
     }
-    let blob = match staged {
-        Some(s) => {
-            let digests = Digests { sha256: s.sha256, sha1: s.sha1, md5: s.md5, size: s.size };
-            BlobRef { key: s.key, digests, hold: Hold::Staged(staged_key(&p, &r, &s.digest)) }
-        }
-        None => st.registry.store_content(file_stream(spooled.file)?).await?,
+    let blob = match stored {
+        Stored::Staged(s) => BlobRef { key: s.key, digests: digests.clone(), hold: Hold::Staged(staged_key(&p, &r, &s.digest)) },
+        Stored::File(file) => st.registry.store_content(file_stream(file)?).await?,
     };
     let number = st.registry.next_number(&p, &r).await?;
     let ty = type_of(&id.name);
@@ -302,7 +343,7 @@ pub async fn upload(
     match st.registry.create_version(req, &scope.actor).await {
         Ok((v, _)) => Ok(ok(Some(meta_of(&v, &base)))),
         // A concurrent upload got there first: the same file is still a success.
-        Err(Error::Exists { .. }) => match stored_answer(&st, &p, &r, &path, &key, &version, &spooled.digests, &base).await? {
+        Err(Error::Exists { .. }) => match stored_answer(&st, &p, &r, &path, &key, &version, &digests, &base).await? {
             Some(answer) => answer,
             None => Err(Error::conflict(format!("{} was taken and released meanwhile: upload it again", printable(&file_name)))),
         },
@@ -474,8 +515,10 @@ pub async fn list(State(st): State<AppState>, scope: Scope, base: BaseUrl, RawQu
             (page.items, page.total as u64)
         }
         None => {
-            let mut all: Vec<PackageVersion> =
-                st.registry.all_uploads(&repo.project_id, &repo.name).await?.into_iter().filter(|v| q.keeps(v)).collect();
+            // The repository is read whole: a few such reads at a time, each holding only
+            // the versions it keeps.
+            let _slot = depot_core::registry::whole_read_slot().await?;
+            let mut all = st.registry.uploads_where(&repo.project_id, &repo.name, |v| q.keeps(v)).await?;
             let (field, asc) = q.sort.clone().unwrap_or(("createTime".into(), false));
             all.sort_by(|a, b| if asc { compare(a, b, &field) } else { compare(b, a, &field) });
             let total = all.len() as u64;

@@ -209,7 +209,12 @@ pub struct Authenticator {
     buffers: Arc<Mutex<Vec<Blocks>>>,
     limits: LoginLimits,
     throttle: Throttle,
+    /// The checks running now, by the key of their credentials.
+    inflight: Mutex<HashMap<[u8; 32], Arc<InFlight>>>,
 }
+
+/// The answer of a check that others may be waiting for.
+type InFlight = OnceCell<Result<Identity>>;
 
 impl Authenticator {
     pub fn new(table: Arc<dyn Table>, admin_password: Option<String>) -> Self {
@@ -230,6 +235,7 @@ impl Authenticator {
             buffers: Arc::default(),
             limits: LoginLimits::default(),
             throttle: Throttle::default(),
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -349,6 +355,23 @@ impl Authenticator {
                 return Ok(e.identity.clone());
             }
         }
+        // Identical credentials checked at once (an agent fleet, a burst of uploads) are
+        // one check: the others wait for its answer instead of hashing, and counting, again.
+        let cell = {
+            let mut inflight = self.inflight.lock().expect("auth in flight");
+            inflight.entry(cache_key).or_insert_with(|| Arc::new(OnceCell::new())).clone()
+        };
+        let answer = cell.get_or_init(|| self.check(cache_key, user_id, secret, client)).await.clone();
+        let mut inflight = self.inflight.lock().expect("auth in flight");
+        if inflight.get(&cache_key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(&cache_key);
+        }
+        answer
+    }
+
+    /// The check behind [`Self::verify`], once per credentials in flight: a token, else
+    /// the password; a success is cached.
+    async fn check(&self, cache_key: [u8; 32], user_id: Option<&str>, secret: &str, client: Option<IpAddr>) -> Result<Identity> {
         let invalidations = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
         // The first request of a process creates the configured admin (on Lambda there is
         // no start-up hook that may touch the network).
@@ -385,7 +408,7 @@ impl Authenticator {
         // Counted before it runs; an invalid id counts against the address alone, so
         // that no string a client makes up is kept.
         let valid = crate::model::validate_name("user id", user_id).is_ok();
-        self.throttle.attempt(&self.limits, valid.then_some(user_id), client)?;
+        let ticket = self.throttle.attempt(&self.limits, valid.then_some(user_id), client)?;
         let user = match valid {
             true => self.table.get(&user_key(user_id)).await?.map(from_item::<UserRecord>).transpose()?,
             false => None,
@@ -401,7 +424,7 @@ impl Authenticator {
         let ok = self.slow(move |b| verify_password_with(&pw, &hash, b)).await?;
         match user {
             Some(u) if ok => {
-                self.throttle.succeeded(user_id, client);
+                ticket.passed();
                 Ok(Identity::User { id: u.user_id, admin: u.admin, epoch: u.epoch })
             }
             _ => Err(bad_credentials()),

@@ -48,7 +48,22 @@ const OVERFLOW_FACTOR: u32 = 10;
 struct Window {
     started: Instant,
     failures: u32,
+    /// Checks started and not yet ended: they outlive windows.
+    in_flight: u32,
 }
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Window { started: now, failures: 0, in_flight: 0 }
+    }
+}
+
+/// How many checks from one address may run at once, as a multiple of its failure limit:
+/// the right passwords of many users behind one address (a NAT, a CI fleet) checked
+/// together are not refused, and guesses sent together are still bounded before any of
+/// them has failed. A user id's checks in flight count as failures until they end
+/// (identical credentials checked together are one check: `Authenticator::verify`).
+const IN_FLIGHT_FACTOR: u32 = 4;
 
 /// One table of windows, by user id or by address, and the window of what it cannot hold.
 struct Keyed<K> {
@@ -63,38 +78,57 @@ impl<K> Default for Keyed<K> {
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
-    /// The window `key` counts in, making room when the table is full; `None` for a new
-    /// key that has a place.
+    /// The window `key` counts in, making room when the table is full (forgetting ended
+    /// windows with nothing in flight); `None` for a new key that has a place.
     fn slot(&mut self, key: &K, window: Duration, now: Instant) -> Option<&mut Window> {
         if !self.map.contains_key(key) && self.map.len() >= MAX_KEYS {
-            self.map.retain(|_, w| now.duration_since(w.started) < window);
+            self.map.retain(|_, w| now.duration_since(w.started) < window || w.in_flight > 0);
             if self.map.len() >= MAX_KEYS {
-                return Some(self.overflow.get_or_insert(Window { started: now, failures: 0 }));
+                return Some(self.overflow.get_or_insert(Window::new(now)));
             }
         }
         self.map.get_mut(key)
     }
 
-    /// How long `key` is still refused for at `limit`, if it is.
-    fn blocked(&mut self, key: &K, limit: u32, window: Duration, now: Instant) -> Option<Duration> {
+    /// How long `key` is still refused for at `limit`, if it is: its window holds `limit`
+    /// failures (counting the checks in flight when `strict`), or, when not, its checks
+    /// in flight are `IN_FLIGHT_FACTOR` times that many.
+    fn blocked(&mut self, key: &K, limit: u32, strict: bool, window: Duration, now: Instant) -> Option<Duration> {
         let overflowing = !self.map.contains_key(key) && self.map.len() >= MAX_KEYS;
         let limit = if overflowing { limit.saturating_mul(OVERFLOW_FACTOR) } else { limit };
         let w = self.slot(key, window, now)?;
         let age = now.duration_since(w.started);
-        (age < window && w.failures >= limit).then(|| window - age)
+        // An ended window's failures no longer count; checks in flight do until they end.
+        let failures = if age < window { w.failures } else { 0 };
+        let counted = if strict { failures + w.in_flight } else { failures };
+        if counted >= limit {
+            return Some(if failures >= limit { window - age } else { Duration::from_secs(1) });
+        }
+        (!strict && w.in_flight >= limit.saturating_mul(IN_FLIGHT_FACTOR)).then_some(Duration::from_secs(1))
     }
 
-    /// Counts an attempt for `key` in its window (a new window when the last one ended).
-    fn count(&mut self, key: &K, window: Duration, now: Instant) {
-        let fresh = Window { started: now, failures: 0 };
-        let w = match self.slot(key, window, now) {
-            Some(w) => w,
-            None => self.map.entry(key.clone()).or_insert(fresh),
-        };
-        if now.duration_since(w.started) >= window {
-            *w = Window { started: now, failures: 0 };
+    /// The window of `key`, made when missing and renewed when it ended.
+    fn current(&mut self, key: &K, window: Duration, now: Instant) -> &mut Window {
+        if self.slot(key, window, now).is_none() {
+            self.map.insert(key.clone(), Window::new(now));
         }
-        w.failures += 1;
+        let w = self.slot(key, window, now).expect("a window was made above");
+        if now.duration_since(w.started) >= window {
+            *w = Window { in_flight: w.in_flight, ..Window::new(now) };
+        }
+        w
+    }
+
+    fn start(&mut self, key: &K, window: Duration, now: Instant) {
+        self.current(key, window, now).in_flight += 1;
+    }
+
+    fn end(&mut self, key: &K, failed: bool, window: Duration, now: Instant) {
+        let w = self.current(key, window, now);
+        w.in_flight = w.in_flight.saturating_sub(1);
+        if failed {
+            w.failures += 1;
+        }
     }
 }
 
@@ -105,6 +139,43 @@ pub(super) struct Throttle {
     sign_ups: Mutex<Keyed<IpAddr>>,
 }
 
+/// A password check under way. [`Ticket::passed`] ends it; dropped otherwise (a wrong
+/// password, or a client that hung up before the answer), it counts as a failure.
+pub(super) struct Ticket<'a> {
+    throttle: &'a Throttle,
+    window: Duration,
+    user: Option<String>,
+    client: Option<IpAddr>,
+    passed: bool,
+}
+
+impl Ticket<'_> {
+    /// A right password: the check counts against neither the user nor the address, and
+    /// the user's earlier failures are forgotten.
+    pub(super) fn passed(mut self) {
+        self.passed = true;
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let failed = !self.passed;
+        if let Some(u) = &self.user {
+            let mut users = self.throttle.users.lock().expect("throttle");
+            users.end(u, failed, self.window, now);
+            if self.passed {
+                if let Some(w) = users.map.get_mut(u) {
+                    w.failures = 0;
+                }
+            }
+        }
+        if let Some(a) = &self.client {
+            self.throttle.addrs.lock().expect("throttle").end(a, failed, self.window, now);
+        }
+    }
+}
+
 impl Throttle {
     /// Counts an open sign-up from `client`, and refuses it once the address has used up
     /// its window: each one costs a password hash, and leaves an account.
@@ -112,29 +183,31 @@ impl Throttle {
         let Some(a) = client else { return Ok(()) };
         let mut sign_ups = self.sign_ups.lock().expect("throttle");
         let now = Instant::now();
-        if let Some(wait) = sign_ups.blocked(&a, limits.addr_sign_ups, limits.window, now) {
+        if let Some(wait) = sign_ups.blocked(&a, limits.addr_sign_ups, true, limits.window, now) {
             return Err(Error::Throttled {
                 message: format!("too many sign-ups from this address; retry in {} s", wait.as_secs().max(1)),
                 retry_after: wait.as_secs().max(1),
             });
         }
-        sign_ups.count(&a, limits.window, now);
+        sign_ups.start(&a, limits.window, now);
+        sign_ups.end(&a, true, limits.window, now);
         Ok(())
     }
 
-    /// Counts a password check for `user` (a valid user id, or `None`) from `client`
-    /// before it runs, and refuses it while either has used up its window. Counting at
-    /// the start, not after a failure, holds against checks that run at once and against
-    /// clients that hang up before the answer; a right password gives its try back.
-    pub(super) fn attempt(&self, limits: &LoginLimits, user: Option<&str>, client: Option<IpAddr>) -> Result<()> {
+    /// Starts a password check for `user` (a valid user id, or `None`) from `client`, or
+    /// refuses it while either has used up its window. A check counts from its start: one
+    /// whose ticket is dropped without passing is a failure, so checks sent together and
+    /// clients that hang up before the answer are counted; while too many run at once,
+    /// more are refused.
+    pub(super) fn attempt(&self, limits: &LoginLimits, user: Option<&str>, client: Option<IpAddr>) -> Result<Ticket<'_>> {
         let mut users = self.users.lock().expect("throttle");
         let mut addrs = self.addrs.lock().expect("throttle");
         let (now, window) = (Instant::now(), limits.window);
         let user = user.map(str::to_string);
         let wait = user
             .as_ref()
-            .and_then(|u| users.blocked(u, limits.user_failures, window, now))
-            .or_else(|| client.and_then(|a| addrs.blocked(&a, limits.addr_failures, window, now)));
+            .and_then(|u| users.blocked(u, limits.user_failures, true, window, now))
+            .or_else(|| client.and_then(|a| addrs.blocked(&a, limits.addr_failures, false, window, now)));
         if let Some(wait) = wait {
             return Err(Error::Throttled {
                 message: format!(
@@ -145,22 +218,12 @@ impl Throttle {
             });
         }
         if let Some(u) = &user {
-            users.count(u, window, now);
+            users.start(u, window, now);
         }
         if let Some(a) = client {
-            addrs.count(&a, window, now);
+            addrs.start(&a, window, now);
         }
-        Ok(())
-    }
-
-    /// A right password: the check does not count against the user, nor the address.
-    pub(super) fn succeeded(&self, user: &str, client: Option<IpAddr>) {
-        self.users.lock().expect("throttle").map.remove(user);
-        if let Some(a) = client {
-            if let Some(w) = self.addrs.lock().expect("throttle").map.get_mut(&a) {
-                w.failures = w.failures.saturating_sub(1);
-            }
-        }
+        Ok(Ticket { throttle: self, window, user, client, passed: false })
     }
 }
 
@@ -174,23 +237,48 @@ mod tests {
         let t = Throttle::default();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            t.attempt(&limits, Some("u"), Some(a)).unwrap();
+            drop(t.attempt(&limits, Some("u"), Some(a)).unwrap());
         }
-        let e = t.attempt(&limits, Some("u"), None).unwrap_err();
+        let e = t.attempt(&limits, Some("u"), None).err().unwrap();
         assert!(matches!(e, Error::Throttled { retry_after: 1, .. }), "{e:?}");
         // Another user from the same address has the address's two tries left.
-        t.attempt(&limits, Some("v"), Some(a)).unwrap();
-        t.attempt(&limits, Some("v"), Some(a)).unwrap();
+        drop(t.attempt(&limits, Some("v"), Some(a)).unwrap());
+        drop(t.attempt(&limits, Some("v"), Some(a)).unwrap());
         assert!(t.attempt(&limits, Some("w"), Some(a)).is_err(), "the address is past its limit");
-        assert!(t.attempt(&limits, Some("w"), None).is_ok());
-        // A right password gives its try back.
-        t.succeeded("w", Some(a));
-        assert!(t.attempt(&limits, None, Some(a)).is_ok());
-        assert!(t.attempt(&limits, None, Some(a)).is_err());
+        // A right password counts against nothing.
+        t.attempt(&limits, Some("w"), None).unwrap().passed();
+        t.attempt(&limits, Some("w"), None).unwrap().passed();
+        assert_eq!(t.users.lock().unwrap().map["w"].failures, 0);
         std::thread::sleep(Duration::from_millis(350));
         assert!(t.attempt(&limits, Some("u"), Some(a)).is_ok(), "the window ended");
-        t.succeeded("u", None);
-        assert!(!t.users.lock().unwrap().map.contains_key("u"));
+    }
+
+    /// A user's checks in flight count until they end; an address's may run to four
+    /// times its limit; a hung-up check is a failure.
+    #[test]
+    fn checks_in_flight_are_bounded_and_end_as_they_end() {
+        let limits = LoginLimits { user_failures: 3, addr_failures: 2, ..Default::default() };
+        let t = Throttle::default();
+        let a: IpAddr = "10.0.0.2".parse().unwrap();
+        let running: Vec<Ticket> = (0..3).map(|_| t.attempt(&limits, Some("u"), None).unwrap()).collect();
+        assert!(t.attempt(&limits, Some("u"), None).is_err(), "3 in flight is the user's limit");
+        for ticket in running {
+            ticket.passed();
+        }
+        let users: Vec<Ticket> = (0..8).map(|i| t.attempt(&limits, Some(&format!("n{i}")), Some(a)).unwrap()).collect();
+        assert!(t.attempt(&limits, Some("n9"), Some(a)).is_err(), "8 in flight is 4 x the address's 2");
+        for ticket in users {
+            ticket.passed();
+        }
+        assert!(t.attempt(&limits, Some("n9"), Some(a)).is_ok());
+        for _ in 0..20 {
+            t.attempt(&limits, Some("u"), None).unwrap().passed();
+        }
+        // Three hang up (dropped without passing): three failures, and the user is refused.
+        for _ in 0..3 {
+            drop(t.attempt(&limits, Some("u"), None).unwrap());
+        }
+        assert!(t.attempt(&limits, Some("u"), None).is_err());
     }
 
     /// A table filled with made-up keys does not let new ones through: they count
@@ -200,11 +288,12 @@ mod tests {
         let limits = LoginLimits { user_failures: 2, addr_failures: 1_000_000, ..Default::default() };
         let t = Throttle::default();
         for i in 0..MAX_KEYS {
-            t.attempt(&limits, Some(&format!("filler{i}")), None).unwrap();
+            drop(t.attempt(&limits, Some(&format!("filler{i}")), None).unwrap());
         }
         let mut allowed = 0;
         for i in 0..100 {
-            if t.attempt(&limits, Some(&format!("new{}", i % 3)), None).is_ok() {
+            if let Ok(ticket) = t.attempt(&limits, Some(&format!("new{}", i % 3)), None) {
+                drop(ticket);
                 allowed += 1;
             }
         }

@@ -417,7 +417,11 @@ async fn scope_of(state: &AppState, access: Access, home: Option<Home>, parts: &
     if let Access::Home(_) = access {
         let home = home.ok_or_else(|| Error::Internal("an Access::Home route on a surface without a home".into()))?;
         let (project, repo_name) = (home.repo)(&state.config).clone();
-        let repo = state.registry.ensure_repository(&project, &repo_name, home.repo_type, home.public).await?;
+        // Only a signed-in caller's request creates it.
+        let repo = match &who {
+            Identity::Anonymous => state.registry.find_repository(&project, &repo_name).await?.ok_or_else(unauthenticated)?,
+            _ => state.registry.ensure_repository(&project, &repo_name, home.repo_type, home.public).await?,
+        };
         let actor = state.authorizer.authorize(&who, &project, Some((&repo_name, Some(&repo))), action).await?;
         return Ok(Scope { actor, repo: Some(repo), project, repo_name });
     }

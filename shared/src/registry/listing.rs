@@ -17,6 +17,18 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// About how many items one read of a jump to a far page takes.
 const WALK_ITEMS: u32 = 1000;
 
+/// Reads that hold a whole repository's or project's records in memory (searches,
+/// filtered listings) run two at a time per process; one that waits 10 s for its turn is
+/// a 503 with `Retry-After`.
+pub async fn whole_read_slot() -> Result<tokio::sync::SemaphorePermit<'static>> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    match tokio::time::timeout(WAIT, SLOTS.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Error::unavailable("too many searches and filtered listings at once; retry in a moment", WAIT.as_secs())),
+    }
+}
+
 /// A page request: `number` from 1.
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {
@@ -254,8 +266,33 @@ impl Registry {
     /// Every version of a repository in upload order, oldest first: for filters that
     /// no index serves (the cost follows the repository's size).
     pub async fn all_uploads(&self, project: &str, repo: &str) -> Result<Vec<PackageVersion>> {
-        let query = Query::partition(uploads_index_pk(project, repo)).index(UPLOADS_INDEX);
-        query_all(&*self.table, query).await?.into_iter().map(from_item).collect()
+        self.uploads_where(project, repo, |_| true).await
+    }
+
+    /// The versions of a repository that `keep` keeps, in upload order, oldest first,
+    /// read a page at a time: only the kept ones are held. Callers that may keep many
+    /// hold a [`whole_read_slot`] while they run.
+    pub async fn uploads_where(
+        &self,
+        project: &str,
+        repo: &str,
+        keep: impl Fn(&PackageVersion) -> bool,
+    ) -> Result<Vec<PackageVersion>> {
+        let mut q = Query::partition(uploads_index_pk(project, repo)).index(UPLOADS_INDEX);
+        let mut out = Vec::new();
+        loop {
+            let page = self.table.query(&q).await?;
+            for item in page.items {
+                let v: PackageVersion = from_item(item)?;
+                if keep(&v) {
+                    out.push(v);
+                }
+            }
+            match page.next {
+                Some(t) => q.start = Some(t),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// Removes remembered page starts no read can use any more: those of an earlier state

@@ -16,7 +16,7 @@ mod versions;
 pub use derived::DerivedCache;
 pub use downloads::{Download, DOWNLOAD_URL_TTL};
 pub use gc::{GcReport, Hold, STAGED_LEASE};
-pub use listing::{PageOf, PageRequest, MAX_PAGE_SIZE};
+pub use listing::{whole_read_slot, PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use projects::{NewProject, NewRepository};
 pub use uploads::*;
 pub use verify::{BadBlob, Target, VerifyReport, VerifyScope};

@@ -147,8 +147,10 @@ impl Registry {
     pub async fn ensure_repository(&self, project: &str, name: &str, ty: RepoType, public: bool) -> Result<Repository> {
         if let Some(repo) = self.find_repository(project, name).await? {
             if repo.repo_type != ty {
-                return Err(Error::Internal(format!(
-                    "the configured repository {project}/{name} is of type {}, not {}",
+                // Someone with MANAGE replaced it: a clear refusal, not a server error.
+                return Err(Error::conflict(format!(
+                    "the configured repository {project}/{name} is of type {}, not {}: an administrator deletes it, \
+                     or points the surface's setting at another repository",
                     repo.repo_type.as_str(),
                     ty.as_str()
                 )));

@@ -152,7 +152,7 @@ impl Registry {
 
     /// The version numbered `n` in `project/repo`.
     pub async fn version_by_number(&self, project: &str, repo: &str, n: u64) -> Result<PackageVersion> {
-        let missing = || Error::not_found_as(Kind::Version, &n.to_string(), format!("no version numbered {n}"));
+        let missing = || Error::not_found_as(Kind::Version, n.to_string(), format!("no version numbered {n}"));
         let Some(item) = self.table.get(&number_key(project, repo, n)).await? else { return Err(missing()) };
         let owner = item.get("owner").and_then(|v| v.as_str()).unwrap_or_default();
         let Some((key, version)) = owner.split_once('\n') else { return Err(missing()) };

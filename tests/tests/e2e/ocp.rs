@@ -387,3 +387,56 @@ fn file_form(file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// What the attack on the OCP surface reproduced, each now answered as it should be.
+#[tokio::test]
+async fn ocp_refuses_what_the_attack_found() {
+    let (_dir, server, api) = embedded(&[]);
+    let b = server.base.clone();
+    // An anonymous request does not create the repository (it is a 401 either way).
+    let res = reqwest::Client::new().get(format!("{b}{LIST}")).send().await.unwrap();
+    assert_eq!(envelope(res).await.0, 401);
+    let (s, _) = api.get("/repository/api/repo/info/ocp/software-packages").await;
+    assert_ne!(s, 200, "the anonymous request created nothing");
+
+    // Right passwords checked together, on a cold credential cache, are never refused.
+    let (s, body) = api.post("/auth/api/user/create", json!({"userId": "agent", "pwd": "agent-password"})).await;
+    data(s, &body);
+    let grant = json!({"permName": "agents", "projectId": "ocp", "resourceType": "REPO", "repos": ["software-packages"],
+        "users": [{"id": "agent", "action": ["READ"]}]});
+    assert_eq!(get(&api, LIST).await.0, 200, "the repository, created by a signed-in request");
+    let (s, body) = api.post("/auth/api/permission/create", grant).await;
+    data(s, &body);
+    let agent = api.as_user("agent", "agent-password");
+    let together: Vec<_> = (0..36)
+        .map(|_| {
+            let agent = agent.clone();
+            tokio::spawn(async move { get(&agent, LIST).await.0 })
+        })
+        .collect();
+    let mut statuses = vec![];
+    for t in together {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // Header fields rpm would refuse are refused: a name with '/' or a space.
+    let base = fixture(FIXTURES[6].0);
+    for (to, file) in [("ob/lient", "slash-2.2.2-1.el9.x86_64.rpm"), ("ob lient", "space-2.2.2-1.el9.x86_64.rpm")] {
+        let (s, body) = upload_as(&api, file, variant(&base, "obclient", to)).await;
+        assert!(s == 400 && body["error"]["message"].as_str().unwrap().contains("name"), "{to}: {body}");
+    }
+    // The blob and fileName fields are short texts.
+    let form = reqwest::multipart::Form::new().text("blob", "sha256:".to_string() + &"a".repeat(64)).text("fileName", "x".repeat(5000));
+    let res = api.http.post(format!("{b}{LIST}")).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().await.unwrap();
+    let (s, body) = envelope(res).await;
+    assert!(s == 400 && body["error"]["message"].as_str().unwrap().contains("4096"), "{body}");
+
+    // The configured repository replaced by one of another type is a 409 that says so.
+    let (s, body) = api.delete("/repository/api/repo/delete/ocp/software-packages?forced=true").await;
+    data(s, &body);
+    let (s, body) = api.post("/repository/api/repo/create", json!({"projectId": "ocp", "name": "software-packages", "type": "GENERIC"})).await;
+    data(s, &body);
+    let (s, body) = get(&api, LIST).await;
+    assert!(s == 409 && body["error"]["message"].as_str().unwrap().contains("GENERIC"), "{body}");
+}
