@@ -307,8 +307,22 @@ async fn ocp_38_mb_rpm_through_the_deployers_form_aws() {
 async fn ocp_rpm_over_the_request_limit_goes_through_a_session() {
     let (_dir, server, api) = embedded(&[]);
     let bytes = big_rpm();
-    let (s, body) = upload_as(&api, FIXTURES[0].0, bytes.clone()).await;
-    assert_eq!(s, 413, "{body}");
+    // The deployer's form, declared whole: the 413 comes before the body is read (read
+    // here from a raw connection, since a client still writing may see the close first).
+    let (ct, form) = file_form(FIXTURES[0].0, &bytes);
+    let auth = basic("admin", ADMIN_PASSWORD);
+    let head = format!("POST {LIST} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n");
+    let mut s = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let request = format!("{head}Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n", form.len());
+    tokio::io::AsyncWriteExt::write_all(&mut s, request.as_bytes()).await.unwrap();
+    // The refusal says Connection: close: the answer is what comes before the close.
+    let mut raw = vec![];
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read).await.expect("answered and closed").unwrap();
+    let answer = String::from_utf8_lossy(&raw).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body: Value = serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!((body["status"].as_u64(), body["error"]["code"].as_i64()), (Some(413), Some(10001)), "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("/blobs/uploads") && message.contains("X-Depot-Blob"), "{message}");
     // Staging needs the repository: any OCP route creates it.
