@@ -42,11 +42,13 @@ pub fn routes() -> Routes {
         .post("/repository/api/version/list/{projectId}/{repoName}", Repo(Read), packages::list_versions)
         .delete("/repository/api/version/delete/{projectId}/{repoName}", Repo(Delete), packages::delete_version)
         .get("/repository/api/version/download/{projectId}/{repoName}", Repo(Read), packages::download_version)
+        .post("/repository/api/stage/upgrade/{projectId}/{repoName}", Repo(Write), packages::upgrade_stage_by_query)
         .post(
             "/repository/api/stage/upgrade/{projectId}/{repoName}/{*packageKeyAndVersion}",
             Repo(Write),
             packages::upgrade_stage,
         )
+        .get("/repository/api/stage/{projectId}/{repoName}", Repo(Read), packages::stage_tags)
         .post("/auth/api/user/create", Admin, auth::create_user)
         .get("/auth/api/user/list", Admin, auth::list_users)
         // Users act on themselves; an administrator on anyone (the use case decides).

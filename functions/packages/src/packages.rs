@@ -88,9 +88,13 @@ pub async fn version_page(
         direction: q.direction,
         ..Default::default()
     };
-    let by_version = matches!(filter.sort_property.as_deref(), None | Some("version"));
+    let by_version = matches!(filter.sort_property.as_deref(), None | Some("version") | Some("name"));
     let unfiltered = filter.version.is_none() && filter.stage_tag.as_deref().is_none_or(|t| t.trim().is_empty());
-    let pkg = st.registry.get_package(&repo.project_id, &repo.name, &key).await?;
+    // A package that does not exist has no versions: an empty page, as bkrepo answers.
+    let Some(pkg) = st.registry.find_package(&repo.project_id, &repo.name, &key).await? else {
+        let empty: PageOf<PackageVersion> = PageOf { request: req, total: 0, items: vec![] };
+        return Ok(ok(page_view(&empty, version_view)));
+    };
     if by_version && unfiltered {
         // The indexed path: cost follows the page size.
         let ascending = is_ascending(filter.direction.as_deref(), false)?;
@@ -176,23 +180,34 @@ fn target<'a>(scope: &'a Scope, q: &KeyQuery) -> Result<(&'a Repository, String)
     Ok((repo, key))
 }
 
+/// A package's summary; `data: null` for a package that does not exist, as bkrepo's
+/// `findPackageByKey` answers.
 pub async fn package_info(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
     let (repo, key) = target(&scope, &q)?;
-    let pkg = st.registry.get_package(&repo.project_id, &repo.name, &key).await?;
-    Ok(ok(package_view(&st.registry.with_history(pkg).await?)))
+    match st.registry.find_package(&repo.project_id, &repo.name, &key).await? {
+        Some(pkg) => Ok(ok(package_view(&st.registry.with_history(pkg).await?))),
+        None => Ok(ok(Value::Null)),
+    }
+}
+
+/// Deleting what is not there succeeds, as in bkrepo (clean-up scripts rely on it).
+fn gone_already(r: Result<()>) -> Result<Response> {
+    match r {
+        Ok(()) => Ok(ok(())),
+        Err(e) if e.is_not_found() => Ok(ok(())),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn delete_package(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
     let (repo, key) = target(&scope, &q)?;
-    st.registry.delete_package(&scope.actor, &repo.project_id, &repo.name, &key).await?;
-    Ok(ok(()))
+    gone_already(st.registry.delete_package(&scope.actor, &repo.project_id, &repo.name, &key).await.map(drop))
 }
 
 pub async fn delete_version(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
     let (repo, key) = target(&scope, &q)?;
     let version = required(q.version, "version")?;
-    st.registry.delete_version(&scope.actor, &repo.project_id, &repo.name, &key, &version).await?;
-    Ok(ok(()))
+    gone_already(st.registry.delete_version(&scope.actor, &repo.project_id, &repo.name, &key, &version).await.map(drop))
 }
 
 /// Reads a bkrepo sort direction, `ASC` or `DESC` in any case; `default_ascending` when
@@ -213,8 +228,8 @@ pub(crate) fn is_ascending(direction: Option<&str>, default_ascending: bool) -> 
 fn sort_versions(versions: &mut [PackageVersion], property: Option<&str>, direction: Option<&str>) -> Result<()> {
     let ascending = is_ascending(direction, false)?;
     let key: fn(&PackageVersion, &PackageVersion) -> std::cmp::Ordering = match property {
-        None | Some("version") => |a, b| compare_versions(&a.name, &b.name),
-        Some("name") => |a, b| a.name.cmp(&b.name),
+        // bkrepo's PackageQueryHelper sorts `name` by semantic version too.
+        None | Some("version") | Some("name") => |a, b| compare_versions(&a.name, &b.name),
         Some("createdDate") => |a, b| a.created_date.cmp(&b.created_date),
         Some("lastModifiedDate") => |a, b| a.last_modified_date.cmp(&b.last_modified_date),
         Some("downloads") => |a, b| a.downloads.cmp(&b.downloads),
@@ -258,7 +273,10 @@ pub async fn list_versions(
 ) -> Result<Response> {
     let (repo, key) = target(&scope, &q)?;
     let (p, r) = (repo.project_id.as_str(), repo.name.as_str());
-    st.registry.get_package(p, r, &key).await?;
+    // A package that does not exist lists no versions (bkrepo answers `[]`).
+    if st.registry.find_package(p, r, &key).await?.is_none() {
+        return Ok(ok(Vec::<Value>::new()));
+    }
     let mut versions = filter_versions(st.registry.list_versions(p, r, &key).await?, &filter)?;
     sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
     Ok(ok(versions.iter().map(version_view).collect::<Vec<_>>()))
@@ -280,22 +298,52 @@ pub async fn download_version(
     respond(st.registry.download_version(&v, None, parse_range(&headers)?, counted).await?, &base)
 }
 
-/// `POST /repository/api/stage/upgrade/{projectId}/{repoName}/{packageKey}/{version}`:
-/// the package key arrives percent-encoded (`rds%3A%2F%2Fx`) or raw (`rds://x`, which
-/// puts `//` in the path); both end up in the wildcard, and the version is its last
-/// segment.
+/// bkrepo's code for a stage that cannot be reached (`STAGE_UPGRADE_ERROR`).
+const STAGE_ERROR: i64 = 251015;
+
+/// Upgrades a version's stage; `data: null`, as bkrepo's `Response<Void>`. A refused
+/// stage (unknown, backwards, already `@release`) is a 400 with bkrepo's stage code.
+async fn upgrade(st: &AppState, scope: &Scope, key: &str, version: &str, tag: Option<&str>) -> Result<Response> {
+    let repo = scope.repo()?;
+    depot_core::model::validate_package_key(key)?;
+    match st.registry.upgrade_stage(&repo.project_id, &repo.name, key, version, tag, &scope.actor).await {
+        Ok(_) => Ok(ok(Value::Null)),
+        Err(Error::Invalid(message)) => {
+            Ok(depot_core::http::bkrepo::failure(axum::http::StatusCode::BAD_REQUEST, STAGE_ERROR, &message))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /repository/api/stage/upgrade/{projectId}/{repoName}?packageKey=&version=&tag=`,
+/// as bkrepo's `UserStageController` and its web UI have it.
+pub async fn upgrade_stage_by_query(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
+    let (_, key) = target(&scope, &q)?;
+    let version = required(q.version.clone(), "version")?;
+    upgrade(&st, &scope, &key, &version, q.tag.as_deref()).await
+}
+
+/// `POST /repository/api/stage/upgrade/{projectId}/{repoName}/{packageKey}/{version}`, the
+/// old docs' form: the package key arrives percent-encoded (`rds%3A%2F%2Fx`) or raw
+/// (`rds://x`, which puts `//` in the path); both end up in the wildcard, and the version
+/// is its last segment.
 pub async fn upgrade_stage(
     State(st): State<AppState>,
     scope: Scope,
     Path((_, _, rest)): Path<(String, String, String)>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Response> {
-    let repo = scope.repo()?;
     let (key, version) = rest.rsplit_once('/').filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| {
         Error::Invalid(format!("expected {{packageKey}}/{{version}} after the repository, not '{}'", printable(&rest)))
     })?;
-    depot_core::model::validate_package_key(key)?;
-    let v =
-        st.registry.upgrade_stage(&repo.project_id, &repo.name, key, version, q.tag.as_deref(), &scope.actor).await?;
-    Ok(ok(version_view(&v)))
+    upgrade(&st, &scope, key, version, q.tag.as_deref()).await
+}
+
+/// `GET /repository/api/stage/{projectId}/{repoName}?packageKey=&version=`: the version's
+/// stage tags.
+pub async fn stage_tags(State(st): State<AppState>, scope: Scope, Query(q): Query<KeyQuery>) -> Result<Response> {
+    let (repo, key) = target(&scope, &q)?;
+    let version = required(q.version.clone(), "version")?;
+    let v = st.registry.get_version(&repo.project_id, &repo.name, &key, &version).await?;
+    Ok(ok(v.stage_tag))
 }

@@ -42,6 +42,12 @@ pub fn code_of(e: &Error) -> i64 {
     }
 }
 
+/// A failure with a code of the caller's choosing (one that no `Error` maps to).
+pub fn failure(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = json!({ "code": code, "message": message, "data": null, "traceId": trace_id() });
+    (status, axum::Json(body)).into_response()
+}
+
 /// A failure in the envelope: a non-zero `code` and a readable `message`.
 pub fn render(e: &Error, status: StatusCode) -> Response {
     let body = json!({ "code": code_of(e), "message": public_message(e), "data": null, "traceId": trace_id() });

@@ -461,9 +461,9 @@ impl Registry {
                     STAGES[current - 1]
                 )));
             }
-            for s in &STAGES[current..next] {
-                v.stage_tag.push(s.to_string());
-            }
+            // Only the stage reached is appended: straight to `@release` adds only that tag,
+            // as bkrepo's StageServiceImpl does.
+            v.stage_tag.push(STAGES[next - 1].to_string());
             let now = now_iso();
             let mut set = Item::new();
             set.insert("stageTag".into(), serde_json::to_value(&v.stage_tag).map_err(Error::internal)?);

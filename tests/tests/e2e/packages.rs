@@ -41,8 +41,10 @@ async fn info_lists_stages_downloads_and_deletes() {
     );
     assert_eq!(info["historyVersion"], json!(["1.0.0", "1.2.0", "1.10.0", "2.0.0-rc.1"]));
     assert!(info.get("revision").is_none(), "{info}");
+    // A package that does not exist is `data: null`, as bkrepo answers; a missing
+    // repository is still an error.
     let (s, b) = api.get(&format!("{PKG}/info/pp/charts?packageKey=rds://nope")).await;
-    failure(s, &b, 404, 251017);
+    assert_eq!((s, b["code"].as_i64(), &b["data"]), (200, Some(0), &json!(null)), "{b}");
     let (s, b) = api.get(&format!("{PKG}/info/pp/nope?packageKey=rds://app")).await;
     failure(s, &b, 404, 251006);
     let (s, b) = api.get(&format!("{PKG}/info/pp/charts")).await;
@@ -60,8 +62,9 @@ async fn info_lists_stages_downloads_and_deletes() {
     let (s, b) = list(json!({})).await;
     let all = data(s, &b);
     assert_eq!(names(&all), ["2.0.0-rc.1", "1.10.0", "1.2.0", "1.0.0"], "semver order, newest first");
+    // `name` sorts by semantic version too, as bkrepo's PackageQueryHelper does.
     let (s, b) = list(json!({"sortProperty": "name", "direction": "ASC"})).await;
-    assert_eq!(names(&data(s, &b)), ["1.0.0", "1.10.0", "1.2.0", "2.0.0-rc.1"]);
+    assert_eq!(names(&data(s, &b)), ["1.0.0", "1.2.0", "1.10.0", "2.0.0-rc.1"]);
     let (s, b) = list(json!({"version": "1.1"})).await;
     assert_eq!(names(&data(s, &b)), ["1.10.0"]);
     let (s, b) = list(json!({"metadata": [{"key": "code", "value": "app"}]})).await;
@@ -79,28 +82,46 @@ async fn info_lists_stages_downloads_and_deletes() {
     assert_eq!(v["metadata"]["code"], "app");
     assert!(v["contentPath"].as_str().unwrap().ends_with(".tgz"));
 
-    // Stages move forward only; the key may come raw (rds://app, with '//') or encoded.
+    // Stages move forward only, answering `data: null` (bkrepo's Response<Void>); the
+    // key may come raw (rds://app, with '//') or encoded in the old path form, or in the
+    // query as bkrepo's UserStageController (and its web UI) has it. Stage errors carry
+    // bkrepo's stage code 251015.
     let up = |rest: &str| {
         let api = api.clone();
         let path = format!("/repository/api/stage/upgrade/pp/charts/{rest}");
         async move { api.post(&path, json!({})).await }
     };
+    let tags = |v: &str| {
+        let api = api.clone();
+        let path = format!("/repository/api/stage/pp/charts?packageKey=rds://app&version={v}");
+        async move {
+            let (s, b) = api.get(&path).await;
+            data(s, &b)
+        }
+    };
     let (s, b) = up("rds://app/1.0.0").await;
-    assert_eq!(data(s, &b)["stageTag"], json!(["@prerelease"]));
+    assert_eq!(data(s, &b), json!(null));
+    assert_eq!(tags("1.0.0").await, json!(["@prerelease"]));
     let (s, b) = up("rds%3A%2F%2Fapp/1.0.0?tag=release").await;
-    assert_eq!(data(s, &b)["stageTag"], json!(["@prerelease", "@release"]));
+    data(s, &b);
+    assert_eq!(tags("1.0.0").await, json!(["@prerelease", "@release"]));
     let (s, b) = up("rds://app/1.0.0").await;
-    assert!(failure(s, &b, 400, 250105).contains("already @release"));
-    let (s, b) = up("rds://app/1.2.0?tag=@release").await;
-    assert_eq!(data(s, &b)["stageTag"], json!(["@prerelease", "@release"]));
+    assert!(failure(s, &b, 400, 251015).contains("already @release"));
+    let (s, b) = api.post("/repository/api/stage/upgrade/pp/charts?packageKey=rds://app&version=1.2.0&tag=@release", json!({})).await;
+    assert_eq!(data(s, &b), json!(null));
+    assert_eq!(tags("1.2.0").await, json!(["@release"]), "straight to @release appends only that tag");
     let (s, b) = up("rds://app/1.2.0?tag=prerelease").await;
-    assert!(failure(s, &b, 400, 250105).contains("forward"));
+    assert!(failure(s, &b, 400, 251015).contains("forward"));
     let (s, b) = up("rds://app/9.9.9").await;
+    failure(s, &b, 404, 251019);
+    let (s, b) = api.get("/repository/api/stage/pp/charts?packageKey=rds://app&version=9.9.9").await;
     failure(s, &b, 404, 251019);
     let (s, b) = up("rds://app").await;
     failure(s, &b, 400, 250105);
     let (s, b) = up("rds://app/1.10.0?tag=gold").await;
-    assert!(failure(s, &b, 400, 250105).contains("stage tag"));
+    assert!(failure(s, &b, 400, 251015).contains("stage tag"));
+    let (s, b) = api.post("/repository/api/stage/upgrade/pp/charts?packageKey=rds://app", json!({})).await;
+    failure(s, &b, 400, 250103);
     let (s, b) = up("not-a-key/1.10.0").await;
     failure(s, &b, 400, 250105);
     let (s, b) = list(json!({"colour": "red"})).await;
@@ -112,8 +133,9 @@ async fn info_lists_stages_downloads_and_deletes() {
     failure(s, &b, 400, 250105);
     let (s, b) = list(json!({"stageTag": "release"})).await;
     assert_eq!(names(&data(s, &b)), ["1.2.0", "1.0.0"]);
+    // Every listed tag: 1.2.0 went straight to @release, so only 1.0.0 carries both.
     let (s, b) = list(json!({"stageTag": "@release,@prerelease"})).await;
-    assert_eq!(data(s, &b).as_array().unwrap().len(), 2);
+    assert_eq!(names(&data(s, &b)), ["1.0.0"]);
 
     // A @release version resists a user with WRITE and DELETE but not MANAGE.
     let (s, b) = api.post("/auth/api/user/create", json!({"userId": "dev", "pwd": "dev-password-1"})).await;
@@ -171,15 +193,20 @@ async fn info_lists_stages_downloads_and_deletes() {
     assert_eq!(info["latest"], "2.0.0-rc.1");
     assert_eq!(info["historyVersion"].as_array().unwrap().len(), 4, "history is never pruned");
 
-    // Deletes: missing versions are 404; the package goes with its last version.
+    // Deletes: what is not there is a success (bkrepo's clean-up scripts rely on it); the
+    // package goes with its last version; a missing repository is still an error.
     let (s, b) = api.delete(&format!("{VER}/delete/pp/charts?packageKey=rds://app&version=1.10.0")).await;
-    failure(s, &b, 404, 251019);
+    data(s, &b);
     let (s, b) = api.delete(&format!("{PKG}/delete/pp/charts?packageKey=rds://app")).await;
     data(s, &b);
     let (s, b) = api.get(&format!("{PKG}/info/pp/charts?packageKey=rds://app")).await;
-    failure(s, &b, 404, 251017);
+    assert_eq!(data(s, &b), json!(null));
     let (s, b) = api.delete(&format!("{PKG}/delete/pp/charts?packageKey=rds://app")).await;
-    failure(s, &b, 404, 251017);
+    data(s, &b);
+    let (s, b) = api.delete(&format!("{VER}/delete/pp/charts?packageKey=rds://app&version=1.0.0")).await;
+    data(s, &b);
+    let (s, b) = api.delete(&format!("{PKG}/delete/pp/nope?packageKey=rds://app")).await;
+    failure(s, &b, 404, 251006);
     let (s, b) = api.get("/repository/api/repo/info/pp/charts").await;
     assert_eq!(data(s, &b)["packageCount"], 0);
 }
@@ -214,7 +241,7 @@ async fn twenty_concurrent_uploads_then_twenty_concurrent_deletes() {
         data(s, &b);
     }
     let (s, b) = api.get(&format!("{PKG}/info/cc/charts?packageKey=rds://multi")).await;
-    failure(s, &b, 404, 251017);
+    assert_eq!(data(s, &b), json!(null));
     let (s, b) = api.get("/repository/api/repo/info/cc/charts").await;
     assert_eq!(data(s, &b)["packageCount"], 0, "no negative or stale counter");
 }
@@ -386,8 +413,10 @@ async fn page_routes_answer_bkrepo_pages() {
     assert_eq!(data(s, &b)["records"][0]["name"], "0.3.0");
     let (s, b) = api.get(&format!("{VER}/page/pr/charts?packageKey=rds://web&sortProperty=colour")).await;
     failure(s, &b, 400, 250105);
+    // A package that does not exist has an empty page of versions, as in bkrepo.
     let (s, b) = api.get(&format!("{VER}/page/pr/charts?packageKey=rds://nope")).await;
-    failure(s, &b, 404, 251017);
+    let empty = data(s, &b);
+    assert_eq!((empty["totalRecords"].as_i64(), empty["records"].as_array().map(Vec::len)), (Some(0), Some(0)), "{empty}");
 }
 
 /// A repository deleted and created again under the same name starts afresh: neither its
