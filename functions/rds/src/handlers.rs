@@ -311,9 +311,32 @@ pub async fn index_yaml(State(st): State<AppState>, scope: Scope, headers: Heade
     Ok(res)
 }
 
-pub async fn all_charts(State(st): State<AppState>, scope: Scope) -> Result<Response> {
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartsQuery {
+    start_time: Option<String>,
+}
+
+/// Every chart, or with `?startTime=` only the versions created since (bkrepo's filter;
+/// an ISO date-time, with or without a zone, UTC when without).
+pub async fn all_charts(State(st): State<AppState>, scope: Scope, Query(q): Query<ChartsQuery>) -> Result<Response> {
     let repo = rds_repo(&scope)?;
-    Ok(Json(index::entries(&st.registry, &repo.project_id, &repo.name).await?).into_response())
+    let since = match q.start_time.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(depot_core::model::parse_iso(s).ok_or_else(|| {
+            Error::Invalid(format!("startTime must be a date-time such as 2024-01-31T12:00:00, not '{}'", printable(s)))
+        })?),
+    };
+    let mut entries = index::entries(&st.registry, &repo.project_id, &repo.name).await?;
+    if let Some(since) = since {
+        for versions in entries.values_mut() {
+            versions.retain(|e| {
+                e["created"].as_str().and_then(depot_core::model::parse_iso).is_some_and(|created| created >= since)
+            });
+        }
+        entries.retain(|_, versions| !versions.is_empty());
+    }
+    Ok(Json(entries).into_response())
 }
 
 fn chart_key(code: &str) -> Result<String> {
@@ -429,6 +452,8 @@ pub async fn ext_version_detail(
     let description = v.metadata.get("description").cloned().unwrap_or(Value::Null);
     Ok(envelope(json!({
         "basic": {
+            "projectId": v.project_id,
+            "repoName": v.repo_name,
             "version": v.name,
             "fullPath": v.content_path,
             "size": v.size,

@@ -9,13 +9,14 @@ use serde_json::{json, Value};
 
 pub const KEY_PREFIX: &str = "rds://";
 
-/// One chart version as `index.yaml` and the charts API show it.
+/// One chart version as `index.yaml` and the charts API show it. Fields the chart does
+/// not have (`home`, `icon`, `rdsVersion`, ...) are left out, as bkrepo's writer does.
 pub fn entry(v: &PackageVersion) -> Value {
     let m = &v.metadata;
     let get = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
     let code = v.package_key.trim_start_matches(KEY_PREFIX);
     let ext = m.get("extension").and_then(Value::as_str).unwrap_or("tgz");
-    json!({
+    let mut e = json!({
         "name": get("name"),
         "code": code,
         "version": v.name,
@@ -29,7 +30,11 @@ pub fn entry(v: &PackageVersion) -> Value {
         "maintainers": m.get("maintainers").cloned().unwrap_or_else(|| json!([])),
         "rdsVersion": get("rdsVersion"),
         "urls": [format!("charts/{code}-{}.{ext}", v.name)],
-    })
+    });
+    if let Value::Object(fields) = &mut e {
+        fields.retain(|_, v| !v.is_null());
+    }
+    e
 }
 
 /// Every chart of a repository: code → versions, newest first. One query for the
@@ -48,7 +53,9 @@ pub async fn entries(reg: &Registry, project: &str, repo: &str) -> Result<BTreeM
     Ok(out)
 }
 
-/// Renders `index.yaml`.
+/// Renders `index.yaml` as bkrepo's YAML writer does: every string quoted, so that a
+/// YAML 1.1 reader (PyYAML's `safe_load`, Helm's) keeps `created`, `generated`, versions
+/// like `1.10` and codes like `yes` as strings.
 pub fn render(entries: BTreeMap<String, Vec<Value>>) -> Result<Vec<u8>> {
     let doc = json!({
         "apiVersion": "v1",
@@ -56,5 +63,70 @@ pub fn render(entries: BTreeMap<String, Vec<Value>>) -> Result<Vec<u8>> {
         "generated": depot_core::model::now_iso(),
         "serverInfo": {},
     });
-    serde_yaml::to_string(&doc).map(String::into_bytes).map_err(depot_core::Error::internal)
+    let mut out = String::new();
+    yaml_block(&doc, 0, &mut out);
+    Ok(out.into_bytes())
+}
+
+/// A scalar string in double quotes: a JSON string is a valid YAML double-quoted one.
+fn quoted(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+/// A mapping key: plain when no YAML reader could read it as anything but a string.
+fn key(k: &str) -> String {
+    let plain = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !matches!(k.to_ascii_lowercase().as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null");
+    if plain {
+        k.to_string()
+    } else {
+        quoted(k)
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(quoted(s)),
+        Value::Null => Some("null".into()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(a) if a.is_empty() => Some("[]".into()),
+        Value::Object(o) if o.is_empty() => Some("{}".into()),
+        _ => None,
+    }
+}
+
+/// Block-style YAML of a mapping or sequence at `indent` spaces.
+fn yaml_block(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                match scalar(v) {
+                    Some(s) => out.push_str(&format!("{pad}{}: {s}\n", key(k))),
+                    None => {
+                        out.push_str(&format!("{pad}{}:\n", key(k)));
+                        // A sequence under a key sits at the key's indent, as Helm writes it.
+                        let inner = if v.is_array() { indent } else { indent + 2 };
+                        yaml_block(v, inner, out);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            for item in a {
+                match scalar(item) {
+                    Some(s) => out.push_str(&format!("{pad}- {s}\n")),
+                    None => {
+                        // The item's first line follows the dash; the rest align with it.
+                        let mut inner = String::new();
+                        yaml_block(item, indent + 2, &mut inner);
+                        out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                    }
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other).unwrap_or_default())),
+    }
 }

@@ -24,6 +24,8 @@ pub fn routes() -> Routes {
     Routes::new()
         .post("/rds/api/{projectId}/{repoName}/charts", Repo(Write), upload)
         .post("/api/{projectId}/{repoName}/charts", Repo(Write), upload)
+        // bkrepo's helm-push plugin URL.
+        .post("/rds/{projectId}/{repoName}/charts", Repo(Write), upload)
         .get("/rds/{projectId}/{repoName}/index.yaml", Repo(Read), index_yaml)
         .get("/rds/{projectId}/{repoName}/api/charts", Repo(Read), all_charts)
         .head("/rds/{projectId}/{repoName}/api/charts", Repo(Read), all_charts)

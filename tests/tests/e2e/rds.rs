@@ -919,3 +919,77 @@ async fn a_huge_long_name_is_refused_without_being_read() {
     eprintln!("a 256 MiB long name: server peak RSS {:.1} MiB", peak as f64 / 1048576.0);
     assert!(peak < 64 * 1024 * 1024, "peak RSS {peak} bytes");
 }
+
+// ---------------------------------------------------------------- as bkrepo's controllers had it
+
+/// `index.yaml` read by PyYAML's `safe_load` (YAML 1.1, as Helm's reader): every string
+/// stays a string (`created`, `generated`, a version like `1.10.0`, a code like `on`),
+/// and fields a chart lacks are left out.
+async fn index_types_on(api: &Api, p: &str) {
+    rds_repo(api, p, "charts").await;
+    // Through the push plugin's URL.
+    let (file, bytes) = chart("demo", "1.0.0", "tgz");
+    assert_eq!(upload(api, &format!("/rds/{p}/charts/charts"), &file, bytes).await.0, 201);
+    // A chart with no home, icon or rdsVersion, whose code YAML 1.1 reads as a boolean.
+    let bare = gzip(&tar_of(&[("on/RDS.yaml", b"name: bare\ncode: \"on\"\nversion: 1.10.0\n".to_vec())]));
+    let (s, b) = upload(api, &format!("/rds/api/{p}/charts/charts"), "on-1.10.0.tgz", bare).await;
+    assert_eq!(s, 201, "{b}");
+    let (s, text) = get_text(api, &format!("/rds/{p}/charts/index.yaml")).await;
+    assert_eq!(s, 200);
+    let script = "import sys, yaml, json; print(json.dumps(yaml.safe_load(sys.stdin), default=lambda o: {'NOT A STRING': repr(o)}))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with PyYAML (infra/test.sh puts the test virtualenv first on PATH)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "PyYAML could not read index.yaml:\n{text}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["generated"].is_string(), "{doc}");
+    let demo = &doc["entries"]["demo"][0];
+    assert!(demo["created"].is_string() && demo["version"] == "1.0.0" && demo["home"].is_string(), "{demo}");
+    let on = &doc["entries"]["on"][0];
+    assert_eq!((on["version"].as_str(), on["code"].as_str()), (Some("1.10.0"), Some("on")), "{doc}");
+    for absent in ["home", "icon", "rdsVersion"] {
+        assert!(on.get(absent).is_none(), "{absent} is left out: {on}");
+    }
+}
+
+#[tokio::test]
+async fn rds_answers_as_bkrepo_did() {
+    let (_dir, _server, api) = embedded(&[]);
+    index_types_on(&api, "bc").await;
+    // ?startTime= keeps the versions created since.
+    let charts = |q: &str| {
+        let api = api.clone();
+        let path = format!("/rds/bc/charts/api/charts{q}");
+        async move {
+            let res = api.http.get(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, all) = charts("?startTime=2001-01-01T00:00:00").await;
+    assert_eq!((s, all.as_object().map(|o| o.len())), (200, Some(2)), "{all}");
+    let (_, none) = charts("?startTime=2999-01-01T00:00:00.000Z").await;
+    assert_eq!(none, json!({}));
+    let (s, bad) = charts("?startTime=yesterday").await;
+    assert!(error_of(s, &bad, 400).contains("startTime"));
+    // The version detail names its project and repository.
+    let (s, b) = api.get("/rds/ext/version/detail/bc/charts?packageKey=rds://demo&version=1.0.0").await;
+    let basic = &data(s, &b)["basic"];
+    assert_eq!((basic["projectId"].as_str(), basic["repoName"].as_str()), (Some("bc"), Some("charts")), "{basic}");
+    // An unknown path under /rds/ answers in RDS's shape.
+    let (s, b) = api.get("/rds/bc/charts/no/such/route").await;
+    assert!(error_of(s, &b, 404).contains("no such route"), "{b}");
+}
+
+#[tokio::test]
+async fn rds_index_yaml_types_aws() {
+    let (table, bucket) = (crate::harness::unique("bc"), crate::harness::unique("bc"));
+    let env =
+        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    index_types_on(&Api::new(&server.base), "bca").await;
+}
