@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::AppState;
 use crate::registry::Download;
-use crate::store::{pct_encode, BlobObject, ByteRange, LOCAL_BLOB_PREFIX};
+use crate::store::{BlobObject, ByteRange, LOCAL_BLOB_PREFIX};
 use crate::{Error, Result};
 
 /// The header that names a staged blob instead of sending the file.
@@ -78,8 +78,7 @@ pub fn parse_range(headers: &HeaderMap) -> Result<Option<ByteRange>> {
 }
 
 fn content_disposition(filename: &str) -> HeaderValue {
-    let v = format!("attachment; filename*=UTF-8''{}", pct_encode(filename, false));
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+    HeaderValue::from_str(&crate::store::attachment(filename)).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 /// Streams a blob (or a range of it) as a response.

@@ -286,7 +286,7 @@ impl BlobStore for S3BlobStore {
         validate_blob_key(key)?;
         let mut req = self.client.get_object().bucket(&self.bucket).key(key);
         if let Some(f) = filename {
-            req = req.response_content_disposition(format!("attachment; filename*=UTF-8''{}", pct_encode(f, false)));
+            req = req.response_content_disposition(super::attachment(f));
         }
         let signed = req.presigned(presigning(expires_in)?).await.map_err(|e| s3_err("presign get", e))?;
         Ok(signed.uri().to_string())

@@ -17,6 +17,16 @@ pub struct UrlSigner {
     secret: Vec<u8>,
 }
 
+/// A `Content-Disposition` that saves a download as `filename`, in both forms, as
+/// bkrepo's `ArtifactConstants` writes it: `filename=` for clients that read only that
+/// (curl's `-OJ`), with anything but printable ASCII, quotes and backslashes as `_`, and
+/// `filename*=` (RFC 5987) with the exact name.
+pub fn attachment(filename: &str) -> String {
+    let plain: String =
+        filename.chars().map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '_' }).collect();
+    format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{}", pct_encode(filename, false))
+}
+
 /// Percent-encodes everything but unreserved characters, and `/` when `keep_slash`.
 pub fn pct_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use crate::harness::{data, embedded, failure, Api, Server, ADMIN_PASSWORD};
+use crate::harness::{data, embedded, Api, Server, ADMIN_PASSWORD};
 use crate::uploads::{no_redirects, setup_repo, sha256_hex};
 
 // ---------------------------------------------------------------- fixtures
@@ -992,4 +992,38 @@ async fn rds_index_yaml_types_aws() {
         [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
     let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
     index_types_on(&Api::new(&server.base), "bca").await;
+}
+
+/// `curl -L -OJ` on bkrepo's version download saves the chart under its own name: the
+/// final answer of the redirect (depot's signed route, or S3's presigned URL) carries
+/// `Content-Disposition` with `filename=` (which curl reads) and `filename*=`.
+async fn curl_saves_the_chart_name(api: &Api, p: &str) {
+    rds_repo(api, p, "charts").await;
+    let (file, bytes) = chart("mychart", "1.0.0", "tgz");
+    assert_eq!(upload(api, &format!("/rds/api/{p}/charts/charts"), &file, bytes.clone()).await.0, 201);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/repository/api/version/download/{p}/charts?packageKey=rds://mychart&version=1.0.0", api.base);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-L", "-OJ", "-u", &format!("admin:{ADMIN_PASSWORD}"), &url])
+        .current_dir(dir.path())
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let saved = std::fs::read(dir.path().join("mychart-1.0.0.tgz")).expect("saved as mychart-1.0.0.tgz");
+    assert!(saved == bytes, "byte for byte");
+}
+
+#[tokio::test]
+async fn curl_saves_the_chart_name_embedded() {
+    let (_dir, _server, api) = embedded(&[]);
+    curl_saves_the_chart_name(&api, "cj").await;
+}
+
+#[tokio::test]
+async fn curl_saves_the_chart_name_aws() {
+    let (table, bucket) = (crate::harness::unique("cj"), crate::harness::unique("cj"));
+    let env =
+        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    curl_saves_the_chart_name(&Api::new(&server.base), "cja").await;
 }
