@@ -108,8 +108,10 @@ pub async fn version_page(
     Ok(ok(page_view(&PageOf { request: req, total, items }, version_view)))
 }
 
+/// The body of `version/list`. Unknown properties (a `projectId`, ...) are ignored, as
+/// bkrepo's request mapper does; known ones are type-checked.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct VersionFilter {
     version: Option<String>,
     stage_tag: Option<String>,
@@ -124,8 +126,9 @@ pub struct VersionFilter {
     page_size: Option<i64>,
 }
 
+/// A metadata entry to match; bkrepo's own `MetadataModel` also sends `system`,
+/// `description`, `link` and `color`, which are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MetadataFilter {
     key: String,
     value: Value,

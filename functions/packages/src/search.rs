@@ -345,8 +345,9 @@ pub struct SortBody {
     direction: Option<String>,
 }
 
+/// A search body. Unknown top-level properties are ignored, as bkrepo's request mapper
+/// does; fields and operations inside the rule are values, and are checked.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SearchBody {
     #[serde(default)]
     select: Vec<String>,
