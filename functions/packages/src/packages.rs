@@ -136,7 +136,14 @@ pub struct MetadataFilter {
 
 /// A package as bkrepo shows it.
 pub fn package_view(p: &PackageSummary) -> Value {
+    // bkrepo's id is its store's; depot's is a stable digest of where the package is.
+    let id: String = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(format!("{}/{}/{}", p.project_id, p.repo_name, p.key).as_bytes());
+        d.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    };
     json!({
+        "id": id,
         "projectId": p.project_id,
         "repoName": p.repo_name,
         "name": p.name,
@@ -152,20 +159,45 @@ pub fn package_view(p: &PackageSummary) -> Value {
         "lastModifiedDate": p.last_modified_date,
         "extension": p.extension,
         "historyVersion": p.history_version,
+        // bkrepo's version → tag map; depot keeps tags on the versions (their stageTag).
+        "versionTag": {},
     })
+}
+
+/// A version's metadata as bkrepo's `PackageVersion` carries it: one set of entries,
+/// shown both as the `metadata` map and as the `packageMetadata`/`nodeMetadata` lists. It
+/// holds the stored map, the stored list, and the `version` itself.
+fn metadata_entries(v: &PackageVersion) -> Vec<depot_core::model::MetadataEntry> {
+    use depot_core::model::MetadataEntry;
+    let mut out: Vec<MetadataEntry> = v.package_metadata.clone();
+    for (k, value) in &v.metadata {
+        if !out.iter().any(|e| &e.key == k) {
+            out.push(MetadataEntry { key: k.clone(), value: value.clone(), system: false, description: None });
+        }
+    }
+    if !out.iter().any(|e| e.key == "version") {
+        out.push(MetadataEntry { key: "version".into(), value: v.name.clone().into(), system: true, description: None });
+    }
+    out
 }
 
 /// A version as bkrepo shows it; `packageMetadata` is also written `nodeMetadata`.
 pub fn version_view(v: &PackageVersion) -> Value {
+    let entries = metadata_entries(v);
+    let map: serde_json::Map<String, Value> = entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
     json!({
         "name": v.name,
         "size": v.size,
         "downloads": v.downloads,
         "stageTag": v.stage_tag,
-        "metadata": v.metadata,
-        "packageMetadata": v.package_metadata,
-        "nodeMetadata": v.package_metadata,
+        "metadata": map,
+        "packageMetadata": entries,
+        "nodeMetadata": entries,
+        "tags": [],
+        "extension": {},
         "contentPath": v.content_path,
+        "contentPaths": [v.content_path],
+        "manifestPath": null,
         "sha256": v.sha256,
         "md5": v.md5,
         "createdBy": v.created_by,
@@ -260,10 +292,8 @@ fn filter_versions(versions: Vec<PackageVersion>, f: &VersionFilter) -> Result<V
         .filter(|v| f.version.as_deref().is_none_or(|pre| v.name.starts_with(pre)))
         .filter(|v| tags.iter().all(|t| v.stage_tag.iter().any(|s| s == t)))
         .filter(|v| {
-            f.metadata.iter().all(|m| {
-                v.metadata.get(&m.key) == Some(&m.value)
-                    || v.package_metadata.iter().any(|e| e.key == m.key && e.value == m.value)
-            })
+            let entries = metadata_entries(v);
+            f.metadata.iter().all(|m| entries.iter().any(|e| e.key == m.key && e.value == m.value))
         })
         .collect())
 }

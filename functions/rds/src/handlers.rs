@@ -260,7 +260,9 @@ pub async fn upload(
         project_id: p.to_string(),
         repo_name: r.to_string(),
         package_key: format!("{KEY_PREFIX}{code}"),
-        package_name: meta.name.clone().unwrap_or_default(),
+        // The package's name is its code, as bkrepo's ObjectBuilderUtil sets it; RDS.yaml's
+        // name stays in the version's metadata.
+        package_name: code.clone(),
         package_type: RepoType::Rds,
         version,
         description: meta.description.clone().unwrap_or_default(),

@@ -31,9 +31,10 @@ async fn info_lists_stages_downloads_and_deletes() {
     }
     let (s, b) = api.get(&format!("{PKG}/info/pp/charts?packageKey=rds://app")).await;
     let info = data(s, &b);
+    // An RDS package's name is its code, as bkrepo's ObjectBuilderUtil sets it.
     assert_eq!(
         (info["key"].as_str(), info["type"].as_str(), info["name"].as_str()),
-        (Some("rds://app"), Some("RDS"), Some("Chart app"))
+        (Some("rds://app"), Some("RDS"), Some("app"))
     );
     assert_eq!(
         (info["versions"].as_i64(), info["latest"].as_str(), info["downloads"].as_i64()),
@@ -384,7 +385,8 @@ async fn page_routes_answer_bkrepo_pages() {
         ),
         (Some(1), Some(1), Some(2), Some(2))
     );
-    let (s, b) = api.get(&format!("{PKG}/page/pr/charts?packageName=chart%20w&pageNumber=0&pageSize=0")).await;
+    // packageName is a case-insensitive prefix of the name, which for RDS is the code.
+    let (s, b) = api.get(&format!("{PKG}/page/pr/charts?packageName=W&pageNumber=0&pageSize=0")).await;
     let page = data(s, &b);
     assert_eq!(
         (page["pageNumber"].as_i64(), page["pageSize"].as_i64(), page["totalRecords"].as_i64()),
@@ -469,4 +471,81 @@ async fn a_recreated_repository_shows_nothing_of_the_old_one() {
     assert!(text.contains("xray") && !text.contains("alpha"), "{text}");
     assert_eq!(page(3).await, ["rds://zulu"]);
     assert_eq!(page(2).await, ["rds://yankee"]);
+}
+
+/// depot's answers read as bkrepo's classes (`PackageSummary.kt`, `PackageVersion.kt`,
+/// `Page.kt`): every field those declare non-null is present with its JSON type; the
+/// `metadata` map and the `packageMetadata`/`nodeMetadata` lists hold the same entries,
+/// `version` included, so a `version/list` filter on it finds the version; `packageName`
+/// finds an RDS package by its code.
+#[tokio::test]
+async fn answers_carry_bkrepos_fields() {
+    let (_dir, _server, api) = embedded(&[]);
+    rds_repo(&api, "bf", "charts").await;
+    put_chart(&api, "bf", "charts", "fields", "1.0.0").await;
+    #[derive(Clone, Copy, Debug)]
+    enum T {
+        Str,
+        Num,
+        Arr,
+        Obj,
+        StrOrNull,
+    }
+    let check = |what: &str, v: &Value, fields: &[(&str, T)]| {
+        for (f, t) in fields {
+            let x = &v[*f];
+            let ok = match t {
+                T::Str => x.is_string(),
+                T::Num => x.is_number(),
+                T::Arr => x.is_array(),
+                T::Obj => x.is_object(),
+                T::StrOrNull => x.is_string() || x.is_null(),
+            };
+            assert!(ok && (v.get(*f).is_some()), "{what}.{f} is not {t:?}: {v}");
+        }
+    };
+    use T::*;
+    let summary = [
+        ("id", Str), ("projectId", Str), ("repoName", Str), ("name", Str), ("key", Str), ("type", Str),
+        ("latest", Str), ("downloads", Num), ("versions", Num), ("versionTag", Obj), ("description", StrOrNull),
+        ("createdBy", Str), ("createdDate", Str), ("lastModifiedBy", Str), ("lastModifiedDate", Str),
+        ("extension", Obj), ("historyVersion", Arr),
+    ];
+    let version = [
+        ("name", Str), ("size", Num), ("downloads", Num), ("stageTag", Arr), ("metadata", Obj),
+        ("packageMetadata", Arr), ("nodeMetadata", Arr), ("tags", Arr), ("extension", Obj), ("contentPath", Str),
+        ("contentPaths", Arr), ("manifestPath", StrOrNull), ("createdBy", Str), ("createdDate", Str),
+        ("lastModifiedBy", Str), ("lastModifiedDate", Str),
+    ];
+    let page = [("pageNumber", Num), ("pageSize", Num), ("totalRecords", Num), ("totalPages", Num), ("records", Arr)];
+    let (s, b) = api.get(&format!("{PKG}/info/bf/charts?packageKey=rds://fields")).await;
+    check("PackageSummary", &data(s, &b), &summary);
+    let (s, b) = api.get(&format!("{PKG}/page/bf/charts?packageName=FIELDS")).await;
+    let p = data(s, &b);
+    check("Page", &p, &page);
+    assert_eq!(p["totalRecords"], 1, "packageName finds an RDS package by its code: {p}");
+    check("PackageSummary", &p["records"][0], &summary);
+    let (s, b) = api.get(&format!("{VER}/page/bf/charts?packageKey=rds://fields")).await;
+    let p = data(s, &b);
+    check("Page", &p, &page);
+    let v = &p["records"][0];
+    check("PackageVersion", v, &version);
+    let listed: Vec<(String, Value)> = v["packageMetadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].clone()))
+        .collect();
+    let map: Vec<(String, Value)> = v["metadata"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.clone())).collect();
+    let (mut listed_sorted, mut map_sorted) = (listed.clone(), map.clone());
+    listed_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    map_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed_sorted, map_sorted, "the map and the list hold the same entries");
+    assert_eq!(v["nodeMetadata"], v["packageMetadata"]);
+    assert_eq!(v["metadata"]["version"], "1.0.0");
+    assert_eq!(v["metadata"]["name"], "Chart fields", "RDS.yaml's name stays in the metadata");
+    let (s, b) = api
+        .post(&format!("{VER}/list/bf/charts?packageKey=rds://fields"), json!({"metadata": [{"key": "version", "value": "1.0.0"}]}))
+        .await;
+    assert_eq!(data(s, &b).as_array().unwrap().len(), 1, "a filter on version finds it");
 }
