@@ -93,8 +93,10 @@ impl Action {
 }
 
 /// The actions a caller holds on one project or repository. MANAGE implies the others;
-/// WRITE and DELETE imply READ (who may change or remove something may see it: a CI user
-/// that uploads reads its index and its own session's bytes).
+/// WRITE implies DELETE, as in bkrepo, whose package, version and chart deletes need
+/// WRITE (`UserPackageController`, `ChartManipulationServiceImpl`); WRITE and DELETE imply
+/// READ (who may change or remove something may see it: a CI user that uploads reads its
+/// index and its own session's bytes). A `@release` version still needs MANAGE to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rights(u8);
 
@@ -110,7 +112,8 @@ impl Rights {
         match a {
             Action::Manage => Rights::ALL,
             Action::Read => Rights(self.0 | a.bit()),
-            Action::Write | Action::Delete => Rights(self.0 | a.bit() | Action::Read.bit()),
+            Action::Write => Rights(self.0 | a.bit() | Action::Delete.bit() | Action::Read.bit()),
+            Action::Delete => Rights(self.0 | a.bit() | Action::Read.bit()),
         }
     }
 
@@ -211,7 +214,8 @@ mod tests {
         assert!(Action::ALL.iter().all(|a| manage.allows(*a)));
         let w = Rights::of(&[Action::Write]);
         assert!(w.allows(Action::Write) && w.allows(Action::Read), "WRITE implies READ");
-        assert!(!w.allows(Action::Delete) && !w.allows(Action::Manage));
+        assert!(w.allows(Action::Delete), "WRITE implies DELETE, as bkrepo's deletes need WRITE");
+        assert!(!w.allows(Action::Manage));
         let d = Rights::of(&[Action::Delete]);
         assert!(d.allows(Action::Read) && !d.allows(Action::Write));
         let grant = Permission {
