@@ -549,3 +549,38 @@ async fn answers_carry_bkrepos_fields() {
         .await;
     assert_eq!(data(s, &b).as_array().unwrap().len(), 1, "a filter on version finds it");
 }
+
+/// The stage routes as bkrepo's UserStageController has them, on DynamoDB and S3.
+#[tokio::test]
+async fn stage_routes_on_aws() {
+    use crate::harness::{unique, Api, Server, ADMIN_PASSWORD};
+    let (table, bucket) = (unique("st"), unique("st"));
+    let env =
+        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let api = Api::new(&server.base);
+    rds_repo(&api, "sa", "charts").await;
+    put_chart(&api, "sa", "charts", "app", "1.0.0").await;
+    put_chart(&api, "sa", "charts", "app", "2.0.0").await;
+    let stage = |q: &str| {
+        let api = api.clone();
+        let path = format!("/repository/api/stage/upgrade/sa/charts?packageKey=rds://app&{q}");
+        async move { api.post(&path, json!({})).await }
+    };
+    let tags = |v: &str| {
+        let api = api.clone();
+        let path = format!("/repository/api/stage/sa/charts?packageKey=rds://app&version={v}");
+        async move {
+            let (s, b) = api.get(&path).await;
+            data(s, &b)
+        }
+    };
+    let (s, b) = stage("version=1.0.0").await;
+    assert_eq!(data(s, &b), json!(null));
+    assert_eq!(tags("1.0.0").await, json!(["@prerelease"]));
+    let (s, b) = stage("version=2.0.0&tag=release").await;
+    data(s, &b);
+    assert_eq!(tags("2.0.0").await, json!(["@release"]));
+    let (s, b) = stage("version=2.0.0").await;
+    assert!(failure(s, &b, 400, 251015).contains("already @release"));
+}
