@@ -153,6 +153,16 @@ pub fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
     (dir, server, api)
 }
 
+/// `depot serve` on the AWS backend (moto) with a table and a bucket of its own, the test
+/// administrator, and `env` on top: (the server, its bucket).
+pub fn aws_server(prefix: &str, env: &[(&str, &str)]) -> (Server, String) {
+    let (table, bucket) = (unique(prefix), unique(prefix));
+    let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
+    all.extend_from_slice(env);
+    let server = Server::start(&["--backend", "aws", "--create-resources"], &all);
+    (server, bucket)
+}
+
 /// A thin client for envelope-speaking APIs.
 #[derive(Clone)]
 pub struct Api {

@@ -289,14 +289,7 @@ async fn ocp_38_mb_rpm_through_the_deployers_form_embedded() {
 
 #[tokio::test]
 async fn ocp_38_mb_rpm_through_the_deployers_form_aws() {
-    let (table, bucket) = (crate::harness::unique("ocp"), crate::harness::unique("ocp"));
-    let env = [
-        ("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ("DEPOT_TABLE", table.as_str()),
-        ("DEPOT_BUCKET", bucket.as_str()),
-        ("DEPOT_MAX_BODY_BYTES", "67108864"),
-    ];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let (server, _) = crate::harness::aws_server("ocp", &[("DEPOT_MAX_BODY_BYTES", "67108864")]);
     big_upload_on(&server).await;
 }
 

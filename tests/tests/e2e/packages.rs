@@ -92,14 +92,7 @@ async fn info_lists_stages_downloads_and_deletes() {
         let path = format!("/repository/api/stage/upgrade/pp/charts/{rest}");
         async move { api.post(&path, json!({})).await }
     };
-    let tags = |v: &str| {
-        let api = api.clone();
-        let path = format!("/repository/api/stage/pp/charts?packageKey=rds://app&version={v}");
-        async move {
-            let (s, b) = api.get(&path).await;
-            data(s, &b)
-        }
-    };
+    let tags = |v: &str| stage_tags(api.clone(), "pp", v.to_string());
     let (s, b) = up("rds://app/1.0.0").await;
     assert_eq!(data(s, &b), json!(null));
     assert_eq!(tags("1.0.0").await, json!(["@prerelease"]));
@@ -553,12 +546,8 @@ async fn answers_carry_bkrepos_fields() {
 /// The stage routes as bkrepo's UserStageController has them, on DynamoDB and S3.
 #[tokio::test]
 async fn stage_routes_on_aws() {
-    use crate::harness::{unique, Api, Server, ADMIN_PASSWORD};
-    let (table, bucket) = (unique("st"), unique("st"));
-    let env =
-        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
-    let api = Api::new(&server.base);
+    let (server, _) = crate::harness::aws_server("st", &[]);
+    let api = crate::harness::Api::new(&server.base);
     rds_repo(&api, "sa", "charts").await;
     put_chart(&api, "sa", "charts", "app", "1.0.0").await;
     put_chart(&api, "sa", "charts", "app", "2.0.0").await;
@@ -567,14 +556,7 @@ async fn stage_routes_on_aws() {
         let path = format!("/repository/api/stage/upgrade/sa/charts?packageKey=rds://app&{q}");
         async move { api.post(&path, json!({})).await }
     };
-    let tags = |v: &str| {
-        let api = api.clone();
-        let path = format!("/repository/api/stage/sa/charts?packageKey=rds://app&version={v}");
-        async move {
-            let (s, b) = api.get(&path).await;
-            data(s, &b)
-        }
-    };
+    let tags = |v: &str| stage_tags(api.clone(), "sa", v.to_string());
     let (s, b) = stage("version=1.0.0").await;
     assert_eq!(data(s, &b), json!(null));
     assert_eq!(tags("1.0.0").await, json!(["@prerelease"]));
@@ -583,4 +565,10 @@ async fn stage_routes_on_aws() {
     assert_eq!(tags("2.0.0").await, json!(["@release"]));
     let (s, b) = stage("version=2.0.0").await;
     assert!(failure(s, &b, 400, 251015).contains("already @release"));
+}
+
+/// The stage tags of version `v` of `rds://app` in `p/charts`.
+async fn stage_tags(api: crate::harness::Api, p: &'static str, v: String) -> Value {
+    let (s, b) = api.get(&format!("/repository/api/stage/{p}/charts?packageKey=rds://app&version={v}")).await;
+    data(s, &b)
 }

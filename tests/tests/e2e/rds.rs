@@ -279,10 +279,7 @@ async fn charts_on_the_embedded_backend() {
 #[tokio::test]
 async fn charts_on_the_aws_backend() {
     crate::harness::aws_endpoint();
-    let (table, bucket) = (crate::harness::unique("rds"), crate::harness::unique("rds"));
-    let env =
-        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let (server, _) = crate::harness::aws_server("rds", &[]);
     let api = Api::new(&server.base);
     rds_repo(&api, "rp", "charts").await;
     chart_flow(&api, "rp", "charts").await;
@@ -987,10 +984,7 @@ async fn rds_answers_as_bkrepo_did() {
 
 #[tokio::test]
 async fn rds_index_yaml_types_aws() {
-    let (table, bucket) = (crate::harness::unique("bc"), crate::harness::unique("bc"));
-    let env =
-        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let (server, _) = crate::harness::aws_server("bc", &[]);
     index_types_on(&Api::new(&server.base), "bca").await;
 }
 
@@ -1021,9 +1015,6 @@ async fn curl_saves_the_chart_name_embedded() {
 
 #[tokio::test]
 async fn curl_saves_the_chart_name_aws() {
-    let (table, bucket) = (crate::harness::unique("cj"), crate::harness::unique("cj"));
-    let env =
-        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let (server, _) = crate::harness::aws_server("cj", &[]);
     curl_saves_the_chart_name(&Api::new(&server.base), "cja").await;
 }

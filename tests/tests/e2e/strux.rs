@@ -585,15 +585,7 @@ async fn strux_large_tree_through_sessions_embedded() {
 
 #[tokio::test]
 async fn strux_large_tree_through_sessions_aws() {
-    use crate::harness::{unique, Server, ADMIN_PASSWORD};
-    let (table, bucket) = (unique("sx"), unique("sx"));
-    let env = [
-        ("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ("DEPOT_TABLE", table.as_str()),
-        ("DEPOT_BUCKET", bucket.as_str()),
-        ("DEPOT_MAX_BODY_BYTES", "65536"),
-    ];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let (server, _) = crate::harness::aws_server("sx", &[("DEPOT_MAX_BODY_BYTES", "65536")]);
     large_tree_through_sessions(&server).await;
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{data, embedded, failure, unique, Api, Server, ADMIN_PASSWORD};
+use crate::harness::{data, embedded, failure, Api, ADMIN_PASSWORD};
 
 const UP: &str = "/blobs/uploads";
 
@@ -362,10 +362,7 @@ async fn a_hundred_megabytes_through_a_session() {
 #[tokio::test]
 async fn aws_backend_uploads_through_presigned_s3_urls() {
     let endpoint = crate::harness::aws_endpoint();
-    let (table, bucket) = (unique("up"), unique("up"));
-    let env =
-        [("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
-    let server = Server::start(&["--backend", "aws", "--create-resources"], &env);
+    let (server, bucket) = crate::harness::aws_server("up", &[]);
     let api = Api::new(&server.base);
     setup_repo(&api, "s3", "files").await;
 
