@@ -68,9 +68,30 @@ pub fn render(entries: BTreeMap<String, Vec<Value>>) -> Result<Vec<u8>> {
     Ok(out.into_bytes())
 }
 
-/// A scalar string in double quotes: a JSON string is a valid YAML double-quoted one.
+/// A scalar string in double quotes, escaping what a YAML 1.1 reader would refuse or
+/// change: control characters, DEL and the C1 range (NEL would read as a line break),
+/// the line and paragraph separators, the byte-order mark and the noncharacters.
 fn quoted(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20
+                || (0x7f..=0x9f).contains(&(c as u32))
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') =>
+            {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A mapping key: plain when no YAML reader could read it as anything but a string.

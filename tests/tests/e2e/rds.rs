@@ -931,6 +931,11 @@ async fn index_types_on(api: &Api, p: &str) {
     let bare = gzip(&tar_of(&[("on/RDS.yaml", b"name: bare\ncode: \"on\"\nversion: 1.10.0\n".to_vec())]));
     let (s, b) = upload(api, &format!("/rds/api/{p}/charts/charts"), "on-1.10.0.tgz", bare).await;
     assert_eq!(s, 201, "{b}");
+    // Characters a YAML 1.1 reader refuses or reads as line breaks, written escaped.
+    let odd = "name: odd\ncode: odd\nversion: 0.1.0\ndescription: \"del \\x7f nel \\x85 ls \\u2028 ps \\u2029 bom \\ufeff nc \\ufffe \\uffff end\"\n";
+    let odd = gzip(&tar_of(&[("odd/RDS.yaml", odd.as_bytes().to_vec())]));
+    let (s, b) = upload(api, &format!("/rds/api/{p}/charts/charts"), "odd-0.1.0.tgz", odd).await;
+    assert_eq!(s, 201, "{b}");
     let (s, text) = get_text(api, &format!("/rds/{p}/charts/index.yaml")).await;
     assert_eq!(s, 200);
     let script = "import sys, yaml, json; print(json.dumps(yaml.safe_load(sys.stdin), default=lambda o: {'NOT A STRING': repr(o)}))";
@@ -952,6 +957,11 @@ async fn index_types_on(api: &Api, p: &str) {
     for absent in ["home", "icon", "rdsVersion"] {
         assert!(on.get(absent).is_none(), "{absent} is left out: {on}");
     }
+    assert_eq!(
+        doc["entries"]["odd"][0]["description"].as_str(),
+        Some("del \u{7f} nel \u{85} ls \u{2028} ps \u{2029} bom \u{feff} nc \u{fffe} \u{ffff} end"),
+        "every character comes back as stored"
+    );
 }
 
 #[tokio::test]
@@ -968,7 +978,7 @@ async fn rds_answers_as_bkrepo_did() {
         }
     };
     let (s, all) = charts("?startTime=2001-01-01T00:00:00").await;
-    assert_eq!((s, all.as_object().map(|o| o.len())), (200, Some(2)), "{all}");
+    assert_eq!((s, all.as_object().map(|o| o.len())), (200, Some(3)), "{all}");
     let (_, none) = charts("?startTime=2999-01-01T00:00:00.000Z").await;
     assert_eq!(none, json!({}));
     let (s, bad) = charts("?startTime=yesterday").await;
