@@ -338,7 +338,9 @@ const STAGE_ERROR: i64 = 251015;
 /// stage (unknown, backwards, already `@release`) is a 400 with bkrepo's stage code.
 async fn upgrade(st: &AppState, scope: &Scope, key: &str, version: &str, tag: Option<&str>) -> Result<Response> {
     let repo = scope.repo()?;
+    // A malformed key or version is a bad argument (250105), not a stage refusal.
     depot_core::model::validate_package_key(key)?;
+    depot_core::model::validate_version(version)?;
     match st.registry.upgrade_stage(&repo.project_id, &repo.name, key, version, tag, &scope.actor).await {
         Ok(_) => Ok(ok(Value::Null)),
         Err(Error::Invalid(message)) => {

@@ -118,6 +118,8 @@ async fn info_lists_stages_downloads_and_deletes() {
     failure(s, &b, 400, 250103);
     let (s, b) = up("not-a-key/1.10.0").await;
     failure(s, &b, 400, 250105);
+    let (s, b) = api.post("/repository/api/stage/upgrade/pp/charts?packageKey=rds://app&version=%00", json!({})).await;
+    failure(s, &b, 400, 250105);
     // Unknown properties are ignored, as bkrepo's request mapper does (its own
     // MetadataModel sends system, description, link and color); known ones are checked.
     let (s, b) = list(json!({"colour": "red", "projectId": "pp"})).await;
