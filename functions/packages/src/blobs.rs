@@ -80,7 +80,7 @@ async fn session_for(st: &AppState, who: &Identity, id: &str, action: Action) ->
     let (p, r) = (&session.project_id, &session.repo_name);
     // In the strux repository, which is public for READ, a session's unpublished bytes
     // are still only its creator's to read.
-    let strux = (p.as_str(), r.as_str()) == (st.config.strux_repo.0.as_str(), st.config.strux_repo.1.as_str());
+    let strux = st.is_strux_repo(p, r);
     match action {
         Action::Write => st.authorize_staging(who, p, r, Some(&session.created_by)).await?,
         _ if strux => st.authorize_staging(who, p, r, Some(&session.created_by)).await?,

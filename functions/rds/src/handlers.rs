@@ -16,9 +16,7 @@ use depot_core::http::{AppState, Scope};
 use depot_core::model::{
     printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
 };
-use depot_core::registry::{BlobRef, Hold, NewVersion};
-use depot_core::store::schema::staged_key;
-use depot_core::store::Digests;
+use depot_core::registry::NewVersion;
 use depot_core::{Error, Result};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -237,11 +235,7 @@ pub async fn upload(
             let format = Format::sniff(&head).ok_or_else(not_archive)?;
             let meta = inspect(file, format, limits).await?;
             let id = identity_of(&meta)?;
-            let digests = Digests { sha256: staged.sha256, sha1: staged.sha1, md5: staged.md5, size: staged.size };
-            // The version's commit requires the staged record to still exist, which keeps
-            // garbage collection off the bytes.
-            let hold = Hold::Staged(staged_key(p, r, &staged.digest));
-            (meta, id, format, BlobRef { key: staged.key, digests, hold })
+            (meta, id, format, staged.into_blob_ref(p, r))
         }
     };
     let filename = format!("{code}-{version}.{}", format.ext());

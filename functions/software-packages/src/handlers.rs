@@ -9,8 +9,7 @@ use depot_core::http::blobs::{blob_reference, parse_range, respond, BaseUrl};
 use depot_core::http::extract::Path;
 use depot_core::http::{elapsed_ms, trace_id, AppState, Scope};
 use depot_core::model::{now_iso, printable, validate_filename, validate_package_key, validate_version, PackageVersion, RepoType};
-use depot_core::registry::{BlobRef, Hold, NewVersion, PageRequest};
-use depot_core::store::schema::staged_key;
+use depot_core::registry::{NewVersion, PageRequest};
 use depot_core::store::{ByteStream, Digests, MultiHasher};
 use depot_core::{Error, Result};
 use futures::{StreamExt, TryStreamExt};
@@ -306,8 +305,7 @@ pub async fn upload(
         Source::Staged(reference, _) => {
             let staged = st.registry.resolve_staged(&p, &r, &reference).await?;
             let header = header_of_stream(st.registry.blobs.get(&staged.key, None).await?.body).await?;
-            let digests = Digests { sha256: staged.sha256.clone(), sha1: staged.sha1.clone(), md5: staged.md5.clone(), size: staged.size };
-            (header, digests, Stored::Staged(staged))
+            (header, staged.digests(), Stored::Staged(staged))
         }
     };
     let id = Identity::of(&file_name, header)?;
@@ -321,7 +319,7 @@ pub async fn upload(
         return answer;
     }
     let blob = match stored {
-        Stored::Staged(s) => BlobRef { key: s.key, digests: digests.clone(), hold: Hold::Staged(staged_key(&p, &r, &s.digest)) },
+        Stored::Staged(s) => s.into_blob_ref(&p, &r),
         Stored::File(file) => st.registry.store_content(file_stream(file)?).await?,
     };
     let number = st.registry.next_number(&p, &r).await?;

@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use depot_core::http::{AppState, Client};
 use depot_core::model::{validate_version, Action, Actor, Identity, RepoType, Repository, Rights};
-use depot_core::registry::{BlobRef, Hold, NewVersion};
-use depot_core::store::schema::staged_key;
-use depot_core::store::{stream_from_bytes, Digests};
+use depot_core::registry::{BlobRef, NewVersion};
+use depot_core::store::stream_from_bytes;
 use depot_core::{Error, Result};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -200,9 +199,7 @@ async fn staged_file(st: AppState, p: String, r: String, user: String, reference
         );
         return Err(Error::not_found_as(depot_core::error::Kind::StagedBlob, &staged.digest, message));
     }
-    let digests = Digests { sha256: staged.sha256, sha1: staged.sha1, md5: staged.md5, size: staged.size };
-    let hold = Hold::Staged(staged_key(p, r, &staged.digest));
-    Ok((reference, BlobRef { key: staged.key, digests, hold }))
+    Ok((reference, staged.into_blob_ref(p, r)))
 }
 
 /// Uploads a version: the whole tree, or nothing. Each file is a content-addressed blob

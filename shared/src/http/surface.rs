@@ -464,6 +464,13 @@ impl AppState {
         self.authorizer.authorize(who, project, Some((repo, read.as_ref())), action).await
     }
 
+    /// Whether `project/repo` is the strux repository (`DEPOT_STRUX_REPO`), where every
+    /// user writes its own namespace without a grant.
+    pub fn is_strux_repo(&self, project: &str, repo: &str) -> bool {
+        let (sp, sr) = &self.config.strux_repo;
+        project == sp && repo == sr
+    }
+
     /// Authorizes staging blobs in a repository: opening an upload session there, or
     /// (with `opened_by`, the session's creator) completing, inspecting or aborting one.
     /// That needs WRITE on the repository, except in the strux repository
@@ -478,10 +485,10 @@ impl AppState {
         repo: &str,
         opened_by: Option<&str>,
     ) -> Result<Actor> {
-        let (sp, sr) = &self.config.strux_repo;
-        if project != sp || repo != sr || who.is_admin() {
+        if !self.is_strux_repo(project, repo) || who.is_admin() {
             return self.authorize_repo(who, project, repo, Action::Write).await;
         }
+        let (sp, sr) = &self.config.strux_repo;
         let id = who.require_user()?;
         // The repository is created on first use, by whichever route comes first.
         self.registry.ensure_repository(sp, sr, crate::model::RepoType::Strux, true).await?;

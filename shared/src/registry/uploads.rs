@@ -124,6 +124,19 @@ pub struct StagedBlob {
     pub ttl: i64,
 }
 
+impl StagedBlob {
+    pub fn digests(&self) -> Digests {
+        Digests { sha256: self.sha256.clone(), sha1: self.sha1.clone(), md5: self.md5.clone(), size: self.size }
+    }
+
+    /// The blob as a version names it, staged for `project/repo`: the commit requires the
+    /// staged record to still exist, which keeps garbage collection off the bytes.
+    pub fn into_blob_ref(self, project: &str, repo: &str) -> super::BlobRef {
+        let hold = Hold::Staged(staged_key(project, repo, &self.digest));
+        super::BlobRef { digests: self.digests(), key: self.key, hold }
+    }
+}
+
 /// Reads a client's sha256: 64 hex digits, with or without a `sha256:` prefix.
 pub fn parse_sha256(s: &str) -> Result<String> {
     let hex = s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
