@@ -52,6 +52,8 @@ Environment:
                          ocp/software-packages; created on first use)
   DEPOT_STRUX_REPO       the strux surface's repository, PROJECT/REPOSITORY (default
                          strux/packages; created on first use)
+  DEPOT_APS_REPO         the APS catalog's repository, PROJECT/REPOSITORY (default
+                         aps/catalog; created on first use)
   DEPOT_STRUX_MAX_FILES  the most files one strux version holds (default 1000)
   DEPOT_LOGIN_SLOTS      password checks that run at once (default: the number of cores);
                          one that waits over 5 s is a 503 with Retry-After

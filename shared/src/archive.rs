@@ -8,7 +8,12 @@
 //! - PAX extended headers (local and global): `max_pax_bytes` each;
 //! - the number of entries: `max_entries`;
 //! - a wanted file: `max_file_bytes`; all wanted files together: `max_wanted_bytes`;
-//! - everything read, headers, names and data alike: `max_unpacked_bytes`.
+//! - everything read, headers, names and data alike: `max_unpacked_bytes`, and at most
+//!   `max_ratio` times the archive's own size (with a floor of [`RATIO_FLOOR`]), so that
+//!   a small upload cannot make depot inflate gigabytes.
+//!
+//! [`read_listing`] also hashes every regular file, for formats that list their files
+//! with digests (APS's `APP-LIST.xml`); a name that appears twice is refused there.
 //!
 //! The tar crate is used in raw mode, so that it never reads a long name or an extension
 //! header by itself (it reads them whole, whatever their size); this module reads them,
@@ -30,7 +35,13 @@ pub struct Limits {
     pub max_file_bytes: u64,
     pub max_wanted_bytes: u64,
     pub max_unpacked_bytes: u64,
+    /// How many times its own size an archive may inflate to (see [`RATIO_FLOOR`]).
+    pub max_ratio: u64,
 }
+
+/// What any archive may inflate to, whatever its ratio: small archives of small files
+/// compress far better than large ones.
+pub const RATIO_FLOOR: u64 = 4 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -41,6 +52,7 @@ impl Default for Limits {
             max_file_bytes: 1024 * 1024,
             max_wanted_bytes: 4 * 1024 * 1024,
             max_unpacked_bytes: 1024 * 1024 * 1024,
+            max_ratio: 200,
         }
     }
 }
@@ -124,9 +136,13 @@ impl<R: Read> Read for Capped<R> {
 
 const CAP_EXCEEDED: &str = "decompressed size over the limit";
 
+fn unpacked_too_large() -> ArchiveError {
+    ArchiveError::TooLarge("the archive's decompressed size is over the limit (or too many times its own size)".into())
+}
+
 fn io_err(e: std::io::Error) -> ArchiveError {
     if e.to_string().contains(CAP_EXCEEDED) {
-        ArchiveError::TooLarge("the archive's decompressed size is over the limit".into())
+        unpacked_too_large()
     } else {
         broken(format!("unreadable archive: {e}"))
     }
@@ -174,13 +190,73 @@ fn read_capped(r: impl Read, size: u64, cap: u64, what: impl Fn() -> String) -> 
     Ok(buf)
 }
 
-/// The wanted files read so far, against their caps.
+/// A regular file of an archive, as [`read_listing`] read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// What [`read_listing`] found: the wanted files with their bytes, and every regular
+/// file with its size and sha256, in archive order.
+#[derive(Debug, Default)]
+pub struct Contents {
+    pub wanted: Vec<(PathBuf, Vec<u8>)>,
+    pub files: Vec<Listed>,
+}
+
+/// The wanted files read so far, against their caps; with `listing`, every file's digest.
 struct Wanted {
     files: Vec<(PathBuf, Vec<u8>)>,
     bytes: u64,
+    listing: Option<Vec<Listed>>,
 }
 
 impl Wanted {
+    fn new(list: bool) -> Self {
+        Wanted { files: vec![], bytes: 0, listing: list.then(Vec::new) }
+    }
+
+    /// A regular file: kept when wanted, hashed when listing. `size` is what the
+    /// archive declares; more bytes than that is refused.
+    fn file(&mut self, path: PathBuf, mut r: impl Read, size: u64, wanted: bool, limits: &Limits) -> Res<()> {
+        if self.listing.is_none() {
+            return if wanted { self.take(path, r, size, limits) } else { Ok(()) };
+        }
+        if self.listing.as_ref().is_some_and(|l| l.iter().any(|f| f.path == path)) {
+            return Err(broken(format!("entry '{}' appears twice", path.display())));
+        }
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let read = if wanted {
+            self.take(path.clone(), r, size, limits)?;
+            let bytes = &self.files.last().expect("just taken").1;
+            hasher.update(bytes);
+            bytes.len() as u64
+        } else {
+            let mut buf = [0u8; 16 * 1024];
+            let mut limited = (&mut r).take(size + 1);
+            let mut n = 0u64;
+            loop {
+                let k = limited.read(&mut buf).map_err(io_err)?;
+                if k == 0 {
+                    break;
+                }
+                hasher.update(&buf[..k]);
+                n += k as u64;
+            }
+            n
+        };
+        if read != size {
+            return Err(broken(format!("entry '{}' holds {read} bytes, not the {size} it declares", path.display())));
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        self.listing.as_mut().expect("listing").push(Listed { path, size, sha256 });
+        Ok(())
+    }
+
     fn take(&mut self, path: PathBuf, r: impl Read, size: u64, limits: &Limits) -> Res<()> {
         let left = limits.max_wanted_bytes.saturating_sub(self.bytes);
         let cap = limits.max_file_bytes.min(left);
@@ -197,9 +273,9 @@ impl Wanted {
     }
 }
 
-fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool) -> Res<Vec<(PathBuf, Vec<u8>)>> {
+fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool, list: bool) -> Res<Wanted> {
     let mut archive = tar::Archive::new(r);
-    let mut wanted = Wanted { files: vec![], bytes: 0 };
+    let mut wanted = Wanted::new(list);
     let mut count = 0usize;
     // What extension headers said of the next entry.
     let mut long_name: Option<PathBuf> = None;
@@ -275,9 +351,8 @@ fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool) -> Res<
                 kind.as_byte().escape_ascii()
             )));
         }
-        if want(&path) {
-            wanted.take(path, &mut entry, size, limits)?;
-        }
+        let is_wanted = want(&path);
+        wanted.file(path, &mut entry, size, is_wanted, limits)?;
         // The rest of the entry is read when the iterator moves on; the cap counts it.
     }
     if pending {
@@ -297,19 +372,49 @@ fn read_tar(r: impl Read, limits: &Limits, want: &dyn Fn(&Path) -> bool) -> Res<
             return Err(broken("the archive has data after its end-of-archive blocks"));
         }
     }
-    Ok(wanted.files)
+    Ok(wanted)
 }
 
-fn read_zip<R: Read + Seek>(
-    r: R,
-    limits: &Limits,
-    want: &dyn Fn(&Path) -> bool,
-) -> Res<Vec<(PathBuf, Vec<u8>)>> {
+/// How many entries a zip's end-of-central-directory record declares (its zip64 record's
+/// count when the record says 0xFFFF), or `None` when it cannot be found.
+fn declared_entries<R: Read + Seek>(r: &mut R) -> Option<u64> {
+    use std::io::SeekFrom;
+    let len = r.seek(SeekFrom::End(0)).ok()?;
+    // The record is 22 bytes, followed by a comment of at most 65,535.
+    let tail_len = len.min(22 + 65_535);
+    r.seek(SeekFrom::Start(len - tail_len)).ok()?;
+    let mut tail = vec![0u8; tail_len as usize];
+    r.read_exact(&mut tail).ok()?;
+    let at = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail[i..].starts_with(b"PK\x05\x06"))?;
+    let count = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);
+    if count != 0xFFFF {
+        return Some(count as u64);
+    }
+    // The zip64 locator sits just before the record and names the zip64 record.
+    let loc = at.checked_sub(20)?;
+    if !tail[loc..].starts_with(b"PK\x06\x07") {
+        return None;
+    }
+    let offset = u64::from_le_bytes(tail[loc + 8..loc + 16].try_into().ok()?);
+    r.seek(SeekFrom::Start(offset)).ok()?;
+    let mut rec = [0u8; 40];
+    r.read_exact(&mut rec).ok()?;
+    rec.starts_with(b"PK\x06\x06").then(|| u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes")))
+}
+
+fn read_zip<R: Read + Seek>(mut r: R, limits: &Limits, want: &dyn Fn(&Path) -> bool, list: bool) -> Res<Wanted> {
+    let declared = declared_entries(&mut r);
+    r.rewind().map_err(io_err)?;
     let mut zip = zip::ZipArchive::new(r).map_err(|e| broken(format!("unreadable zip: {e}")))?;
+    // The zip reader keeps one entry per name: a name listed twice would hide an entry
+    // that other tools extract (over the first).
+    if declared.is_some_and(|n| n != zip.len() as u64) {
+        return Err(broken("the zip's central directory lists a name twice, or miscounts its entries"));
+    }
     if zip.len() > limits.max_entries {
         return Err(ArchiveError::TooLarge(format!("the archive has more than {} entries", limits.max_entries)));
     }
-    let too_large = || ArchiveError::TooLarge("the archive's decompressed size is over the limit".into());
+    let too_large = unpacked_too_large;
     let mut total = 0u64;
     let mut chosen = vec![];
     for i in 0..zip.len() {
@@ -330,18 +435,20 @@ fn read_zip<R: Read + Seek>(
         if let Some(kind) = f.unix_mode().map(|m| m & 0o170000).filter(|k| ![0, 0o100000, 0o040000].contains(k)) {
             return Err(broken(format!("entry '{}' is neither a file nor a directory (mode {kind:o})", path.display())));
         }
-        if f.is_file() && want(&path) {
+        if f.is_file() && (list || want(&path)) {
             chosen.push((i, path));
         }
     }
-    let mut wanted = Wanted { files: vec![], bytes: 0 };
+    let mut wanted = Wanted::new(list);
     for (i, path) in chosen {
         let f = zip.by_index(i).map_err(|e| broken(format!("unreadable entry '{}': {e}", path.display())))?;
         let size = f.size();
-        // The declared size may lie: `take` caps what it reads.
-        wanted.take(path, f, size, limits)?;
+        // The declared size may lie: what is read is capped by it (and, for wanted
+        // files, by their caps).
+        let is_wanted = want(&path);
+        wanted.file(path, f, size, is_wanted, limits)?;
     }
-    Ok(wanted.files)
+    Ok(wanted)
 }
 
 /// Checks the whole archive and returns the regular files that `want` picks, in archive
@@ -352,15 +459,36 @@ pub fn read_files<R: Read + Seek>(
     limits: &Limits,
     want: &dyn Fn(&Path) -> bool,
 ) -> Res<Vec<(PathBuf, Vec<u8>)>> {
+    Ok(read(r, format, limits, want, false)?.files)
+}
+
+/// Checks the whole archive like [`read_files`], and also hashes every regular file.
+pub fn read_listing<R: Read + Seek>(
+    r: R,
+    format: Format,
+    limits: &Limits,
+    want: &dyn Fn(&Path) -> bool,
+) -> Res<Contents> {
+    let w = read(r, format, limits, want, true)?;
+    Ok(Contents { wanted: w.files, files: w.listing.unwrap_or_default() })
+}
+
+fn read<R: Read + Seek>(mut r: R, format: Format, limits: &Limits, want: &dyn Fn(&Path) -> bool, list: bool) -> Res<Wanted> {
+    // The archive's own size bounds what it may inflate to.
+    let start = r.stream_position().map_err(io_err)?;
+    let len = r.seek(std::io::SeekFrom::End(0)).map_err(io_err)?.saturating_sub(start);
+    r.seek(std::io::SeekFrom::Start(start)).map_err(io_err)?;
+    let cap = limits.max_unpacked_bytes.min(len.saturating_mul(limits.max_ratio).max(RATIO_FLOOR));
+    let limits = &Limits { max_unpacked_bytes: cap, ..*limits };
     match format {
         Format::Tgz | Format::TarGz => {
             // Every gzip member, as tar and gzip tools read them: entries in a second
             // member are checked like the first's.
             let gz = flate2::read::MultiGzDecoder::new(r);
-            read_tar(Capped { inner: gz, read: 0, cap: limits.max_unpacked_bytes }, limits, want)
+            read_tar(Capped { inner: gz, read: 0, cap }, limits, want, list)
         }
-        Format::Tar => read_tar(Capped { inner: r, read: 0, cap: limits.max_unpacked_bytes }, limits, want),
-        Format::Zip => read_zip(r, limits, want),
+        Format::Tar => read_tar(Capped { inner: r, read: 0, cap }, limits, want, list),
+        Format::Zip => read_zip(r, limits, want, list),
     }
 }
 

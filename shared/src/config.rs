@@ -62,6 +62,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
 /// | `DEPOT_OCP_REPO` | `ocp/software-packages` | the repository OCP software packages live in (created on first use) |
 /// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
+/// | `DEPOT_APS_REPO` | `aps/catalog` | the repository of the APS catalog (created on first use) |
 /// | `DEPOT_STRUX_MAX_FILES` | 1000 | the most files one strux version holds |
 /// | `DEPOT_LOGIN_SLOTS` | the number of cores | password checks that run at once |
 /// | `DEPOT_LOGIN_USER_FAILURES` | 10 | failed logins per user id per minute before 429 |
@@ -90,6 +91,8 @@ pub struct Config {
     pub ocp_repo: (String, String),
     /// The repository of the strux surface: (project, repository).
     pub strux_repo: (String, String),
+    /// The repository of the APS catalog: (project, repository).
+    pub aps_repo: (String, String),
     /// The most files one strux version holds.
     pub strux_max_files: usize,
     /// The largest response body the entry point can carry: set by the Lambda entry
@@ -129,6 +132,7 @@ impl Default for Config {
             login: crate::auth::LoginLimits::default(),
             ocp_repo: ("ocp".into(), "software-packages".into()),
             strux_repo: ("strux".into(), "packages".into()),
+            aps_repo: ("aps".into(), "catalog".into()),
             strux_max_files: 1000,
             max_response_bytes: None,
         }
@@ -203,6 +207,7 @@ impl Config {
             },
             ocp_repo: repo_var("DEPOT_OCP_REPO", ("ocp", "software-packages"))?,
             strux_repo: repo_var("DEPOT_STRUX_REPO", ("strux", "packages"))?,
+            aps_repo: repo_var("DEPOT_APS_REPO", ("aps", "catalog"))?,
             strux_max_files: count("DEPOT_STRUX_MAX_FILES", d.strux_max_files as u32)? as usize,
             max_response_bytes: None,
         })

@@ -12,13 +12,13 @@ use depot_core::error::Kind;
 use depot_core::http::bkrepo::ok as envelope;
 use depot_core::http::blobs::{blob_reference, parse_range, respond, BaseUrl};
 use depot_core::http::extract::{Path, Query};
+use depot_core::http::spool::{spool, Spooled};
 use depot_core::http::{AppState, Scope};
 use depot_core::model::{
     printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
 };
 use depot_core::registry::NewVersion;
 use depot_core::{Error, Result};
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -152,25 +152,6 @@ async fn inspect<R: std::io::Read + Seek + Send + 'static>(r: R, format: Format,
     parsed.map_err(archive_error)
 }
 
-/// Copies a stored blob into an anonymous temporary file, to read it as an archive;
-/// returns the file (rewound) and its first bytes, to tell the format by.
-async fn spool(st: &AppState, key: &str) -> Result<(std::fs::File, Vec<u8>)> {
-    use tokio::io::AsyncWriteExt;
-    let mut body = st.registry.blobs.get(key, None).await?.body;
-    let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(Error::from)?);
-    let mut head = Vec::with_capacity(512);
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(Error::from)?;
-        if head.len() < 512 {
-            head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
-        }
-        file.write_all(&chunk).await.map_err(Error::from)?;
-    }
-    let mut file = file.into_std().await;
-    file.rewind().map_err(Error::from)?;
-    Ok((file, head))
-}
-
 /// The longest `description` of an `RDS.yaml`.
 pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
 
@@ -231,7 +212,7 @@ pub async fn upload(
         }
         Source::Staged(reference) => {
             let staged = st.registry.resolve_staged(p, r, &reference).await?;
-            let (file, head) = spool(&st, &staged.key).await?;
+            let Spooled { file, head, .. } = spool(st.registry.blobs.get(&staged.key, None).await?.body).await?;
             let format = Format::sniff(&head).ok_or_else(not_archive)?;
             let meta = inspect(file, format, limits).await?;
             let id = identity_of(&meta)?;
@@ -269,6 +250,7 @@ pub async fn upload(
         files: vec![],
         number: None,
         requires: vec![],
+        stages: vec![],
     };
     match st.registry.create_version(req, &scope.actor).await {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "saved": true }))).into_response()),

@@ -6,13 +6,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use depot_core::http::blobs::{blob_reference, parse_range, respond, BaseUrl};
+use depot_core::http::spool::{field_stream, file_stream, spool, Spooled};
 use depot_core::http::extract::Path;
 use depot_core::http::{elapsed_ms, trace_id, AppState, Scope};
 use depot_core::model::{now_iso, printable, validate_filename, validate_package_key, validate_version, PackageVersion, RepoType};
 use depot_core::registry::{NewVersion, PageRequest};
-use depot_core::store::{ByteStream, Digests, MultiHasher};
+use depot_core::store::{ByteStream, Digests};
 use depot_core::{Error, Result};
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
 use crate::meta::{parse_file_name, type_of, TYPES};
@@ -77,38 +77,6 @@ fn meta_of(v: &PackageVersion, base: &BaseUrl) -> Value {
     })
 }
 
-/// An upload's bytes, spooled to a temporary file (never held in memory), with their
-/// digests.
-struct Spooled {
-    file: std::fs::File,
-    digests: Digests,
-}
-
-async fn spool(mut body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin) -> Result<Spooled> {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(Error::from)?);
-    let mut hasher = MultiHasher::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| match e.kind() {
-            std::io::ErrorKind::FileTooLarge => depot_core::http::too_large(None),
-            std::io::ErrorKind::InvalidData => Error::Invalid(format!("unreadable multipart form: {e}")),
-            _ => Error::from(e),
-        })?;
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(Error::from)?;
-    }
-    file.flush().await.map_err(Error::from)?;
-    let mut file = file.into_std().await;
-    file.rewind().map_err(Error::from)?;
-    Ok(Spooled { file, digests: hasher.finish() })
-}
-
-/// The spooled bytes from their start (the header read moved the shared offset).
-fn file_stream(mut file: std::fs::File) -> Result<ByteStream> {
-    file.rewind().map_err(Error::from)?;
-    Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).boxed())
-}
-
 /// What the upload carries: the file, or a staged blob's reference with the file name.
 enum Source {
     File(String, Spooled),
@@ -146,11 +114,7 @@ async fn source_of(headers: &HeaderMap, query: Option<&str>, multipart: std::res
             ("file", Some(file_name)) => {
                 // The field streams straight to the spool file; the rest of the form is
                 // not read.
-                let stream = field.map_err(|e| match e.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => std::io::Error::new(std::io::ErrorKind::FileTooLarge, e.body_text()),
-                    _ => std::io::Error::new(std::io::ErrorKind::InvalidData, e.body_text()),
-                });
-                return Ok(Source::File(file_name, spool(stream).await?));
+                return Ok(Source::File(file_name, spool(field_stream(field)).await?));
             }
             ("blob", None) => blob = Some(small_text(field, "blob").await?),
             ("fileName", None) => name = Some(small_text(field, "fileName").await?),

@@ -67,6 +67,7 @@ const SMALL: Limits = Limits {
     max_file_bytes: 64 * 1024,
     max_wanted_bytes: 128 * 1024,
     max_unpacked_bytes: 64 * 1024 * 1024,
+    max_ratio: 1_000_000,
 };
 
 /// What one read may hold at most: each capped buffer may double while it grows, plus
@@ -360,4 +361,59 @@ fn formats() {
     assert_eq!(Format::from_name("a.zip"), Some((Format::Zip, "a")));
     assert_eq!(Format::from_name("a.rar"), None);
     assert_eq!(Format::from_name(".tgz"), None);
+}
+
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(Cursor::new(vec![]));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in files {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+#[test]
+fn listings_hash_every_file_and_refuse_names_twice() {
+    use sha2::Digest;
+    let bytes = zip_of(&[("APP-META.xml", b"<a/>"), ("htdocs/index.html", b"hello"), ("scripts/x.sh", b"")]);
+    let got = read_listing(Cursor::new(&bytes[..]), Format::Zip, &Limits::default(), &|p| p == Path::new("APP-META.xml"))
+        .unwrap();
+    assert_eq!(got.wanted, vec![(PathBuf::from("APP-META.xml"), b"<a/>".to_vec())]);
+    let names: Vec<_> = got.files.iter().map(|f| (f.path.to_str().unwrap(), f.size)).collect();
+    assert_eq!(names, [("APP-META.xml", 4), ("htdocs/index.html", 5), ("scripts/x.sh", 0)]);
+    assert_eq!(got.files[1].sha256, hex::encode(sha2::Sha256::digest(b"hello")));
+    // The zip writer refuses a name twice; a hostile zip renames the second entry.
+    let mut twice = zip_of(&[("a/one", b"1"), ("a/two", b"2")]);
+    for at in twice.windows(5).enumerate().filter(|(_, w)| *w == b"a/two").map(|(i, _)| i).collect::<Vec<_>>() {
+        twice[at..at + 5].copy_from_slice(b"a/one");
+    }
+    let res = read_listing(Cursor::new(&twice[..]), Format::Zip, &Limits::default(), &|_| false);
+    assert!(matches!(&res, Err(ArchiveError::Broken(m)) if m.contains("twice")), "{res:?}");
+}
+
+#[test]
+fn an_archive_inflates_to_a_bounded_multiple_of_its_size() {
+    // 64 MiB of zeros deflates to about 64 KiB: a thousand times its size.
+    let zeros = vec![0u8; 64 << 20];
+    let bomb = zip_of(&[("c/RDS.yaml", b"name: x\n"), ("c/zeros", &zeros)]);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let started = std::time::Instant::now();
+    for res in [
+        read_files(Cursor::new(&bomb[..]), Format::Zip, &Limits::default(), &is_meta).map(|_| ()),
+        read_listing(Cursor::new(&bomb[..]), Format::Zip, &Limits::default(), &|_| false).map(|_| ()),
+    ] {
+        assert!(matches!(&res, Err(ArchiveError::TooLarge(m)) if m.contains("times its own size")), "{res:?}");
+    }
+    // Refused from the sizes the zip declares, before anything is inflated.
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    let mut tar = Vec::new();
+    entry(&mut tar, b'0', b"c/RDS.yaml", b"name: x\n");
+    entry(&mut tar, b'0', b"c/zeros", &zeros);
+    let tgz = gzip(&finish(tar));
+    let res = read_files(Cursor::new(&tgz[..]), Format::Tgz, &Limits::default(), &is_meta);
+    assert!(matches!(&res, Err(ArchiveError::TooLarge(_))), "{res:?}");
+    // The same bytes at an ordinary ratio pass.
+    let limits = Limits { max_ratio: 10_000, ..Limits::default() };
+    assert_eq!(read_files(Cursor::new(&tgz[..]), Format::Tgz, &limits, &is_meta).unwrap().len(), 1);
 }

@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod extract;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod spool;
 mod state;
 pub mod surface;
 mod trace;

@@ -417,9 +417,17 @@ async fn scope_of(state: &AppState, access: Access, home: Option<Home>, parts: &
     if let Access::Home(_) = access {
         let home = home.ok_or_else(|| Error::Internal("an Access::Home route on a surface without a home".into()))?;
         let (project, repo_name) = (home.repo)(&state.config).clone();
-        // Only a signed-in caller's request creates it.
+        // Only a signed-in caller's request creates it. A public one not created yet
+        // reads as empty: the handler gets no repository.
         let repo = match &who {
-            Identity::Anonymous => state.registry.find_repository(&project, &repo_name).await?.ok_or_else(unauthenticated)?,
+            Identity::Anonymous => match state.registry.find_repository(&project, &repo_name).await? {
+                Some(repo) => repo,
+                None if home.public => {
+                    let actor = Actor { who, rights: Rights::NONE.with(Action::Read) };
+                    return Ok(Scope { actor, repo: None, project, repo_name });
+                }
+                None => return Err(unauthenticated()),
+            },
             _ => state.registry.ensure_repository(&project, &repo_name, home.repo_type, home.public).await?,
         };
         let actor = state.authorizer.authorize(&who, &project, Some((&repo_name, Some(&repo))), action).await?;

@@ -59,6 +59,9 @@ pub struct NewVersion {
     /// Further conditions of the commit (`TxOp::Check`s), such as that the uploader is
     /// still signed in (`Accounts::still_signed_in`). One that fails is `Unauthenticated`.
     pub requires: Vec<TxOp>,
+    /// The stages a new version starts with (an APS package approved and published at
+    /// upload): `@release` needs `by`'s MANAGE. A replaced version keeps its own.
+    pub stages: Vec<&'static str>,
 }
 
 /// The write that claims a version's content path: a path is held by one version of
@@ -98,6 +101,7 @@ impl NewVersion {
             files: vec![],
             number: None,
             requires: vec![],
+            stages: vec![],
         }
     }
 }
@@ -236,6 +240,9 @@ impl Registry {
         validate_package_key(&req.package_key)?;
         validate_version(&req.version)?;
         let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
+        if req.stages.contains(&crate::model::STAGE_RELEASE) && !by.may(Action::Manage) {
+            return Err(Error::Forbidden(format!("a version that starts at @release needs MANAGE on {p}/{r}")));
+        }
         let vkey = version_key(p, r, k, &req.version);
         let exists = || {
             Error::exists_as(
@@ -547,7 +554,9 @@ fn version_record(req: &NewVersion, existing: Option<&PackageVersion>, by: &str,
         name: req.version.clone(),
         size: req.blob.digests.size,
         downloads: existing.map_or(0, |o| o.downloads),
-        stage_tag: existing.map(|o| o.stage_tag.clone()).unwrap_or_default(),
+        stage_tag: existing
+            .map(|o| o.stage_tag.clone())
+            .unwrap_or_else(|| req.stages.iter().map(|s| s.to_string()).collect()),
         metadata: req.metadata.clone(),
         package_metadata: req.package_metadata.clone(),
         created_by: existing.map_or_else(|| by.to_string(), |o| o.created_by.clone()),
