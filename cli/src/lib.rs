@@ -7,7 +7,7 @@ use depot_core::http::{trace_layer, AppState, Surface};
 
 /// Every surface depot serves. The first answers paths that no surface's prefix claims.
 pub const SURFACES: &[&Surface] =
-    &[&depot_packages::SURFACE, &depot_rds::SURFACE, &depot_strux::SURFACE, &depot_ocp::SURFACE];
+    &[&depot_packages::SURFACE, &depot_rds::SURFACE, &depot_strux::SURFACE, &depot_ocp::SURFACE, &depot_aps::SURFACE];
 
 /// Every surface on one router, with the embedded backend's signed blob routes and one
 /// trace layer: what `depot serve` listens with.

@@ -346,9 +346,9 @@ impl Registry {
         }
     }
 
-    /// After a commit that failed: drops the spare. The blob itself is left for the
-    /// collector.
-    pub(crate) async fn release(&self, hold: &Hold) {
+    /// After a commit that failed (or a blob stored for a version that will not be
+    /// committed): drops the spare. The blob itself is left for the collector.
+    pub async fn release(&self, hold: &Hold) {
         if let Hold::Spare(spare) = hold {
             if let Err(e) = self.blobs.delete(spare).await {
                 tracing::warn!(blob = %spare, error = %e, "could not remove an upload's spare copy; garbage collection will");

@@ -86,6 +86,13 @@ impl Registry {
         items.into_iter().map(from_item).collect()
     }
 
+    /// The packages of a repository whose key starts with `prefix` (such as
+    /// `aps://{vendor}/`), by key: one Query for each 1 MB of them.
+    pub async fn packages_with_key_prefix(&self, project: &str, repo: &str, prefix: &str) -> Result<Vec<PackageSummary>> {
+        let q = Query::prefix(repo_partition(project, repo), format!("{PKG_SK_PREFIX}{prefix}"));
+        query_all(&*self.table, q).await?.into_iter().map(from_item).collect()
+    }
+
     /// A package's whole `historyVersion`, in upload order: what its item lists inline,
     /// then the versions kept in history items (one query, only for packages past
     /// [`crate::model::INLINE_HISTORY`] versions).

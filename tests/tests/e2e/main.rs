@@ -4,6 +4,7 @@
 //! to count what a request costs at the ports. Run them through `infra/test.sh`, which
 //! builds the binaries and starts moto first.
 mod access;
+mod aps;
 mod cost;
 mod harness;
 mod lambda;

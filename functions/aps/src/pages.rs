@@ -1,0 +1,480 @@
+//! Browsing the catalog: XHTML index pages (`/aps/`, `/aps/{APSver}/`, `.../{Vendor}/`,
+//! `.../{App}/`, `.../{AppVer}/`, its `?packager=` package index and its `resources`)
+//! and Atom feeds, all derived from the published packages and cached under the
+//! repository's state (`Registry::rendering`), so that none is stale after a write.
+//!
+//! What each one reads on a miss: the root nothing; an application's pages and feeds
+//! its versions (one Query); a vendor's its applications (one Query) and each one's
+//! versions; the `{APSver}/` vendor list and the catalog-wide feeds the repository's
+//! upload index, a page at a time.
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use depot_core::http::blobs::BaseUrl;
+use depot_core::http::extract::Path;
+use depot_core::http::{AppState, Scope};
+use depot_core::{Error, Result};
+use serde::Deserialize;
+
+use crate::catalog::{self, aps_version_of, package_index_path, resource_path, seg, under, Entry};
+
+pub const XHTML: &str = "application/xhtml+xml; charset=utf-8";
+const ATOM: &str = "application/atom+xml; charset=utf-8";
+/// Entries in one page of a feed.
+pub const FEED_PAGE: usize = 20;
+
+/// Text for XML: escaped, without the characters XML 1.0 cannot hold.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn not_found(what: &str) -> Error {
+    Error::not_found_as(depot_core::error::Kind::Package, what, format!("{what} is not in the catalog"))
+}
+
+/// An XHTML page: `body` goes straight under `<body>`, after the title.
+pub fn page(title: &str, feed: Option<&str>, body: &str) -> String {
+    let t = esc(title);
+    let (head_link, feed_link) = match feed {
+        Some(f) => (
+            format!(r#"<link rel="alternate" type="application/atom+xml" href="{}"/>"#, esc(f)),
+            format!(r#"<p><a id="feedLink" href="{}">Atom feed</a></p>"#, esc(f)),
+        ),
+        None => (String::new(), String::new()),
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\"><head><title>{t}</title>{head_link}</head>\n<body><h1>{t}</h1>\n{body}{feed_link}\n</body></html>\n"
+    )
+}
+
+fn links(class: &str, items: &[(String, String)]) -> String {
+    if items.is_empty() {
+        return "<p>Nothing is published here yet.</p>".into();
+    }
+    let lis: String =
+        items.iter().map(|(href, text)| format!(r#"<li><a class="{class}" href="{}">{}</a></li>"#, esc(href), esc(text))).collect();
+    format!("<ul>{lis}</ul>")
+}
+
+fn answer(content_type: &'static str, body: Bytes) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+}
+
+/// A rendering for this state of the repository (`kind` names it), cached.
+async fn cached<F, Fut>(st: &AppState, scope: &Scope, base: &BaseUrl, kind: String, render: F) -> Result<Bytes>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<String>>,
+{
+    let render = || async move { render().await.map(Bytes::from) };
+    match &scope.repo {
+        Some(repo) => st.registry.rendering(repo, &format!("aps\0{}\0{kind}", base.0), render).await,
+        None => render().await,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub page: Option<String>,
+    pub packager: Option<String>,
+}
+
+fn query_of(q: Option<&str>) -> Result<PageQuery> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q.unwrap_or_default())
+        .map_err(|e| Error::Invalid(format!("unreadable query string: {e}")))
+        .map(|pairs| {
+            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            PageQuery { page: get("page"), packager: get("packager") }
+        })
+}
+
+/// `/aps/`: the repository index, with the upload form.
+pub async fn root(base: BaseUrl) -> Result<Response> {
+    let repos: Vec<(String, String)> = crate::package::APS_VERSIONS
+        .iter()
+        .map(|(v, s)| (format!("{}/aps/{s}/", base.0), format!("APS {v}")))
+        .chain([(format!("{}/aps/all/", base.0), "All APS versions".to_string())])
+        .collect();
+    let form = format!(
+        r#"<form id="packageSubmitForm" name="packageSubmitForm" action="{}/aps/" method="post" enctype="multipart/form-data">
+<p><label>Package (.app.zip) <input type="file" name="package"/></label></p>
+<p><label>or its APP-META.xml <input type="file" name="meta"/></label> <label>with the URL of its bits <input type="text" name="url"/></label></p>
+<p><label>Commercial name <input type="text" name="commercialName"/></label></p>
+<p><label>Package type <select name="packageType"><option value="APS" selected="selected">APS</option><option value="PVT">PVT</option></select></label></p>
+<p><input type="submit" value="Upload"/></p>
+</form>
+"#,
+        esc(&base.0)
+    );
+    let body = format!("{form}{}", links("repository", &repos));
+    Ok(answer(XHTML, Bytes::from(page("APS catalog", Some(&format!("{}/aps/feed.atom", base.0)), &body))))
+}
+
+/// Sorted and without repeats, ignoring case.
+fn distinct(mut v: Vec<String>) -> Vec<String> {
+    v.sort_by_key(|s| (s.to_lowercase(), s.clone()));
+    v.dedup();
+    v
+}
+
+/// `/aps/{APSver}/`: the vendors.
+pub async fn vendors(State(st): State<AppState>, scope: Scope, base: BaseUrl, Path(aps): Path<String>) -> Result<Response> {
+    let v = aps_version_of(&aps)?;
+    let body = cached(&st, &scope, &base, format!("vendors\0{aps}"), || async {
+        let entries = catalog::all(&st, scope.repo.as_ref()).await?;
+        let names = distinct(entries.into_iter().filter(|e| under(&e.a, v)).map(|e| e.a.vendor).collect());
+        let items: Vec<_> = names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/", base.0, seg(&n)), n)).collect();
+        let feed = format!("{}/aps/{aps}.atom", base.0);
+        Ok(page(&format!("APS {aps}: vendors"), Some(&feed), &links("vendor", &items)))
+    })
+    .await?;
+    Ok(answer(XHTML, body))
+}
+
+/// `/aps/{APSver}/{Vendor}/`: the vendor's applications.
+pub async fn apps(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path((aps, vendor)): Path<(String, String)>,
+) -> Result<Response> {
+    let v = aps_version_of(&aps)?;
+    let body = cached(&st, &scope, &base, format!("apps\0{aps}\0{vendor}"), || async {
+        let entries: Vec<Entry> = catalog::of_vendor(&st, scope.repo.as_ref(), &vendor).await?.into_iter().filter(|e| under(&e.a, v)).collect();
+        if entries.is_empty() {
+            return Err(not_found(&format!("vendor {vendor}")));
+        }
+        let names = distinct(entries.into_iter().map(|e| e.a.application).collect());
+        let items: Vec<_> = names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/{}/", base.0, seg(&vendor), seg(&n)), n)).collect();
+        let feed = format!("{}/aps/{aps}/{}.atom", base.0, seg(&vendor));
+        Ok(page(&format!("{vendor}: applications"), Some(&feed), &links("application", &items)))
+    })
+    .await?;
+    Ok(answer(XHTML, body))
+}
+
+/// The published packages of one application under an `{APSver}`.
+async fn app_entries(st: &AppState, scope: &Scope, aps: Option<&str>, vendor: &str, app: &str) -> Result<Vec<Entry>> {
+    Ok(catalog::of_app(st, scope.repo.as_ref(), vendor, app).await?.into_iter().filter(|e| under(&e.a, aps)).collect())
+}
+
+/// `/aps/{APSver}/{Vendor}/{App}/`: the application's versions, newest first.
+pub async fn versions(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path((aps, vendor, app)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let v = aps_version_of(&aps)?;
+    let body = cached(&st, &scope, &base, format!("versions\0{aps}\0{vendor}\0{app}"), || async {
+        let entries = app_entries(&st, &scope, v, &vendor, &app).await?;
+        if entries.is_empty() {
+            return Err(not_found(&format!("application {vendor}/{app}")));
+        }
+        let mut names: Vec<String> = entries.into_iter().map(|e| e.a.app_version()).collect();
+        names.sort_by(|a, b| catalog::version_order(b, a));
+        names.dedup();
+        let items: Vec<_> =
+            names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&n)), n)).collect();
+        let feed = format!("{}/aps/{aps}/{}/{}.atom", base.0, seg(&vendor), seg(&app));
+        Ok(page(&format!("{vendor} {app}: versions"), Some(&feed), &links("version", &items)))
+    })
+    .await?;
+    Ok(answer(XHTML, body))
+}
+
+/// What a package index shows of one package.
+fn details(base: &BaseUrl, aps: &str, e: &Entry) -> String {
+    let a = &e.a;
+    let row = |k: &str, v: &str| format!("<dt>{}</dt><dd class=\"{}\">{}</dd>", esc(k), esc(k), esc(v));
+    let mut dl = String::new();
+    for (k, v) in [
+        ("vendor", a.vendor.as_str()),
+        ("application", &a.application),
+        ("version", &a.version),
+        ("release", &a.release),
+        ("packager", &a.packager),
+        ("type", &a.package_type),
+        ("apsVersion", &a.aps_version),
+        ("arch", a.arch()),
+        ("platform", a.platform()),
+        ("os", a.os()),
+        ("commercialName", a.commercial_name.as_deref().unwrap_or("")),
+        ("summary", a.summary.as_deref().unwrap_or("")),
+        ("size", &e.v.size.to_string()),
+        ("sha256", &e.v.sha256),
+        ("uploaded", &e.v.created_date),
+    ] {
+        dl.push_str(&row(k, v));
+    }
+    let resources = format!("{}/aps/{aps}/{}/{}/{}/resources?packager={}", base.0, seg(&a.vendor), seg(&a.application), seg(&a.app_version()), seg(&a.packager));
+    format!(
+        "<div class=\"package\"><dl>{dl}</dl><p><a class=\"resources\" href=\"{}\">resources</a> <a class=\"bits\" href=\"{}\">{}</a></p></div>\n",
+        esc(&resources),
+        esc(&format!("{}{}", base.0, resource_path(aps, a, "aps"))),
+        esc(&format!("{}-{}.app.zip", a.application, a.app_version()))
+    )
+}
+
+/// `/aps/{APSver}/{Vendor}/{App}/{AppVer}/`: the version's packagers; with `?packager=`,
+/// the package index of that packager's packages.
+pub async fn version(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    let v = aps_version_of(&aps)?;
+    let q = query_of(q.as_deref())?;
+    let packager = q.packager.filter(|p| !p.trim().is_empty());
+    let kind = format!("version\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
+    let body = cached(&st, &scope, &base, kind, || async {
+        let entries: Vec<Entry> =
+            app_entries(&st, &scope, v, &vendor, &app).await?.into_iter().filter(|e| e.a.app_version() == appver).collect();
+        let here = format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&appver));
+        let feed = format!("{}/aps/{aps}/{}/{}/{}.atom", base.0, seg(&vendor), seg(&app), seg(&appver));
+        let Some(packager) = packager else {
+            if entries.is_empty() {
+                return Err(not_found(&format!("{vendor} {app} {appver}")));
+            }
+            let names = distinct(entries.into_iter().map(|e| e.a.packager).collect());
+            let items: Vec<_> = names.into_iter().map(|n| (format!("{here}?packager={}", seg(&n)), n)).collect();
+            return Ok(page(&format!("{vendor} {app} {appver}: packagers"), Some(&feed), &links("packager", &items)));
+        };
+        let mine: Vec<&Entry> = entries.iter().filter(|e| e.a.packager.eq_ignore_ascii_case(&packager)).collect();
+        if mine.is_empty() {
+            return Err(not_found(&format!("{vendor} {app} {appver} by {packager}")));
+        }
+        let body: String = mine.iter().map(|e| details(&base, e.a.aps_segment(), e)).collect();
+        Ok(page(&format!("{vendor} {app} {appver} by {packager}"), Some(&feed), &body))
+    })
+    .await?;
+    Ok(answer(XHTML, body))
+}
+
+/// `.../{AppVer}/resources`: each package's resources, fully specified (`?packager=`
+/// narrows them to one packager's).
+pub async fn resources(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    let v = aps_version_of(&aps)?;
+    let q = query_of(q.as_deref())?;
+    let packager = q.packager.filter(|p| !p.trim().is_empty());
+    let kind = format!("resources\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
+    let body = cached(&st, &scope, &base, kind, || async {
+        let entries: Vec<Entry> = app_entries(&st, &scope, v, &vendor, &app)
+            .await?
+            .into_iter()
+            .filter(|e| e.a.app_version() == appver && packager.as_ref().is_none_or(|p| e.a.packager.eq_ignore_ascii_case(p)))
+            .collect();
+        if entries.is_empty() {
+            return Err(not_found(&format!("{vendor} {app} {appver}")));
+        }
+        let mut items = String::from("<ul>");
+        for e in &entries {
+            let a = &e.a;
+            let s = a.aps_segment();
+            let mut kinds = vec![("aps", "package bits"), ("meta", "package metadata")];
+            if a.certificate_blob.is_some() {
+                kinds.push(("certificate", "package certificate"));
+            }
+            for (kind, what) in kinds {
+                let href = format!("{}{}", base.0, resource_path(s, a, kind));
+                let label = format!("{what}: {} ({}, {}, {}, {})", a.packager, a.package_type, a.arch(), a.platform(), a.os());
+                items.push_str(&format!(r#"<li><a class="{kind}" href="{}">{}</a></li>"#, esc(&href), esc(&label)));
+            }
+        }
+        items.push_str("</ul>");
+        let feed = format!("{}/aps/{aps}/{}/{}/{}.atom", base.0, seg(&vendor), seg(&app), seg(&appver));
+        Ok(page(&format!("{vendor} {app} {appver}: resources"), Some(&feed), &items))
+    })
+    .await?;
+    Ok(answer(XHTML, body))
+}
+
+/// Which packages a feed lists.
+pub enum FeedScope {
+    All { updates: bool },
+    Aps(String),
+    Vendor(String, String),
+    App(String, String, String),
+    Version(String, String, String, String),
+}
+
+/// The page a feed request asks for: 1 unless `?page=N`.
+fn page_number(q: &PageQuery) -> Result<usize> {
+    match q.page.as_deref().map(str::trim) {
+        None | Some("") => Ok(1),
+        Some(p) => match p.parse::<usize>() {
+            Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+            _ => Err(Error::Invalid(format!("page must be a whole number from 1 to 100000, not '{}'", depot_core::model::printable(p)))),
+        },
+    }
+}
+
+/// A feed: its packages newest first (by upload; by last change for `updates.atom`),
+/// a page of [`FEED_PAGE`] at a time.
+pub async fn feed(st: &AppState, scope: &Scope, base: &BaseUrl, which: FeedScope, q: Option<&str>) -> Result<Response> {
+    let n = page_number(&query_of(q)?)?;
+    let (kind, title, self_path) = match &which {
+        FeedScope::All { updates: false } => ("feed".to_string(), "APS catalog".to_string(), "/aps/feed.atom".to_string()),
+        FeedScope::All { updates: true } => ("updates".into(), "APS catalog: updates".into(), "/aps/updates.atom".into()),
+        FeedScope::Aps(a) => (format!("aps\0{a}"), format!("APS {a}"), format!("/aps/{a}.atom")),
+        FeedScope::Vendor(a, v) => (format!("vendor\0{a}\0{v}"), v.clone(), format!("/aps/{a}/{}.atom", seg(v))),
+        FeedScope::App(a, v, p) => (format!("app\0{a}\0{v}\0{p}"), format!("{v} {p}"), format!("/aps/{a}/{}/{}.atom", seg(v), seg(p))),
+        FeedScope::Version(a, v, p, x) => (
+            format!("version\0{a}\0{v}\0{p}\0{x}"),
+            format!("{v} {p} {x}"),
+            format!("/aps/{a}/{}/{}/{}.atom", seg(v), seg(p), seg(x)),
+        ),
+    };
+    let aps = match &which {
+        FeedScope::All { .. } => None,
+        FeedScope::Aps(a) | FeedScope::Vendor(a, _) | FeedScope::App(a, _, _) | FeedScope::Version(a, _, _, _) => aps_version_of(a)?,
+    };
+    let updates = matches!(which, FeedScope::All { updates: true });
+    let body = cached(st, scope, base, format!("feed\0{kind}\0{n}"), || async {
+        let entries = match &which {
+            FeedScope::All { .. } | FeedScope::Aps(_) => catalog::all(st, scope.repo.as_ref()).await?,
+            FeedScope::Vendor(_, v) => catalog::of_vendor(st, scope.repo.as_ref(), v).await?,
+            FeedScope::App(_, v, p) => catalog::of_app(st, scope.repo.as_ref(), v, p).await?,
+            FeedScope::Version(_, v, p, x) => {
+                catalog::of_app(st, scope.repo.as_ref(), v, p).await?.into_iter().filter(|e| e.a.app_version() == *x).collect()
+            }
+        };
+        let mut entries: Vec<Entry> = entries.into_iter().filter(|e| under(&e.a, aps)).collect();
+        let when = |e: &Entry| if updates { e.v.last_modified_date.clone() } else { e.v.created_date.clone() };
+        entries.sort_by(|a, b| when(b).cmp(&when(a)).then_with(|| b.v.name.cmp(&a.v.name)));
+        Ok(atom(base, &self_path, &title, &entries, n, &when))
+    })
+    .await?;
+    Ok(answer(ATOM, body))
+}
+
+/// An Atom 1.0 feed of one page of `entries`, with OpenSearch counts and RFC 5005 links.
+fn atom(base: &BaseUrl, self_path: &str, title: &str, entries: &[Entry], n: usize, when: &dyn Fn(&Entry) -> String) -> String {
+    let total = entries.len();
+    let pages = total.div_ceil(FEED_PAGE).max(1);
+    let shown = entries.iter().skip((n - 1) * FEED_PAGE).take(FEED_PAGE);
+    let url = format!("{}{self_path}", base.0);
+    let link = |rel: &str, page: usize| format!(r#"<link rel="{rel}" type="application/atom+xml" href="{}?page={page}"/>"#, esc(&url));
+    let mut links = vec![format!(r#"<link rel="self" type="application/atom+xml" href="{}?page={n}"/>"#, esc(&url)), link("first", 1), link("last", pages)];
+    if n < pages {
+        links.push(link("next", n + 1));
+    }
+    if n > 1 {
+        links.push(link("previous", (n - 1).min(pages)));
+    }
+    let updated = entries.first().map(when).unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\" xmlns:opensearch=\"http://a9.com/-/spec/opensearch/1.1/\" xmlns:aps=\"http://apstandard.com/ns/repo/1\">\n<id>{}</id><title>{}</title><updated>{}</updated><author><name>depot</name></author>\n{}\n<opensearch:totalResults>{total}</opensearch:totalResults><opensearch:startIndex>{}</opensearch:startIndex><opensearch:itemsPerPage>{FEED_PAGE}</opensearch:itemsPerPage>\n",
+        esc(&url),
+        esc(title),
+        esc(&updated),
+        links.join(""),
+        (n - 1) * FEED_PAGE + 1,
+    );
+    for e in shown {
+        let a = &e.a;
+        let s = a.aps_segment();
+        let bits = format!("{}{}", base.0, resource_path(s, a, "aps"));
+        let index = format!("{}{}", base.0, package_index_path(s, a));
+        let mut aps_el = String::new();
+        for (k, v) in [
+            ("vendor", a.vendor.as_str()),
+            ("application", &a.application),
+            ("version", &a.version),
+            ("release", &a.release),
+            ("packager", &a.packager),
+            ("type", &a.package_type),
+            ("apsVersion", &a.aps_version),
+            ("arch", a.arch()),
+            ("platform", a.platform()),
+            ("os", a.os()),
+        ] {
+            aps_el.push_str(&format!("<aps:{k}>{}</aps:{k}>", esc(v)));
+        }
+        if let Some(c) = &a.commercial_name {
+            aps_el.push_str(&format!("<aps:commercialName>{}</aps:commercialName>", esc(c)));
+        }
+        aps_el.push_str(&format!("<aps:approved>{}</aps:approved>", e.approved()));
+        let summary = a.summary.clone().unwrap_or_else(|| format!("{} {} {}", a.vendor, a.application, a.app_version()));
+        out.push_str(&format!(
+            "<entry><id>{}</id><title>{}</title><updated>{}</updated><published>{}</published><author><name>{}</name></author><link rel=\"alternate\" type=\"application/xhtml+xml\" href=\"{}\"/><link rel=\"enclosure\" type=\"application/zip\" length=\"{}\" href=\"{}\"/><summary>{}</summary>{aps_el}</entry>\n",
+            esc(&bits),
+            esc(&format!("{} {}", a.application, a.app_version())),
+            esc(&when(e)),
+            esc(&e.v.created_date),
+            esc(&a.packager),
+            esc(&index),
+            e.v.size,
+            esc(&bits),
+            esc(&summary),
+        ));
+    }
+    out.push_str("</feed>\n");
+    out
+}
+
+pub async fn catalog_feed(State(st): State<AppState>, scope: Scope, base: BaseUrl, RawQuery(q): RawQuery) -> Result<Response> {
+    feed(&st, &scope, &base, FeedScope::All { updates: false }, q.as_deref()).await
+}
+
+pub async fn updates_feed(State(st): State<AppState>, scope: Scope, base: BaseUrl, RawQuery(q): RawQuery) -> Result<Response> {
+    feed(&st, &scope, &base, FeedScope::All { updates: true }, q.as_deref()).await
+}
+
+fn atom_name(file: &str) -> Result<&str> {
+    file.strip_suffix(".atom")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Error::not_found_as(depot_core::error::Kind::Route, file, "no such route: feeds end in .atom, index pages in /"))
+}
+
+/// `/aps/{APSver}.atom`.
+pub async fn aps_feed(State(st): State<AppState>, scope: Scope, base: BaseUrl, Path(file): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    let aps = atom_name(&file)?.to_string();
+    feed(&st, &scope, &base, FeedScope::Aps(aps), q.as_deref()).await
+}
+
+/// `/aps/{APSver}/{Vendor}.atom`.
+pub async fn vendor_feed(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path((aps, file)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    let vendor = atom_name(&file)?.to_string();
+    feed(&st, &scope, &base, FeedScope::Vendor(aps, vendor), q.as_deref()).await
+}
+
+/// `/aps/{APSver}/{Vendor}/{App}.atom`.
+pub async fn app_feed(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path((aps, vendor, file)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    let app = atom_name(&file)?.to_string();
+    feed(&st, &scope, &base, FeedScope::App(aps, vendor, app), q.as_deref()).await
+}
