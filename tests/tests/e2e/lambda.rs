@@ -232,6 +232,30 @@ async fn packages_function_under_cargo_lambda_watch() {
     let (s, body) = api.get("/repository/api/package/info/ocp/software-packages?packageKey=rpm://obproxy-ce").await;
     assert_eq!(data(s, &body), json!(null), "the delete went through the one domain");
 
+    // The APS function: the packager tool's upload, a lookup (303 to the fully specified
+    // URL, then 302 to S3) and the download, byte for byte.
+    use crate::aps::{Catalog, Pkg};
+    let cat = Catalog::new(&format!("http://127.0.0.1:{port}/lambda-url/aps"));
+    let pkg = Pkg::v2("LambdaApp", "1.0", "pack.example.com");
+    let started = Instant::now();
+    loop {
+        let a = cat.packager_upload("", "admin", ADMIN_PASSWORD, &[("approve", "true"), ("publish", "true")], pkg.zip()).await;
+        if a.status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the APS function did not answer: {} {}", a.status, a.text());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let a = cat.get("/aps/2.0/Example/LambdaApp/1.0-1.aps?packager=pack.example.com").await;
+    assert_eq!(a.status, 303, "{}", a.text());
+    let a = cat.follow(&a.location()).await;
+    assert_eq!(a.status, 302, "{}", a.text());
+    let bits = reqwest::get(a.location()).await.unwrap();
+    assert_eq!(bits.status().as_u16(), 200);
+    assert!(bits.bytes().await.unwrap().to_vec() == pkg.zip(), "byte for byte");
+    let (s, body) = api.get("/repository/api/package/info/aps/catalog?packageKey=aps://Example/LambdaApp").await;
+    assert_eq!(data(s, &body)["downloads"], 1);
+
     // The function wrote to DynamoDB: the table holds what the API said.
     let t = DynamoTable::new(&sdk, &table);
     let item = depot_core::store::Table::get(&t, &depot_core::store::schema::repo_key("lam", "charts")).await.unwrap();
