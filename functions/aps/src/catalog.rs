@@ -6,8 +6,8 @@
 //! Approval is bkrepo's `@prerelease` stage and publishing its `@release` stage: only
 //! published packages are in the catalog (lookups, pages, feeds), for everyone.
 use depot_core::http::AppState;
-use depot_core::model::{PackageVersion, Repository, STAGE_PRERELEASE};
-use depot_core::registry::whole_read_slot;
+use depot_core::model::{Listing, PackageVersion, Repository, STAGE_PRERELEASE};
+use depot_core::registry::PageRequest;
 use depot_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -171,43 +171,50 @@ pub fn aps_version_of(segment: &str) -> Result<Option<&'static str>> {
     })
 }
 
-/// Whether a package is under an `{APSver}` segment.
-pub fn under(a: &Attrs, aps: Option<&str>) -> bool {
-    aps.is_none_or(|v| v == a.aps_version)
-}
-
-fn published(versions: Vec<PackageVersion>) -> Vec<Entry> {
-    versions.into_iter().filter(PackageVersion::is_released).filter_map(Entry::of).collect()
-}
-
-/// The published packages of one application: one Query (per 1 MB of its versions).
-pub async fn of_app(st: &AppState, repo: Option<&Repository>, vendor: &str, app: &str) -> Result<Vec<Entry>> {
-    let Some(r) = repo else { return Ok(vec![]) };
-    Ok(published(st.registry.list_versions(&r.project_id, &r.name, &key_of(vendor, app)).await?))
-}
-
-/// The published packages of one vendor: its applications (one Query), then each one's.
-pub async fn of_vendor(st: &AppState, repo: Option<&Repository>, vendor: &str) -> Result<Vec<Entry>> {
-    let Some(r) = repo else { return Ok(vec![]) };
-    let apps = st.registry.packages_with_key_prefix(&r.project_id, &r.name, &format!("{KEY_PREFIX}{vendor}/")).await?;
-    let mut out = Vec::new();
-    for app in apps {
-        // A vendor named `a` must not take in `a/b`'s applications: keys are `aps://{v}/{a}`.
-        if app.key[KEY_PREFIX.len() + vendor.len() + 1..].contains('/') {
-            continue;
-        }
-        out.extend(published(st.registry.list_versions(&r.project_id, &r.name, &app.key).await?));
+/// The listings a package belongs to once published (`Registry::listing_*`), under
+/// its own APS version's segment and under `all`. Names cannot hold `/`, which parts
+/// them.
+///
+/// - version listings, newest upload first: `feed/{APSver}` (the catalog's feeds),
+///   `vendor/...`, `app/...` and `version/{APSver}/{Vendor}/{App}/{AppVer}` (also what a
+///   lookup reads); and `updates`, newest publication first;
+/// - name listings: the vendors of an APS version, the applications of a vendor, the
+///   versions of an application, the packagers of a version.
+pub fn listing_of(a: &Attrs) -> Listing {
+    let (v, app, ver, p) = (&a.vendor, &a.application, a.app_version(), &a.packager);
+    let mut l = Listing { by_release: vec!["updates".into()], ..Listing::default() };
+    for x in [a.aps_segment(), "all"] {
+        l.by_upload.extend([format!("feed/{x}"), format!("vendor/{x}/{v}"), format!("app/{x}/{v}/{app}"), format!("version/{x}/{v}/{app}/{ver}")]);
+        l.members.extend([
+            (format!("vendors/{x}"), v.clone()),
+            (format!("apps/{x}/{v}"), app.clone()),
+            (format!("versions/{x}/{v}/{app}"), ver.clone()),
+            (format!("packagers/{x}/{v}/{app}/{ver}"), p.clone()),
+        ]);
     }
-    Ok(out)
+    l
 }
 
-/// Every published package: the repository's upload index, read a page at a time, only
-/// the published ones held.
-pub async fn all(st: &AppState, repo: Option<&Repository>) -> Result<Vec<Entry>> {
+/// The names of a name listing (none before the catalog exists).
+pub async fn names(st: &AppState, repo: Option<&Repository>, listing: &str) -> Result<Vec<String>> {
+    match repo {
+        Some(r) => st.registry.listing_members(r, listing).await,
+        None => Ok(vec![]),
+    }
+}
+
+/// The published packages of one application version: one Query of its listing.
+pub async fn of_version(st: &AppState, repo: Option<&Repository>, aps: &str, vendor: &str, app: &str, ver: &str) -> Result<Vec<Entry>> {
     let Some(r) = repo else { return Ok(vec![]) };
-    let _slot = whole_read_slot().await?;
-    let versions = st.registry.uploads_where(&r.project_id, &r.name, PackageVersion::is_released).await?;
-    Ok(versions.into_iter().filter_map(Entry::of).collect())
+    let listing = format!("version/{aps}/{vendor}/{app}/{ver}");
+    Ok(st.registry.listing_all(r, &listing).await?.into_iter().filter_map(Entry::of).collect())
+}
+
+/// A page of a version listing, newest first, and how many it holds.
+pub async fn page_of(st: &AppState, repo: Option<&Repository>, listing: &str, req: PageRequest) -> Result<(Vec<Entry>, i64)> {
+    let Some(r) = repo else { return Ok((vec![], 0)) };
+    let page = st.registry.listing_page(r, listing, req).await?;
+    Ok((page.items.into_iter().filter_map(Entry::of).collect(), page.total))
 }
 
 /// A lookup's arguments, as the query string gives them.

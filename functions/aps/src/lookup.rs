@@ -14,7 +14,7 @@ use depot_core::http::extract::Path;
 use depot_core::http::{AppState, Scope};
 use depot_core::{Error, Result};
 
-use crate::catalog::{self, aps_version_of, resource_path, under, Args, Entry};
+use crate::catalog::{self, aps_version_of, resource_path, Args, Entry};
 use crate::pages::{esc, feed, page, FeedScope, XHTML};
 
 fn redirect(status: StatusCode, location: &str) -> Result<Response> {
@@ -45,7 +45,7 @@ pub async fn resource(
             "no such resource: an application version's resources end in .aps, .meta or .certificate, its feed in .atom",
         ));
     };
-    let v = aps_version_of(&aps)?;
+    aps_version_of(&aps)?;
     let args: Args = serde_urlencoded::from_str(q.as_deref().unwrap_or_default())
         .map_err(|e| Error::Invalid(format!("unreadable query string: {e}")))?;
     if args.packager.as_deref().is_none_or(|p| p.trim().is_empty()) {
@@ -54,10 +54,10 @@ pub async fn resource(
             message: "the argument packager (the packager's name, such as www.example.com) is required".into(),
         });
     }
-    let candidates: Vec<Entry> = catalog::of_app(&st, scope.repo.as_ref(), &vendor, &app)
+    let candidates: Vec<Entry> = catalog::of_version(&st, scope.repo.as_ref(), &aps, &vendor, &app, appver)
         .await?
         .into_iter()
-        .filter(|e| under(&e.a, v) && e.a.app_version() == appver && args.matches(&e.a))
+        .filter(|e| args.matches(&e.a))
         .collect();
     let one = match candidates.as_slice() {
         [] => {

@@ -3,10 +3,11 @@
 //! and Atom feeds, all derived from the published packages and cached under the
 //! repository's state (`Registry::rendering`), so that none is stale after a write.
 //!
-//! What each one reads on a miss: the root nothing; an application's pages and feeds
-//! its versions (one Query); a vendor's its applications (one Query) and each one's
-//! versions; the `{APSver}/` vendor list and the catalog-wide feeds the repository's
-//! upload index, a page at a time.
+//! They read the listings the commits keep (`catalog::listing_of`), so that what each one
+//! costs on a miss follows what it shows: the root nothing; a list of vendors,
+//! applications, versions or packagers one Query of those names; a package index, a
+//! resources index and a lookup one Query of one application version's packages; a feed
+//! page one count and about one page of entries.
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,8 @@ use depot_core::http::{AppState, Scope};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 
-use crate::catalog::{self, aps_version_of, package_index_path, resource_path, seg, under, Entry};
+use crate::catalog::{self, aps_version_of, package_index_path, resource_path, seg, Entry};
+use depot_core::registry::PageRequest;
 
 pub const XHTML: &str = "application/xhtml+xml; charset=utf-8";
 const ATOM: &str = "application/atom+xml; charset=utf-8";
@@ -133,10 +135,9 @@ fn distinct(mut v: Vec<String>) -> Vec<String> {
 
 /// `/aps/{APSver}/`: the vendors.
 pub async fn vendors(State(st): State<AppState>, scope: Scope, base: BaseUrl, Path(aps): Path<String>) -> Result<Response> {
-    let v = aps_version_of(&aps)?;
+    aps_version_of(&aps)?;
     let body = cached(&st, &scope, &base, format!("vendors\0{aps}"), || async {
-        let entries = catalog::all(&st, scope.repo.as_ref()).await?;
-        let names = distinct(entries.into_iter().filter(|e| under(&e.a, v)).map(|e| e.a.vendor).collect());
+        let names = distinct(catalog::names(&st, scope.repo.as_ref(), &format!("vendors/{aps}")).await?);
         let items: Vec<_> = names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/", base.0, seg(&n)), n)).collect();
         let feed = format!("{}/aps/{aps}.atom", base.0);
         Ok(page(&format!("APS {aps}: vendors"), Some(&feed), &links("vendor", &items)))
@@ -152,24 +153,18 @@ pub async fn apps(
     base: BaseUrl,
     Path((aps, vendor)): Path<(String, String)>,
 ) -> Result<Response> {
-    let v = aps_version_of(&aps)?;
+    aps_version_of(&aps)?;
     let body = cached(&st, &scope, &base, format!("apps\0{aps}\0{vendor}"), || async {
-        let entries: Vec<Entry> = catalog::of_vendor(&st, scope.repo.as_ref(), &vendor).await?.into_iter().filter(|e| under(&e.a, v)).collect();
-        if entries.is_empty() {
+        let names = distinct(catalog::names(&st, scope.repo.as_ref(), &format!("apps/{aps}/{vendor}")).await?);
+        if names.is_empty() {
             return Err(not_found(&format!("vendor {vendor}")));
         }
-        let names = distinct(entries.into_iter().map(|e| e.a.application).collect());
         let items: Vec<_> = names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/{}/", base.0, seg(&vendor), seg(&n)), n)).collect();
         let feed = format!("{}/aps/{aps}/{}.atom", base.0, seg(&vendor));
         Ok(page(&format!("{vendor}: applications"), Some(&feed), &links("application", &items)))
     })
     .await?;
     Ok(answer(XHTML, body))
-}
-
-/// The published packages of one application under an `{APSver}`.
-async fn app_entries(st: &AppState, scope: &Scope, aps: Option<&str>, vendor: &str, app: &str) -> Result<Vec<Entry>> {
-    Ok(catalog::of_app(st, scope.repo.as_ref(), vendor, app).await?.into_iter().filter(|e| under(&e.a, aps)).collect())
 }
 
 /// `/aps/{APSver}/{Vendor}/{App}/`: the application's versions, newest first.
@@ -179,15 +174,13 @@ pub async fn versions(
     base: BaseUrl,
     Path((aps, vendor, app)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let v = aps_version_of(&aps)?;
+    aps_version_of(&aps)?;
     let body = cached(&st, &scope, &base, format!("versions\0{aps}\0{vendor}\0{app}"), || async {
-        let entries = app_entries(&st, &scope, v, &vendor, &app).await?;
-        if entries.is_empty() {
+        let mut names = catalog::names(&st, scope.repo.as_ref(), &format!("versions/{aps}/{vendor}/{app}")).await?;
+        if names.is_empty() {
             return Err(not_found(&format!("application {vendor}/{app}")));
         }
-        let mut names: Vec<String> = entries.into_iter().map(|e| e.a.app_version()).collect();
         names.sort_by(|a, b| catalog::version_order(b, a));
-        names.dedup();
         let items: Vec<_> =
             names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&n)), n)).collect();
         let feed = format!("{}/aps/{aps}/{}/{}.atom", base.0, seg(&vendor), seg(&app));
@@ -239,23 +232,23 @@ pub async fn version(
     Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    let v = aps_version_of(&aps)?;
+    aps_version_of(&aps)?;
     let q = query_of(q.as_deref())?;
     let packager = q.packager.filter(|p| !p.trim().is_empty());
     let kind = format!("version\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
     let body = cached(&st, &scope, &base, kind, || async {
-        let entries: Vec<Entry> =
-            app_entries(&st, &scope, v, &vendor, &app).await?.into_iter().filter(|e| e.a.app_version() == appver).collect();
         let here = format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&appver));
         let feed = format!("{}/aps/{aps}/{}/{}/{}.atom", base.0, seg(&vendor), seg(&app), seg(&appver));
         let Some(packager) = packager else {
-            if entries.is_empty() {
+            let listing = format!("packagers/{aps}/{vendor}/{app}/{appver}");
+            let names = distinct(catalog::names(&st, scope.repo.as_ref(), &listing).await?);
+            if names.is_empty() {
                 return Err(not_found(&format!("{vendor} {app} {appver}")));
             }
-            let names = distinct(entries.into_iter().map(|e| e.a.packager).collect());
             let items: Vec<_> = names.into_iter().map(|n| (format!("{here}?packager={}", seg(&n)), n)).collect();
             return Ok(page(&format!("{vendor} {app} {appver}: packagers"), Some(&feed), &links("packager", &items)));
         };
+        let entries = catalog::of_version(&st, scope.repo.as_ref(), &aps, &vendor, &app, &appver).await?;
         let mine: Vec<&Entry> = entries.iter().filter(|e| e.a.packager.eq_ignore_ascii_case(&packager)).collect();
         if mine.is_empty() {
             return Err(not_found(&format!("{vendor} {app} {appver} by {packager}")));
@@ -276,15 +269,15 @@ pub async fn resources(
     Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    let v = aps_version_of(&aps)?;
+    aps_version_of(&aps)?;
     let q = query_of(q.as_deref())?;
     let packager = q.packager.filter(|p| !p.trim().is_empty());
     let kind = format!("resources\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
     let body = cached(&st, &scope, &base, kind, || async {
-        let entries: Vec<Entry> = app_entries(&st, &scope, v, &vendor, &app)
+        let entries: Vec<Entry> = catalog::of_version(&st, scope.repo.as_ref(), &aps, &vendor, &app, &appver)
             .await?
             .into_iter()
-            .filter(|e| e.a.app_version() == appver && packager.as_ref().is_none_or(|p| e.a.packager.eq_ignore_ascii_case(p)))
+            .filter(|e| packager.as_ref().is_none_or(|p| e.a.packager.eq_ignore_ascii_case(p)))
             .collect();
         if entries.is_empty() {
             return Err(not_found(&format!("{vendor} {app} {appver}")));
@@ -331,50 +324,46 @@ fn page_number(q: &PageQuery) -> Result<usize> {
     }
 }
 
-/// A feed: its packages newest first (by upload; by last change for `updates.atom`),
+/// A feed: its packages newest first (by upload; by publication for `updates.atom`),
 /// a page of [`FEED_PAGE`] at a time.
 pub async fn feed(st: &AppState, scope: &Scope, base: &BaseUrl, which: FeedScope, q: Option<&str>) -> Result<Response> {
     let n = page_number(&query_of(q)?)?;
-    let (kind, title, self_path) = match &which {
-        FeedScope::All { updates: false } => ("feed".to_string(), "APS catalog".to_string(), "/aps/feed.atom".to_string()),
+    let (listing, title, self_path) = match &which {
+        FeedScope::All { updates: false } => ("feed/all".to_string(), "APS catalog".to_string(), "/aps/feed.atom".to_string()),
         FeedScope::All { updates: true } => ("updates".into(), "APS catalog: updates".into(), "/aps/updates.atom".into()),
-        FeedScope::Aps(a) => (format!("aps\0{a}"), format!("APS {a}"), format!("/aps/{a}.atom")),
-        FeedScope::Vendor(a, v) => (format!("vendor\0{a}\0{v}"), v.clone(), format!("/aps/{a}/{}.atom", seg(v))),
-        FeedScope::App(a, v, p) => (format!("app\0{a}\0{v}\0{p}"), format!("{v} {p}"), format!("/aps/{a}/{}/{}.atom", seg(v), seg(p))),
-        FeedScope::Version(a, v, p, x) => (
-            format!("version\0{a}\0{v}\0{p}\0{x}"),
-            format!("{v} {p} {x}"),
-            format!("/aps/{a}/{}/{}/{}.atom", seg(v), seg(p), seg(x)),
-        ),
+        FeedScope::Aps(a) => (format!("feed/{a}"), format!("APS {a}"), format!("/aps/{a}.atom")),
+        FeedScope::Vendor(a, v) => (format!("vendor/{a}/{v}"), v.clone(), format!("/aps/{a}/{}.atom", seg(v))),
+        FeedScope::App(a, v, p) => (format!("app/{a}/{v}/{p}"), format!("{v} {p}"), format!("/aps/{a}/{}/{}.atom", seg(v), seg(p))),
+        FeedScope::Version(a, v, p, x) => {
+            (format!("version/{a}/{v}/{p}/{x}"), format!("{v} {p} {x}"), format!("/aps/{a}/{}/{}/{}.atom", seg(v), seg(p), seg(x)))
+        }
     };
-    let aps = match &which {
-        FeedScope::All { .. } => None,
-        FeedScope::Aps(a) | FeedScope::Vendor(a, _) | FeedScope::App(a, _, _) | FeedScope::Version(a, _, _, _) => aps_version_of(a)?,
-    };
+    match &which {
+        FeedScope::All { .. } => {}
+        FeedScope::Aps(a) | FeedScope::Vendor(a, _) | FeedScope::App(a, _, _) | FeedScope::Version(a, _, _, _) => {
+            aps_version_of(a)?;
+        }
+    }
     let updates = matches!(which, FeedScope::All { updates: true });
-    let body = cached(st, scope, base, format!("feed\0{kind}\0{n}"), || async {
-        let entries = match &which {
-            FeedScope::All { .. } | FeedScope::Aps(_) => catalog::all(st, scope.repo.as_ref()).await?,
-            FeedScope::Vendor(_, v) => catalog::of_vendor(st, scope.repo.as_ref(), v).await?,
-            FeedScope::App(_, v, p) => catalog::of_app(st, scope.repo.as_ref(), v, p).await?,
-            FeedScope::Version(_, v, p, x) => {
-                catalog::of_app(st, scope.repo.as_ref(), v, p).await?.into_iter().filter(|e| e.a.app_version() == *x).collect()
+    let body = cached(st, scope, base, format!("feed\0{listing}\0{n}"), || async {
+        let req = PageRequest { number: n as u32, size: FEED_PAGE as u32 };
+        let (entries, total) = catalog::page_of(st, scope.repo.as_ref(), &listing, req).await?;
+        let when = |e: &Entry| {
+            if updates {
+                e.v.released_date.clone().unwrap_or_else(|| e.v.created_date.clone())
+            } else {
+                e.v.created_date.clone()
             }
         };
-        let mut entries: Vec<Entry> = entries.into_iter().filter(|e| under(&e.a, aps)).collect();
-        let when = |e: &Entry| if updates { e.v.last_modified_date.clone() } else { e.v.created_date.clone() };
-        entries.sort_by(|a, b| when(b).cmp(&when(a)).then_with(|| b.v.name.cmp(&a.v.name)));
-        Ok(atom(base, &self_path, &title, &entries, n, &when))
+        Ok(atom(base, &self_path, &title, &entries, total.max(0) as usize, n, &when))
     })
     .await?;
     Ok(answer(ATOM, body))
 }
 
 /// An Atom 1.0 feed of one page of `entries`, with OpenSearch counts and RFC 5005 links.
-fn atom(base: &BaseUrl, self_path: &str, title: &str, entries: &[Entry], n: usize, when: &dyn Fn(&Entry) -> String) -> String {
-    let total = entries.len();
+fn atom(base: &BaseUrl, self_path: &str, title: &str, shown: &[Entry], total: usize, n: usize, when: &dyn Fn(&Entry) -> String) -> String {
     let pages = total.div_ceil(FEED_PAGE).max(1);
-    let shown = entries.iter().skip((n - 1) * FEED_PAGE).take(FEED_PAGE);
     let url = format!("{}{self_path}", base.0);
     let link = |rel: &str, page: usize| format!(r#"<link rel="{rel}" type="application/atom+xml" href="{}?page={page}"/>"#, esc(&url));
     let mut links = vec![format!(r#"<link rel="self" type="application/atom+xml" href="{}?page={n}"/>"#, esc(&url)), link("first", 1), link("last", pages)];
@@ -384,7 +373,7 @@ fn atom(base: &BaseUrl, self_path: &str, title: &str, entries: &[Entry], n: usiz
     if n > 1 {
         links.push(link("previous", (n - 1).min(pages)));
     }
-    let updated = entries.first().map(when).unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
+    let updated = shown.first().map(when).unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
     let mut out = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\" xmlns:opensearch=\"http://a9.com/-/spec/opensearch/1.1/\" xmlns:aps=\"http://apstandard.com/ns/repo/1\">\n<id>{}</id><title>{}</title><updated>{}</updated><author><name>depot</name></author>\n{}\n<opensearch:totalResults>{total}</opensearch:totalResults><opensearch:startIndex>{}</opensearch:startIndex><opensearch:itemsPerPage>{FEED_PAGE}</opensearch:itemsPerPage>\n",
         esc(&url),

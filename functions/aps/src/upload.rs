@@ -240,6 +240,7 @@ async fn commit_as(
     req.metadata = attrs.to_metadata();
     req.files = files;
     req.stages = stages;
+    req.listing = Some(crate::catalog::listing_of(&attrs));
     match st.registry.create_version(req, actor).await {
         Ok(_) => Ok(attrs),
         Err(Error::Exists { .. }) => Err(Refusal::Other(Error::conflict(format!(

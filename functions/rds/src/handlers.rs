@@ -251,6 +251,7 @@ pub async fn upload(
         number: None,
         requires: vec![],
         stages: vec![],
+        listing: None,
     };
     match st.registry.create_version(req, &scope.actor).await {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "saved": true }))).into_response()),

@@ -76,6 +76,27 @@ impl PackageSummary {
     }
 }
 
+/// The listings a version belongs to while it is released.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listing {
+    /// Version listings ordered by the version's upload time.
+    #[serde(default)]
+    pub by_upload: Vec<String>,
+    /// Version listings ordered by the time it was released.
+    #[serde(default)]
+    pub by_release: Vec<String>,
+    /// (name listing, name) pairs.
+    #[serde(default)]
+    pub members: Vec<(String, String)>,
+}
+
+impl Listing {
+    pub fn is_empty(&self) -> bool {
+        self.by_upload.is_empty() && self.by_release.is_empty() && self.members.is_empty()
+    }
+}
+
 /// One version of a package. Item `PKG#{p}/{r}/{key}` + `VER#{version}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -113,6 +134,12 @@ pub struct PackageVersion {
     /// integer (OCP's ids): allocated once, never reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<u64>,
+    /// The listings it belongs to while it is released (`registry::listings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<Listing>,
+    /// When it was released (reached `@release`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_date: Option<String>,
 }
 
 impl PackageVersion {

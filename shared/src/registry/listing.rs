@@ -136,7 +136,7 @@ impl Registry {
     /// jump to a page not yet reached in this state walks there from the nearest page
     /// start remembered below it, in reads of about [`WALK_ITEMS`] items (not one read
     /// per page), remembering where each read ends.
-    async fn paged(
+    pub(super) async fn paged(
         &self,
         partition: String,
         kind: &str,

@@ -7,10 +7,11 @@
 //! condition that its `revision` has not moved; on a lost race they read again.
 use serde_json::{Map, Value};
 
+use super::listings::listing_ops;
 use super::{Hold, Registry};
 use crate::error::Kind;
 use crate::model::{
-    compare_versions, now_iso, printable, validate_name, validate_package_key, validate_version, Action, Actor,
+    compare_versions, now_iso, printable, validate_name, validate_package_key, validate_version, Action, Actor, Listing,
     MetadataEntry, PackageSummary, PackageVersion, RepoType,
 };
 use crate::store::schema::{
@@ -62,6 +63,8 @@ pub struct NewVersion {
     /// The stages a new version starts with (an APS package approved and published at
     /// upload): `@release` needs `by`'s MANAGE. A replaced version keeps its own.
     pub stages: Vec<&'static str>,
+    /// The listings the version belongs to while it is released (`registry::listings`).
+    pub listing: Option<Listing>,
 }
 
 /// The write that claims a version's content path: a path is held by one version of
@@ -102,6 +105,7 @@ impl NewVersion {
             number: None,
             requires: vec![],
             stages: vec![],
+            listing: None,
         }
     }
 }
@@ -264,6 +268,12 @@ impl Registry {
                         req.version
                     )));
                 }
+                if old.is_released() && old.listing.is_some() {
+                    return Err(Error::conflict(format!(
+                        "version [{}] of package [{k}] is published in a catalog: delete it before uploading it again",
+                        req.version
+                    )));
+                }
             }
             let summary = self.find_package(p, r, k).await?;
             let version = version_record(req, existing.as_ref(), by.name(), &now);
@@ -296,10 +306,23 @@ impl Registry {
             let mut version_item = to_item(&vkey, &version)?;
             index_version(&mut version_item, p, r, k, &version.name);
             index_upload(&mut version_item, p, r, k, &version.name, &version.created_date);
+            // A version released with listings goes into them in the same transaction,
+            // under the repository's uid (the condition makes sure it is that one).
+            let listed = match (&version.listing, &version.released_date) {
+                (Some(l), Some(at)) if existing.is_none() => {
+                    let uid = self.get_repository(p, r).await?.uid;
+                    Some((listing_ops(&uid, &version, l, at, 1)?, uid))
+                }
+                _ => None,
+            };
+            let repo_cond = match &listed {
+                Some((_, uid)) => Cond::All(vec![open_repo(), Cond::Eq("uid".into(), Value::from(uid.clone()))]),
+                None => open_repo(),
+            };
             let mut ops = vec![
                 TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
-                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: open_repo() },
+                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: repo_cond },
                 Registry::guard_op(&req.blob.key, &req.blob.hold),
                 path_op(req, existing.as_ref()),
             ];
@@ -318,6 +341,9 @@ impl Registry {
                 ops.push(TxOp::Put { item, cond: Cond::None });
             }
             ops.extend(history_op);
+            if let Some((listing, _)) = listed {
+                ops.extend(listing);
+            }
             match self.table.transact(ops).await {
                 Ok(()) => return Ok((version, is_new_version)),
                 Err(e) if required.clone().any(|i| e.failed_op(i)) => {
@@ -380,12 +406,23 @@ impl Registry {
                     cond: summary_cond,
                 }
             };
+            // A released version leaves its listings with it.
+            let (listed, repo_cond) = match (&old.listing, old.is_released()) {
+                (Some(l), true) => {
+                    let uid = self.get_repository(project, repo).await?.uid;
+                    let at = old.released_date.clone().unwrap_or_else(|| old.created_date.clone());
+                    let cond = Cond::All(vec![Cond::Exists, Cond::Eq("uid".into(), Value::from(uid.clone()))]);
+                    (listing_ops(&uid, &old, l, &at, -1)?, cond)
+                }
+                _ => (vec![], Cond::Exists),
+            };
             let mut ops = vec![
                 version_op,
                 summary_op,
-                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: Cond::Exists },
+                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: repo_cond },
                 TxOp::Delete { key: path_key(project, repo, &old.content_path), cond: Cond::None },
             ];
+            ops.extend(listed);
             if let Some(n) = old.number {
                 ops.push(TxOp::Delete { key: number_key(project, repo, n), cond: Cond::None });
             }
@@ -470,33 +507,44 @@ impl Registry {
             }
             // Only the stage reached is appended: straight to `@release` adds only that tag,
             // as bkrepo's StageServiceImpl does.
-            v.stage_tag.push(STAGES[next - 1].to_string());
+            let was_released = v.is_released();
+            let old_revision = v.revision;
             let now = now_iso();
+            v.stage_tag.push(STAGES[next - 1].to_string());
+            v.revision += 1;
+            v.last_modified_by = by.name().to_string();
+            v.last_modified_date = now.clone();
             let mut set = Item::new();
             set.insert("stageTag".into(), serde_json::to_value(&v.stage_tag).map_err(Error::internal)?);
             set.insert("lastModifiedBy".into(), by.name().into());
             set.insert("lastModifiedDate".into(), now.clone().into());
-            let ops = vec![
+            // Released now: into its listings, in the same transaction.
+            let mut listed = vec![];
+            let mut repo_cond = open_repo();
+            if let (Some(l), false, true) = (v.listing.clone(), was_released, v.is_released()) {
+                let uid = self.get_repository(project, repo).await?.uid;
+                v.released_date = Some(now.clone());
+                set.insert("releasedDate".into(), now.clone().into());
+                listed = listing_ops(&uid, &v, &l, &now, 1)?;
+                repo_cond = Cond::All(vec![open_repo(), Cond::Eq("uid".into(), Value::from(uid))]);
+            }
+            let mut ops = vec![
                 TxOp::Update {
                     key: version_key(project, repo, key, version),
                     set,
                     add: vec![("revision".into(), 1)],
-                    cond: Cond::Eq("revision".into(), Value::from(v.revision)),
+                    cond: Cond::Eq("revision".into(), Value::from(old_revision)),
                 },
                 TxOp::Update {
                     key: repo_key(project, repo),
                     set: Item::new(),
                     add: vec![("generation".into(), 1)],
-                    cond: open_repo(),
+                    cond: repo_cond,
                 },
             ];
+            ops.extend(listed);
             match self.table.transact(ops).await {
-                Ok(()) => {
-                    v.revision += 1;
-                    v.last_modified_by = by.name().to_string();
-                    v.last_modified_date = now;
-                    return Ok(v);
-                }
+                Ok(()) => return Ok(v),
                 Err(e) if e.failed_op(1) => return Err(self.closed_repository(project, repo).await),
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
@@ -576,6 +624,11 @@ fn version_record(req: &NewVersion, existing: Option<&PackageVersion>, by: &str,
             keys
         },
         number: req.number,
+        listing: req.listing.clone().filter(|l| !l.is_empty()),
+        released_date: match existing {
+            Some(o) => o.released_date.clone(),
+            None => req.stages.contains(&crate::model::STAGE_RELEASE).then(|| now.to_string()),
+        },
     }
 }
 

@@ -19,6 +19,9 @@
 //! | remembered page start of a listing | `PAGES#{p}/{r}` | `{kind}#{state}#{size}#{page}` |
 //! | the version that holds a content path | `PATH#{p}/{r}` | the path, such as `/chart-1.0.0.tgz` |
 //! | garbage collection's mark on a blob | `GCMARK` | the blob key |
+//! | a released version in a listing (a copy) | `LISTED#{repo uid}#{listing}` | `{time}#{key}#{version}` |
+//! | a member of a listing of names, counted | `MEMBERS#{repo uid}#{listing}` | the name |
+//! | how many versions a listing holds | `LISTCOUNT#{repo uid}` | the listing |
 //!
 //! | index | PK | SK | items |
 //! |---|---|---|---|
@@ -204,6 +207,28 @@ pub fn numbers_key(project: &str, repo: &str) -> Key {
 /// Which version holds number `n` (in the repository's partition: it goes with it).
 pub fn number_key(project: &str, repo: &str, n: u64) -> Key {
     Key::new(repo_partition(project, repo), format!("NUM#{n:020}"))
+}
+
+/// A listing's partition (`registry::listings`): under the repository's uid, so that a
+/// repository created again under an old name starts empty.
+pub fn listed_partition(uid: &str, listing: &str) -> String {
+    format!("LISTED#{uid}#{listing}")
+}
+
+pub fn listed_key(uid: &str, listing: &str, time: &str, key: &str, version: &str) -> Key {
+    Key::new(listed_partition(uid, listing), format!("{time}#{key}#{version}"))
+}
+
+pub fn members_partition(uid: &str, listing: &str) -> String {
+    format!("MEMBERS#{uid}#{listing}")
+}
+
+pub fn member_key(uid: &str, listing: &str, member: &str) -> Key {
+    Key::new(members_partition(uid, listing), member.to_string())
+}
+
+pub fn listing_count_key(uid: &str, listing: &str) -> Key {
+    Key::new(format!("LISTCOUNT#{uid}"), listing.to_string())
 }
 
 /// The index that lists a repository's versions in upload order.

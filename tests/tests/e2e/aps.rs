@@ -630,3 +630,80 @@ async fn a_signed_package_serves_its_certificate() {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(body).unwrap(), der);
 }
+
+/// A multipart body of text fields and one file.
+fn multipart(texts: &[(&str, &str)], file: (&str, Vec<u8>)) -> (String, Vec<u8>) {
+    let boundary = "apsboundary7d1f";
+    let mut body = Vec::new();
+    for (k, v) in texts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"p.app.zip\"\r\nContent-Type: application/zip\r\n\r\n", file.0)
+            .as_bytes(),
+    );
+    body.extend_from_slice(&file.1);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// What a page or feed costs at the table follows what it shows, not the catalog: the
+/// same reads, cold, cost the same calls and read the same items with 25 packages in
+/// the catalog and with 65.
+#[tokio::test]
+async fn catalog_reads_cost_what_they_show() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::atomic::Ordering;
+    let (_dir, app, counting) = crate::harness::counted_embedded().await;
+    let upload = |pkg: Pkg| {
+        let app = app.clone();
+        async move {
+            let fields = [("username", ADMIN.0), ("password", ADMIN.1), ("approve", "true"), ("publish", "true")];
+            let (ct, body) = multipart(&fields, ("file", pkg.zip()));
+            let req = Request::post("/aps/packager/upload/").header("content-type", ct).body(Body::from(body)).unwrap();
+            let (s, b) = crate::harness::oneshot(&app, req).await;
+            assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        }
+    };
+    for v in ["1.0", "1.1", "1.2"] {
+        upload(Pkg::v2("Wiki", v, "pack.example.com")).await;
+    }
+    let mut others = 0;
+    let reads = [
+        "/aps/2.0/",
+        "/aps/2.0/Example/",
+        "/aps/all/Example/Wiki/",
+        "/aps/2.0/Example/Wiki/1.1-1/",
+        "/aps/2.0/Example/Wiki/1.1-1/?packager=pack.example.com",
+        "/aps/2.0/Example/Wiki/1.1-1/resources",
+        "/aps/2.0/Example/Wiki/1.1-1.aps?packager=pack.example.com",
+        "/aps/2.0/Example/Wiki.atom",
+        "/aps/feed.atom",
+        "/aps/updates.atom",
+        "/aps/2.0.atom?page=1",
+    ];
+    let mut costs: Vec<Vec<(usize, usize)>> = vec![];
+    for size in [25, 65] {
+        while 3 + others < size {
+            upload(Pkg { vendor: "Other".into(), ..Pkg::v2(&format!("App{others}"), "1.0", "pack.example.com") }).await;
+            others += 1;
+        }
+        // Each read once after the writes: the renderings of the state before are no use.
+        let mut row = vec![];
+        for path in reads {
+            let (c0, i0) = (counting.calls.load(Ordering::SeqCst), counting.items_read.load(Ordering::SeqCst));
+            let (s, b) = crate::harness::oneshot(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+            assert!(s == 200 || s == 303, "{path}: {s} {}", String::from_utf8_lossy(&b));
+            row.push((counting.calls.load(Ordering::SeqCst) - c0, counting.items_read.load(Ordering::SeqCst) - i0));
+        }
+        costs.push(row);
+    }
+    for (i, path) in reads.iter().enumerate() {
+        eprintln!("{path}: 25 packages {:?}, 65 packages {:?} (table calls, items read)", costs[0][i], costs[1][i]);
+        assert_eq!(costs[0][i], costs[1][i], "{path} costs what the catalog holds");
+        assert!(costs[1][i].0 <= 4 && costs[1][i].1 <= 2 * FEED + 4, "{path}: {:?}", costs[1][i]);
+    }
+}
+
+const FEED: usize = 20;
