@@ -217,7 +217,7 @@ impl Registry {
                 .update(&repo_key(project, name), set, &[], Cond::Exists)
                 .await
                 .map_err(|e| e.on_conflict(|| Error::not_found(Kind::Repository, format!("{project}/{name}"))))?;
-            self.delete_packages_of(project, name).await?;
+            self.delete_packages_of(project, name, &repo.uid).await?;
             cond = Cond::Exists;
         }
         let ops = vec![
@@ -247,14 +247,34 @@ impl Registry {
         delete_all(&*self.table, Query::partition(pages_partition(project, name))).await
     }
 
-    /// Deletes every package summary and version item of a repository, page by page.
-    async fn delete_packages_of(&self, project: &str, repo: &str) -> Result<()> {
+    /// Deletes every package summary and version item of a repository, page by page,
+    /// and the listings its released versions were in (`registry::listings`; nothing
+    /// would read them, under the gone repository's uid, but they would stay).
+    async fn delete_packages_of(&self, project: &str, repo: &str, uid: &str) -> Result<()> {
+        use crate::store::schema::{listed_partition, listing_count_key, members_partition, VER_SK_PREFIX};
         let packages = query_all(&*self.table, Query::prefix(repo_partition(project, repo), PKG_SK_PREFIX)).await?;
+        let mut listings = std::collections::BTreeSet::new();
+        let mut names = std::collections::BTreeSet::new();
         for pkg in packages {
             let key = Key::of(&pkg)?;
             let package_key = key.sk.trim_start_matches(PKG_SK_PREFIX);
-            delete_all(&*self.table, Query::partition(package_partition(project, repo, package_key))).await?;
+            let partition = package_partition(project, repo, package_key);
+            for item in query_all(&*self.table, Query::prefix(partition.clone(), VER_SK_PREFIX)).await? {
+                let listing = item.get("listing").cloned().and_then(|l| serde_json::from_value::<crate::model::Listing>(l).ok());
+                if let Some(l) = listing {
+                    listings.extend(l.by_upload.into_iter().chain(l.by_release));
+                    names.extend(l.members.into_iter().map(|(n, _)| n));
+                }
+            }
+            delete_all(&*self.table, Query::partition(partition)).await?;
             self.table.delete(&key, Cond::None).await?;
+        }
+        for l in &listings {
+            delete_all(&*self.table, Query::partition(listed_partition(uid, l))).await?;
+            self.table.delete(&listing_count_key(uid, l), Cond::None).await?;
+        }
+        for n in &names {
+            delete_all(&*self.table, Query::partition(members_partition(uid, n))).await?;
         }
         Ok(())
     }

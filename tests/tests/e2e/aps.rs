@@ -325,6 +325,11 @@ async fn round_trip(base: &str) {
     let a = cat.get(&lookup("2.0", &wp, "aps", "packager=pack.example.com")).await;
     assert_eq!(a.status, 303, "one package is left: {}", a.text());
     assert_eq!(cat.get(&lookup("2.0", &wp, "aps", &full(&wp, "x86_64"))).await.status, 404);
+    // And out of the pages and feeds.
+    let feed = well_formed(&cat.get("/aps/2.0/Example/WordPress.atom").await);
+    assert!(feed.contains("<opensearch:totalResults>1</opensearch:totalResults>") && !feed.contains("x86_64"), "{feed}");
+    let index = well_formed(&cat.get("/aps/2.0/Example/WordPress/6.1-1/?packager=pack.example.com").await);
+    assert_eq!(count(&index, "class=\"package\""), 1, "{index}");
 }
 
 #[tokio::test]
@@ -707,3 +712,50 @@ async fn catalog_reads_cost_what_they_show() {
 }
 
 const FEED: usize = 20;
+
+/// A catalog deleted with its packages leaves no listing behind, and one created again
+/// under its name starts empty.
+#[tokio::test]
+async fn a_deleted_catalog_takes_its_listings() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use depot_core::store::{query_all, schema, Query};
+    let dir = tempfile::tempdir().unwrap();
+    let config = depot_core::config::Config { data_dir: dir.path().to_path_buf(), admin_password: Some(ADMIN_PASSWORD.into()), ..Default::default() };
+    let state = depot_core::http::AppState::open(config, false).await.unwrap();
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let app = crate::harness::surfaces(state.clone());
+    let fields = [("username", ADMIN.0), ("password", ADMIN.1), ("publish", "true")];
+    let pkg = Pkg::v2("Gone", "1.0", "pack.example.com");
+    let send = |req: Request<Body>| {
+        let app = app.clone();
+        async move { crate::harness::oneshot(&app, req).await }
+    };
+    let (ct, body) = multipart(&fields, ("file", pkg.zip()));
+    let (s, _) = send(Request::post("/aps/packager/upload/").header("content-type", &ct).body(Body::from(body.clone())).unwrap()).await;
+    assert_eq!(s, 200);
+    let uid = state.registry.get_repository("aps", "catalog").await.unwrap().uid;
+    let held = |listing: &str| {
+        let table = state.registry.table.clone();
+        let q = Query::partition(schema::listed_partition(&uid, listing));
+        async move { query_all(&*table, q).await.unwrap().len() }
+    };
+    assert_eq!(held("feed/all").await, 1);
+    let auth = format!("Basic {}", crate::harness::basic(ADMIN.0, ADMIN.1));
+    let del = Request::delete("/repository/api/repo/delete/aps/catalog?forced=true").header("authorization", &auth).body(Body::empty()).unwrap();
+    let (s, b) = send(del).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    for listing in ["feed/all", "feed/2.0", "updates", "version/2.0/Example/Gone/1.0-1"] {
+        assert_eq!(held(listing).await, 0, "{listing}");
+    }
+    let members = query_all(&*state.registry.table, Query::partition(schema::members_partition(&uid, "vendors/all"))).await.unwrap();
+    assert!(members.is_empty(), "{members:?}");
+    let (s, b) = send(Request::get("/aps/feed.atom").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&b).contains("<opensearch:totalResults>0</opensearch:totalResults>"));
+    // Uploaded again into a catalog created again: there once.
+    let (s, _) = send(Request::post("/aps/packager/upload/").header("content-type", &ct).body(Body::from(body)).unwrap()).await;
+    assert_eq!(s, 200);
+    let (_, b) = send(Request::get("/aps/feed.atom").body(Body::empty()).unwrap()).await;
+    assert!(String::from_utf8_lossy(&b).contains("<opensearch:totalResults>1</opensearch:totalResults>"));
+}
