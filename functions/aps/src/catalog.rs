@@ -83,6 +83,23 @@ impl Attrs {
         self.os.as_deref().unwrap_or(UNDEFINED)
     }
 
+    /// What the catalog shows of it, by name (a package index's rows, a feed entry's
+    /// APS elements).
+    pub fn fields(&self) -> [(&'static str, &str); 10] {
+        [
+            ("vendor", &self.vendor),
+            ("application", &self.application),
+            ("version", &self.version),
+            ("release", &self.release),
+            ("packager", &self.packager),
+            ("type", &self.package_type),
+            ("apsVersion", &self.aps_version),
+            ("arch", self.arch()),
+            ("platform", self.platform()),
+            ("os", self.os()),
+        ]
+    }
+
     /// What tells two packages of one application version apart.
     pub fn identity(&self) -> [String; 6] {
         [

@@ -133,17 +133,44 @@ fn distinct(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// `/aps/{APSver}/`: the vendors.
-pub async fn vendors(State(st): State<AppState>, scope: Scope, base: BaseUrl, Path(aps): Path<String>) -> Result<Response> {
-    aps_version_of(&aps)?;
-    let body = cached(&st, &scope, &base, format!("vendors\0{aps}"), || async {
-        let names = distinct(catalog::names(&st, scope.repo.as_ref(), &format!("vendors/{aps}")).await?);
-        let items: Vec<_> = names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/", base.0, seg(&n)), n)).collect();
-        let feed = format!("{}/aps/{aps}.atom", base.0);
-        Ok(page(&format!("APS {aps}: vendors"), Some(&feed), &links("vendor", &items)))
+/// An index page of names (vendors, applications, versions, packagers): one Query of a
+/// name listing. `href` makes a name's link; an empty list is a 404 when `missing`
+/// names what is not there.
+#[allow(clippy::too_many_arguments)]
+async fn names_page(
+    st: &AppState,
+    scope: &Scope,
+    base: &BaseUrl,
+    listing: String,
+    class: &str,
+    title: String,
+    feed: String,
+    missing: Option<String>,
+    href: impl Fn(&str) -> String,
+) -> Result<Response> {
+    let body = cached(st, scope, base, format!("names\0{listing}"), || async {
+        let mut names = catalog::names(st, scope.repo.as_ref(), &listing).await?;
+        if let (true, Some(what)) = (names.is_empty(), &missing) {
+            return Err(not_found(what));
+        }
+        if class == "version" {
+            names.sort_by(|a, b| catalog::version_order(b, a));
+        } else {
+            names = distinct(names);
+        }
+        let items: Vec<_> = names.into_iter().map(|n| (href(&n), n)).collect();
+        Ok(page(&title, Some(&feed), &links(class, &items)))
     })
     .await?;
     Ok(answer(XHTML, body))
+}
+
+/// `/aps/{APSver}/`: the vendors.
+pub async fn vendors(State(st): State<AppState>, scope: Scope, base: BaseUrl, Path(aps): Path<String>) -> Result<Response> {
+    aps_version_of(&aps)?;
+    let (listing, feed) = (format!("vendors/{aps}"), format!("{}/aps/{aps}.atom", base.0));
+    let href = |n: &str| format!("{}/aps/{aps}/{}/", base.0, seg(n));
+    names_page(&st, &scope, &base, listing, "vendor", format!("APS {aps}: vendors"), feed, None, href).await
 }
 
 /// `/aps/{APSver}/{Vendor}/`: the vendor's applications.
@@ -154,17 +181,11 @@ pub async fn apps(
     Path((aps, vendor)): Path<(String, String)>,
 ) -> Result<Response> {
     aps_version_of(&aps)?;
-    let body = cached(&st, &scope, &base, format!("apps\0{aps}\0{vendor}"), || async {
-        let names = distinct(catalog::names(&st, scope.repo.as_ref(), &format!("apps/{aps}/{vendor}")).await?);
-        if names.is_empty() {
-            return Err(not_found(&format!("vendor {vendor}")));
-        }
-        let items: Vec<_> = names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/{}/", base.0, seg(&vendor), seg(&n)), n)).collect();
-        let feed = format!("{}/aps/{aps}/{}.atom", base.0, seg(&vendor));
-        Ok(page(&format!("{vendor}: applications"), Some(&feed), &links("application", &items)))
-    })
-    .await?;
-    Ok(answer(XHTML, body))
+    let here = format!("{}/aps/{aps}/{}", base.0, seg(&vendor));
+    let (listing, feed) = (format!("apps/{aps}/{vendor}"), format!("{here}.atom"));
+    let href = |n: &str| format!("{here}/{}/", seg(n));
+    let missing = Some(format!("vendor {vendor}"));
+    names_page(&st, &scope, &base, listing, "application", format!("{vendor}: applications"), feed, missing, href).await
 }
 
 /// `/aps/{APSver}/{Vendor}/{App}/`: the application's versions, newest first.
@@ -175,19 +196,11 @@ pub async fn versions(
     Path((aps, vendor, app)): Path<(String, String, String)>,
 ) -> Result<Response> {
     aps_version_of(&aps)?;
-    let body = cached(&st, &scope, &base, format!("versions\0{aps}\0{vendor}\0{app}"), || async {
-        let mut names = catalog::names(&st, scope.repo.as_ref(), &format!("versions/{aps}/{vendor}/{app}")).await?;
-        if names.is_empty() {
-            return Err(not_found(&format!("application {vendor}/{app}")));
-        }
-        names.sort_by(|a, b| catalog::version_order(b, a));
-        let items: Vec<_> =
-            names.into_iter().map(|n| (format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&n)), n)).collect();
-        let feed = format!("{}/aps/{aps}/{}/{}.atom", base.0, seg(&vendor), seg(&app));
-        Ok(page(&format!("{vendor} {app}: versions"), Some(&feed), &links("version", &items)))
-    })
-    .await?;
-    Ok(answer(XHTML, body))
+    let here = format!("{}/aps/{aps}/{}/{}", base.0, seg(&vendor), seg(&app));
+    let (listing, feed) = (format!("versions/{aps}/{vendor}/{app}"), format!("{here}.atom"));
+    let href = |n: &str| format!("{here}/{}/", seg(n));
+    let missing = Some(format!("application {vendor}/{app}"));
+    names_page(&st, &scope, &base, listing, "version", format!("{vendor} {app}: versions"), feed, missing, href).await
 }
 
 /// What a package index shows of one package.
@@ -195,23 +208,14 @@ fn details(base: &BaseUrl, aps: &str, e: &Entry) -> String {
     let a = &e.a;
     let row = |k: &str, v: &str| format!("<dt>{}</dt><dd class=\"{}\">{}</dd>", esc(k), esc(k), esc(v));
     let mut dl = String::new();
-    for (k, v) in [
-        ("vendor", a.vendor.as_str()),
-        ("application", &a.application),
-        ("version", &a.version),
-        ("release", &a.release),
-        ("packager", &a.packager),
-        ("type", &a.package_type),
-        ("apsVersion", &a.aps_version),
-        ("arch", a.arch()),
-        ("platform", a.platform()),
-        ("os", a.os()),
+    let size = e.v.size.to_string();
+    for (k, v) in a.fields().into_iter().chain([
         ("commercialName", a.commercial_name.as_deref().unwrap_or("")),
         ("summary", a.summary.as_deref().unwrap_or("")),
-        ("size", &e.v.size.to_string()),
+        ("size", &size),
         ("sha256", &e.v.sha256),
         ("uploaded", &e.v.created_date),
-    ] {
+    ]) {
         dl.push_str(&row(k, v));
     }
     let resources = format!("{}/aps/{aps}/{}/{}/{}/resources?packager={}", base.0, seg(&a.vendor), seg(&a.application), seg(&a.app_version()), seg(&a.packager));
@@ -223,6 +227,12 @@ fn details(base: &BaseUrl, aps: &str, e: &Entry) -> String {
     )
 }
 
+/// Checks the `{APSver}` segment; the `packager` argument, when it has one.
+fn packager_arg(aps: &str, q: Option<&str>) -> Result<Option<String>> {
+    aps_version_of(aps)?;
+    Ok(query_of(q)?.packager.filter(|p| !p.trim().is_empty()))
+}
+
 /// `/aps/{APSver}/{Vendor}/{App}/{AppVer}/`: the version's packagers; with `?packager=`,
 /// the package index of that packager's packages.
 pub async fn version(
@@ -232,22 +242,18 @@ pub async fn version(
     Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    aps_version_of(&aps)?;
-    let q = query_of(q.as_deref())?;
-    let packager = q.packager.filter(|p| !p.trim().is_empty());
-    let kind = format!("version\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
+    let packager = packager_arg(&aps, q.as_deref())?;
+    let here = format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&appver));
+    let feed = format!("{}/aps/{aps}/{}/{}/{}.atom", base.0, seg(&vendor), seg(&app), seg(&appver));
+    let Some(packager) = packager else {
+        let listing = format!("packagers/{aps}/{vendor}/{app}/{appver}");
+        let title = format!("{vendor} {app} {appver}: packagers");
+        let href = |n: &str| format!("{here}?packager={}", seg(n));
+        let missing = Some(format!("{vendor} {app} {appver}"));
+        return names_page(&st, &scope, &base, listing, "packager", title, feed, missing, href).await;
+    };
+    let kind = format!("version\0{aps}\0{vendor}\0{app}\0{appver}\0{packager}");
     let body = cached(&st, &scope, &base, kind, || async {
-        let here = format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&appver));
-        let feed = format!("{}/aps/{aps}/{}/{}/{}.atom", base.0, seg(&vendor), seg(&app), seg(&appver));
-        let Some(packager) = packager else {
-            let listing = format!("packagers/{aps}/{vendor}/{app}/{appver}");
-            let names = distinct(catalog::names(&st, scope.repo.as_ref(), &listing).await?);
-            if names.is_empty() {
-                return Err(not_found(&format!("{vendor} {app} {appver}")));
-            }
-            let items: Vec<_> = names.into_iter().map(|n| (format!("{here}?packager={}", seg(&n)), n)).collect();
-            return Ok(page(&format!("{vendor} {app} {appver}: packagers"), Some(&feed), &links("packager", &items)));
-        };
         let entries = catalog::of_version(&st, scope.repo.as_ref(), &aps, &vendor, &app, &appver).await?;
         let mine: Vec<&Entry> = entries.iter().filter(|e| e.a.packager.eq_ignore_ascii_case(&packager)).collect();
         if mine.is_empty() {
@@ -269,9 +275,7 @@ pub async fn resources(
     Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    aps_version_of(&aps)?;
-    let q = query_of(q.as_deref())?;
-    let packager = q.packager.filter(|p| !p.trim().is_empty());
+    let packager = packager_arg(&aps, q.as_deref())?;
     let kind = format!("resources\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
     let body = cached(&st, &scope, &base, kind, || async {
         let entries: Vec<Entry> = catalog::of_version(&st, scope.repo.as_ref(), &aps, &vendor, &app, &appver)
@@ -388,18 +392,7 @@ fn atom(base: &BaseUrl, self_path: &str, title: &str, shown: &[Entry], total: us
         let bits = format!("{}{}", base.0, resource_path(s, a, "aps"));
         let index = format!("{}{}", base.0, package_index_path(s, a));
         let mut aps_el = String::new();
-        for (k, v) in [
-            ("vendor", a.vendor.as_str()),
-            ("application", &a.application),
-            ("version", &a.version),
-            ("release", &a.release),
-            ("packager", &a.packager),
-            ("type", &a.package_type),
-            ("apsVersion", &a.aps_version),
-            ("arch", a.arch()),
-            ("platform", a.platform()),
-            ("os", a.os()),
-        ] {
+        for (k, v) in a.fields() {
             aps_el.push_str(&format!("<aps:{k}>{}</aps:{k}>", esc(v)));
         }
         if let Some(c) = &a.commercial_name {
