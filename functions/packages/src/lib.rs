@@ -53,6 +53,11 @@ pub fn routes() -> Routes {
         .get("/auth/api/user/list", Admin, auth::list_users)
         // Users act on themselves; an administrator on anyone (the use case decides).
         .get("/auth/api/user/detail/{userId}", User, auth::user_detail)
+        .get("/auth/api/user/info", User, auth::user_info)
+        .get("/auth/api/user/page/{pageNumber}/{pageSize}", Admin, auth::user_page)
+        .put("/auth/api/user/update/info/{userId}", User, auth::update_user)
+        .delete("/auth/api/user/delete/{userId}", Admin, auth::delete_user)
+        // depot's older paths of the two above.
         .put("/auth/api/user/{userId}", User, auth::update_user)
         .delete("/auth/api/user/{userId}", Admin, auth::delete_user)
         .post("/auth/api/user/token/{userId}/{name}", User, auth::create_token)
@@ -62,6 +67,12 @@ pub fn routes() -> Routes {
         .post("/auth/api/permission/create", User, auth::create_permission)
         .get("/auth/api/permission/list", User, auth::list_permissions)
         .delete("/auth/api/permission/delete/{id}", User, auth::delete_permission)
+        .put("/auth/api/permission/user", User, auth::update_permission_users)
+        .put("/auth/api/permission/action", User, auth::update_permission_actions)
+        .put("/auth/api/permission/repo", User, auth::update_permission_repos)
+        .put("/auth/api/permission/update/user", User, auth::update_permission_users)
+        .put("/auth/api/permission/update/action", User, auth::update_permission_actions)
+        .put("/auth/api/permission/update/repo", User, auth::update_permission_repos)
         // A session's repository is in the body or the session: the handler authorizes it.
         .post("/blobs/uploads", User, blobs::open_upload)
         .get("/blobs/uploads/{id}", User, blobs::upload_info)

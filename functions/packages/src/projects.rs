@@ -51,7 +51,8 @@ pub async fn create_project(
         display_name: body.display_name,
         description: body.description,
     };
-    Ok(ok(st.registry.create_project(req, scope.who().name()).await?))
+    // bkrepo answers the project's name.
+    Ok(ok(st.registry.create_project(req, scope.who().name()).await?.name))
 }
 
 pub async fn list_projects(State(st): State<AppState>) -> Result<Response> {

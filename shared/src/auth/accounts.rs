@@ -15,7 +15,7 @@ use crate::model::{
     format_iso, now_iso, parse_iso, printable, validate_name, Action, Identity, PermUser, Permission, ResourceType,
 };
 use crate::store::schema::{
-    forget_user_grants, from_item, permission_key, permission_pointer_key, permissions_partition, project_key,
+    forget_user_grants, from_item, permission_key, permission_name_key, permission_pointer_key, permissions_partition, project_key,
     repo_key, revision_cond, revision_of, set_next_revision, to_item, token_key, user_key, user_token_key,
     user_tokens_partition, DELETING_ATTR, REVISION_ATTR, RMW_ATTEMPTS, USERS_PK, USER_SK_PREFIX,
 };
@@ -479,10 +479,36 @@ impl Accounts {
                 return Error::not_found_as(Kind::User, user_id, format!("user [{user_id}] was deleted meanwhile"));
             }
             e.on_conflict(|| {
-                Error::exists_as(Kind::Token, name, format!("user [{user_id}] already has a token named [{name}]"))
+                Error::exists_as(
+                    Kind::Token,
+                    name,
+                    format!("user [{user_id}] already has a token named [{name}]; send expiredAt to renew it"),
+                )
             })
         })?;
         Ok((token, secret))
+    }
+
+    /// Gives an existing token a new expiry (bkrepo renews a token POSTed again with
+    /// `expiredAt`). Its secret stays what it was, and is not shown again.
+    pub async fn renew_token(&self, who: &Identity, user_id: &str, name: &str, expired_at: &str) -> Result<Token> {
+        require_self_or_admin(who, user_id)?;
+        validate_name("token name", name)?;
+        let expired_at = parse_expiry(expired_at)?;
+        let item = self.table.get(&user_token_key(user_id, name)).await?.ok_or_else(|| {
+            Error::not_found_as(Kind::Token, name, format!("token [{name}] of user [{user_id}] not found"))
+        })?;
+        let mut token: Token = from_item(item)?;
+        token.expired_at = Some(expired_at);
+        let ops = vec![
+            TxOp::Put { item: to_item(&user_token_key(user_id, name), &token)?, cond: Cond::Exists },
+            TxOp::Put { item: to_item(&token_key(&token.hash), &token)?, cond: Cond::Exists },
+        ];
+        self.table.transact(ops).await.map_err(|e| {
+            e.on_conflict(|| Error::not_found_as(Kind::Token, name, format!("token [{name}] of user [{user_id}] was deleted meanwhile")))
+        })?;
+        self.authenticator.invalidate(user_id);
+        Ok(Token { hash: String::new(), user_uid: String::new(), ..token })
     }
 
     /// Lists a user's tokens, without secrets or hashes.
@@ -496,16 +522,15 @@ impl Accounts {
             .collect()
     }
 
-    /// Deletes one token; requests that present it fail from now on.
-    pub async fn delete_token(&self, who: &Identity, user_id: &str, name: &str) -> Result<()> {
+    /// Deletes one token; requests that present it fail from now on. Answers whether
+    /// there was one (deleting none succeeds, as in bkrepo).
+    pub async fn delete_token(&self, who: &Identity, user_id: &str, name: &str) -> Result<bool> {
         require_self_or_admin(who, user_id)?;
         validate_name("token name", name)?;
-        let item = self.table.get(&user_token_key(user_id, name)).await?.ok_or_else(|| {
-            Error::not_found_as(Kind::Token, name, format!("token [{name}] of user [{user_id}] not found"))
-        })?;
+        let Some(item) = self.table.get(&user_token_key(user_id, name)).await? else { return Ok(false) };
         self.remove_token(&from_item(item)?).await?;
         self.authenticator.invalidate(user_id);
-        Ok(())
+        Ok(true)
     }
 
     async fn remove_token(&self, token: &Token) -> Result<()> {
@@ -541,6 +566,23 @@ impl Accounts {
         if req.users.is_empty() {
             return Err(Error::Invalid("users must name at least one user".into()));
         }
+        // One name per grant in a scope (a project and a resource type), as bkrepo has it:
+        // the grants from before the name was claimed are read, the claim settles races.
+        let taken = query_all(&*self.table, Query::partition(permissions_partition(&req.project_id))).await?;
+        let (perm_name, project_id) = (req.perm_name.clone(), req.project_id.clone());
+        let exists = move || {
+            Error::exists_as(
+                Kind::Permission,
+                &perm_name,
+                format!("permission [{perm_name}] already exists in project [{project_id}]"),
+            )
+        };
+        for item in taken {
+            let p: Permission = from_item(item)?;
+            if p.perm_name == req.perm_name && p.resource_type == req.resource_type {
+                return Err(exists());
+            }
+        }
         if req.users.len() + req.repos.len() > MAX_GRANT_NAMES {
             return Err(Error::Invalid(format!(
                 "a grant names at most {MAX_GRANT_NAMES} users and repositories together"
@@ -572,6 +614,8 @@ impl Accounts {
             users: req.users,
             created_by: who.name().to_string(),
             created_date: now_iso(),
+            updated_by: who.name().to_string(),
+            updated_date: now_iso(),
         };
         let mut pointer = permission_pointer_key(&perm.id).item();
         pointer.insert("projectId".into(), perm.project_id.clone().into());
@@ -595,9 +639,16 @@ impl Accounts {
         for r in &perm.repos {
             ops.push(TxOp::Check { key: repo_key(&perm.project_id, r), cond: Cond::Lacks(DELETING_ATTR.into()) });
         }
+        let claim = ops.len();
+        let mut name = permission_name_key(&perm.project_id, perm.resource_type, &perm.perm_name).item();
+        name.insert("id".into(), perm.id.clone().into());
+        ops.push(TxOp::Put { item: name, cond: Cond::NotExists });
         self.table.transact(ops).await.map_err(|e| {
             if e.failed_op(2) {
                 return Error::not_found(Kind::Project, &perm.project_id);
+            }
+            if e.failed_op(claim) {
+                return exists();
             }
             for (i, (kind, name)) in named.iter().enumerate() {
                 if e.failed_op(3 + i) {
@@ -612,25 +663,125 @@ impl Accounts {
         Ok(perm)
     }
 
-    /// A project's grants. Needs MANAGE on the project.
-    pub async fn list_permissions(&self, who: &Identity, project: &str) -> Result<Vec<Permission>> {
+    /// A project's grants, of one resource type and naming one repository when asked.
+    /// Needs MANAGE on the project.
+    pub async fn list_permissions(
+        &self,
+        who: &Identity,
+        project: &str,
+        resource_type: Option<ResourceType>,
+        repo: Option<&str>,
+    ) -> Result<Vec<Permission>> {
         self.authorizer.authorize(who, project, None, Action::Manage).await?;
         let items = query_all(&*self.table, Query::partition(permissions_partition(project))).await?;
-        items.into_iter().map(from_item).collect()
+        let all: Vec<Permission> = items.into_iter().map(from_item).collect::<Result<_>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|p| resource_type.is_none_or(|t| p.resource_type == t))
+            .filter(|p| repo.is_none_or(|r| p.repos.iter().any(|x| x == r)))
+            .collect())
     }
 
-    /// Revokes a grant. Needs MANAGE on its project.
-    pub async fn delete_permission(&self, who: &Identity, id: &str) -> Result<()> {
+    /// The grant `id` with its project, for a caller with MANAGE there; `None` when there
+    /// is no such grant.
+    async fn permission_for(&self, who: &Identity, id: &str) -> Result<Option<(Permission, u64)>> {
         who.require_user()?;
         validate_name("permission id", id)?;
-        let not_found = || Error::not_found(Kind::Permission, id);
-        let pointer: Item = self.table.get(&permission_pointer_key(id)).await?.ok_or_else(not_found)?;
-        let project = pointer.get("projectId").and_then(|v| v.as_str()).ok_or_else(not_found)?.to_string();
+        let Some(pointer) = self.table.get(&permission_pointer_key(id)).await? else { return Ok(None) };
+        let Some(project) = pointer.get("projectId").and_then(|v| v.as_str()).map(str::to_string) else { return Ok(None) };
         self.authorizer.authorize(who, &project, None, Action::Manage).await?;
-        let ops = vec![
-            TxOp::Delete { key: permission_key(&project, id), cond: Cond::Exists },
-            TxOp::Delete { key: permission_pointer_key(id), cond: Cond::Exists },
-        ];
-        self.table.transact(ops).await.map_err(|e| e.on_conflict(not_found))
+        match self.table.get(&permission_key(&project, id)).await? {
+            Some(item) => {
+                let rev = revision_of(&item);
+                Ok(Some((from_item(item)?, rev)))
+            }
+            None => Ok(None),
+        }
     }
+
+    /// Revokes a grant. Needs MANAGE on its project. Answers whether there was one.
+    pub async fn delete_permission(&self, who: &Identity, id: &str) -> Result<bool> {
+        let Some((perm, _)) = self.permission_for(who, id).await? else { return Ok(false) };
+        let ops = vec![
+            TxOp::Delete { key: permission_key(&perm.project_id, id), cond: Cond::Exists },
+            TxOp::Delete { key: permission_pointer_key(id), cond: Cond::Exists },
+            TxOp::Delete { key: permission_name_key(&perm.project_id, perm.resource_type, &perm.perm_name), cond: Cond::None },
+        ];
+        match self.table.transact(ops).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Changes a grant's users, actions or repositories (bkrepo's update routes). Needs
+    /// MANAGE on its project; what it names must exist, as at creation.
+    pub async fn update_permission(&self, who: &Identity, id: &str, change: PermissionChange) -> Result<Permission> {
+        for _ in 0..RMW_ATTEMPTS {
+            let (mut perm, rev) =
+                self.permission_for(who, id).await?.ok_or_else(|| Error::not_found(Kind::Permission, id))?;
+            let actions: Vec<Action> = {
+                let mut all: Vec<Action> = perm.users.iter().flat_map(|u| u.action.iter().copied()).collect();
+                all.sort_by_key(|a| a.as_str());
+                all.dedup();
+                all
+            };
+            match &change {
+                PermissionChange::Users(ids) => {
+                    if ids.is_empty() {
+                        return Err(Error::Invalid("userId must name at least one user".into()));
+                    }
+                    for u in ids {
+                        validate_name("user id", u)?;
+                        let live = self.table.get(&user_key(u)).await?.map(from_item::<UserRecord>).transpose()?;
+                        if live.is_none_or(|u| u.deleting) {
+                            return Err(Error::not_found(Kind::User, u));
+                        }
+                    }
+                    perm.users = ids.iter().map(|u| PermUser { id: u.clone(), action: actions.clone() }).collect();
+                }
+                PermissionChange::Actions(new) => {
+                    if new.is_empty() {
+                        return Err(Error::Invalid("actions must name at least one action".into()));
+                    }
+                    for u in &mut perm.users {
+                        u.action = new.clone();
+                    }
+                }
+                PermissionChange::Repos(repos) => {
+                    for r in repos {
+                        validate_name("repository name", r)?;
+                        if self.table.get(&repo_key(&perm.project_id, r)).await?.is_none() {
+                            return Err(Error::not_found(Kind::Repository, format!("{}/{r}", perm.project_id)));
+                        }
+                    }
+                    if perm.resource_type == ResourceType::Repo && repos.is_empty() {
+                        return Err(Error::Invalid("a REPO permission needs at least one repository in repos".into()));
+                    }
+                    perm.repos = repos.clone();
+                }
+            }
+            if perm.users.len() + perm.repos.len() > MAX_GRANT_NAMES {
+                return Err(Error::Invalid(format!("a grant names at most {MAX_GRANT_NAMES} users and repositories together")));
+            }
+            perm.updated_by = who.name().to_string();
+            perm.updated_date = now_iso();
+            let mut item = to_item(&permission_key(&perm.project_id, id), &perm)?;
+            set_next_revision(&mut item, rev);
+            match self.table.put(item, revision_cond(rev)).await {
+                Ok(()) => return Ok(perm),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!("permission [{id}] keeps changing; retry")))
+    }
+}
+
+/// What a grant's update changes.
+#[derive(Debug, Clone)]
+pub enum PermissionChange {
+    Users(Vec<String>),
+    Actions(Vec<Action>),
+    Repos(Vec<String>),
 }

@@ -21,7 +21,9 @@ mod throttle;
 mod authorizer;
 
 pub use crate::model::{Action, Identity, PermUser, Permission, ResourceType};
-pub use accounts::{Accounts, NewPermission, NewUser, Token, UserUpdate, UserView, MIN_PASSWORD_LEN, TOKEN_PREFIX};
+pub use accounts::{
+    Accounts, NewPermission, NewUser, PermissionChange, Token, UserUpdate, UserView, MIN_PASSWORD_LEN, TOKEN_PREFIX,
+};
 pub use authorizer::{require, Authorizer, ProjectGrants};
 
 use std::collections::HashMap;

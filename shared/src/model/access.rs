@@ -158,6 +158,13 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Project => "PROJECT",
+            ResourceType::Repo => "REPO",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_uppercase().as_str() {
             "PROJECT" => Ok(ResourceType::Project),
@@ -186,6 +193,10 @@ pub struct Permission {
     pub users: Vec<PermUser>,
     pub created_by: String,
     pub created_date: String,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(default)]
+    pub updated_date: String,
 }
 
 impl Permission {

@@ -230,11 +230,16 @@ impl Registry {
             },
         ];
         self.table.transact(ops).await.map_err(|e| {
+            // Packages exist in it: bkrepo's REPOSITORY_NOT_EMPTY.
             e.on_conflict(|| {
-                Error::conflict(format!(
-                    "repository [{project}/{name}] still holds {} packages; delete them first or pass forced=true",
-                    repo.package_count.max(1)
-                ))
+                Error::exists_as(
+                    Kind::Package,
+                    format!("{project}/{name}"),
+                    format!(
+                        "repository [{project}/{name}] still holds {} packages; delete them first or pass forced=true",
+                        repo.package_count.max(1)
+                    ),
+                )
             })
         })?;
         forget_grants(&*self.table, project, Some(name)).await?;

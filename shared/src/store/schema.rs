@@ -13,6 +13,7 @@
 //! | API token, by owner | `TOKENS#{user}` | `TOKEN#{name}` |
 //! | permission | `PERMS#{p}` | `PERM#{id}` |
 //! | permission id → project | `PERM#{id}` | `PERM` |
+//! | a permission's name in its scope | `PERMNAME#{p}` | `{resourceType}#{permName}` |
 //! | upload session | `UPLOADS` | `UPLOAD#{id}` |
 //! | staged blob of a repository | `STAGED#{p}/{r}` | `sha256:{hex}` |
 //! | downloads of a version on a day | `DL#{p}/{r}/{key}` | `DAY#{yyyy-mm-dd}#{version}` |
@@ -97,6 +98,11 @@ pub fn permission_key(project: &str, id: &str) -> Key {
 /// Points from a permission id to its project, for deletes by id.
 pub fn permission_pointer_key(id: &str) -> Key {
     Key::new(format!("PERM#{id}"), "PERM")
+}
+
+/// A grant's name in its scope (a project and a resource type), held by one grant.
+pub fn permission_name_key(project: &str, resource_type: crate::model::ResourceType, name: &str) -> Key {
+    Key::new(format!("PERMNAME#{project}"), format!("{}#{name}", resource_type.as_str()))
 }
 
 pub const UPLOADS_PK: &str = "UPLOADS";
@@ -355,6 +361,7 @@ async fn edit_grants(
                 let ops = vec![
                     TxOp::Delete { key: key.clone(), cond: revision_cond(rev) },
                     TxOp::Delete { key: permission_pointer_key(&perm.id), cond: Cond::None },
+                    TxOp::Delete { key: permission_name_key(project, perm.resource_type, &perm.perm_name), cond: Cond::None },
                 ];
                 table.transact(ops).await
             } else {

@@ -17,11 +17,22 @@ fn embedded() -> (tempfile::TempDir, Server, Api) {
     ])
 }
 
+/// Creates a user (bkrepo answers `true`) and answers it as `user/detail` shows it.
 async fn create_user(api: &Api, id: &str, pwd: &str, admin: bool) -> Value {
     let (s, b) = api
         .post(&format!("{U}/create"), json!({"userId": id, "name": format!("User {id}"), "pwd": pwd, "admin": admin}))
         .await;
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = api.get(&format!("{U}/detail/{id}")).await;
     data(s, &b)
+}
+
+/// The id of the grant named `perm_name` in `project`, as `api` lists it.
+async fn grant_id(api: &Api, project: &str, perm_name: &str) -> String {
+    let (s, b) = api.get(&format!("/auth/api/permission/list?projectId={project}")).await;
+    let perms = data(s, &b);
+    let found = perms.as_array().unwrap().iter().find(|p| p["permName"] == perm_name).cloned();
+    found.unwrap_or_else(|| panic!("no grant {perm_name}: {perms}"))["id"].as_str().unwrap().to_string()
 }
 
 /// Nothing the user routes answer may carry a password or its hash.
@@ -38,8 +49,11 @@ async fn users_are_managed_and_passwords_never_leave() {
     let alice = create_user(&api, "alice", "alice-password-1", false).await;
     assert_eq!((alice["userId"].as_str(), alice["admin"].as_bool()), (Some("alice"), Some(false)));
     assert_no_secrets(&alice, "alice-password-1");
+    // Created again: `true`, as bkrepo answers, and nothing changes.
     let (s, b) = api.post(&format!("{U}/create"), json!({"userId": "alice", "pwd": "another-password"})).await;
-    failure(s, &b, 409, 250107);
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = api.as_user("alice", "another-password").get(&format!("{U}/detail/alice")).await;
+    failure(s, &b, 401, 250114);
     let (s, b) = api.post(&format!("{U}/create"), json!({"userId": "bob", "pwd": "short"})).await;
     assert!(failure(s, &b, 400, 250105).contains("8 to 1024"));
     let (s, b) = api.post(&format!("{U}/create"), json!({"userId": "../x", "pwd": "long-enough-pw"})).await;
@@ -64,7 +78,7 @@ async fn users_are_managed_and_passwords_never_leave() {
     let (s, b, _) = alice_api.send("PUT", &format!("{U}/alice"), Some(json!({"admin": true}))).await;
     failure(s, &b, 403, 250113);
     let (s, b) = api.get(&format!("{U}/detail/nobody")).await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 250202);
 
     // The stored file holds no clear password.
     let db = std::fs::read(dir.path().join("depot.redb")).unwrap();
@@ -73,12 +87,12 @@ async fn users_are_managed_and_passwords_never_leave() {
     // A password change takes effect at once, although the old one was cached.
     let (s, b, _) =
         alice_api.send("PUT", &format!("{U}/alice"), Some(json!({"pwd": "alice-password-2", "name": "Alice"}))).await;
-    assert_eq!(data(s, &b)["name"], "Alice");
+    assert_eq!(data(s, &b), json!(true));
     let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
     failure(s, &b, 401, 250114);
     let alice_api = api.as_user("alice", "alice-password-2");
     let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
-    data(s, &b);
+    assert_eq!(data(s, &b)["name"], "Alice");
 
     // Deleting a user logs it out at once, and nobody deletes itself.
     let (s, b) = api.delete(&format!("{U}/admin")).await;
@@ -88,7 +102,7 @@ async fn users_are_managed_and_passwords_never_leave() {
     let (s, b) = alice_api.get(&format!("{U}/detail/alice")).await;
     failure(s, &b, 401, 250114);
     let (s, b) = api.delete(&format!("{U}/alice")).await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 250202);
 
     // Nothing in the server's log (at debug level) carries a password.
     let log = server.log();
@@ -109,7 +123,7 @@ async fn api_tokens_work_as_bearer_and_basic_and_expire() {
     assert!(secret.starts_with("dpt_") && secret.len() > 40, "{tok}");
     assert_eq!((tok["name"].as_str(), tok["expiredAt"].as_str()), (Some("build"), None));
     let (s, b) = ci.post(&format!("{U}/token/ci/build"), json!({})).await;
-    failure(s, &b, 409, 250107);
+    failure(s, &b, 409, 250219);
     let (s, b) = ci.post(&format!("{U}/token/admin/mine"), json!({})).await;
     failure(s, &b, 403, 250113);
     let (s, b) = ci.post(&format!("{U}/token/ci/old?expiredAt=2001-01-01T00:00:00"), json!({})).await;
@@ -146,8 +160,9 @@ async fn api_tokens_work_as_bearer_and_basic_and_expire() {
     data(s, &b);
     let (s, b) = bearer(&secret).await;
     failure(s, &b, 401, 250114);
+    // Deleting it again succeeds, as in bkrepo.
     let (s, b) = ci.delete(&format!("{U}/token/ci/build")).await;
-    failure(s, &b, 404, 250108);
+    assert_eq!(data(s, &b), json!(true));
 
     // An expiring token works until its expiry, even from the cache.
     let soon = time::OffsetDateTime::now_utc() + Duration::from_secs(2);
@@ -207,7 +222,8 @@ async fn every_route_group_in_four_cases() {
             json!({"permName": "leads", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "lead", "action": ["MANAGE"]}]}),
         )
         .await;
-    let lead_perm = data(s, &b).as_str().unwrap().to_string();
+    assert_eq!(data(s, &b), json!(true));
+    let lead_perm = grant_id(&admin, "team", "leads").await;
     let lead = admin.as_user("lead", "lead-password-1");
     let (s, b) = lead
         .post(
@@ -215,7 +231,8 @@ async fn every_route_group_in_four_cases() {
             json!({"permName": "devs", "projectId": "team", "resourceType": "REPO", "repos": ["private"], "users": [{"id": "dev", "action": ["READ", "WRITE"]}]}),
         )
         .await;
-    let dev_perm = data(s, &b).as_str().unwrap().to_string();
+    assert_eq!(data(s, &b), json!(true));
+    let dev_perm = grant_id(&lead, "team", "devs").await;
     let (s, b) = lead.get("/auth/api/permission/list?projectId=team").await;
     let perms = data(s, &b);
     assert_eq!(perms.as_array().unwrap().len(), 2, "{perms}");
@@ -314,7 +331,7 @@ async fn every_route_group_in_four_cases() {
     let (s, b) = outsider.get("/repository/api/repo/list/no-such-project").await;
     assert_eq!(data(s, &b), json!([]), "a missing project looks like one without rights");
     let (s, b) = admin.get("/repository/api/repo/list/no-such-project").await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 251004);
 
     // READ is not WRITE: dev cannot open an upload on the public repository, nor manage.
     let (s, b) = dev.post("/blobs/uploads", json!({"projectId": "team", "repoName": "open", "size": 3})).await;
@@ -337,8 +354,9 @@ async fn every_route_group_in_four_cases() {
     data(s, &b);
     let (s, b) = dev.get("/repository/api/repo/info/team/private").await;
     failure(s, &b, 403, 250113);
+    // Again: `false`, as bkrepo answers for a grant that is not there.
     let (s, b) = lead.delete(&format!("/auth/api/permission/delete/{dev_perm}")).await;
-    failure(s, &b, 404, 250108);
+    assert_eq!(data(s, &b), json!(false));
     let (s, b) = admin.delete(&format!("/auth/api/permission/delete/{lead_perm}")).await;
     data(s, &b);
     let (s, b) = lead.get("/auth/api/permission/list?projectId=team").await;
@@ -368,11 +386,11 @@ async fn every_route_group_in_four_cases() {
     let (s, b) = admin
         .post("/auth/api/permission/create", json!({"permName": "x", "projectId": "nope", "resourceType": "PROJECT", "users": [{"id": "dev", "action": ["READ"]}]}))
         .await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 251004);
     let (s, b) = admin
-        .post("/auth/api/permission/create", json!({"permName": "x", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "ghost", "action": ["READ"]}]}))
+        .post("/auth/api/permission/create", json!({"permName": "y", "projectId": "team", "resourceType": "PROJECT", "users": [{"id": "ghost", "action": ["READ"]}]}))
         .await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 250202);
     // A grant naming a repository that does not exist is refused like one naming an
     // unknown user: it would take effect on a repository created later under the name.
     let (s, b) = admin
@@ -470,8 +488,10 @@ async fn grants_do_not_outlive_their_project_or_repository() {
     let grant = |body: Value| {
         let admin = admin.clone();
         async move {
+            let name = body["permName"].as_str().unwrap().to_string();
             let (s, b) = admin.post("/auth/api/permission/create", body).await;
-            data(s, &b).as_str().unwrap().to_string()
+            assert_eq!(data(s, &b), json!(true));
+            grant_id(&admin, "reused", &name).await
         }
     };
     let reads = |repo: &'static str| {
@@ -511,7 +531,7 @@ async fn grants_do_not_outlive_their_project_or_repository() {
     assert_eq!(perms.len(), 1, "{perms:?}");
     assert_eq!((perms[0]["id"].as_str(), &perms[0]["repos"]), (Some(both.as_str()), &json!(["kept"])));
     let (s, b) = admin.delete(&format!("/auth/api/permission/delete/{only}")).await;
-    failure(s, &b, 404, 250108);
+    assert_eq!(data(s, &b), json!(false), "it went with the repository");
 
     // A user deleted and created again under the same id holds none of the old grants
     // and none of the old tokens; grants shared with others keep the others.
@@ -532,7 +552,7 @@ async fn grants_do_not_outlive_their_project_or_repository() {
     let (s, b) = admin.get("/auth/api/permission/list?projectId=reused").await;
     let perms = data(s, &b);
     let shared_now = perms.as_array().unwrap().iter().find(|p| p["id"] == shared.as_str()).expect("shared stays");
-    assert_eq!(shared_now["users"], json!([{"id": "old", "action": ["READ"]}]));
+    assert_eq!((&shared_now["users"], &shared_now["actions"]), (&json!(["old"]), &json!(["READ"])));
     assert!(!perms.as_array().unwrap().iter().any(|p| p["id"] == alone.as_str()), "{perms}");
 }
 
@@ -555,7 +575,7 @@ async fn refusals_keep_the_connection_and_the_secret() {
     let rule =
         json!({"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": "no-such-project"}]});
     let (s, b) = admin.post("/repository/api/package/search", json!({"rule": rule})).await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 251004);
 
     let addr = server.base.trim_start_matches("http://").to_string();
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();

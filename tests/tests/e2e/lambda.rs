@@ -65,13 +65,13 @@ async fn packages_function_under_cargo_lambda_watch() {
     let (s, b) = api.anonymous().post("/repository/api/project/create", json!({"name": "lam"})).await;
     failure(s, &b, 401, 250114);
     let (s, b) = api.post("/repository/api/project/create", json!({"name": "lam", "description": "from lambda"})).await;
-    assert_eq!(data(s, &b)["name"], "lam");
+    assert_eq!(data(s, &b), json!("lam"));
     let (s, b) =
         api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
     assert_eq!(data(s, &b)["type"], "RDS");
     let (s, b) =
         api.post("/repository/api/repo/create", json!({"projectId": "lam", "name": "charts", "type": "RDS"})).await;
-    failure(s, &b, 409, 250107);
+    failure(s, &b, 409, 251007);
     let (s, b) = api.get("/repository/api/repo/list/lam").await;
     let repos = data(s, &b);
     assert_eq!(repos.as_array().unwrap().len(), 1);

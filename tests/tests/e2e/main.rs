@@ -5,6 +5,7 @@
 //! builds the binaries and starts moto first.
 mod access;
 mod aps;
+mod compat;
 mod cost;
 mod harness;
 mod lambda;

@@ -99,6 +99,9 @@ async fn generated_admin_password_is_printed_once() {
 async fn projects_and_repositories(api: &Api) {
     let (s, b) =
         api.post(&format!("{P}/create"), json!({"name": "demo", "displayName": "Demo", "description": "d"})).await;
+    // bkrepo answers the project's name.
+    assert_eq!(data(s, &b), json!("demo"));
+    let (s, b) = api.get(&format!("{P}/info/demo")).await;
     let p = data(s, &b);
     assert_eq!(
         (p["name"].as_str(), p["displayName"].as_str(), p["createdBy"].as_str()),
@@ -107,7 +110,7 @@ async fn projects_and_repositories(api: &Api) {
     assert!(p["createdDate"].as_str().unwrap().ends_with('Z'));
 
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "demo"})).await;
-    assert!(failure(s, &b, 409, 250107).contains("already exists"));
+    assert!(failure(s, &b, 409, 251005).contains("already exists"));
     for bad in ["-x", "a/b", "a b", "", "x".repeat(65).as_str(), "../etc", "ü"] {
         let (s, b) = api.post(&format!("{P}/create"), json!({ "name": bad })).await;
         if bad.is_empty() {
@@ -128,7 +131,7 @@ async fn projects_and_repositories(api: &Api) {
     let (s, b) = api.get(&format!("{P}/info/demo")).await;
     assert_eq!(data(s, &b)["displayName"], "Demo");
     let (s, b) = api.get(&format!("{P}/info/nope")).await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 251004);
     let (s, b) = api.get(&format!("{P}/info/bad%2Fname")).await;
     failure(s, &b, 400, 250105);
     let (s, b) = api.get(&format!("{P}/exist/demo")).await;
@@ -145,7 +148,7 @@ async fn projects_and_repositories(api: &Api) {
         assert_eq!((r["type"].as_str(), r["public"].as_bool()), (Some(t.to_uppercase().as_str()), Some(false)));
     }
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "r-rds", "type": "RDS"})).await;
-    failure(s, &b, 409, 250107);
+    failure(s, &b, 409, 251007);
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "MAVEN"})).await;
     let msg = failure(s, &b, 400, 250105);
     assert!(msg.contains("GENERIC, RDS, RPM, APS, STRUX"), "{msg}");
@@ -156,7 +159,7 @@ async fn projects_and_repositories(api: &Api) {
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x"})).await;
     assert!(failure(s, &b, 400, 250103).contains("[type]"));
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "nope", "name": "x", "type": "RDS"})).await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 251004);
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "a\u{0}b", "type": "RDS"})).await;
     failure(s, &b, 400, 250105);
     let (s, b) = api
@@ -169,7 +172,7 @@ async fn projects_and_repositories(api: &Api) {
         data(s, &b).as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["pub", "r-aps", "r-generic", "r-rds", "r-rpm", "r-strux"]);
     let (s, b) = api.get(&format!("{R}/list/nope")).await;
-    failure(s, &b, 404, 250108);
+    failure(s, &b, 404, 251004);
     let (s, b) = api.get(&format!("{R}/info/demo/r-rds")).await;
     assert_eq!(data(s, &b)["projectId"], "demo");
     let (s, b) = api.get(&format!("{R}/info/demo/missing")).await;
