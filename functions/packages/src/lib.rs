@@ -21,18 +21,24 @@ pub fn routes() -> Routes {
     use Access::{Admin, Anyone, Project, Repo, User};
     Routes::new()
         .get("/health", Anyone, health)
-        .post("/repository/api/project/create", Admin, projects::create_project)
-        .get("/repository/api/project/list", Admin, projects::list_projects)
+        // Any user may create a project (and manages it); the list shows what it may see.
+        .post("/repository/api/project/create", User, projects::create_project)
+        .get("/repository/api/project/list", User, projects::list_projects)
         .get("/repository/api/project/info/{projectId}", Project(Read), projects::project_info)
         .get("/repository/api/project/exist/{projectId}", Project(Read), projects::project_exist)
+        .get("/repository/api/project/exist", User, projects::project_exist_by)
+        .put("/repository/api/project/{projectId}", Project(Manage), projects::update_project)
         .delete("/repository/api/project/delete/{projectId}", Admin, projects::delete_project)
         // The project is in the body: the handler authorizes MANAGE on it.
         .post("/repository/api/repo/create", User, projects::create_repo)
         // Only the repositories the caller may read, `[]` when none.
         .get("/repository/api/repo/list/{projectId}", User, projects::list_repos)
+        .get("/repository/api/repo/page/{projectId}/{pageNumber}/{pageSize}", User, projects::repo_page)
         .get("/repository/api/repo/info/{projectId}/{repoName}", Repo(Read), projects::repo_info)
+        .get("/repository/api/repo/info/{projectId}/{repoName}/{type}", Repo(Read), projects::repo_info_of_type)
+        .post("/repository/api/repo/update/{projectId}/{repoName}", Repo(Manage), projects::update_repo)
         .get("/repository/api/repo/exist/{projectId}/{repoName}", Repo(Read), projects::repo_exist)
-        .delete("/repository/api/repo/delete/{projectId}/{repoName}", Repo(Manage), projects::delete_repo)
+        .delete("/repository/api/repo/delete/{projectId}/{repoName}", Repo(Delete), projects::delete_repo)
         .get("/repository/api/package/page/{projectId}/{repoName}", Repo(Read), packages::package_page)
         .get("/repository/api/package/info/{projectId}/{repoName}", Repo(Read), packages::package_info)
         // The project is in the rule: the handler reads only the repositories the caller may read.

@@ -8,6 +8,7 @@ use depot_core::model::{Action, Identity, RepoType, Repository};
 use depot_core::registry::{NewProject, NewRepository};
 use depot_core::{Error, Result};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +29,38 @@ pub struct CreateRepo {
     public: Option<bool>,
     description: Option<String>,
     allow_overwrite: Option<bool>,
+    configuration: Option<Value>,
+}
+
+/// bkrepo's `RepoUpdateRequest`: what `repo/update` changes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRepo {
+    public: Option<bool>,
+    description: Option<String>,
+    configuration: Option<Value>,
+}
+
+/// bkrepo's `ProjectUpdateRequest`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProject {
+    display_name: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectExistQuery {
+    name: Option<String>,
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct RepoListQuery {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    repo_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,12 +84,27 @@ pub async fn create_project(
         display_name: body.display_name,
         description: body.description,
     };
+    let who = scope.who();
+    let project = st.registry.create_project(req, who.name()).await?;
+    // Any signed-in user may create a project, and manages the projects it creates.
+    if !who.is_admin() {
+        st.accounts.grant_project_creator(&project.name, who.name()).await?;
+    }
     // bkrepo answers the project's name.
-    Ok(ok(st.registry.create_project(req, scope.who().name()).await?.name))
+    Ok(ok(project.name))
 }
 
-pub async fn list_projects(State(st): State<AppState>) -> Result<Response> {
-    Ok(ok(st.registry.list_projects().await?))
+/// The projects the caller may see: every one for an administrator, else those it holds
+/// a grant in.
+pub async fn list_projects(State(st): State<AppState>, scope: Scope) -> Result<Response> {
+    let who = scope.who();
+    let mut out = Vec::new();
+    for p in st.registry.list_projects().await? {
+        if who.is_admin() || st.authorizer.grants(who, &p.name).await?.rights(None).allows(Action::Read) {
+            out.push(p);
+        }
+    }
+    Ok(ok(out))
 }
 
 pub async fn project_info(State(st): State<AppState>, scope: Scope) -> Result<Response> {
@@ -81,9 +129,10 @@ pub async fn create_repo(State(st): State<AppState>, scope: Scope, Json(body): J
     st.authorizer.authorize(scope.who(), &project_id, None, Action::Manage).await?;
     let name = required(body.name, "name")?;
     let repo_type = RepoType::parse(&required(body.repo_type, "type")?)?;
-    if let Some(c) = body.category.filter(|c| !c.eq_ignore_ascii_case("LOCAL")) {
+    // bkrepo's UI sends COMPOSITE for every type but generic: stored as a local one.
+    if let Some(c) = body.category.filter(|c| !c.eq_ignore_ascii_case("LOCAL") && !c.eq_ignore_ascii_case("COMPOSITE")) {
         return Err(Error::Invalid(format!(
-            "unsupported repository category '{}': depot serves LOCAL repositories only",
+            "unsupported repository category '{}': depot serves LOCAL repositories (COMPOSITE is stored as LOCAL); REMOTE and VIRTUAL are not supported",
             depot_core::model::printable(&c)
         )));
     }
@@ -94,15 +143,100 @@ pub async fn create_repo(State(st): State<AppState>, scope: Scope, Json(body): J
         public: body.public.unwrap_or(false),
         description: body.description,
         allow_overwrite: body.allow_overwrite,
+        configuration: body.configuration,
     };
-    Ok(ok(st.registry.create_repository(req, scope.who().name()).await?))
+    Ok(ok(repo_view(&st.registry.create_repository(req, scope.who().name()).await?)))
+}
+
+/// A repository as bkrepo's `RepositoryInfo.kt` has it: its own fields, with `id` (its
+/// uid) and the storage fields depot does not use (`storageCredentialsKey`, `quota`
+/// null, `used` 0, `display` true).
+pub(crate) fn repo_view(r: &Repository) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("id".into(), r.uid.clone().into());
+        m.insert("storageCredentialsKey".into(), Value::Null);
+        m.insert("quota".into(), Value::Null);
+        m.insert("used".into(), 0.into());
+        m.insert("display".into(), true.into());
+    }
+    v
+}
+
+/// `POST /repository/api/repo/update/{projectId}/{repoName}`: `public`, `description`,
+/// `configuration`; answers `data: null`, as bkrepo's.
+pub async fn update_repo(State(st): State<AppState>, scope: Scope, Json(b): Json<UpdateRepo>) -> Result<Response> {
+    let repo = scope.repo()?;
+    let req = depot_core::registry::RepositoryUpdate { public: b.public, description: b.description, configuration: b.configuration };
+    st.registry.update_repository(&repo.project_id, &repo.name, req, scope.who().name()).await?;
+    Ok(ok(()))
+}
+
+/// `PUT /repository/api/project/{name}`: `displayName`, `description`; answers `true`.
+pub async fn update_project(State(st): State<AppState>, scope: Scope, Json(b): Json<UpdateProject>) -> Result<Response> {
+    st.registry.update_project(&scope.project, b.display_name, b.description, scope.who().name()).await?;
+    Ok(ok(true))
+}
+
+/// `GET /repository/api/project/exist?name=&displayName=`: whether a project has that
+/// name, or that display name.
+pub async fn project_exist_by(State(st): State<AppState>, Query(q): Query<ProjectExistQuery>) -> Result<Response> {
+    let name = q.name.filter(|n| !n.is_empty());
+    let display = q.display_name.filter(|n| !n.is_empty());
+    if name.is_none() && display.is_none() {
+        return Err(Error::missing("name"));
+    }
+    if let Some(n) = &name {
+        if depot_core::model::validate_name("project name", n).is_ok() && st.registry.project_exists(n).await? {
+            return Ok(ok(true));
+        }
+    }
+    if let Some(d) = &display {
+        return Ok(ok(st.registry.list_projects().await?.iter().any(|p| &p.display_name == d)));
+    }
+    Ok(ok(false))
 }
 
 /// The project's repositories that the caller may read: `[]` when there are none. A
 /// caller who is not an administrator gets `[]` for a project that does not exist too, so
 /// that the answer does not tell which projects exist.
-pub async fn list_repos(State(st): State<AppState>, scope: Scope, Path(project): Path<String>) -> Result<Response> {
-    Ok(ok(readable_repositories(&st, scope.who(), &project).await?))
+pub async fn list_repos(
+    State(st): State<AppState>,
+    scope: Scope,
+    Path(project): Path<String>,
+    Query(q): Query<RepoListQuery>,
+) -> Result<Response> {
+    let repos = filtered(readable_repositories(&st, scope.who(), &project).await?, &q)?;
+    Ok(ok(repos.iter().map(repo_view).collect::<Vec<_>>()))
+}
+
+/// bkrepo's `repo/list` filters: a name prefix and a type.
+fn filtered(repos: Vec<Repository>, q: &RepoListQuery) -> Result<Vec<Repository>> {
+    let ty = q.repo_type.as_deref().filter(|t| !t.is_empty()).map(RepoType::parse).transpose()?;
+    let name = q.name.as_deref().filter(|n| !n.is_empty());
+    Ok(repos.into_iter().filter(|r| ty.is_none_or(|t| r.repo_type == t) && name.is_none_or(|n| r.name.starts_with(n))).collect())
+}
+
+/// `GET /repository/api/repo/page/{projectId}/{pageNumber}/{pageSize}`: a page of the
+/// repositories the caller may read, by name.
+pub async fn repo_page(
+    State(st): State<AppState>,
+    scope: Scope,
+    Path((project, number, size)): Path<(String, i64, i64)>,
+    Query(q): Query<RepoListQuery>,
+) -> Result<Response> {
+    let req = depot_core::registry::PageRequest::from_query(Some(number), Some(size))?;
+    let repos = filtered(readable_repositories(&st, scope.who(), &project).await?, &q)?;
+    let total = repos.len() as i64;
+    let records: Vec<Value> =
+        repos.iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).map(repo_view).collect();
+    Ok(ok(json!({
+        "pageNumber": req.number,
+        "pageSize": req.size,
+        "totalRecords": total,
+        "totalPages": (total + req.size as i64 - 1) / req.size as i64,
+        "records": records,
+    })))
 }
 
 /// The repositories of `project` that `who` may read (its grants read once). For a
@@ -118,7 +252,17 @@ pub(crate) async fn readable_repositories(st: &AppState, who: &Identity, project
 }
 
 pub async fn repo_info(scope: Scope) -> Result<Response> {
-    Ok(ok(scope.repo()?))
+    Ok(ok(repo_view(scope.repo()?)))
+}
+
+/// `GET /repository/api/repo/info/{projectId}/{repoName}/{type}`: the repository when it
+/// is of that type; 404 (251006) otherwise, as bkrepo.
+pub async fn repo_info_of_type(scope: Scope, Path((_, _, ty)): Path<(String, String, String)>) -> Result<Response> {
+    let repo = scope.repo()?;
+    if !repo.repo_type.as_str().eq_ignore_ascii_case(&ty) {
+        return Err(Error::not_found(depot_core::error::Kind::Repository, format!("{}/{} of type {}", repo.project_id, repo.name, depot_core::model::printable(&ty))));
+    }
+    Ok(ok(repo_view(repo)))
 }
 
 pub async fn repo_exist(scope: Scope) -> Result<Response> {

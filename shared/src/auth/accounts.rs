@@ -544,6 +544,23 @@ impl Accounts {
     /// Creates a grant and returns it with its new id. Needs MANAGE on the project.
     pub async fn create_permission(&self, who: &Identity, req: NewPermission) -> Result<Permission> {
         self.authorizer.authorize(who, &req.project_id, None, Action::Manage).await?;
+        self.insert_permission(who.name(), req).await
+    }
+
+    /// Gives the user who created a project MANAGE on it (bkrepo makes a project's creator
+    /// its manager): a PROJECT grant named `creator`.
+    pub async fn grant_project_creator(&self, project: &str, user_id: &str) -> Result<Permission> {
+        let req = NewPermission {
+            perm_name: "creator".into(),
+            project_id: project.to_string(),
+            resource_type: ResourceType::Project,
+            repos: vec![],
+            users: vec![PermUser { id: user_id.to_string(), action: vec![Action::Manage] }],
+        };
+        self.insert_permission(user_id, req).await
+    }
+
+    async fn insert_permission(&self, by: &str, req: NewPermission) -> Result<Permission> {
         if req.perm_name.is_empty()
             || req.perm_name.chars().count() > 128
             || req.perm_name.chars().any(char::is_control)
@@ -612,9 +629,9 @@ impl Accounts {
             resource_type: req.resource_type,
             repos: req.repos,
             users: req.users,
-            created_by: who.name().to_string(),
+            created_by: by.to_string(),
             created_date: now_iso(),
-            updated_by: who.name().to_string(),
+            updated_by: by.to_string(),
             updated_date: now_iso(),
         };
         let mut pointer = permission_pointer_key(&perm.id).item();

@@ -32,6 +32,26 @@ pub fn validate_filename(name: &str) -> Result<()> {
     }
 }
 
+/// A project's display name: 2-100 characters without control characters (bkrepo's
+/// `ProjectServiceHelper`).
+pub fn check_display_name(d: &str) -> Result<()> {
+    let n = d.chars().count();
+    if (2..=100).contains(&n) && !d.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("invalid displayName '{}': 2-100 characters without control characters", printable(d))))
+    }
+}
+
+/// A repository's description: at most 200 characters (bkrepo's `RepositoryServiceHelper`).
+pub fn check_description(d: &str) -> Result<()> {
+    if d.chars().count() <= 200 {
+        Ok(())
+    } else {
+        Err(Error::Invalid("description is over 200 characters".into()))
+    }
+}
+
 /// Whether `id` has the form of the ids depot generates: 32 hex digits (a simple UUID).
 pub fn is_generated_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())

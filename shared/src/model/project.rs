@@ -94,6 +94,15 @@ pub struct Repository {
     /// repository of the same name (empty on repositories older than the field).
     #[serde(default)]
     pub uid: String,
+    /// bkrepo's repository configuration, stored as the client sent it (`{type: "local",
+    /// settings: {}}` when it sent none).
+    #[serde(default = "local_configuration")]
+    pub configuration: serde_json::Value,
+}
+
+/// The configuration of a local repository, as bkrepo writes it.
+pub fn local_configuration() -> serde_json::Value {
+    serde_json::json!({ "type": "local", "settings": {} })
 }
 
 impl Repository {

@@ -19,7 +19,7 @@ pub use downloads::{Download, DOWNLOAD_URL_TTL};
 pub use gc::{GcReport, Hold, STAGED_LEASE};
 pub use listing::{whole_read_slot, PageOf, PageRequest, MAX_PAGE_SIZE};
 pub use crate::model::Listing;
-pub use projects::{NewProject, NewRepository};
+pub use projects::{NewProject, NewRepository, RepositoryUpdate};
 pub use uploads::*;
 pub use verify::{BadBlob, Target, VerifyReport, VerifyScope};
 pub use versions::{BlobRef, NewVersion};

@@ -30,6 +30,29 @@ pub struct NewRepository {
     pub description: Option<String>,
     /// `None` keeps the default (overwrites allowed).
     pub allow_overwrite: Option<bool>,
+    /// bkrepo's `configuration`, stored as sent.
+    pub configuration: Option<Value>,
+}
+
+/// What a caller changes in a repository (bkrepo's `repo/update`); absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryUpdate {
+    pub public: Option<bool>,
+    pub description: Option<String>,
+    pub configuration: Option<Value>,
+}
+
+/// The longest configuration stored with a repository.
+const MAX_CONFIGURATION_BYTES: usize = 64 * 1024;
+
+fn check_configuration(c: &Value) -> Result<()> {
+    if !c.is_object() {
+        return Err(Error::Invalid("configuration must be an object, such as {\"type\": \"local\", \"settings\": {}}".into()));
+    }
+    if c.to_string().len() > MAX_CONFIGURATION_BYTES {
+        return Err(Error::Invalid(format!("configuration is over {MAX_CONFIGURATION_BYTES} bytes")));
+    }
+    Ok(())
 }
 
 fn repo_count_attr() -> String {
@@ -121,6 +144,13 @@ impl Registry {
             version_count: 0,
             generation: 0,
             uid: uuid::Uuid::new_v4().simple().to_string(),
+            configuration: match req.configuration {
+                Some(c) => {
+                    check_configuration(&c)?;
+                    c
+                }
+                None => crate::model::local_configuration(),
+            },
         };
         let item = to_item(&repo_key(&repo.project_id, &repo.name), &repo)?;
         let ops = vec![
@@ -169,6 +199,7 @@ impl Registry {
             public,
             description: Some(format!("created by depot for its {} surface", ty.as_str())),
             allow_overwrite: Some(false),
+            configuration: None,
         };
         match self.create_repository(nr, by).await {
             Ok(repo) => Ok(repo),
@@ -176,6 +207,52 @@ impl Registry {
             Err(Error::Exists { .. }) => self.get_repository(project, name).await,
             Err(e) => Err(e),
         }
+    }
+
+    /// Changes a repository's public flag, description or configuration. One write, on
+    /// the condition that it exists and no forced delete is emptying it.
+    pub async fn update_repository(&self, project: &str, name: &str, req: RepositoryUpdate, by: &str) -> Result<Repository> {
+        let mut set = Item::new();
+        if let Some(p) = req.public {
+            set.insert("public".into(), p.into());
+        }
+        if let Some(d) = req.description {
+            crate::model::check_description(&d)?;
+            set.insert("description".into(), d.into());
+        }
+        if let Some(c) = req.configuration {
+            check_configuration(&c)?;
+            set.insert("configuration".into(), c);
+        }
+        set.insert("lastModifiedBy".into(), by.into());
+        set.insert("lastModifiedDate".into(), now_iso().into());
+        let cond = Cond::All(vec![Cond::Exists, Cond::Lacks(DELETING_ATTR.into())]);
+        let item = self
+            .table
+            .update(&repo_key(project, name), set, &[("generation".to_string(), 1)], cond)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::not_found(Kind::Repository, format!("{project}/{name}"))))?;
+        from_item(item)
+    }
+
+    /// Changes a project's display name or description.
+    pub async fn update_project(&self, name: &str, display_name: Option<String>, description: Option<String>, by: &str) -> Result<Project> {
+        let mut set = Item::new();
+        if let Some(d) = display_name {
+            crate::model::check_display_name(&d)?;
+            set.insert("displayName".into(), d.into());
+        }
+        if let Some(d) = description {
+            set.insert("description".into(), d.into());
+        }
+        set.insert("lastModifiedBy".into(), by.into());
+        set.insert("lastModifiedDate".into(), now_iso().into());
+        let item = self
+            .table
+            .update(&project_key(name), set, &[], Cond::Exists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::not_found(Kind::Project, name)))?;
+        from_item(item)
     }
 
     pub async fn get_repository(&self, project: &str, name: &str) -> Result<Repository> {
