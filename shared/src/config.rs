@@ -64,6 +64,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
 /// | `DEPOT_APS_REPO` | `aps/catalog` | the repository of the APS catalog (created on first use) |
 /// | `DEPOT_STRUX_MAX_FILES` | 1000 | the most files one strux version holds |
+/// | `DEPOT_SLOW_BODY_SECS` | 30 | seconds after which a request body must have averaged 4 KiB/s |
 /// | `DEPOT_LOGIN_SLOTS` | the number of cores | password checks that run at once |
 /// | `DEPOT_LOGIN_USER_FAILURES` | 10 | failed logins per user id per minute before 429 |
 /// | `DEPOT_LOGIN_ADDRESS_FAILURES` | 30 | failed logins per client address per minute before 429 |
@@ -95,6 +96,9 @@ pub struct Config {
     pub aps_repo: (String, String),
     /// The most files one strux version holds.
     pub strux_max_files: usize,
+    /// How long a request body may take before it must have averaged 4 KiB/s
+    /// (`DEPOT_SLOW_BODY_SECS`).
+    pub slow_body_grace: std::time::Duration,
     /// The largest response body the entry point can carry: set by the Lambda entry
     /// point (6 MB through API Gateway), `None` under `depot serve`. Answers that cannot
     /// be a redirect (a strux download) check it before they start.
@@ -134,6 +138,7 @@ impl Default for Config {
             strux_repo: ("strux".into(), "packages".into()),
             aps_repo: ("aps".into(), "catalog".into()),
             strux_max_files: 1000,
+            slow_body_grace: std::time::Duration::from_secs(30),
             max_response_bytes: None,
         }
     }
@@ -209,6 +214,7 @@ impl Config {
             strux_repo: repo_var("DEPOT_STRUX_REPO", ("strux", "packages"))?,
             aps_repo: repo_var("DEPOT_APS_REPO", ("aps", "catalog"))?,
             strux_max_files: count("DEPOT_STRUX_MAX_FILES", d.strux_max_files as u32)? as usize,
+            slow_body_grace: std::time::Duration::from_secs(count("DEPOT_SLOW_BODY_SECS", 30u64)?),
             max_response_bytes: None,
         })
     }

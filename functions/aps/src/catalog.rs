@@ -174,6 +174,20 @@ pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     x.len().cmp(&y.len()).then_with(|| a.cmp(b))
 }
 
+/// A vendor, application, version or packager a request names: one a package could
+/// have (checked before it reaches a key, and never echoed at length).
+pub fn check_name(what: &str, v: &str) -> Result<()> {
+    let ok = !v.is_empty() && v.len() <= 256 && !v.chars().any(|c| c.is_control() || crate::package::is_format_char(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid {what} '{}': 1-256 bytes without control or invisible formatting characters",
+            depot_core::model::printable(v)
+        )))
+    }
+}
+
 /// The APS version an `{APSver}` path segment selects: `None` for `all`.
 pub fn aps_version_of(segment: &str) -> Result<Option<&'static str>> {
     if segment == "all" {

@@ -41,6 +41,7 @@ pub const SURFACE: Surface = Surface {
 pub fn routes() -> Routes {
     use Access::{Anyone, Home};
     Routes::new()
+        .get("/aps", Anyone, pages::to_root)
         .get("/aps/", Home(Read), pages::root)
         .post("/aps/", Home(Write), upload::form_upload)
         .post("/aps/packager/upload/", Anyone, upload::packager_upload)

@@ -46,8 +46,16 @@ pub async fn resource(
         ));
     };
     aps_version_of(&aps)?;
+    for (what, n) in [("vendor", &vendor), ("application", &app), ("version", &appver.to_string())] {
+        catalog::check_name(what, n)?;
+    }
     let args: Args = serde_urlencoded::from_str(q.as_deref().unwrap_or_default())
         .map_err(|e| Error::Invalid(format!("unreadable query string: {e}")))?;
+    for (what, v) in [("packager", &args.packager), ("arch", &args.arch), ("type", &args.package_type), ("platform", &args.platform), ("os", &args.os)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            catalog::check_name(what, v)?;
+        }
+    }
     if args.packager.as_deref().is_none_or(|p| p.trim().is_empty()) {
         return Err(Error::Missing {
             param: "packager".into(),
@@ -126,6 +134,10 @@ pub async fn resource(
 async fn blob(st: &AppState, key: &str, content_type: &'static str) -> Result<Response> {
     let obj = st.registry.blobs.get(key, None).await?;
     let mut res = depot_core::http::blobs::stream_response(obj, None, None);
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // The uploader's document: never run as a page on depot's origin.
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(res)
 }

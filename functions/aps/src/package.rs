@@ -55,20 +55,32 @@ pub struct Package {
     pub files: usize,
 }
 
+/// Unicode's invisible formatting characters (zero-width spaces and joiners, bidi
+/// overrides, the BOM...): a name that holds one looks like another.
+pub fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
+        | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB)
+}
+
+/// The most bytes of a vendor or application name: `aps://{vendor}/{app}` is a package
+/// key, whose value holds at most 256 bytes.
+pub const MAX_NAME_BYTES: usize = 120;
+
 /// A name the catalog puts in a URL segment (a vendor, an application, a packager).
-fn check_segment(what: &str, v: &str) -> Result<(), String> {
+pub fn check_segment(what: &str, v: &str) -> Result<(), String> {
     let ok = !v.is_empty()
-        && v.chars().count() <= 128
+        && v.len() <= MAX_NAME_BYTES
         && v.trim() == v
         && v != "."
         && v != ".."
-        && !v.chars().any(|c| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%'));
+        && !v.chars().any(|c| c.is_control() || is_format_char(c) || matches!(c, '/' | '\\' | '?' | '#' | '%'));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "APP-META.xml's {what} '{}' cannot name a catalog path: 1-128 characters, without '/', '\\', '?', '#', '%', control characters or surrounding spaces",
-            v.escape_debug()
+            "APP-META.xml's {what} '{}' cannot name a catalog path: 1-{MAX_NAME_BYTES} bytes, without '/', '\\', '?', '#', '%', control or invisible formatting characters, or surrounding spaces",
+            depot_core::model::printable(v)
         ))
     }
 }
@@ -118,9 +130,16 @@ pub fn parse_meta(bytes: &[u8]) -> Result<AppMeta, String> {
     check_segment("vendor/name", &meta.vendor)?;
     check_segment("name", &meta.name)?;
     check_segment("packager/name", &meta.packager)?;
+    // The release has no '-', so that `{version}-{release}` names one pair: `1-2` with
+    // `x`, and `1` with `2-x`, would both be `1-2-x`.
     let version = meta.app_version();
-    depot_core::model::validate_version(&version)
-        .map_err(|_| format!("APP-META.xml's version and release '{}' must be letters, digits, '.', '_' and '+' (1-128 characters)", version.escape_debug()))?;
+    if meta.release.contains('-') || depot_core::model::validate_version(&version).is_err() {
+        return Err(format!(
+            "APP-META.xml's version '{}' and release '{}' must be letters, digits, '.', '_', '+' (and '-' in the version only), 1-128 characters together",
+            depot_core::model::printable(&meta.version),
+            depot_core::model::printable(&meta.release)
+        ));
+    }
     for (what, v) in [("arch", &meta.arch), ("platform", &meta.platform), ("os", &meta.os)] {
         if v.as_deref().is_some_and(|v| v.len() > 64 || v.chars().any(|c| c.is_control() || c.is_whitespace())) {
             return Err(format!("APP-META.xml's {what} requirement must be one word of at most 64 characters"));
@@ -184,7 +203,10 @@ pub fn read_package<R: Read + Seek>(r: R, limits: &Limits) -> Result<Package, St
         let missing = listed.keys().find(|n| !held.contains(*n)).cloned().unwrap_or_default();
         return Err(format!("APP-LIST.xml lists '{}', which the package does not hold", missing.escape_debug()));
     }
-    let certificate = list.descendants("X509Certificate").next().map(|c| pem_of(&c.text)).transpose()?;
+    let certificate = match list.descendants("X509Certificate").next() {
+        Some(c) if !c.text.trim().is_empty() => Some(pem_of(&c.text)?),
+        _ => None,
+    };
     Ok(Package { meta, meta_xml: meta_xml.to_vec(), certificate, files: contents.files.len() })
 }
 
@@ -195,6 +217,10 @@ fn pem_of(b64: &str) -> Result<String, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(&clean)
         .map_err(|_| "APP-LIST.xml's X509Certificate is not base64".to_string())?;
+    // A DER certificate is an ASN.1 SEQUENCE, long enough to hold one.
+    if der.len() < 64 || der[0] != 0x30 {
+        return Err("APP-LIST.xml's X509Certificate is not a DER-encoded certificate".into());
+    }
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
     Ok(format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n")))

@@ -18,7 +18,7 @@ use depot_core::http::{AppState, Scope};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 
-use crate::catalog::{self, aps_version_of, package_index_path, resource_path, seg, Entry};
+use crate::catalog::{self, aps_version_of, check_name, package_index_path, resource_path, seg, Entry};
 use depot_core::registry::PageRequest;
 
 pub const XHTML: &str = "application/xhtml+xml; charset=utf-8";
@@ -72,8 +72,15 @@ fn links(class: &str, items: &[(String, String)]) -> String {
     format!("<ul>{lis}</ul>")
 }
 
+/// A page or feed: its links name depot's base URL, which the request's host headers
+/// give, so a shared cache keys it by them.
 fn answer(content_type: &'static str, body: Bytes) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::VARY, HeaderValue::from_static("Host, X-Forwarded-Host, X-Forwarded-Proto")),
+    ];
+    (StatusCode::OK, headers, body).into_response()
 }
 
 /// A rendering for this state of the repository (`kind` names it), cached.
@@ -95,13 +102,25 @@ pub struct PageQuery {
     pub packager: Option<String>,
 }
 
+/// The query's `page` and `packager`, each at most once.
 fn query_of(q: Option<&str>) -> Result<PageQuery> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(q.unwrap_or_default())
-        .map_err(|e| Error::Invalid(format!("unreadable query string: {e}")))
-        .map(|pairs| {
-            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            PageQuery { page: get("page"), packager: get("packager") }
-        })
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(q.unwrap_or_default())
+        .map_err(|e| Error::Invalid(format!("unreadable query string: {e}")))?;
+    let get = |k: &str| -> Result<Option<String>> {
+        let mut values = pairs.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(Error::Invalid(format!("the argument {k} is given twice")));
+        }
+        Ok(first)
+    };
+    Ok(PageQuery { page: get("page")?, packager: get("packager")? })
+}
+
+/// `/aps`: the repository index is `/aps/`.
+pub async fn to_root(base: BaseUrl) -> Result<Response> {
+    let location = HeaderValue::from_str(&format!("{}/aps/", base.0)).map_err(Error::internal)?;
+    Ok((StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response())
 }
 
 /// `/aps/`: the repository index, with the upload form.
@@ -181,6 +200,7 @@ pub async fn apps(
     Path((aps, vendor)): Path<(String, String)>,
 ) -> Result<Response> {
     aps_version_of(&aps)?;
+    check_name("vendor", &vendor)?;
     let here = format!("{}/aps/{aps}/{}", base.0, seg(&vendor));
     let (listing, feed) = (format!("apps/{aps}/{vendor}"), format!("{here}.atom"));
     let href = |n: &str| format!("{here}/{}/", seg(n));
@@ -196,6 +216,8 @@ pub async fn versions(
     Path((aps, vendor, app)): Path<(String, String, String)>,
 ) -> Result<Response> {
     aps_version_of(&aps)?;
+    check_name("vendor", &vendor)?;
+    check_name("application", &app)?;
     let here = format!("{}/aps/{aps}/{}/{}", base.0, seg(&vendor), seg(&app));
     let (listing, feed) = (format!("versions/{aps}/{vendor}/{app}"), format!("{here}.atom"));
     let href = |n: &str| format!("{here}/{}/", seg(n));
@@ -227,10 +249,18 @@ fn details(base: &BaseUrl, aps: &str, e: &Entry) -> String {
     )
 }
 
-/// Checks the `{APSver}` segment; the `packager` argument, when it has one.
-fn packager_arg(aps: &str, q: Option<&str>) -> Result<Option<String>> {
+/// Checks the path's `{APSver}` segment and names; the `packager` argument, when it has
+/// one.
+fn packager_arg(aps: &str, names: [&str; 3], q: Option<&str>) -> Result<Option<String>> {
     aps_version_of(aps)?;
-    Ok(query_of(q)?.packager.filter(|p| !p.trim().is_empty()))
+    for (what, n) in ["vendor", "application", "version"].into_iter().zip(names) {
+        check_name(what, n)?;
+    }
+    let packager = query_of(q)?.packager.filter(|p| !p.trim().is_empty());
+    if let Some(p) = &packager {
+        check_name("packager", p)?;
+    }
+    Ok(packager)
 }
 
 /// `/aps/{APSver}/{Vendor}/{App}/{AppVer}/`: the version's packagers; with `?packager=`,
@@ -242,7 +272,7 @@ pub async fn version(
     Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    let packager = packager_arg(&aps, q.as_deref())?;
+    let packager = packager_arg(&aps, [&vendor, &app, &appver], q.as_deref())?;
     let here = format!("{}/aps/{aps}/{}/{}/{}/", base.0, seg(&vendor), seg(&app), seg(&appver));
     let feed = format!("{}/aps/{aps}/{}/{}/{}.atom", base.0, seg(&vendor), seg(&app), seg(&appver));
     let Some(packager) = packager else {
@@ -275,7 +305,7 @@ pub async fn resources(
     Path((aps, vendor, app, appver)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    let packager = packager_arg(&aps, q.as_deref())?;
+    let packager = packager_arg(&aps, [&vendor, &app, &appver], q.as_deref())?;
     let kind = format!("resources\0{aps}\0{vendor}\0{app}\0{appver}\0{}", packager.as_deref().unwrap_or("\0"));
     let body = cached(&st, &scope, &base, kind, || async {
         let entries: Vec<Entry> = catalog::of_version(&st, scope.repo.as_ref(), &aps, &vendor, &app, &appver)
@@ -319,8 +349,8 @@ pub enum FeedScope {
 
 /// The page a feed request asks for: 1 unless `?page=N`.
 fn page_number(q: &PageQuery) -> Result<usize> {
-    match q.page.as_deref().map(str::trim) {
-        None | Some("") => Ok(1),
+    match q.page.as_deref() {
+        None => Ok(1),
         Some(p) => match p.parse::<usize>() {
             Ok(n) if (1..=100_000).contains(&n) => Ok(n),
             _ => Err(Error::Invalid(format!("page must be a whole number from 1 to 100000, not '{}'", depot_core::model::printable(p)))),
@@ -344,14 +374,34 @@ pub async fn feed(st: &AppState, scope: &Scope, base: &BaseUrl, which: FeedScope
     };
     match &which {
         FeedScope::All { .. } => {}
-        FeedScope::Aps(a) | FeedScope::Vendor(a, _) | FeedScope::App(a, _, _) | FeedScope::Version(a, _, _, _) => {
+        FeedScope::Aps(a) => {
             aps_version_of(a)?;
         }
+        FeedScope::Vendor(a, v) => {
+            aps_version_of(a)?;
+            check_name("vendor", v)?;
+        }
+        FeedScope::App(a, v, p) => {
+            aps_version_of(a)?;
+            check_name("vendor", v)?;
+            check_name("application", p)?;
+        }
+        FeedScope::Version(a, v, p, x) => {
+            aps_version_of(a)?;
+            check_name("vendor", v)?;
+            check_name("application", p)?;
+            check_name("version", x)?;
+        }
     }
+    // A vendor's, an application's or a version's feed is there while its page is.
+    let narrow = !matches!(which, FeedScope::All { .. } | FeedScope::Aps(_));
     let updates = matches!(which, FeedScope::All { updates: true });
     let body = cached(st, scope, base, format!("feed\0{listing}\0{n}"), || async {
         let req = PageRequest { number: n as u32, size: FEED_PAGE as u32 };
         let (entries, total) = catalog::page_of(st, scope.repo.as_ref(), &listing, req).await?;
+        if narrow && total == 0 {
+            return Err(not_found(&title));
+        }
         let when = |e: &Entry| {
             if updates {
                 e.v.released_date.clone().unwrap_or_else(|| e.v.created_date.clone())

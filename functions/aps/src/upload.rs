@@ -16,7 +16,7 @@ use depot_core::store::stream_from_bytes;
 use depot_core::{Error, Result};
 
 use crate::catalog::{key_of, package_index_path, Attrs, Entry};
-use crate::package::{parse_meta, read_package, AppMeta};
+use crate::package::{is_format_char, parse_meta, read_package, AppMeta};
 
 /// How many bytes of text fields a form may carry (the packager's, before its
 /// credentials are checked, too).
@@ -220,11 +220,11 @@ async fn commit_as(
     // The first package of an application version is named by it; others of the same
     // version (another packager, type, APS version or platform) get `_2`, `_3`... (not
     // `+`, which a query string reads as a space).
-    let taken = |n: &str| existing.iter().any(|v| v.name == n);
-    let name = std::iter::once(app_version.clone())
-        .chain((2..).map(|n| format!("{app_version}_{n}")))
-        .find(|n| !taken(n))
-        .expect("an unbounded sequence");
+    // Concurrent uploads of other packages of the version take the next free names.
+    let taken = |n: &String| existing.iter().any(|v| &v.name == n);
+    let mut names = std::iter::once(app_version.clone()).chain((2..).map(|n| format!("{app_version}_{n}"))).filter(|n| !taken(n));
+    let name = names.next().expect("an unbounded sequence");
+    let fallback_names: Vec<String> = names.take(32).collect();
     let mut stages = vec![];
     let manager = actor.may(Action::Manage);
     if rest.approve && manager {
@@ -235,7 +235,15 @@ async fn commit_as(
     }
     let ext = if attrs.url.is_some() { "meta.xml" } else { "app.zip" };
     let mut req = NewVersion::new(p, r, &key, &attrs.application, RepoType::Aps, &name, blob);
-    req.content_path = format!("/{}/{}/{}-{name}.{ext}", attrs.vendor, attrs.application, attrs.application);
+    // The path names the package's identity, so that two uploads of the same package
+    // at once claim the same path: the second is refused as existing, whatever name it
+    // took.
+    let [aps, packager, ty, arch, platform, os] = attrs.identity();
+    req.content_path = format!(
+        "/{}/{}/{app_version}/{}-{app_version}-{packager}-{ty}-{arch}-{platform}-{os}-aps{aps}.{ext}",
+        attrs.vendor, attrs.application, attrs.application
+    );
+    req.fallback_names = fallback_names;
     req.description = attrs.summary.clone().unwrap_or_default();
     req.metadata = attrs.to_metadata();
     req.files = files;
@@ -243,10 +251,11 @@ async fn commit_as(
     req.listing = Some(crate::catalog::listing_of(&attrs));
     match st.registry.create_version(req, actor).await {
         Ok(_) => Ok(attrs),
-        Err(Error::Exists { .. }) => Err(Refusal::Other(Error::conflict(format!(
-            "another upload of {} {} {app_version} committed first; send it again",
-            attrs.vendor, attrs.application
-        )))),
+        // The same package, uploaded at the same moment by another request.
+        Err(Error::Exists { what: depot_core::error::Kind::File, .. }) => Err(Refusal::Exists(format!(
+            "the package already exists in the catalog: {} {} {app_version} by {} ({}, APS {}, arch {}, platform {}, os {})",
+            attrs.vendor, attrs.application, attrs.packager, attrs.package_type, attrs.aps_version, attrs.arch(), attrs.platform(), attrs.os()
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -266,16 +275,24 @@ async fn read_off_thread(
     .map_err(Error::internal)?
 }
 
-/// The URL of a package registered by its metadata: absolute http or https.
+/// The URL of a package registered by its metadata: absolute http or https (any case),
+/// a host (a name, an IPv4 address or a bracketed IPv6 address) with an optional port, no
+/// credentials, at most 2048 characters without spaces or control characters.
 fn check_url(url: &str) -> std::result::Result<(), String> {
-    let ok = (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2048
-        && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        && !url.chars().any(|c| c.is_control() || c.is_whitespace());
-    if ok {
+    let bad = || format!("url '{}' is not an absolute http or https URL (a host, no user:password@) of at most 2048 characters", printable(url));
+    if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace() || is_format_char(c)) {
+        return Err(bad());
+    }
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // A host and an optional port, as depot checks its own: no `user:password@`.
+    if depot_core::http::blobs::is_authority(authority) {
         Ok(())
     } else {
-        Err(format!("url '{}' is not an absolute http or https URL of at most 2048 characters", printable(url)))
+        Err(bad())
     }
 }
 
@@ -287,9 +304,9 @@ fn check_commercial_name(v: Option<&str>) -> Result<Option<String>> {
     }
 }
 
-/// A staged package named by `X-Depot-Blob`, spooled to read it.
-async fn staged_bits(st: &AppState, p: &str, r: &str, reference: &str) -> Result<Bits> {
-    let staged = st.registry.resolve_staged(p, r, reference).await?;
+/// A staged package named by `X-Depot-Blob` (one the uploader staged), spooled to read it.
+async fn staged_bits(st: &AppState, p: &str, r: &str, reference: &str, who: &Identity) -> Result<Bits> {
+    let staged = st.registry.resolve_own_staged(p, r, reference, who.name()).await?;
     let spooled = spool(st.registry.blobs.get(&staged.key, None).await?.body).await?;
     Ok(Bits::Staged(staged, spooled))
 }
@@ -342,7 +359,10 @@ pub async fn packager_upload(
         _ => {
             let actor = sign_in(&st, client, &texts, &prefix, &p, &r).await?;
             match blob_reference(&headers) {
-                Some(reference) => (actor.clone(), staged_bits(&st, &p, &r, &reference?).await?),
+                Some(reference) => {
+                    let bits = staged_bits(&st, &p, &r, &reference?, &actor.who).await?;
+                    (actor, bits)
+                }
                 None => {
                     return Err(Error::Missing {
                         param: format!("{prefix}file"),
@@ -442,11 +462,11 @@ pub async fn form_upload(
         Some(t) => return Err(Error::Invalid(format!("packageType must be APS or PVT, not '{}'", printable(&t)))),
         None => return Err(Error::Missing { param: "packageType".into(), message: "form field 'packageType' (APS or PVT) is missing".into() }),
     };
-    let url = texts.get("url").map(str::trim).filter(|u| !u.is_empty()).map(String::from);
+    let url = texts.get("url").filter(|u| !u.is_empty()).map(String::from);
     let bits = match (package, meta, url, blob_reference(&headers)) {
         (Some(spooled), None, None, None) => Bits::Zip(spooled),
         (None, Some(m), Some(u), None) => Bits::MetaAndUrl(m, u),
-        (None, None, None, Some(reference)) => staged_bits(&st, &p, &r, &reference?).await?,
+        (None, None, None, Some(reference)) => staged_bits(&st, &p, &r, &reference?, scope.who()).await?,
         (None, Some(_), None, None) => return Err(Error::Missing { param: "url".into(), message: "a package registered by its meta needs the url of its bits".into() }),
         (None, None, Some(_), None) => return Err(Error::Missing { param: "meta".into(), message: "a package registered by its url needs its meta (APP-META.xml)".into() }),
         (None, None, None, None) => {

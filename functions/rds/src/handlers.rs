@@ -252,6 +252,7 @@ pub async fn upload(
         requires: vec![],
         stages: vec![],
         listing: None,
+        fallback_names: vec![],
     };
     match st.registry.create_version(req, &scope.actor).await {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "saved": true }))).into_response()),

@@ -190,15 +190,7 @@ fn files_of(tree: &tree::Tree, form: Form) -> Result<Vec<(String, String, Conten
 /// digest does not publish what someone else has not.
 async fn staged_file(st: AppState, p: String, r: String, user: String, reference: String) -> Result<(String, BlobRef)> {
     let (p, r) = (p.as_str(), r.as_str());
-    let staged = st.registry.resolve_staged(p, r, &reference).await?;
-    if staged.staged_by != user {
-        let message = format!(
-            "no completed upload session of user [{user}] staged blob {} (if one did, another user has staged the \
-             same bytes since: stage them again)",
-            staged.digest
-        );
-        return Err(Error::not_found_as(depot_core::error::Kind::StagedBlob, &staged.digest, message));
-    }
+    let staged = st.registry.resolve_own_staged(p, r, &reference, &user).await?;
     Ok((reference, staged.into_blob_ref(p, r)))
 }
 

@@ -37,10 +37,41 @@ impl FromRequestParts<AppState> for BaseUrl {
             return Ok(BaseUrl(u.clone()));
         }
         let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
-        let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
+        // Only what a host and port can be: a header that carries a path, credentials
+        // or a script never reaches a link or a Location.
+        let host = h("x-forwarded-host")
+            .and_then(|v| v.split(',').next().map(|v| v.trim().to_string()))
+            .filter(|v| is_authority(v))
+            .or_else(|| h("host").filter(|v| is_authority(v)))
+            .unwrap_or_else(|| "localhost".into());
+        let proto = match h("x-forwarded-proto").map(|p| p.split(',').next().unwrap_or_default().trim().to_ascii_lowercase()) {
+            Some(p) if p == "https" => "https",
+            _ => "http",
+        };
         Ok(BaseUrl(format!("{proto}://{host}")))
     }
+}
+
+/// Whether a header value is a host with an optional port: a DNS name, an IPv4 address,
+/// or a bracketed IPv6 address.
+pub fn is_authority(v: &str) -> bool {
+    let (host, port) = match v.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, after)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, after.strip_prefix(':')),
+            _ => return false,
+        },
+        None => match v.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (v, None),
+        },
+    };
+    let host_ok = v.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !host.starts_with(['-', '.']));
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 impl BaseUrl {
@@ -221,4 +252,17 @@ async fn local_blob(
 pub fn local_blob_router(state: AppState) -> Router {
     let path = format!("{LOCAL_BLOB_PREFIX}{{*key}}");
     Router::new().route(&path, get(local_blob).put(local_blob)).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn authorities() {
+        for good in ["localhost", "localhost:8080", "depot.example.com", "10.0.0.1:80", "[::1]:8080", "[2001:db8::1]"] {
+            assert!(super::is_authority(good), "{good}");
+        }
+        for bad in ["", "evil.com/path?x=", "a@evil.com", "x y", "javascript://x", "[::1", "host:port", "-x", "a\"b", ":80"] {
+            assert!(!super::is_authority(bad), "{bad}");
+        }
+    }
 }

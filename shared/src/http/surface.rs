@@ -303,14 +303,28 @@ struct Guard {
 /// client that stops sending does not hold its connection (and what it sent) for ever.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// A body whose every chunk arrives within [`BODY_IDLE`] of the one before; past that it
-/// fails, as a broken body does.
-fn idle_limited(body: axum::body::Body) -> axum::body::Body {
+/// Bytes a second, on average, that a body sends once its grace is over
+/// (`DEPOT_SLOW_BODY_SECS`, 30 s): a client that trickles a byte at a time does not hold
+/// its connection (and one of `depot serve`'s connection slots) for ever.
+pub const BODY_MIN_RATE: u64 = 4096;
+
+/// A body whose every chunk arrives within [`BODY_IDLE`] of the one before, and that
+/// averages [`BODY_MIN_RATE`] after `grace`; past that it fails, as a broken body does.
+fn idle_limited(body: axum::body::Body, grace: std::time::Duration) -> axum::body::Body {
     use futures::StreamExt;
-    let stream = futures::stream::unfold(Some(body.into_data_stream()), |state| async move {
-        let mut stream = state?;
+    let started = tokio::time::Instant::now();
+    let stream = futures::stream::unfold(Some((body.into_data_stream(), 0u64)), move |state| async move {
+        let (mut stream, received) = state?;
         match tokio::time::timeout(BODY_IDLE, stream.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Ok(chunk))) => {
+                let received = received + chunk.len() as u64;
+                let elapsed = started.elapsed();
+                if elapsed > grace && (received as f64) < BODY_MIN_RATE as f64 * elapsed.as_secs_f64() {
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "the request body arrives too slowly");
+                    return Some((Err(e), None));
+                }
+                Some((Ok(chunk), Some((stream, received))))
+            }
             Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
             Ok(None) => None,
             Err(_) => Some((
@@ -325,7 +339,7 @@ fn idle_limited(body: axum::body::Body) -> axum::body::Body {
 /// The kit's check before every handler.
 async fn admit(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let body = idle_limited(body);
+    let body = idle_limited(body, g.state.config.slow_body_grace);
     match scope_of(&g.state, g.access, g.home, &mut parts).await {
         Ok(scope) => {
             parts.extensions.insert(scope);

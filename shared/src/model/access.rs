@@ -238,6 +238,8 @@ mod tests {
             users: vec![PermUser { id: "u".into(), action: vec![Action::Write] }],
             created_by: "admin".into(),
             created_date: String::new(),
+            updated_by: String::new(),
+            updated_date: String::new(),
         };
         assert_eq!(grant.rights_of("u", Some("a")), w);
         assert_eq!(grant.rights_of("u", Some("b")), Rights::NONE);

@@ -542,6 +542,21 @@ impl Registry {
         Ok(staged)
     }
 
+    /// A blob that `user`'s own upload session staged: another user's staged bytes are
+    /// not found, so that knowing a digest does not publish what someone else has not.
+    pub async fn resolve_own_staged(&self, project: &str, repo: &str, digest: &str, user: &str) -> Result<StagedBlob> {
+        let staged = self.resolve_staged(project, repo, digest).await?;
+        if staged.staged_by != user {
+            let message = format!(
+                "no completed upload session of user [{user}] staged blob {} (if one did, another user has staged the \
+                 same bytes since: stage them again)",
+                staged.digest
+            );
+            return Err(Error::not_found_as(Kind::StagedBlob, &staged.digest, message));
+        }
+        Ok(staged)
+    }
+
     /// Removes expired sessions with their bytes and staged records. DynamoDB's TTL and
     /// the bucket's lifecycle rules do this on AWS; `depot serve` calls it periodically.
     /// Returns how many sessions it removed.

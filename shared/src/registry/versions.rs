@@ -65,6 +65,9 @@ pub struct NewVersion {
     pub stages: Vec<&'static str>,
     /// The listings the version belongs to while it is released (`registry::listings`).
     pub listing: Option<Listing>,
+    /// Names to take instead of `version`, in order, when it is taken (a concurrent
+    /// upload of another APS package of the same application version).
+    pub fallback_names: Vec<String>,
 }
 
 /// The write that claims a version's content path: a path is held by one version of
@@ -106,6 +109,7 @@ impl NewVersion {
             requires: vec![],
             stages: vec![],
             listing: None,
+            fallback_names: vec![],
         }
     }
 }
@@ -239,28 +243,45 @@ impl Registry {
     /// `revision`), the repository's counters, and the garbage-collection guard on the
     /// blob. A lost race reads again.
     async fn commit_version(&self, req: &NewVersion, by: &Actor) -> Result<(PackageVersion, bool)> {
+        let mut names = req.fallback_names.iter();
+        let mut current = std::borrow::Cow::Borrowed(req);
         validate_name("project name", &req.project_id)?;
         validate_name("repository name", &req.repo_name)?;
         validate_package_key(&req.package_key)?;
         validate_version(&req.version)?;
-        let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
-        if req.stages.contains(&crate::model::STAGE_RELEASE) && !by.may(Action::Manage) {
-            return Err(Error::Forbidden(format!("a version that starts at @release needs MANAGE on {p}/{r}")));
+        for n in &req.fallback_names {
+            validate_version(n)?;
         }
-        let vkey = version_key(p, r, k, &req.version);
-        let exists = || {
+        if req.stages.contains(&crate::model::STAGE_RELEASE) && !by.may(Action::Manage) {
+            return Err(Error::Forbidden(format!(
+                "a version that starts at @release needs MANAGE on {}/{}",
+                req.project_id, req.repo_name
+            )));
+        }
+        let exists = |req: &NewVersion| {
             Error::exists_as(
                 Kind::Version,
                 &req.version,
-                format!("version [{}] of package [{k}] already exists", req.version),
+                format!("version [{}] of package [{}] already exists", req.version, req.package_key),
             )
         };
         for _ in 0..MAX_ATTEMPTS {
+            let snapshot = current.clone();
+            let req = snapshot.as_ref();
+            let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
+            let vkey = version_key(p, r, k, &req.version);
             let now = now_iso();
             let existing: Option<PackageVersion> = self.table.get(&vkey).await?.map(from_item).transpose()?;
             if let Some(old) = &existing {
                 if !req.overwrite {
-                    return Err(exists());
+                    // Taken: the next name the caller gave, if any.
+                    match names.next() {
+                        Some(n) => {
+                            current.to_mut().version = n.clone();
+                            continue;
+                        }
+                        None => return Err(exists(req)),
+                    }
                 }
                 if old.is_released() && !by.may(Action::Manage) {
                     return Err(Error::Forbidden(format!(
@@ -353,7 +374,13 @@ impl Registry {
                 }
                 Err(e) if e.failed_op(3) => self.wait_for_collector(&req.blob.key, &req.blob.hold).await?,
                 // The version itself was taken first: that is the truer answer than its path.
-                Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => return Err(exists()),
+                Err(e) if e.failed_op(0) && is_new_version && !req.overwrite => match names.next() {
+                    Some(n) => {
+                        current.to_mut().version = n.clone();
+                        continue;
+                    }
+                    None => return Err(exists(req)),
+                },
                 Err(e) if e.failed_op(4) => {
                     let file = req.content_path.trim_start_matches('/');
                     let message = format!("{file} already exists: another version holds this path");
@@ -491,6 +518,13 @@ impl Registry {
         let target = tag.filter(|t| !t.trim().is_empty()).map(parse_stage).transpose()?;
         for _ in 0..MAX_ATTEMPTS {
             let mut v = self.get_version(project, repo, key, version).await?;
+            // In a catalog (a version with listings), stages are approval and publishing:
+            // only a manager moves them, as only a manager sets them at upload.
+            if v.listing.is_some() && !by.may(Action::Manage) {
+                return Err(Error::Forbidden(format!(
+                    "version [{version}] of package [{key}] is a catalog package: approving or publishing it needs MANAGE"
+                )));
+            }
             let current = v.stage();
             let next = match target {
                 Some(t) => STAGES.iter().position(|s| *s == t).expect("a known stage") + 1,

@@ -230,6 +230,7 @@ async fn project_with_repo(t: Arc<dyn Table>, project: &str, repo: &str) -> (Arc
         public: false,
         description: None,
         allow_overwrite: None,
+        configuration: None,
     };
     reg.create_repository(nr, "root").await.unwrap();
     (reg, guard)
@@ -260,7 +261,7 @@ pub(crate) async fn accounts_grants_die_with_what_they_name(t: Arc<dyn Table>) {
     let r = made.lock().unwrap().take().unwrap();
     assert!(matches!(&r, Err(Error::NotFound { .. })), "{r:?}");
     new_user(&plain, "ann", false).await;
-    assert!(plain.list_permissions(&admin(), "gp").await.unwrap().is_empty(), "the new ann inherits nothing");
+    assert!(plain.list_permissions(&admin(), "gp", None, None).await.unwrap().is_empty(), "the new ann inherits nothing");
 
     // A grant naming a repository that a forced delete is emptying.
     let hooked_reg = Registry::new(hooked.clone(), reg.blobs.clone());
@@ -276,7 +277,7 @@ pub(crate) async fn accounts_grants_die_with_what_they_name(t: Arc<dyn Table>) {
     assert!(hooked.ran());
     let r = made.lock().unwrap().take().unwrap();
     assert!(matches!(&r, Err(Error::NotFound { .. })), "{r:?}");
-    assert!(plain.list_permissions(&admin(), "gp").await.unwrap().is_empty());
+    assert!(plain.list_permissions(&admin(), "gp", None, None).await.unwrap().is_empty());
 
     // Two users leave one grant at once: the second edit lost the race, read again, and
     // removed its user from what the first left.
@@ -288,7 +289,7 @@ pub(crate) async fn accounts_grants_die_with_what_they_name(t: Arc<dyn Table>) {
     hooked.arm(After::Query(permissions_partition("gp")), other);
     racing.delete_user(&admin(), "bob").await.unwrap();
     assert!(hooked.ran());
-    let left = plain.list_permissions(&admin(), "gp").await.unwrap();
+    let left = plain.list_permissions(&admin(), "gp", None, None).await.unwrap();
     let users: Vec<_> = left.iter().flat_map(|g| g.users.iter().map(|u| u.id.clone())).collect();
     assert_eq!(users, ["ann"], "{left:?}");
 }

@@ -355,6 +355,7 @@ pub(crate) async fn forced_delete_wins_against_commits(t: Arc<dyn Table>, blobs:
         public: false,
         description: None,
         allow_overwrite: None,
+        configuration: None,
     };
     plain.create_repository(nr, "admin").await.unwrap();
     assert!(plain.list_packages("in", "r").await.unwrap().is_empty(), "nothing of the old repository");

@@ -38,6 +38,7 @@ pub(crate) fn rds_repo(project: &str, name: &str) -> depot_core::registry::NewRe
         public: false,
         description: None,
         allow_overwrite: None,
+        configuration: None,
     }
 }
 
@@ -224,6 +225,7 @@ pub(crate) async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
         public: false,
         description: None,
         allow_overwrite: None,
+        configuration: None,
     };
 
     let p = reg.create_project(np("proj"), "admin").await.unwrap();

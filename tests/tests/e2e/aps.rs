@@ -624,7 +624,8 @@ async fn a_signed_package_serves_its_certificate() {
     use base64::Engine;
     let (_dir, server, _) = embedded(&[]);
     let cat = Catalog::new(&server.base);
-    let der: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+    // A DER SEQUENCE's first bytes, then filler: depot checks the shape, not the signature.
+    let der: Vec<u8> = [0x30u8, 0x82, 0x01, 0x28].into_iter().chain((0..296u32).map(|i| (i * 7 % 251) as u8)).collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
     let pkg = Pkg { certificate: Some(b64.clone()), ..Pkg::v2("Signed", "1.0", "pack.example.com") };
     publish(&cat, &pkg).await;
@@ -758,4 +759,162 @@ async fn a_deleted_catalog_takes_its_listings() {
     assert_eq!(s, 200);
     let (_, b) = send(Request::get("/aps/feed.atom").body(Body::empty()).unwrap()).await;
     assert!(String::from_utf8_lossy(&b).contains("<opensearch:totalResults>1</opensearch:totalResults>"));
+}
+
+/// What the attack on the release binary found, each case held.
+#[tokio::test]
+async fn attack_cases_hold() {
+    let (_dir, server, api) = embedded(&[]);
+    let cat = Catalog::new(&server.base);
+    assert_eq!(Catalog::answer(cat.http.get(format!("{}/aps/", cat.base)).basic_auth(ADMIN.0, Some(ADMIN.1))).await.status, 200);
+    create_user(&api, "bob", "bob-password-1").await;
+    grant(&api, "bob", &["WRITE"]).await;
+    let pkg = Pkg::v2("Mine", "1.0", "pack.example.com");
+    let a = cat.packager_upload("", "bob", "bob-password-1", &[("approve", "true"), ("publish", "true")], pkg.zip()).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // A WRITE user cannot approve or publish through the stage API either.
+    let bob = api.as_user("bob", "bob-password-1");
+    for tag in ["@prerelease", "@release"] {
+        let path = format!("/repository/api/stage/upgrade/aps/catalog?packageKey=aps://Example/Mine&version=1.0-1&tag={tag}");
+        let (s, b) = bob.post(&path, json!({})).await;
+        assert_eq!(s, 403, "{tag}: {b}");
+    }
+    assert_eq!(cat.get(&lookup("2.0", &pkg, "aps", &full(&pkg, "undefined"))).await.status, 404, "still unpublished");
+
+    // The uploader's APP-META.xml never runs as a page.
+    publish(&cat, &Pkg::v2("Shown", "1.0", "pack.example.com")).await;
+    let shown = Pkg::v2("Shown", "1.0", "pack.example.com");
+    let a = cat.get(&lookup("2.0", &shown, "meta", &full(&shown, "undefined"))).await;
+    assert_eq!(a.status, 200);
+    assert!(a.headers["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    assert_eq!(a.headers["x-content-type-options"], "nosniff");
+
+    // Forwarded headers reach links only as a scheme and a host.
+    let page = Catalog::answer(
+        cat.http
+            .get(format!("{}/aps/", cat.base))
+            .header("x-forwarded-host", "evil.example/path?x=")
+            .header("x-forwarded-proto", "javascript"),
+    )
+    .await;
+    let text = page.text();
+    assert!(!text.contains("evil.example") && !text.contains("javascript:") && text.contains(&format!("action=\"{}/aps/\"", server.base)), "{text}");
+    assert!(page.headers["vary"].to_str().unwrap().contains("X-Forwarded-Host"));
+
+    // Refused names and versions, with the reason.
+    let bad_meta = [
+        (Pkg { release: "2-x".into(), ..Pkg::v2("Dash", "1", "pack.example.com") }, "release"),
+        (Pkg { vendor: "Exa\u{200b}mple".into(), ..Pkg::v2("Zw", "1.0", "pack.example.com") }, "invisible"),
+        (Pkg { vendor: "\u{202e}elpmaxE".into(), ..Pkg::v2("Bidi", "1.0", "pack.example.com") }, "invisible"),
+        (Pkg { vendor: "é".repeat(128), ..Pkg::v2("Long", "1.0", "pack.example.com") }, "bytes"),
+    ];
+    for (p, why) in bad_meta {
+        let a = cat.form_upload(Some(ADMIN), package_form(p.zip(), "APS")).await;
+        assert_eq!(a.status, 400, "{why}: {}", a.text());
+        assert!(a.text().contains(why), "{why}: {}", a.text());
+    }
+    // An empty certificate is no certificate; one that is not DER is refused.
+    let empty = Pkg { certificate: Some(String::new()), ..Pkg::v2("NoCert", "1.0", "pack.example.com") };
+    publish(&cat, &empty).await;
+    assert_eq!(cat.get(&lookup("2.0", &empty, "certificate", &full(&empty, "undefined"))).await.status, 404);
+    use base64::Engine;
+    let junk = Pkg { certificate: Some(base64::engine::general_purpose::STANDARD.encode("garbage-der")), ..Pkg::v2("Junk", "1.0", "pack.example.com") };
+    let a = cat.form_upload(Some(ADMIN), package_form(junk.zip(), "APS")).await;
+    assert!(a.status == 400 && a.text().contains("DER"), "{}", a.text());
+    // URLs: http or https in any case, a host, no credentials.
+    for (url, ok) in [
+        ("HTTP://downloads.example.com/x.app.zip", true),
+        ("https://[::1]:8443/x.app.zip", true),
+        ("http://[::1", false),
+        ("https://user:pw@evil.example/", false),
+        (" http://lead.space/", false),
+        ("https:///x", false),
+    ] {
+        let release = format!("{}", url.len());
+        let p = Pkg { release, ..Pkg::v2("ByUrl", "1.0", "pack.example.com") };
+        let a = cat.form_upload(Some(ADMIN), no_url_form(&p).text("url", url.to_string())).await;
+        assert_eq!(a.status, if ok { 201 } else { 400 }, "{url}: {}", a.text());
+    }
+    // Paths with control characters: a 400 that shows no storage detail.
+    for path in ["/aps/2.0/Exa%00mple/", "/aps/2.0/Example/Word%00Press/", "/aps/2.0/Exa%01mple.atom", "/aps/2.0/Example/Wiki/1.0-1.aps?packager=a%00b"] {
+        let a = cat.get(path).await;
+        assert_eq!(a.status, 400, "{path}: {}", a.text());
+        assert!(!a.text().contains("MEMBERS#") && !a.text().contains("LISTED#"), "{path}: {}", a.text());
+    }
+    // Feeds of what is not in the catalog are 404, like their pages; arguments once.
+    for path in ["/aps/2.0/Nope.atom", "/aps/2.0/Nope/Nope.atom", "/aps/2.0/Nope/Nope/1-1.atom"] {
+        assert_eq!(cat.get(path).await.status, 404, "{path}");
+    }
+    for path in ["/aps/feed.atom?page=1&page=2", "/aps/feed.atom?page=%201", "/aps/2.0/Example/Shown/1.0-1/?packager=a&packager=b"] {
+        assert_eq!(cat.get(path).await.status, 400, "{path}");
+    }
+    let a = cat.get("/aps").await;
+    assert_eq!((a.status, a.location()), (308, format!("{}/aps/", server.base)));
+
+    // A staged package is its stager's: another user's upload of it is a 404.
+    let staged = Pkg::v2("Staged", "1.0", "pack.example.com").zip();
+    let digest = crate::uploads::upload(&api, "aps", "catalog", &staged).await["done"]["digest"].as_str().unwrap().to_string();
+    let form = reqwest::multipart::Form::new().text("packageType", "APS");
+    let a = Catalog::answer(cat.http.post(format!("{}/aps/", cat.base)).basic_auth("bob", Some("bob-password-1")).header("x-depot-blob", &digest).multipart(form)).await;
+    assert_eq!(a.status, 404, "{}", a.text());
+    let form = reqwest::multipart::Form::new().text("packageType", "APS");
+    let a = Catalog::answer(cat.http.post(format!("{}/aps/", cat.base)).basic_auth(ADMIN.0, Some(ADMIN.1)).header("x-depot-blob", &digest).multipart(form)).await;
+    assert_eq!(a.status, 201, "{}", a.text());
+}
+
+/// Concurrent uploads: other packages of one application version all land, under
+/// their own names; the same package twice at once lands once.
+#[tokio::test]
+async fn concurrent_uploads_of_one_version() {
+    let (_dir, server, api) = embedded(&[]);
+    let cat = Catalog::new(&server.base);
+    let variants: Vec<Pkg> = (0..10).map(|i| Pkg::v2("Busy", "1.0", &format!("p{i}.example.com"))).collect();
+    let sent = variants.iter().map(|p| {
+        let (cat, zip) = (cat.clone(), p.zip());
+        async move { cat.packager_upload("", ADMIN.0, ADMIN.1, &[("publish", "true")], zip).await }
+    });
+    for a in futures::future::join_all(sent).await {
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let same = Pkg::v2("Busy", "1.0", "same.example.com");
+    let sent = (0..8).map(|_| {
+        let (cat, zip) = (cat.clone(), same.zip());
+        async move { cat.packager_upload("", ADMIN.0, ADMIN.1, &[("publish", "true")], zip).await }
+    });
+    let statuses: Vec<u16> = futures::future::join_all(sent).await.into_iter().map(|a| a.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 500), "{statuses:?}");
+    assert_eq!(versions(&api, &variants[0]).await.len(), 11);
+    let feed = well_formed(&cat.get("/aps/2.0/Example/Busy.atom").await);
+    assert!(feed.contains("<opensearch:totalResults>11</opensearch:totalResults>"), "{feed}");
+}
+
+/// A body trickled a byte at a time is refused once its grace is over, instead of
+/// holding a connection.
+#[tokio::test]
+async fn a_trickled_body_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, server, _) = embedded(&[("DEPOT_SLOW_BODY_SECS", "2")]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /aps/packager/upload/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(15), "still open after {:?}", started.elapsed());
+        if conn.write_all(b"-").await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(500), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "refused before its grace: {:?}", started.elapsed());
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
 }

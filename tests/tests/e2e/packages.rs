@@ -262,6 +262,7 @@ async fn pages_on(config: depot_core::config::Config) {
         public: false,
         description: None,
         allow_overwrite: None,
+        configuration: None,
     };
     reg.create_repository(nr, "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();

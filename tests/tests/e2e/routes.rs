@@ -85,7 +85,8 @@ fn every_route_declares_an_access_that_its_path_can_name() {
             }
             Access::Anyone => {
                 let form_credentials = strux_paths().contains(&path) || path == "/aps/packager/upload/";
-                assert!(path == "/health" || form_credentials, "{method} {path} is open to anyone")
+                // `/aps` only redirects to the catalog's index, `/aps/`.
+                assert!(path == "/health" || path == "/aps" || form_credentials, "{method} {path} is open to anyone")
             }
             // The surface names the repository.
             Access::Home(_) => {
@@ -143,6 +144,7 @@ async fn every_declared_route_reaches_a_handler_that_authenticates() {
             // An open route answers; strux's and the APS packager's, given no form, say
             // what they lack. The APS catalog is public for READ: it reads as empty.
             let want = match access[&(method.clone(), path.clone())] {
+                Access::Anyone if path == "/aps" => 308,
                 Access::Anyone if binary == "strux" || binary == "aps" => 400,
                 Access::Anyone => 200,
                 Access::Home(depot_core::model::Action::Read) if binary == "aps" => {

@@ -154,6 +154,7 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
             public: false,
             description: None,
             allow_overwrite: None,
+            configuration: None,
         };
         reg.create_repository(nr, "admin").await.unwrap();
     }
