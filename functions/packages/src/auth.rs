@@ -87,7 +87,9 @@ pub struct UpdatePermission {
 /// missing `pwd` gets a generated one (the user then signs in with a token).
 pub async fn create_user(State(st): State<AppState>, scope: Scope, Json(b): Json<CreateUser>) -> Result<Response> {
     let pwd = b.pwd.filter(|p| !p.is_empty()).unwrap_or_else(generate_password);
-    let req = NewUser { user_id: required(b.user_id, "userId")?, name: b.name, pwd, admin: b.admin };
+    let user_id = required(b.user_id, "userId")?;
+    depot_core::model::check_new_user_id(&user_id)?;
+    let req = NewUser { user_id, name: b.name, pwd, admin: b.admin };
     match st.accounts.create_user(scope.who(), req).await {
         Ok(_) | Err(Error::Exists { .. }) => Ok(ok(true)),
         Err(e) => Err(e),

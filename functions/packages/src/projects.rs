@@ -4,7 +4,9 @@ use axum::response::Response;
 use depot_core::http::bkrepo::ok;
 use depot_core::http::extract::{Json, Path, Query};
 use depot_core::http::{AppState, Scope};
-use depot_core::model::{Action, Identity, RepoType, Repository};
+use depot_core::model::{
+    check_description, check_display_name, check_new_project_name, check_new_repo_name, Action, Identity, RepoType, Repository,
+};
 use depot_core::registry::{NewProject, NewRepository};
 use depot_core::{Error, Result};
 use serde::Deserialize;
@@ -79,8 +81,14 @@ pub async fn create_project(
     scope: Scope,
     Json(body): Json<CreateProject>,
 ) -> Result<Response> {
+    // bkrepo's rules for what is new; what is stored under depot's earlier rule reads.
+    let name = required(body.name, "name")?;
+    check_new_project_name(&name)?;
+    if let Some(d) = body.display_name.as_deref().filter(|d| !d.is_empty()) {
+        check_display_name(d)?;
+    }
     let req = NewProject {
-        name: required(body.name, "name")?,
+        name,
         display_name: body.display_name,
         description: body.description,
     };
@@ -128,6 +136,10 @@ pub async fn create_repo(State(st): State<AppState>, scope: Scope, Json(body): J
     let project_id = required(body.project_id, "projectId")?;
     st.authorizer.authorize(scope.who(), &project_id, None, Action::Manage).await?;
     let name = required(body.name, "name")?;
+    check_new_repo_name(&name)?;
+    if let Some(d) = &body.description {
+        check_description(d)?;
+    }
     let repo_type = RepoType::parse(&required(body.repo_type, "type")?)?;
     // bkrepo's UI sends COMPOSITE for every type but generic: stored as a local one.
     if let Some(c) = body.category.filter(|c| !c.eq_ignore_ascii_case("LOCAL") && !c.eq_ignore_ascii_case("COMPOSITE")) {

@@ -181,3 +181,123 @@ async fn errors_carry_bkrepos_codes() {
     let (s, b) = api.get("/auth/api/user/detail/nobody").await;
     failure(s, &b, 404, 250202);
 }
+
+/// Point 3: callers who are not administrators, as `UserProjectController.kt` allows.
+#[tokio::test]
+async fn any_user_creates_and_sees_its_projects() {
+    let (_dir, _server, api) = setup().await;
+    let ann = api.as_user("ann", "ann-password-1");
+    let (s, b) = ann.get("/repository/api/project/list").await;
+    assert_eq!(data(s, &b), json!([]), "ann holds no grant yet");
+    let (s, b) = ann.post("/repository/api/project/create", json!({"name": "anns", "displayName": "Ann's"})).await;
+    assert_eq!(data(s, &b), json!("anns"));
+    // Its creator manages it: a repository, a grant.
+    let (s, b) = ann.post("/repository/api/repo/create", json!({"projectId": "anns", "name": "charts", "type": "RDS"})).await;
+    data(s, &b);
+    let (s, b) = ann.get("/repository/api/project/list").await;
+    let names: Vec<Value> = data(s, &b).as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
+    assert_eq!(names, [json!("anns")]);
+    let (s, b) = api.get("/repository/api/project/list").await;
+    assert_eq!(data(s, &b).as_array().unwrap().len(), 2, "the admin sees every project");
+    // Nothing to read: `[]`, not 403.
+    let (s, b) = api.as_user("bob", "bob-password-1").get("/repository/api/repo/list/anns").await;
+    assert_eq!(data(s, &b), json!([]));
+    let (s, b) = api.anonymous().post("/repository/api/project/create", json!({"name": "anon"})).await;
+    failure(s, &b, 401, 250114);
+}
+
+/// Points 4, 5 and 6: bkrepo's repository routes, RepositoryInfo, categories.
+#[tokio::test]
+async fn repositories_answer_as_repository_info() {
+    let (_dir, _server, api) = setup().await;
+    let config = json!({"type": "composite", "settings": {"k": "v"}, "proxy": {"channelList": []}});
+    let body = json!({"projectId": "team", "name": "ui-made", "type": "RDS", "category": "COMPOSITE", "public": false,
+        "description": "from the UI", "configuration": config});
+    let (s, b) = api.post("/repository/api/repo/create", body).await;
+    let r = data(s, &b);
+    for field in ["id", "name", "type", "category", "public", "description", "configuration", "storageCredentialsKey", "quota", "used", "display", "createdBy", "createdDate", "lastModifiedBy", "lastModifiedDate"] {
+        assert!(r.get(field).is_some(), "{field}: {r}");
+    }
+    assert_eq!((&r["configuration"], &r["category"]), (&config, &json!("LOCAL")), "stored as sent; COMPOSITE is stored as a local repository");
+    for category in ["REMOTE", "VIRTUAL"] {
+        let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "team", "name": "x1", "type": "RDS", "category": category})).await;
+        assert!(failure(s, &b, 400, 250105).contains("LOCAL"), "{b}");
+    }
+    let (s, b) = api.get("/repository/api/repo/info/team/charts").await;
+    assert_eq!(data(s, &b)["configuration"], json!({"type": "local", "settings": {}}));
+    // Info by type; page; filters.
+    let (s, b) = api.get("/repository/api/repo/info/team/charts/RDS").await;
+    assert_eq!(data(s, &b)["name"], "charts");
+    let (s, b) = api.get("/repository/api/repo/info/team/charts/GENERIC").await;
+    failure(s, &b, 404, 251006);
+    let (s, b) = api.get("/repository/api/repo/page/team/1/2").await;
+    let page = data(s, &b);
+    assert_eq!((page["totalRecords"].as_i64(), page["records"].as_array().map(Vec::len), page["totalPages"].as_i64()), (Some(3), Some(2), Some(2)));
+    let (s, b) = api.get("/repository/api/repo/page/team/2/2").await;
+    assert_eq!(data(s, &b)["records"].as_array().map(Vec::len), Some(1));
+    let (s, b) = api.get("/repository/api/repo/list/team?name=ch").await;
+    assert_eq!(data(s, &b).as_array().unwrap().iter().map(|r| r["name"].clone()).collect::<Vec<_>>(), [json!("charts")]);
+    let (s, b) = api.get("/repository/api/repo/list/team?type=GENERIC").await;
+    assert_eq!(data(s, &b), json!([]));
+    // Update: public, description, configuration.
+    let update = json!({"public": true, "description": "now public", "configuration": {"type": "local", "settings": {"a": 1}}});
+    let (s, b) = api.post("/repository/api/repo/update/team/docs", update).await;
+    assert_eq!(data(s, &b), json!(null));
+    let (s, b) = api.anonymous().get("/repository/api/repo/info/team/docs").await;
+    let r = data(s, &b);
+    assert_eq!((&r["public"], &r["description"], &r["configuration"]["settings"]["a"]), (&json!(true), &json!("now public"), &json!(1)));
+    let (s, b) = api.as_user("ann", "ann-password-1").post("/repository/api/repo/update/team/docs", json!({"public": false})).await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = api.post("/repository/api/repo/update/team/docs", json!({"description": "d".repeat(201)})).await;
+    failure(s, &b, 400, 250105);
+    // Projects: update, exist by name or display name.
+    let (s, b, _) = api.send("PUT", "/repository/api/project/team", Some(json!({"displayName": "The Team", "description": "d"}))).await;
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = api.get("/repository/api/project/info/team").await;
+    assert_eq!(data(s, &b)["displayName"], "The Team");
+    for (q, want) in [("name=team", true), ("displayName=The%20Team", true), ("name=nope", false), ("name=nope&displayName=Nope", false)] {
+        let (s, b) = api.get(&format!("/repository/api/project/exist?{q}")).await;
+        assert_eq!(data(s, &b), json!(want), "{q}");
+    }
+}
+
+/// Point 8: bkrepo's name rules for what is new; what is stored reads.
+#[tokio::test]
+async fn new_names_follow_bkrepos_rules() {
+    let (_dir, _server, api) = setup().await;
+    let (s, b) = api.post("/auth/api/user/create", json!({"userId": "bob@example.com", "name": "Bob", "pwd": "bob-mail-password"})).await;
+    assert_eq!(data(s, &b), json!(true));
+    let (s, b) = api.as_user("bob@example.com", "bob-mail-password").get("/auth/api/user/info").await;
+    assert_eq!(data(s, &b)["userId"], "bob@example.com");
+    for bad in ["b", "-bob", "bob smith"] {
+        let (s, b) = api.post("/auth/api/user/create", json!({"userId": bad, "pwd": "long-enough-pw"})).await;
+        failure(s, &b, 400, 250105);
+    }
+    for (name, ok) in [("_private", true), ("1st", false), ("a.b", false), ("x", false)] {
+        let (s, b) = api.post("/repository/api/project/create", json!({"name": name})).await;
+        assert_eq!(s, if ok { 200 } else { 400 }, "{name}: {b}");
+    }
+    let (s, b) = api.post("/repository/api/project/create", json!({"name": "shown", "displayName": "x"})).await;
+    failure(s, &b, 400, 250105);
+    for (name, ok) in [("charts.v2", true), ("_r", true), ("a..b", false), ("1r", false), ("r", false)] {
+        let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "team", "name": name, "type": "RDS"})).await;
+        assert_eq!(s, if ok { 200 } else { 400 }, "{name}: {b}");
+    }
+    let (s, b) = api.post("/repository/api/repo/create", json!({"projectId": "team", "name": "long-desc", "type": "RDS", "description": "d".repeat(201)})).await;
+    failure(s, &b, 400, 250105);
+}
+
+/// Point 10: deleting a repository needs DELETE on it, as in bkrepo (WRITE implies it).
+#[tokio::test]
+async fn deleting_a_repository_needs_delete() {
+    let (_dir, _server, api) = setup().await;
+    let grant = |user: &str, actions: &[&str]| json!({"projectId": "team", "permName": user, "repos": ["docs"], "users": [user], "actions": actions});
+    for (user, actions) in [("ann", &["READ"][..]), ("bob", &["DELETE"][..])] {
+        let (s, b) = api.post("/auth/api/permission/create", grant(user, actions)).await;
+        data(s, &b);
+    }
+    let (s, b) = api.as_user("ann", "ann-password-1").delete("/repository/api/repo/delete/team/docs").await;
+    failure(s, &b, 403, 250113);
+    let (s, b) = api.as_user("bob", "bob-password-1").delete("/repository/api/repo/delete/team/docs").await;
+    data(s, &b);
+}

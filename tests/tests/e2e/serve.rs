@@ -111,12 +111,13 @@ async fn projects_and_repositories(api: &Api) {
 
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "demo"})).await;
     assert!(failure(s, &b, 409, 251005).contains("already exists"));
-    for bad in ["-x", "a/b", "a b", "", "x".repeat(65).as_str(), "../etc", "ü"] {
+    // bkrepo's rule for new projects.
+    for bad in ["-x", "a/b", "a b", "", "x".repeat(101).as_str(), "../etc", "ü", "1st", "a.b", "x"] {
         let (s, b) = api.post(&format!("{P}/create"), json!({ "name": bad })).await;
         if bad.is_empty() {
             assert!(failure(s, &b, 400, 250103).contains("[name]"));
         } else {
-            assert!(failure(s, &b, 400, 250105).contains("1-64 characters"), "{bad}");
+            assert!(failure(s, &b, 400, 250105).contains("2-100 characters"), "{bad}");
         }
     }
     let (s, b) = api.post(&format!("{P}/create"), json!({})).await;
