@@ -282,6 +282,14 @@ pub async fn repo_exist(scope: Scope) -> Result<Response> {
 }
 
 pub async fn delete_repo(State(st): State<AppState>, scope: Scope, Query(q): Query<Forced>) -> Result<Response> {
+    // WRITE implies DELETE for packages and versions (bkrepo's deletes need WRITE); a
+    // whole repository needs DELETE granted as such, or MANAGE.
+    if !scope.actor.rights.granted_delete() {
+        return Err(Error::Forbidden(format!(
+            "deleting repository [{}/{}] needs DELETE or MANAGE on it; WRITE deletes packages and versions only",
+            scope.project, scope.repo_name
+        )));
+    }
     let repo = scope.repo()?;
     st.registry.delete_repository(&repo.project_id, &repo.name, q.forced).await?;
     Ok(ok(()))

@@ -102,7 +102,9 @@ pub struct Rights(u8);
 
 impl Rights {
     pub const NONE: Rights = Rights(0);
-    pub const ALL: Rights = Rights(0b1111);
+    pub const ALL: Rights = Rights(0b1_1111);
+    /// DELETE granted as such (or through MANAGE), not only implied by WRITE.
+    const GRANTED_DELETE: u8 = 0b1_0000;
 
     pub fn of(actions: &[Action]) -> Rights {
         actions.iter().fold(Rights::NONE, |r, a| r.with(*a))
@@ -113,8 +115,14 @@ impl Rights {
             Action::Manage => Rights::ALL,
             Action::Read => Rights(self.0 | a.bit()),
             Action::Write => Rights(self.0 | a.bit() | Action::Delete.bit() | Action::Read.bit()),
-            Action::Delete => Rights(self.0 | a.bit() | Action::Read.bit()),
+            Action::Delete => Rights(self.0 | a.bit() | Action::Read.bit() | Self::GRANTED_DELETE),
         }
+    }
+
+    /// Whether DELETE was granted as such (or through MANAGE): what deleting a whole
+    /// repository needs, as in bkrepo, where WRITE deletes packages and versions only.
+    pub fn granted_delete(self) -> bool {
+        self.0 & Self::GRANTED_DELETE != 0
     }
 
     pub fn union(self, other: Rights) -> Rights {

@@ -248,7 +248,11 @@ pub(crate) async fn registry_projects_and_repositories(t: Arc<dyn Table>) {
     t.put(ver.item(), Cond::None).await.unwrap();
     atomic_add(&*t, &repo_key("proj", "r1"), "packageCount", 1).await.unwrap();
     let refused = reg.delete_repository("proj", "r1", false).await.unwrap_err();
-    assert!(matches!(&refused, Error::Conflict { message, .. } if message.contains("forced=true")), "{refused:?}");
+    // Packages exist in it: bkrepo's REPOSITORY_NOT_EMPTY (251008).
+    assert!(
+        matches!(&refused, Error::Exists { what: depot_core::error::Kind::Package, message, .. } if message.contains("forced=true")),
+        "{refused:?}"
+    );
     assert!(reg.find_repository("proj", "r1").await.unwrap().is_some());
     let refused = reg.delete_project("proj", false).await.unwrap_err();
     assert!(matches!(&refused, Error::Conflict { message, .. } if message.contains("forced=true")), "{refused:?}");

@@ -29,22 +29,22 @@ async fn table_calls_per_authorized_non_admin_request() {
         async move { oneshot(&app, req).await }
     };
     assert_eq!(call("POST", "/repository/api/project/create", &admin, Some(json!({"name": "cp"}))).await.0, 200);
-    let repo = json!({"projectId": "cp", "name": "c", "type": "RDS"});
+    let repo = json!({"projectId": "cp", "name": "cr", "type": "RDS"});
     assert_eq!(call("POST", "/repository/api/repo/create", &admin, Some(repo)).await.0, 200);
     let user = json!({"userId": "reader", "pwd": "reader-password"});
     assert_eq!(call("POST", "/auth/api/user/create", &admin, Some(user)).await.0, 200);
-    let grant = json!({"permName": "rw", "projectId": "cp", "resourceType": "REPO", "repos": ["c"],
+    let grant = json!({"permName": "rw", "projectId": "cp", "resourceType": "REPO", "repos": ["cr"],
         "users": [{"id": "reader", "action": ["READ", "WRITE", "DELETE"]}]});
     assert_eq!(call("POST", "/auth/api/permission/create", &admin, Some(grant)).await.0, 200);
     let (content_type, form) = chart_form("cost", "1.0.0");
-    let upload = Request::post("/rds/api/cp/c/charts")
+    let upload = Request::post("/rds/api/cp/cr/charts")
         .header("authorization", &admin)
         .header("content-type", content_type)
         .body(Body::from(form))
         .unwrap();
     assert_eq!(oneshot(&app, upload).await.0, 201);
     // Warm the reader's credential cache and the index rendering.
-    assert_eq!(call("GET", "/rds/cp/c/index.yaml", &reader, None).await.0, 200);
+    assert_eq!(call("GET", "/rds/cp/cr/index.yaml", &reader, None).await.0, 200);
 
     // Each: the repository read and the grants query, once, then what the route itself
     // needs (the package, a page of versions, the version, the delete's transaction).
@@ -52,12 +52,12 @@ async fn table_calls_per_authorized_non_admin_request() {
     // a second grants query to learn whether the caller held MANAGE).
     let mut report = vec![];
     for (method, path, most) in [
-        ("GET", "/repository/api/package/info/cp/c?packageKey=rds://cost", 3),
-        ("GET", "/repository/api/version/page/cp/c?packageKey=rds://cost", 4),
-        ("GET", "/repository/api/repo/info/cp/c", 2),
-        ("GET", "/rds/cp/c/index.yaml", 2),
-        ("GET", "/rds/cp/c/api/charts/cost/1.0.0", 3),
-        ("DELETE", "/repository/api/version/delete/cp/c?packageKey=rds://cost&version=1.0.0", 5),
+        ("GET", "/repository/api/package/info/cp/cr?packageKey=rds://cost", 3),
+        ("GET", "/repository/api/version/page/cp/cr?packageKey=rds://cost", 4),
+        ("GET", "/repository/api/repo/info/cp/cr", 2),
+        ("GET", "/rds/cp/cr/index.yaml", 2),
+        ("GET", "/rds/cp/cr/api/charts/cost/1.0.0", 3),
+        ("DELETE", "/repository/api/version/delete/cp/cr?packageKey=rds://cost&version=1.0.0", 5),
     ] {
         let before = counting.calls.load(Ordering::SeqCst);
         let (s, b) = call(method, path, &reader, None).await;

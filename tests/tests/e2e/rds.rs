@@ -595,12 +595,12 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
     };
     assert_eq!(call(json_req("/repository/api/project/create", json!({"name": "ix"}))).await.0, 200);
     assert_eq!(
-        call(json_req("/repository/api/repo/create", json!({"projectId": "ix", "name": "c", "type": "RDS"}))).await.0,
+        call(json_req("/repository/api/repo/create", json!({"projectId": "ix", "name": "cr", "type": "RDS"}))).await.0,
         200
     );
     let upload_req = |code: &str, version: &str| {
         let (content_type, body) = chart_form(code, version);
-        Request::post("/rds/api/ix/c/charts")
+        Request::post("/rds/api/ix/cr/charts")
             .header("authorization", &auth)
             .header("content-type", content_type)
             .body(Body::from(body))
@@ -611,7 +611,7 @@ async fn an_unchanged_index_is_served_without_querying_versions() {
             assert_eq!(call(upload_req(code, &format!("1.0.{i}"))).await.0, 201);
         }
     }
-    let index_req = || Request::get("/rds/ix/c/index.yaml").header("authorization", &auth).body(Body::empty()).unwrap();
+    let index_req = || Request::get("/rds/ix/cr/index.yaml").header("authorization", &auth).body(Body::empty()).unwrap();
     let measure =
         |f: &depot_core::store::CountingTable| (f.calls.load(Ordering::SeqCst), f.queries.load(Ordering::SeqCst));
 

@@ -150,16 +150,16 @@ async fn projects_and_repositories(api: &Api) {
     }
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "r-rds", "type": "RDS"})).await;
     failure(s, &b, 409, 251007);
-    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "MAVEN"})).await;
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "xx", "type": "MAVEN"})).await;
     let msg = failure(s, &b, 400, 250105);
     assert!(msg.contains("GENERIC, RDS, RPM, APS, STRUX"), "{msg}");
     let (s, b) = api
-        .post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x", "type": "RDS", "category": "REMOTE"}))
+        .post(&format!("{R}/create"), json!({"projectId": "demo", "name": "xx", "type": "RDS", "category": "REMOTE"}))
         .await;
     failure(s, &b, 400, 250105);
-    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "x"})).await;
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "xx"})).await;
     assert!(failure(s, &b, 400, 250103).contains("[type]"));
-    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "nope", "name": "x", "type": "RDS"})).await;
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "nope", "name": "xx", "type": "RDS"})).await;
     failure(s, &b, 404, 251004);
     let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "demo", "name": "a\u{0}b", "type": "RDS"})).await;
     failure(s, &b, 400, 250105);
@@ -198,7 +198,7 @@ async fn projects_and_repositories(api: &Api) {
 
     let (s, b) = api.post(&format!("{P}/create"), json!({"name": "scratch"})).await;
     data(s, &b);
-    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "scratch", "name": "r", "type": "RDS"})).await;
+    let (s, b) = api.post(&format!("{R}/create"), json!({"projectId": "scratch", "name": "rr", "type": "RDS"})).await;
     data(s, &b);
     let (s, b) = api.delete(&format!("{P}/delete/scratch?forced=true")).await;
     data(s, &b);
