@@ -17,10 +17,14 @@ use depot_core::{Error, Result};
 use crate::catalog::{self, aps_version_of, resource_path, Args, Entry};
 use crate::pages::{esc, feed, page, FeedScope, XHTML};
 
-fn redirect(status: StatusCode, location: &str) -> Result<Response> {
+/// A redirect whose `Location` names depot's base URL: never kept by a shared cache.
+pub fn redirect(status: StatusCode, location: &str) -> Result<Response> {
     let mut res = status.into_response();
     let v = HeaderValue::from_str(location).map_err(|_| Error::Internal("a location that is not a header value".into()))?;
-    res.headers_mut().insert(header::LOCATION, v);
+    let h = res.headers_mut();
+    h.insert(header::LOCATION, v);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Host, X-Forwarded-Host, X-Forwarded-Proto"));
     Ok(res)
 }
 
@@ -115,7 +119,11 @@ pub async fn resource(
             None => {
                 let filename = format!("{}-{}.app.zip", a.application, a.app_version());
                 let download = st.registry.download_version(&one.v, Some(&filename), None, counted).await?;
-                respond(download, &base)
+                let mut res = respond(download, &base)?;
+                if res.status() == StatusCode::FOUND {
+                    res.headers_mut().insert(header::VARY, HeaderValue::from_static("Host, X-Forwarded-Host, X-Forwarded-Proto"));
+                }
+                Ok(res)
             }
         },
         "meta" => blob(&st, &a.meta_blob, "application/xml; charset=utf-8").await,

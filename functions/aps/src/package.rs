@@ -59,8 +59,17 @@ pub struct Package {
 /// overrides, the BOM...): a name that holds one looks like another.
 pub fn is_format_char(c: char) -> bool {
     matches!(c as u32,
+        // format characters (Cf)
         0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
-        | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB)
+        | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x1D173..=0x1D17A
+        | 0xE0001 | 0xE0020..=0xE007F
+        // default-ignorable and blank-looking: grapheme joiner, Hangul fillers, variation
+        // selectors, braille blank
+        | 0x34F | 0x115F | 0x1160 | 0x3164 | 0xFFA0 | 0xFE00..=0xFE0F | 0xE0100..=0xE01EF | 0x2800
+        // spaces other than U+0020
+        | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000
+        // private use
+        | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
 }
 
 /// The most bytes of a vendor or application name: `aps://{vendor}/{app}` is a package
@@ -133,9 +142,10 @@ pub fn parse_meta(bytes: &[u8]) -> Result<AppMeta, String> {
     // The release has no '-', so that `{version}-{release}` names one pair: `1-2` with
     // `x`, and `1` with `2-x`, would both be `1-2-x`.
     let version = meta.app_version();
-    if meta.release.contains('-') || depot_core::model::validate_version(&version).is_err() {
+    // Nor `_`, which the names of further packages of a version take (`1-2_2`).
+    if meta.release.contains(['-', '_']) || depot_core::model::validate_version(&version).is_err() {
         return Err(format!(
-            "APP-META.xml's version '{}' and release '{}' must be letters, digits, '.', '_', '+' (and '-' in the version only), 1-128 characters together",
+            "APP-META.xml's version '{}' and release '{}' must be letters, digits, '.' and '+' ('-' and '_' in the version only), 1-128 characters together",
             depot_core::model::printable(&meta.version),
             depot_core::model::printable(&meta.release)
         ));
@@ -210,6 +220,20 @@ pub fn read_package<R: Read + Seek>(r: R, limits: &Limits) -> Result<Package, St
     Ok(Package { meta, meta_xml: meta_xml.to_vec(), certificate, files: contents.files.len() })
 }
 
+/// The whole length a DER value's header declares (tag, length and contents).
+fn der_length(der: &[u8]) -> Option<usize> {
+    let first = *der.get(1)?;
+    if first < 0x80 {
+        return Some(2 + first as usize);
+    }
+    let n = (first & 0x7f) as usize;
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let len = der.get(2..2 + n)?.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+    Some(2 + n + len)
+}
+
 /// A base64 certificate as PEM.
 fn pem_of(b64: &str) -> Result<String, String> {
     use base64::Engine;
@@ -217,8 +241,8 @@ fn pem_of(b64: &str) -> Result<String, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(&clean)
         .map_err(|_| "APP-LIST.xml's X509Certificate is not base64".to_string())?;
-    // A DER certificate is an ASN.1 SEQUENCE, long enough to hold one.
-    if der.len() < 64 || der[0] != 0x30 {
+    // A DER certificate is one ASN.1 SEQUENCE, long enough to hold one, and nothing after it.
+    if der.len() < 64 || der[0] != 0x30 || der_length(&der) != Some(der.len()) {
         return Err("APP-LIST.xml's X509Certificate is not a DER-encoded certificate".into());
     }
     let body = base64::engine::general_purpose::STANDARD.encode(der);

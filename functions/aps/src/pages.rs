@@ -119,8 +119,7 @@ fn query_of(q: Option<&str>) -> Result<PageQuery> {
 
 /// `/aps`: the repository index is `/aps/`.
 pub async fn to_root(base: BaseUrl) -> Result<Response> {
-    let location = HeaderValue::from_str(&format!("{}/aps/", base.0)).map_err(Error::internal)?;
-    Ok((StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response())
+    crate::lookup::redirect(StatusCode::PERMANENT_REDIRECT, &format!("{}/aps/", base.0))
 }
 
 /// `/aps/`: the repository index, with the upload form.

@@ -233,14 +233,13 @@ async fn commit_as(
     if rest.publish && manager {
         stages.push(STAGE_RELEASE);
     }
-    let ext = if attrs.url.is_some() { "meta.xml" } else { "app.zip" };
     let mut req = NewVersion::new(p, r, &key, &attrs.application, RepoType::Aps, &name, blob);
-    // The path names the package's identity, so that two uploads of the same package
-    // at once claim the same path: the second is refused as existing, whatever name it
-    // took.
+    // The path names the package's identity (whether its bits are a zip or a URL), so
+    // that two uploads of the same package at once claim the same path: the second is
+    // refused as existing, whatever name it took.
     let [aps, packager, ty, arch, platform, os] = attrs.identity();
     req.content_path = format!(
-        "/{}/{}/{app_version}/{}-{app_version}-{packager}-{ty}-{arch}-{platform}-{os}-aps{aps}.{ext}",
+        "/{}/{}/{app_version}/{}-{app_version}-{packager}-{ty}-{arch}-{platform}-{os}-aps{aps}.aps",
         attrs.vendor, attrs.application, attrs.application
     );
     req.fallback_names = fallback_names;
@@ -323,9 +322,11 @@ pub async fn packager_upload(
     State(st): State<AppState>,
     client: Client,
     headers: HeaderMap,
-    multipart: std::result::Result<Multipart, MultipartRejection>,
+    form: depot_core::http::spool::GatedForm,
 ) -> Result<Response> {
-    let mut multipart = multipart.map_err(|_| {
+    // Until the credentials are checked, the form may hold only its text fields' worth.
+    let gate = form.gate;
+    let mut multipart = form.multipart.map_err(|_| {
         Error::Invalid("the packager upload is a multipart/form-data POST with the fields username, password and file".into())
     })?;
     let (p, r) = st.config.aps_repo.clone();
@@ -344,6 +345,7 @@ pub async fn packager_upload(
             // The credentials come before the file: nothing is stored for a caller
             // depot does not know.
             let actor = sign_in(&st, client, &texts, &prefix, &p, &r).await?;
+            gate.open();
             bits = Some(Bits::Zip(spool(field_stream(field)).await?));
             signed = Some(actor);
         } else if field.file_name().is_some() {
@@ -488,6 +490,7 @@ pub async fn form_upload(
             let mut res = text(StatusCode::CREATED, format!("created {location}\n"));
             if let Ok(v) = header::HeaderValue::from_str(&location) {
                 res.headers_mut().insert(header::LOCATION, v);
+                res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
             }
             Ok(res)
         }

@@ -84,6 +84,16 @@ pub async fn create_project(
     // bkrepo's rules for what is new; what is stored under depot's earlier rule reads.
     let name = required(body.name, "name")?;
     check_new_project_name(&name)?;
+    // The projects of the surfaces that serve one configured repository are created by
+    // depot (or an administrator): a user who created one first would manage it.
+    let c = &st.config;
+    for (surface, (project, _)) in [("APS", &c.aps_repo), ("OCP", &c.ocp_repo), ("strux", &c.strux_repo)] {
+        if *project == name && !scope.who().is_admin() {
+            return Err(Error::Forbidden(format!(
+                "project [{name}] is reserved for depot's {surface} surface: it is created on first use, or by an administrator"
+            )));
+        }
+    }
     if let Some(d) = body.display_name.as_deref().filter(|d| !d.is_empty()) {
         check_display_name(d)?;
     }

@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::body::Body;
-use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +19,8 @@ use serde_json::json;
 use crate::form::{Content, Form, MAX_TEXT_FORM};
 use crate::tree::{self, Dir};
 
-type Multi = std::result::Result<Multipart, MultipartRejection>;
+/// Every strux form: gated until its credentials are checked (`GatedForm`).
+type Multi = depot_core::http::spool::GatedForm;
 
 /// strux's `BaseResponse`: `{"message","success","status"}` as `text/plain`, which is
 /// how the client tells it from a multipart answer.
@@ -74,7 +74,7 @@ macro_rules! signed_in {
 }
 
 pub async fn create_user(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, password] = form.texts(["username", "password"])?;
     match st.accounts.sign_up(user, password, client.0).await {
         Ok(_) => Ok(base(StatusCode::CREATED, 1, true, format!("User {user} created successfully."))),
@@ -84,7 +84,7 @@ pub async fn create_user(State(st): State<AppState>, client: Client, multipart: 
 }
 
 pub async fn user_exist(State(st): State<AppState>, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user] = form.texts(["username"])?;
     Ok(match st.accounts.user_exists(user).await? {
         true => base(StatusCode::OK, 1, true, "Exist"),
@@ -93,14 +93,14 @@ pub async fn user_exist(State(st): State<AppState>, multipart: Multi) -> Result<
 }
 
 pub async fn user_log_in(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, password] = form.texts(["username", "password"])?;
     signed_in!(&st, client, user, password, "Password mismatch.");
     Ok(base(StatusCode::OK, 1, true, "OK"))
 }
 
 pub async fn user_password_update(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, password, new_password] = form.texts(["username", "password", "newPassword"])?;
     let who = signed_in!(&st, client, user, password, "Old password mismatch.");
     if password == new_password {
@@ -115,7 +115,7 @@ pub async fn user_password_update(State(st): State<AppState>, client: Client, mu
 /// and its strux packages with it (their blobs go to garbage collection). Its tokens
 /// and grants go too, as for any deleted depot user.
 pub async fn user_delete(State(st): State<AppState>, client: Client, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, password] = form.texts(["username", "password"])?;
     let who = signed_in!(&st, client, user, password, "Password mismatch.");
     if who.is_admin() {
@@ -204,11 +204,13 @@ pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: M
     // in, whatever the form says after (a field sent twice is refused).
     let mut form = Form::default();
     let mut who: Option<Identity> = None;
-    if let Ok(mut multipart) = multipart {
+    let gate = multipart.gate;
+    if let Ok(mut multipart) = multipart.multipart {
         while let Some(field) = multipart.next_field().await.map_err(|e| Error::Invalid(e.body_text()))? {
             if who.is_none() && (field.file_name().is_some() || (form.has("username") && form.has("password"))) {
                 let [user, password] = form.texts(["username", "password"])?;
                 who = Some(signed_in!(&st, client, user, password, "Password mismatch."));
+                gate.open();
             }
             let budget = if who.is_some() { st.config.max_body_bytes } else { MAX_TEXT_FORM };
             form.add(field, budget).await?;
@@ -296,7 +298,7 @@ pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: M
 }
 
 pub async fn exists_package(State(st): State<AppState>, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, package, version] = form.texts(["username", "pkgName", "version"])?;
     let repo = repository(&st).await?;
     let missing = |m: String| base(StatusCode::NOT_FOUND, 2, false, m);
@@ -335,7 +337,7 @@ fn text_part(boundary: &str, name: &str, value: &str) -> Bytes {
 
 /// The versions of a package, in semver order: one multipart text field `versions`.
 pub async fn package_versions(State(st): State<AppState>, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, package] = form.texts(["username", "pkgName"])?;
     if !st.accounts.user_exists(user).await? {
         return Ok(base(StatusCode::NOT_FOUND, 0, false, format!("User {user} not exist")));
@@ -361,7 +363,7 @@ pub async fn package_versions(State(st): State<AppState>, multipart: Multi) -> R
 /// then `files_info` with the stored tree. The bytes stream from the blob store. Counts
 /// as a download.
 pub async fn download_package(State(st): State<AppState>, method: axum::http::Method, multipart: Multi) -> Result<Response> {
-    let form = Form::read(multipart).await?;
+    let form = Form::read(multipart.multipart).await?;
     let [user, package, version] = form.texts(["username", "pkgName", "version"])?;
     let repo = repository(&st).await?;
     let (p, r) = (repo.project_id.clone(), repo.name.clone());

@@ -57,7 +57,8 @@ impl FromRequestParts<AppState> for BaseUrl {
 pub fn is_authority(v: &str) -> bool {
     let (host, port) = match v.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
-            Some((ip, after)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, after.strip_prefix(':')),
+            Some((ip, "")) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, None),
+            Some((ip, after)) if ip.parse::<std::net::Ipv6Addr>().is_ok() && after.starts_with(':') => (ip, Some(&after[1..])),
             _ => return false,
         },
         None => match v.rsplit_once(':') {
@@ -69,8 +70,9 @@ pub fn is_authority(v: &str) -> bool {
         || (!host.is_empty()
             && host.len() <= 253
             && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            && !host.starts_with(['-', '.']));
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+            && host.split('.').all(|label| !label.is_empty() && !label.starts_with('-')));
+    let port_ok =
+        port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0));
     host_ok && port_ok
 }
 
@@ -145,6 +147,9 @@ pub fn respond(download: Download, base: &BaseUrl) -> Result<Response> {
             let location = HeaderValue::from_str(&url)
                 .map_err(|_| Error::Internal("presigned URL is not a header value".into()))?;
             res.headers_mut().insert(header::LOCATION, location);
+            // A signed, short-lived URL (relative ones name the request's host): no cache
+            // keeps it.
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(res)
         }
         Download::Stream { object, range, filename } => Ok(stream_response(object, range, Some(&filename))),
@@ -261,7 +266,7 @@ mod tests {
         for good in ["localhost", "localhost:8080", "depot.example.com", "10.0.0.1:80", "[::1]:8080", "[2001:db8::1]"] {
             assert!(super::is_authority(good), "{good}");
         }
-        for bad in ["", "evil.com/path?x=", "a@evil.com", "x y", "javascript://x", "[::1", "host:port", "-x", "a\"b", ":80"] {
+        for bad in ["", "evil.com/path?x=", "a@evil.com", "x y", "javascript://x", "[::1", "host:port", "-x", "a\"b", ":80", "[::1]]", "a..b", "x:99999", "x:0", "x:"] {
             assert!(!super::is_authority(bad), "{bad}");
         }
     }

@@ -61,3 +61,62 @@ pub fn file_stream(mut file: std::fs::File) -> Result<ByteStream> {
     file.rewind().map_err(Error::from)?;
     Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).boxed())
 }
+
+/// Opens a [`gated_body`]: from then on its bytes flow without a cap (the kit's body
+/// limit still holds).
+#[derive(Clone, Default)]
+pub struct Gate(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A request body of which at most `limit` bytes are read until its [`Gate`] opens: for
+/// forms that carry their own credentials (the APS packager's), so that a caller depot
+/// does not know yet cannot make it buffer a whole body (a multipart reader holds what
+/// comes before a boundary).
+pub fn gated_body(body: axum::body::Body, limit: usize) -> (axum::body::Body, Gate) {
+    let gate = Gate::default();
+    let open = gate.clone();
+    let mut read = 0usize;
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        if !open.0.load(std::sync::atomic::Ordering::SeqCst) {
+            read += chunk.len();
+            if read > limit {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the form holds over {limit} bytes before its credentials"),
+                ));
+            }
+        }
+        Ok::<_, std::io::Error>(chunk)
+    });
+    (axum::body::Body::from_stream(stream), gate)
+}
+
+/// What a form that carries its own credentials may hold before they are checked: its
+/// text fields (64 KiB) and their part headers.
+pub const PRE_AUTH_BYTES: usize = 128 * 1024;
+
+/// A multipart form whose body is gated at [`PRE_AUTH_BYTES`] until the handler opens
+/// `gate` (once the form's credentials are checked): the extractor for routes that
+/// authenticate the form itself (strux's, the APS packager's).
+pub struct GatedForm {
+    pub multipart: std::result::Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+    pub gate: Gate,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for GatedForm {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> std::result::Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let (body, gate) = gated_body(body, PRE_AUTH_BYTES);
+        let req = axum::extract::Request::from_parts(parts, body);
+        let multipart = <axum::extract::Multipart as axum::extract::FromRequest<()>>::from_request(req, &()).await;
+        Ok(GatedForm { multipart, gate })
+    }
+}

@@ -411,6 +411,15 @@ impl Registry {
             if old.is_released() && !by.may(Action::Manage) {
                 return Err(released_needs_manage(&old.name, key));
             }
+            // A catalog package (one with listings) goes by its uploader or a manager: no
+            // one swaps another's package before it is published.
+            if old.listing.is_some() && !by.may(Action::Manage) && old.created_by != by.name() {
+                return Err(Error::Forbidden(format!(
+                    "version [{version}] of package [{}] is [{}]'s catalog package: deleting it needs MANAGE",
+                    printable(key),
+                    old.created_by
+                )));
+            }
             let summary = self.get_package(project, repo, key).await?;
             let version_op =
                 TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };

@@ -918,3 +918,89 @@ async fn a_trickled_body_is_refused() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
 }
+
+/// What the second attack found, each case held.
+#[tokio::test]
+async fn second_attack_cases_hold() {
+    let (_dir, server, api) = embedded(&[]);
+    let cat = Catalog::new(&server.base);
+    create_user(&api, "bob", "bob-password-1").await;
+    // A user cannot take the catalog's project before depot creates it.
+    let (s, b) = api.as_user("bob", "bob-password-1").post("/repository/api/project/create", json!({"name": "aps"})).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(Catalog::answer(cat.http.get(format!("{}/aps/", cat.base)).basic_auth(ADMIN.0, Some(ADMIN.1))).await.status, 200);
+    grant(&api, "bob", &["WRITE"]).await;
+
+    // A body with no boundary is refused once it passes what a form's text fields may
+    // hold, before any credentials: it is not buffered whole.
+    // strux's forms carry their credentials the same way.
+    for path in ["/aps/packager/upload/", "/upload-pkg/", "/user-log-in/"] {
+        let junk = vec![b'x'; 1 << 20];
+        let a = Catalog::answer(cat.http.post(format!("{}{path}", cat.base)).header("content-type", "multipart/form-data; boundary=zz").body(junk)).await;
+        assert_eq!(a.status, 400, "{path}: {}", a.text());
+    }
+
+    // Nobody swaps another's unpublished package: deleting it needs MANAGE.
+    let admins = Pkg::v2("Swap", "1.0", "pack.example.com");
+    let a = cat.packager_upload("", ADMIN.0, ADMIN.1, &[], admins.zip()).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let bob = api.as_user("bob", "bob-password-1");
+    let (s, b) = bob.delete("/repository/api/version/delete/aps/catalog?packageKey=aps://Example/Swap&version=1.0-1").await;
+    assert_eq!(s, 403, "{b}");
+    let bobs = Pkg::v2("Bobs", "1.0", "pack.example.com");
+    let a = cat.packager_upload("", "bob", "bob-password-1", &[], bobs.zip()).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let (s, b) = bob.delete("/repository/api/version/delete/aps/catalog?packageKey=aps://Example/Bobs&version=1.0-1").await;
+    data(s, &b);
+
+    // A zip and a registration by URL of the same package, at once: one lands.
+    let same = Pkg::v2("Twice", "1.0", "pack.example.com");
+    let sent = (0..4).map(|i| {
+        let (cat, same) = (cat.clone(), same.clone());
+        async move {
+            let form = if i % 2 == 0 {
+                package_form(same.zip(), "APS")
+            } else {
+                no_url_form(&same).text("url", "https://downloads.example.com/twice.app.zip")
+            };
+            cat.form_upload(Some(ADMIN), form).await.status
+        }
+    });
+    let statuses = futures::future::join_all(sent).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+
+    // Redirects and a 201 name the request's host: no shared cache keeps them.
+    publish(&cat, &Pkg::v2("Cached", "1.0", "pack.example.com")).await;
+    let cached = Pkg::v2("Cached", "1.0", "pack.example.com");
+    for path in ["/aps".to_string(), lookup("2.0", &cached, "aps", "packager=pack.example.com"), lookup("2.0", &cached, "aps", &full(&cached, "undefined"))] {
+        let a = cat.get(&path).await;
+        assert!(a.status == 308 || a.status == 303 || a.status == 302, "{path}: {}", a.status);
+        assert_eq!(a.headers["cache-control"], "no-store", "{path}");
+    }
+    let a = cat.form_upload(Some(ADMIN), package_form(Pkg::v2("Made", "1.0", "pack.example.com").zip(), "APS")).await;
+    assert_eq!((a.status, a.headers["cache-control"].to_str().unwrap()), (201, "no-store"));
+
+    // More refusals: '_' in a release, a certificate with bytes after it, URLs with a
+    // stray bracket or an impossible port, more invisible characters.
+    use base64::Engine;
+    let mut der = vec![0x30u8, 0x81, 0x80];
+    der.extend((0..128u32).map(|i| i as u8));
+    der.extend_from_slice(b"TRAILING<script>");
+    for (p, why) in [
+        (Pkg { release: "2_2".into(), ..Pkg::v2("Under", "1", "pack.example.com") }, "release"),
+        (Pkg { certificate: Some(base64::engine::general_purpose::STANDARD.encode(&der)), ..Pkg::v2("Tail", "1.0", "pack.example.com") }, "DER"),
+        (Pkg { vendor: "Ex\u{e0041}".into(), ..Pkg::v2("Tag", "1.0", "pack.example.com") }, "invisible"),
+        (Pkg { vendor: "Ex\u{3164}".into(), ..Pkg::v2("Filler", "1.0", "pack.example.com") }, "invisible"),
+        (Pkg { vendor: "Ex\u{a0}ample".into(), ..Pkg::v2("Nbsp", "1.0", "pack.example.com") }, "invisible"),
+    ] {
+        let a = cat.form_upload(Some(ADMIN), package_form(p.zip(), "APS")).await;
+        assert!(a.status == 400 && a.text().contains(why), "{why}: {} {}", a.status, a.text());
+    }
+    for url in ["http://[::1]]/", "http://downloads.example.com:99999/x", "http://a..b/x"] {
+        let p = Pkg { release: format!("{}", url.len()), ..Pkg::v2("BadUrl", "1.0", "pack.example.com") };
+        let a = cat.form_upload(Some(ADMIN), no_url_form(&p).text("url", url.to_string())).await;
+        assert_eq!(a.status, 400, "{url}: {}", a.text());
+    }
+    assert_eq!(cat.get("/aps/2.0/Ex%F3%A0%81%81/").await.status, 400);
+}
