@@ -7,7 +7,6 @@ use depot_core::http::bkrepo::ok;
 use depot_core::http::extract::{Json, Path, Query};
 use depot_core::http::{AppState, Scope};
 use depot_core::model::{Action, PermUser, Permission, ResourceType};
-use depot_core::registry::PageRequest;
 use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -108,17 +107,8 @@ pub async fn user_info(State(st): State<AppState>, scope: Scope) -> Result<Respo
 
 /// A page of the users, by id.
 pub async fn user_page(State(st): State<AppState>, scope: Scope, Path((number, size)): Path<(i64, i64)>) -> Result<Response> {
-    let req = PageRequest::from_query(Some(number), Some(size))?;
     let users = st.accounts.list_users(scope.who()).await?;
-    let total = users.len() as i64;
-    let records: Vec<_> = users.into_iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).collect();
-    Ok(ok(json!({
-        "pageNumber": req.number,
-        "pageSize": req.size,
-        "totalRecords": total,
-        "totalPages": (total + req.size as i64 - 1) / req.size as i64,
-        "records": records,
-    })))
+    Ok(ok(crate::packages::page_of_list(users, number, size)?))
 }
 
 pub async fn user_detail(State(st): State<AppState>, scope: Scope, Path(uid): Path<String>) -> Result<Response> {

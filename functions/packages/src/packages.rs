@@ -43,6 +43,22 @@ pub struct VersionPageQuery {
     direction: Option<String>,
 }
 
+/// Page `number` of `size` of a whole list, as bkrepo's page (for lists that are read
+/// whole: users, a project's repositories).
+pub(crate) fn page_of_list<T: serde::Serialize>(items: Vec<T>, number: i64, size: i64) -> Result<Value> {
+    let req = PageRequest::from_query(Some(number), Some(size))?;
+    let total = items.len() as i64;
+    let records: Vec<T> = items.into_iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).collect();
+    let size = req.size as i64;
+    Ok(json!({
+        "pageNumber": req.number,
+        "pageSize": size,
+        "totalRecords": total,
+        "totalPages": (total + size - 1) / size,
+        "records": records,
+    }))
+}
+
 /// bkrepo's page: `{pageNumber, pageSize, totalRecords, totalPages, records}`.
 fn page_view<T>(page: &PageOf<T>, view: fn(&T) -> Value) -> Value {
     let size = page.request.size as i64;

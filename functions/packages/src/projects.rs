@@ -10,7 +10,7 @@ use depot_core::model::{
 use depot_core::registry::{NewProject, NewRepository};
 use depot_core::{Error, Result};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -247,18 +247,9 @@ pub async fn repo_page(
     Path((project, number, size)): Path<(String, i64, i64)>,
     Query(q): Query<RepoListQuery>,
 ) -> Result<Response> {
-    let req = depot_core::registry::PageRequest::from_query(Some(number), Some(size))?;
     let repos = filtered(readable_repositories(&st, scope.who(), &project).await?, &q)?;
-    let total = repos.len() as i64;
-    let records: Vec<Value> =
-        repos.iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).map(repo_view).collect();
-    Ok(ok(json!({
-        "pageNumber": req.number,
-        "pageSize": req.size,
-        "totalRecords": total,
-        "totalPages": (total + req.size as i64 - 1) / req.size as i64,
-        "records": records,
-    })))
+    let views: Vec<Value> = repos.iter().map(repo_view).collect();
+    Ok(ok(crate::packages::page_of_list(views, number, size)?))
 }
 
 /// The repositories of `project` that `who` may read (its grants read once). For a
