@@ -407,3 +407,48 @@ async fn unknown_paths_answer_in_their_surfaces_shape() {
         }
     }
 }
+
+/// The template's hardening, as a reviewer checks it, so that none of it regresses: a
+/// TLS-only, versioned bucket whose old versions outlive the table's recovery window, with
+/// CORS for presigned PUTs and optional access logs; a table with deletion protection;
+/// indexes granted Query only; log groups with a retention; traces; API access logs.
+#[test]
+fn the_template_keeps_its_hardening() {
+    let text = std::fs::read_to_string(crate::harness::workspace().join("template.yaml")).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let res = &doc["Resources"];
+    let yaml = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let bucket = &res["Bucket"]["Properties"];
+    assert_eq!(bucket["VersioningConfiguration"]["Status"].as_str(), Some("Enabled"));
+    let rules = bucket["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
+    let noncurrent = rules.iter().find_map(|r| r["NoncurrentVersionExpiration"]["NoncurrentDays"].as_u64()).unwrap();
+    assert!(noncurrent >= 35, "old versions go after {noncurrent} days, within point-in-time recovery's 35");
+    let cors = yaml(&bucket["CorsConfiguration"]);
+    assert!(cors.contains("PUT") && cors.contains("ETag"), "{cors}");
+    assert!(yaml(&bucket["LoggingConfiguration"]).contains("WithBucketAccessLogs"));
+    let policy = yaml(&res["BucketPolicy"]["Properties"]["PolicyDocument"]);
+    assert!(policy.contains("aws:SecureTransport") && policy.contains("Deny"), "{policy}");
+    assert_eq!(res["Table"]["Properties"]["DeletionProtectionEnabled"].as_bool(), Some(true));
+    assert_eq!(res["Table"]["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
+    assert_eq!(doc["Globals"]["Function"]["Tracing"].as_str(), Some("Active"));
+    assert!(yaml(&res["HttpApi"]["Properties"]["AccessLogSettings"]["Format"]).contains("$context.requestId"));
+    let mut functions = 0;
+    for (name, r) in res.as_mapping().unwrap() {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        functions += 1;
+        let name = name.as_str().unwrap();
+        // Its logs go to a group of its own, with the retention parameter.
+        let group = yaml(&r["Properties"]["LoggingConfig"]["LogGroup"]);
+        assert!(group.contains(&format!("{name}LogGroup")), "{name}: {group}");
+        assert!(yaml(&res[&format!("{name}LogGroup")]["Properties"]["RetentionInDays"]).contains("LogRetentionDays"), "{name}");
+        // The indexes are granted Query and nothing else.
+        for statement in r["Properties"]["Policies"][0]["Statement"].as_sequence().unwrap() {
+            if yaml(&statement["Resource"]).contains("/index/") {
+                assert_eq!(yaml(&statement["Action"]).trim(), "dynamodb:Query", "{name}: {}", yaml(statement));
+            }
+        }
+    }
+    assert_eq!(functions, 5);
+}
