@@ -431,7 +431,14 @@ fn the_template_keeps_its_hardening() {
     assert_eq!(res["Table"]["Properties"]["DeletionProtectionEnabled"].as_bool(), Some(true));
     assert_eq!(res["Table"]["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
     assert_eq!(doc["Globals"]["Function"]["Tracing"].as_str(), Some("Active"));
-    assert!(yaml(&res["HttpApi"]["Properties"]["AccessLogSettings"]["Format"]).contains("$context.requestId"));
+    let api = &res["HttpApi"]["Properties"];
+    // The access log names the Lambda request id: depot's trace id.
+    assert!(yaml(&api["AccessLogSettings"]["Format"]).contains("$context.integration.requestId"));
+    let throttling = yaml(&api["DefaultRouteSettings"]);
+    assert!(throttling.contains("ThrottlingBurstLimit") && throttling.contains("ThrottlingRateLimit"), "{throttling}");
+    assert!(yaml(&api["Domain"]).contains("WithDomain"));
+    assert!(yaml(&doc["Globals"]["Function"]["ReservedConcurrentExecutions"]).contains("ReservedConcurrency"));
+    assert!(yaml(&doc["Globals"]["Function"]["Environment"]["Variables"]["DEPOT_PUBLIC_URL"]).contains("PublicUrl"));
     let mut functions = 0;
     for (name, r) in res.as_mapping().unwrap() {
         if r["Type"].as_str() != Some("AWS::Serverless::Function") {
