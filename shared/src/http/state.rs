@@ -114,7 +114,9 @@ impl AppState {
         let authorizer = Arc::new(Authorizer::new(stores.table.clone()));
         let accounts = Arc::new(Accounts::new(stores.table.clone(), authenticator.clone(), authorizer.clone()));
         AppState {
-            registry: Registry::new(stores.table, stores.blobs).with_download_mode(config.download_mode),
+            registry: Registry::new(stores.table, stores.blobs)
+                .with_download_mode(config.download_mode)
+                .with_max_proxy_bytes(config.max_response_bytes),
             authenticator,
             authorizer,
             accounts,

@@ -41,6 +41,9 @@ pub struct Registry {
     /// How many versions a package item lists inline (`model::INLINE_HISTORY`; tests
     /// lower it to reach the spilled history in a few uploads).
     pub inline_history: usize,
+    /// The largest download streamed through depot in proxy mode (on Lambda, what a
+    /// response carries); a larger one is a redirect to a presigned URL.
+    pub max_proxy_bytes: Option<u64>,
 }
 
 impl Registry {
@@ -52,7 +55,13 @@ impl Registry {
             download_mode: DownloadMode::Redirect,
             derived: Arc::default(),
             inline_history: crate::model::INLINE_HISTORY,
+            max_proxy_bytes: None,
         }
+    }
+
+    pub fn with_max_proxy_bytes(mut self, limit: Option<u64>) -> Self {
+        self.max_proxy_bytes = limit;
+        self
     }
 
     pub fn with_inline_history(mut self, n: usize) -> Self {

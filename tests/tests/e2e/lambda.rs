@@ -80,6 +80,21 @@ async fn packages_function_under_cargo_lambda_watch() {
     assert_eq!(data(s, &b).as_array().unwrap().len(), 1);
     let (s, b) = api.get("/repository/api/nothing-here").await;
     failure(s, &b, 404, 250108);
+    // Just over what a Lambda event carries once base64-encoded: depot's 413, naming the
+    // way around it, not a gateway error.
+    let over = depot_core::http::lambda::LAMBDA_BODY_BYTES as usize + 1000;
+    let res = api
+        .http
+        .post(format!("{}/blobs/uploads", api.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("content-type", "application/octet-stream")
+        .body(vec![b'x'; over])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("/blobs/uploads"), "{body}");
 
     // An upload session through real presigned S3 URLs, completed by the function.
     let bytes = crate::uploads::payload(2 << 20, 9);
@@ -260,4 +275,42 @@ async fn packages_function_under_cargo_lambda_watch() {
     let t = DynamoTable::new(&sdk, &table);
     let item = depot_core::store::Table::get(&t, &depot_core::store::schema::repo_key("lam", "charts")).await.unwrap();
     assert_eq!(item.unwrap()["type"], "RDS");
+}
+
+/// In proxy mode, a download larger than a Lambda response can carry is a redirect to a
+/// presigned URL; a smaller one streams.
+#[tokio::test]
+async fn proxied_downloads_over_the_response_limit_redirect() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let dir = tempfile::tempdir().unwrap();
+    let config = depot_core::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        download_mode: depot_core::config::DownloadMode::Proxy,
+        max_response_bytes: Some(32 << 10),
+        ..Default::default()
+    };
+    let state = depot_core::http::AppState::open(config, false).await.unwrap();
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let app = crate::harness::surfaces(state);
+    let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
+    let send = |req: Request<Body>| {
+        let app = app.clone();
+        async move { crate::harness::oneshot(&app, req).await }
+    };
+    let json_req = |path: &str, body: serde_json::Value| {
+        Request::post(path).header("authorization", &auth).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+    };
+    assert_eq!(send(json_req("/repository/api/project/create", json!({"name": "px"}))).await.0, 200);
+    assert_eq!(send(json_req("/repository/api/repo/create", json!({"projectId": "px", "name": "charts", "type": "RDS"}))).await.0, 200);
+    let mut answers = vec![];
+    for (name, pad) in [("small", 0usize), ("large", 64 << 10)] {
+        let (content_type, form) = crate::rds::chart_form_padded(name, "1.0.0", pad);
+        let up = Request::post("/rds/api/px/charts/charts").header("authorization", &auth).header("content-type", content_type).body(Body::from(form)).unwrap();
+        assert_eq!(send(up).await.0, 201);
+        let get = Request::get(format!("/repository/api/version/download/px/charts?packageKey=rds://{name}&version=1.0.0")).header("authorization", &auth).body(Body::empty()).unwrap();
+        answers.push(send(get).await.0);
+    }
+    assert_eq!(answers, [200, 302], "the small chart streams, the large one redirects");
 }

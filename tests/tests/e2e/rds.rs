@@ -86,6 +86,25 @@ pub fn chart_form(code: &str, version: &str) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// [`chart_form`] with `pad` more bytes of noise in the chart (a `.tar`, so that they
+/// stay that size).
+pub fn chart_form_padded(code: &str, version: &str, pad: usize) -> (String, Vec<u8>) {
+    let files = [
+        (format!("{code}/RDS.yaml"), rds_yaml(code, version).into_bytes()),
+        (format!("{code}/pad.bin"), crate::uploads::payload(pad, 3)),
+    ];
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    let bytes = tar_of(&files);
+    let boundary = "depotchartboundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{code}-{version}.tar\"\r\nContent-Type: application/x-tar\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// POSTs a chart as the multipart field `chart`.
 pub async fn upload(api: &Api, path: &str, filename: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
