@@ -76,12 +76,17 @@ pub fn chart(code: &str, version: &str, ext: &str) -> (String, Vec<u8>) {
 /// in-process requests: (content type, body).
 pub fn chart_form(code: &str, version: &str) -> (String, Vec<u8>) {
     let (file, bytes) = chart(code, version, "tgz");
+    form_of(&file, &bytes, "application/gzip")
+}
+
+/// A `multipart/form-data` body with the file in the field `chart`.
+fn form_of(file: &str, bytes: &[u8], content_type: &str) -> (String, Vec<u8>) {
     let boundary = "depotchartboundary";
     let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\nContent-Type: application/gzip\r\n\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{file}\"\r\nContent-Type: {content_type}\r\n\r\n"
     )
     .into_bytes();
-    body.extend_from_slice(&bytes);
+    body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
@@ -94,15 +99,7 @@ pub fn chart_form_padded(code: &str, version: &str, pad: usize) -> (String, Vec<
         (format!("{code}/pad.bin"), crate::uploads::payload(pad, 3)),
     ];
     let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
-    let bytes = tar_of(&files);
-    let boundary = "depotchartboundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{code}-{version}.tar\"\r\nContent-Type: application/x-tar\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    form_of(&format!("{code}-{version}.tar"), &tar_of(&files), "application/x-tar")
 }
 
 /// POSTs a chart as the multipart field `chart`.
