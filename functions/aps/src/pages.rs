@@ -16,7 +16,6 @@ use depot_core::http::blobs::BaseUrl;
 use depot_core::http::extract::Path;
 use depot_core::http::{AppState, Scope};
 use depot_core::{Error, Result};
-use serde::Deserialize;
 
 use crate::catalog::{self, aps_version_of, check_name, package_index_path, resource_path, seg, Entry};
 use depot_core::registry::PageRequest;
@@ -96,7 +95,7 @@ where
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct PageQuery {
     pub page: Option<String>,
     pub packager: Option<String>,

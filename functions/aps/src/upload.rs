@@ -202,7 +202,9 @@ async fn commit_as(
     };
     let key = key_of(&attrs.vendor, &attrs.application);
     let app_version = attrs.app_version();
-    let existing = match st.registry.list_versions(p, r, &key).await {
+    // Every package of this application version, and every name it may take, starts
+    // with the version: one Query of those, whatever else the application holds.
+    let existing = match st.registry.versions_with_prefix(p, r, &key, &app_version).await {
         Ok(v) => v,
         Err(e) => {
             release_all(st, &blob, &files).await;
@@ -375,18 +377,12 @@ pub async fn packager_upload(
         }
     };
     let f = |n: &str| format!("{prefix}{n}");
-    let up = Upload {
-        bits,
-        commercial_name: check_commercial_name(texts.get(&f("commercialName")))?,
-        package_type: "APS".into(),
-        approve: texts.flag(&f("approve"))?.unwrap_or(false),
-        publish: texts.flag(&f("publish"))?.unwrap_or(false),
-    };
+    let (approve, publish) = (texts.flag(&f("approve"))?.unwrap_or(false), texts.flag(&f("publish"))?.unwrap_or(false));
+    let up = Upload { bits, commercial_name: check_commercial_name(texts.get(&f("commercialName")))?, package_type: "APS".into(), approve, publish };
     let manager = actor.may(Action::Manage);
     match register(&st, &actor, &p, &r, up).await {
         Ok(a) => {
-            let approved = texts.flag(&f("approve"))?.unwrap_or(false) && manager;
-            let published = texts.flag(&f("publish"))?.unwrap_or(false) && manager;
+            let (approved, published) = (approve && manager, publish && manager);
             Ok(text(
                 StatusCode::OK,
                 format!(

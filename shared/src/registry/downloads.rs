@@ -57,18 +57,20 @@ impl Registry {
                 Ok(Download::Redirect(self.blobs.presign_get(blob_key, DOWNLOAD_URL_TTL, Some(filename)).await?))
             }
             DownloadMode::Proxy => {
-                // A download larger than a response can carry (on Lambda) is a redirect.
+                let object = self.blobs.get(blob_key, range).await?;
+                // A download larger than a response can carry (on Lambda) is a redirect;
+                // the get's size says so without a request of its own.
                 if let Some(limit) = self.max_proxy_bytes {
-                    let size = self.blobs.head(blob_key).await?.unwrap_or(0);
+                    let size = object.size;
                     let wanted = range.map_or(size, |r| {
                         r.end.map_or(size, |e| e.saturating_add(1).min(size)).saturating_sub(r.start)
                     });
                     if wanted > limit {
+                        drop(object);
                         let url = self.blobs.presign_get(blob_key, DOWNLOAD_URL_TTL, Some(filename)).await?;
                         return Ok(Download::Redirect(url));
                     }
                 }
-                let object = self.blobs.get(blob_key, range).await?;
                 Ok(Download::Stream { object, range, filename: filename.to_string() })
             }
         }

@@ -121,6 +121,15 @@ impl Registry {
         Ok(s)
     }
 
+    /// The versions of a package whose name starts with `prefix` (one Query of just
+    /// those), newest first by version order.
+    pub async fn versions_with_prefix(&self, project: &str, repo: &str, key: &str, prefix: &str) -> Result<Vec<PackageVersion>> {
+        let q = Query::prefix(package_partition(project, repo, key), format!("{VER_SK_PREFIX}{prefix}"));
+        let mut versions: Vec<PackageVersion> = query_all(&*self.table, q).await?.into_iter().map(from_item).collect::<Result<_>>()?;
+        versions.sort_by(|a, b| compare_versions(&b.name, &a.name));
+        Ok(versions)
+    }
+
     /// Every version of a package, newest first by version order.
     pub async fn list_versions(&self, project: &str, repo: &str, key: &str) -> Result<Vec<PackageVersion>> {
         let items =
