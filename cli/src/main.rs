@@ -299,8 +299,9 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool, limit
         eprintln!("created system administrator 'admin' with generated password: {password}");
         eprintln!("(shown once; set DEPOT_ADMIN_PASSWORD to choose it)");
     }
-    // Abandoned upload sessions and page starts of earlier repository states expire; on
-    // AWS, DynamoDB TTL and bucket lifecycle rules do this instead.
+    // Abandoned upload sessions and page starts of earlier repository states expire, and
+    // interrupted verifications finish; on AWS, DynamoDB TTL, the bucket's lifecycle rules
+    // and the worker function's schedule do this instead.
     let registry = state.registry.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
@@ -315,6 +316,12 @@ async fn serve(config: Config, listen: SocketAddr, create_resources: bool, limit
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(items = n, "stale page starts removed"),
                 Err(e) => tracing::warn!(error = %e, "expiring page starts failed"),
+            }
+            // Verifications a stopped process left (the first tick comes at once).
+            match registry.resume_verifications().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "interrupted upload verifications finished"),
+                Err(e) => tracing::warn!(error = %e, "resuming upload verifications failed"),
             }
         }
     });

@@ -60,6 +60,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
+/// | `DEPOT_VERIFY_INLINE_BYTES` | 268435456 | larger sessions are verified off the request path (202, then poll) |
 /// | `DEPOT_OCP_REPO` | `ocp/software-packages` | the repository OCP software packages live in (created on first use) |
 /// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
 /// | `DEPOT_APS_REPO` | `aps/catalog` | the repository of the APS catalog (created on first use) |
@@ -86,6 +87,13 @@ pub struct Config {
     /// back to check its sha256, within one request: on Lambda behind API Gateway (29 s)
     /// that bounds what can complete.
     pub max_session_bytes: u64,
+    /// Sessions larger than this are hashed off the request path: completion answers 202
+    /// and the client polls the session (`DEPOT_VERIFY_INLINE_BYTES`).
+    pub verify_inline_bytes: u64,
+    /// Whether this process runs the verifications it starts (`depot serve`), or leaves
+    /// them to the worker function that the bucket's events start (Lambda, whose process
+    /// is frozen between requests).
+    pub verify_in_process: bool,
     /// Bounds on password checks: slots, and failures before a 429.
     pub login: crate::auth::LoginLimits,
     /// The repository of the OCP surface: (project, repository).
@@ -133,6 +141,8 @@ impl Default for Config {
             download_mode: DownloadMode::Redirect,
             max_unpacked_bytes: 1 << 30,
             max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
+            verify_inline_bytes: crate::registry::VERIFY_INLINE_BYTES,
+            verify_in_process: true,
             login: crate::auth::LoginLimits::default(),
             ocp_repo: ("ocp".into(), "software-packages".into()),
             strux_repo: ("strux".into(), "packages".into()),
@@ -203,6 +213,13 @@ impl Config {
                 },
                 None => d.max_session_bytes,
             },
+            verify_inline_bytes: match var("DEPOT_VERIFY_INLINE_BYTES") {
+                Some(v) => v.parse().map_err(|_| {
+                    Error::Invalid(format!("DEPOT_VERIFY_INLINE_BYTES must be a number of bytes, not '{v}'"))
+                })?,
+                None => d.verify_inline_bytes,
+            },
+            verify_in_process: d.verify_in_process,
             login: crate::auth::LoginLimits {
                 slots: count("DEPOT_LOGIN_SLOTS", d.login.slots as u32)? as usize,
                 user_failures: count("DEPOT_LOGIN_USER_FAILURES", d.login.user_failures)?,

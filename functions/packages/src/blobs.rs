@@ -1,14 +1,14 @@
 //! Upload sessions on `/blobs/uploads`: the way around the request-body limit for every
 //! surface. The rules live in `depot_core::registry`; this file translates.
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use depot_core::http::bkrepo::ok;
 use depot_core::http::blobs::{parse_range, respond, BaseUrl};
 use depot_core::http::extract::{Body, Json, Path, Query};
 use depot_core::http::{AppState, Scope};
 use depot_core::model::{Action, Identity};
-use depot_core::registry::{NewUpload, OpenedUpload, UploadSession};
+use depot_core::registry::{Completion, NewUpload, OpenedUpload, UploadSession};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -42,7 +42,7 @@ pub struct ContentQuery {
     filename: Option<String>,
 }
 
-fn session_view(s: &UploadSession) -> Value {
+fn session_view(s: &UploadSession, base: &BaseUrl) -> Value {
     json!({
         "id": s.id,
         "projectId": s.project_id,
@@ -53,12 +53,14 @@ fn session_view(s: &UploadSession) -> Value {
         "createdDate": s.created_date,
         "expiresAt": s.expires_at,
         "digest": s.digest,
-        "completeUrl": format!("/blobs/uploads/{}/complete", s.id),
+        "failure": s.failure,
+        "completeUrl": base.resolve(format!("/blobs/uploads/{}/complete", s.id)),
+        "sessionUrl": base.resolve(format!("/blobs/uploads/{}", s.id)),
     })
 }
 
 fn opened_view(o: OpenedUpload, base: &BaseUrl) -> Value {
-    let mut v = session_view(&o.session);
+    let mut v = session_view(&o.session, base);
     let targets: Vec<Value> =
         o.targets.into_iter().map(|t| json!({ "partNumber": t.part_number, "size": t.size, "url": base.resolve(t.url) })).collect();
     v["method"] = json!("PUT");
@@ -106,14 +108,23 @@ pub async fn open_upload(
     Ok(ok(opened_view(opened, &base)))
 }
 
-pub async fn upload_info(State(st): State<AppState>, scope: Scope, Path(id): Path<String>) -> Result<Response> {
+pub async fn upload_info(
+    State(st): State<AppState>,
+    scope: Scope,
+    base: BaseUrl,
+    Path(id): Path<String>,
+) -> Result<Response> {
     let session = session_for(&st, scope.who(), &id, Action::Write).await?;
-    Ok(ok(session_view(&session)))
+    Ok(ok(session_view(&session, &base)))
 }
 
+/// Completes a session: 200 with the staged blob's digests, or, for a session over
+/// `DEPOT_VERIFY_INLINE_BYTES`, 202 with the session `VERIFYING` and `Retry-After`: the
+/// client polls `sessionUrl` until it is `COMPLETE` (or `FAILED`, with `failure`).
 pub async fn complete_upload(
     State(st): State<AppState>,
     scope: Scope,
+    base: BaseUrl,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
@@ -125,14 +136,39 @@ pub async fn complete_upload(
     let session = session_for(&st, scope.who(), &id, Action::Write).await?;
     let parts: Option<Vec<(u32, String)>> =
         complete.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect());
-    let staged = st.registry.complete_upload(session, complete.sha256.as_deref(), parts.as_deref()).await?;
-    Ok(ok(json!({
-        "digest": staged.digest,
-        "size": staged.size,
-        "sha256": staged.sha256,
-        "sha1": staged.sha1,
-        "md5": staged.md5,
-    })))
+    let inline = st.config.verify_inline_bytes;
+    match st.registry.complete_upload_within(session, complete.sha256.as_deref(), parts.as_deref(), inline).await? {
+        Completion::Staged(staged) => Ok(ok(json!({
+            "digest": staged.digest,
+            "size": staged.size,
+            "sha256": staged.sha256,
+            "sha1": staged.sha1,
+            "md5": staged.md5,
+        }))),
+        Completion::Verifying(session) => {
+            if st.config.verify_in_process {
+                let (registry, id) = (st.registry.clone(), session.id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = registry.verify_upload(&id).await {
+                        tracing::warn!(session = %id, error = %e, "a verification failed; the next sweep retries it");
+                    }
+                });
+            }
+            let mut res = ok(session_view(&session, &base));
+            *res.status_mut() = StatusCode::ACCEPTED;
+            let poll = HeaderValue::from_str(&base.resolve(format!("/blobs/uploads/{}", session.id)))
+                .map_err(|_| Error::Internal("session URL is not a header value".into()))?;
+            res.headers_mut().insert(header::LOCATION, poll);
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(session.size)));
+            Ok(res)
+        }
+    }
+}
+
+/// When to look again at a session being verified: about the time its bytes take to
+/// hash on one vCPU (some 300 MB/s), at least a second.
+fn retry_secs(size: u64) -> u64 {
+    (size / 300_000_000).clamp(1, 30)
 }
 
 pub async fn abort_upload(State(st): State<AppState>, scope: Scope, Path(id): Path<String>) -> Result<Response> {

@@ -24,9 +24,16 @@ pub fn main(surface: &'static Surface) -> Result<(), lambda_http::Error> {
     runtime.block_on(run(surface))
 }
 
-async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
-    init_tracing(true);
-    let mut config = Config { max_response_bytes: Some(LAMBDA_BODY_BYTES), ..Config::from_env_or(Backend::Aws)? };
+/// The state of a function: configuration from the environment (always the AWS backend,
+/// with the SDK configured from the function's environment only), with the limits of a
+/// Lambda invocation. The worker function shares it.
+pub fn lambda_state() -> Result<AppState, lambda_http::Error> {
+    // The process is frozen between requests: verifications run in the worker function.
+    let mut config = Config {
+        max_response_bytes: Some(LAMBDA_BODY_BYTES),
+        verify_in_process: false,
+        ..Config::from_env_or(Backend::Aws)?
+    };
     if std::env::var("DEPOT_MAX_BODY_BYTES").ok().filter(|v| !v.is_empty()).is_none() {
         config.max_body_bytes = LAMBDA_BODY_BYTES as usize;
     }
@@ -34,7 +41,12 @@ async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
         return Err("a Lambda function runs on the AWS backend: unset DEPOT_BACKEND or set it to aws".into());
     }
     let stores = super::aws_stores(&config, &super::lambda_sdk_config());
-    let state = AppState::from_stores(config, stores);
+    Ok(AppState::from_stores(config, stores))
+}
+
+async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
+    init_tracing(true);
+    let state = lambda_state()?;
     let router = app(&[surface], state)
         .layer(axum::middleware::map_response(for_lambda))
         .layer(axum::middleware::from_fn(trace_layer))

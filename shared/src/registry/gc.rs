@@ -141,7 +141,7 @@ impl Registry {
                 Some(o) => *o,
                 None => {
                     let o = match self.get_upload(&id).await {
-                        Ok(s) => s.state == UploadState::Open,
+                        Ok(s) => matches!(s.state, UploadState::Open | UploadState::Verifying),
                         Err(e) if e.is_not_found() => false,
                         Err(e) => return Err(e),
                     };

@@ -38,6 +38,13 @@ pub const STAGED_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MULTIPART_THRESHOLD: u64 = 32 * 1024 * 1024;
 /// The size of each part (S3's minimum is 5 MiB; its maximum count is 10,000).
 pub const UPLOAD_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// How long a verifier's claim on a session holds: longer than the worker function's
+/// 15 minutes, after which the verifier is taken to have died.
+pub const VERIFY_CLAIM_LAPSE: Duration = Duration::from_secs(20 * 60);
+/// Sessions above this size are verified off the request path by default
+/// (`DEPOT_VERIFY_INLINE_BYTES`): at the hash rate of a 512 MB function, what hashes
+/// within a few seconds of the gateway's 29 s.
+pub const VERIFY_INLINE_BYTES: u64 = 256 * 1024 * 1024;
 /// The largest session: S3's single-copy limit, which moving a blob to its content key
 /// relies on.
 pub const MAX_UPLOAD_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -46,7 +53,12 @@ pub const MAX_UPLOAD_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 #[serde(rename_all = "UPPERCASE")]
 pub enum UploadState {
     Open,
+    /// The bytes were taken and are being hashed off the request path (sessions over
+    /// `Config::verify_inline_bytes`): poll the session until it is `COMPLETE` or `FAILED`.
+    Verifying,
     Complete,
+    /// The bytes did not match what was declared; `failure` says how. They were dropped.
+    Failed,
 }
 
 /// A stored session.
@@ -74,6 +86,17 @@ pub struct UploadSession {
     pub expires_at: String,
     /// `sha256:<hex>` once complete.
     pub digest: Option<String>,
+    /// While `VERIFYING`: the key of the taken bytes that are hashed and published (no
+    /// URL of the session writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_key: Option<String>,
+    /// The verifier working on the session, as `{epoch seconds}/{id}`: a claim that
+    /// lapses after [`VERIFY_CLAIM_LAPSE`], so that a verifier that died is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<String>,
+    /// Why a `FAILED` session failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Epoch seconds after which the store may drop the item (DynamoDB TTL).
     pub ttl: i64,
 }
@@ -171,6 +194,41 @@ fn epoch_after(d: Duration) -> (String, i64) {
     (format_iso(t), t.unix_timestamp())
 }
 
+fn state_value(s: UploadState) -> serde_json::Value {
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+/// Whether a verifier's claim on the session still holds (an empty claim was given up).
+fn claim_is_live(session: &UploadSession) -> bool {
+    let since = session.verifier.as_deref().and_then(|c| c.split('/').next()).and_then(|t| t.parse::<i64>().ok());
+    since.is_some_and(|t| OffsetDateTime::now_utc().unix_timestamp() - t < VERIFY_CLAIM_LAPSE.as_secs() as i64)
+}
+
+fn public_reason(e: &Error) -> String {
+    match e {
+        Error::Invalid(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The answer to completing a session whose verification failed.
+fn failed_message(session: &UploadSession) -> String {
+    format!(
+        "upload session [{}] failed verification: {}",
+        session.id,
+        session.failure.as_deref().unwrap_or("the bytes were not what was declared")
+    )
+}
+
+/// What completing a session comes to.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// The bytes were verified and staged.
+    Staged(StagedBlob),
+    /// The bytes were taken and are being verified: poll the session.
+    Verifying(UploadSession),
+}
+
 fn check_session_id(id: &str) -> Result<()> {
     if crate::model::is_generated_id(id) {
         Ok(())
@@ -264,6 +322,9 @@ impl Registry {
             created_date: now_iso(),
             expires_at,
             digest: None,
+            verify_key: None,
+            verifier: None,
+            failure: None,
             ttl,
         };
         self.table.put(to_item(&upload_key(&session.id), &session)?, Cond::NotExists).await?;
@@ -313,22 +374,42 @@ impl Registry {
     /// session. Completing a completed session returns the same blob. For a multipart
     /// session, `parts` may list `(part number, ETag)` as the PUT responses gave them;
     /// without it the store's own list of received parts is used.
-    pub async fn complete_upload(
+    ///
+    /// A session over `inline_limit` bytes is only taken here: its bytes are put out of
+    /// the URLs' reach, the session becomes `VERIFYING`, and [`Registry::verify_upload`]
+    /// does the rest off the request path (a task of `depot serve`, or the worker
+    /// function that the bucket's object-created event starts on AWS).
+    pub async fn complete_upload_within(
         &self,
         session: UploadSession,
         sha256: Option<&str>,
         parts: Option<&[(u32, String)]>,
-    ) -> Result<StagedBlob> {
+        inline_limit: u64,
+    ) -> Result<Completion> {
         let declared = sha256.map(parse_sha256).transpose()?;
-        if session.state == UploadState::Complete {
-            let staged = self.staged_of(&session).await?;
-            if let Some(d) = declared.filter(|d| *d != staged.sha256) {
-                return Err(Error::Invalid(format!(
-                    "sha256 {d} differs from sha256 {} of the bytes this session completed with",
-                    staged.sha256
-                )));
+        match session.state {
+            UploadState::Complete => {
+                let staged = self.staged_of(&session).await?;
+                if let Some(d) = declared.filter(|d| *d != staged.sha256) {
+                    return Err(Error::Invalid(format!(
+                        "sha256 {d} differs from sha256 {} of the bytes this session completed with",
+                        staged.sha256
+                    )));
+                }
+                return Ok(Completion::Staged(staged));
             }
-            return Ok(staged);
+            UploadState::Verifying => {
+                if let (Some(d), Some(a)) = (&declared, &session.sha256) {
+                    if d != a {
+                        return Err(Error::Invalid(format!(
+                            "sha256 {d} differs from sha256 {a} that this session is being verified against"
+                        )));
+                    }
+                }
+                return Ok(Completion::Verifying(session));
+            }
+            UploadState::Failed => return Err(Error::Invalid(failed_message(&session))),
+            UploadState::Open => {}
         }
         let expected = match (&session.sha256, &declared) {
             (Some(a), Some(b)) if a != b => {
@@ -355,6 +436,9 @@ impl Registry {
                 }
             }
         }
+        if session.size > inline_limit {
+            return self.start_verifying(session, expected, parts, inline_limit).await;
+        }
         let key = staging_key(&session.id);
         let mut joined = None;
         if session.multipart_id.is_some() && self.blobs.head(&key).await?.is_none() {
@@ -376,10 +460,11 @@ impl Registry {
             Err(e) if e.is_not_found() => {
                 // A concurrent completion may have taken the bytes already.
                 let now = self.get_upload(&session.id).await?;
-                if now.state == UploadState::Complete {
-                    return self.staged_of(&now).await;
-                }
-                return Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id)));
+                return match now.state {
+                    UploadState::Complete => Ok(Completion::Staged(self.staged_of(&now).await?)),
+                    UploadState::Verifying => Ok(Completion::Verifying(now)),
+                    _ => Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id))),
+                };
             }
             Err(e) => return Err(e),
         }
@@ -391,13 +476,213 @@ impl Registry {
                 if let Err(e) = self.blobs.delete(&key).await {
                     tracing::warn!(key = %key, error = %e, "could not remove a completed session's bytes; depot gc will");
                 }
-                Ok(staged)
+                Ok(Completion::Staged(staged))
             }
             Err(e) => {
                 self.release(&hold).await;
                 Err(e)
             }
         }
+    }
+
+    /// [`Registry::complete_upload_within`] with every size verified within the call.
+    pub async fn complete_upload(
+        &self,
+        session: UploadSession,
+        sha256: Option<&str>,
+        parts: Option<&[(u32, String)]>,
+    ) -> Result<StagedBlob> {
+        match self.complete_upload_within(session, sha256, parts, u64::MAX).await? {
+            Completion::Staged(s) => Ok(s),
+            Completion::Verifying(s) => {
+                Err(Error::unavailable(format!("upload session [{}] is being verified: poll it", s.id), 5))
+            }
+        }
+    }
+
+    /// Takes a large session's bytes for verification off the request path. The session
+    /// is `VERIFYING` first, then its bytes land where the verifier reads them: the join
+    /// of a multipart session's parts (which no URL writes), or a copy of a single PUT's
+    /// key. Either landing is an object-created event under `uploads/`, which on AWS
+    /// starts the worker, and finds the session ready for it.
+    async fn start_verifying(
+        &self,
+        session: UploadSession,
+        expected: String,
+        parts: Option<&[(u32, String)]>,
+        inline_limit: u64,
+    ) -> Result<Completion> {
+        let key = staging_key(&session.id);
+        let verify_key = match session.multipart_id {
+            Some(_) => key.clone(),
+            None => format!("{key}.verify"),
+        };
+        let (expires_at, ttl) = epoch_after(OPEN_SESSION_TTL);
+        let mut set = Item::new();
+        set.insert("state".into(), state_value(UploadState::Verifying));
+        set.insert("sha256".into(), expected.clone().into());
+        set.insert("verifyKey".into(), verify_key.clone().into());
+        set.insert("expiresAt".into(), expires_at.clone().into());
+        set.insert(TTL_ATTR.into(), ttl.into());
+        let open = Cond::Eq("state".into(), state_value(UploadState::Open));
+        match self.table.update(&upload_key(&session.id), set, &[], open).await {
+            Ok(_) => {}
+            // A concurrent completion won: answer as the session is now.
+            Err(e) if e.is_conflict() => {
+                let now = self.get_upload(&session.id).await?;
+                return Box::pin(self.complete_upload_within(now, Some(&expected), parts, inline_limit)).await;
+            }
+            Err(e) => return Err(e),
+        }
+        let landed = match &session.multipart_id {
+            Some(mp) if self.blobs.head(&key).await?.is_none() => {
+                self.blobs.complete_multipart(&key, mp, parts).await.map(|_| ())
+            }
+            Some(_) => Ok(()),
+            None => self.blobs.copy(&key, &verify_key).await,
+        };
+        if let Err(e) = landed {
+            // Nothing was taken: the session is open again, for the client to fix its
+            // parts (or send its bytes) and complete again.
+            let mut set = Item::new();
+            set.insert("state".into(), state_value(UploadState::Open));
+            let verifying = Cond::Eq("state".into(), state_value(UploadState::Verifying));
+            if let Err(e) = self.table.update(&upload_key(&session.id), set, &[], verifying).await {
+                tracing::warn!(session = %session.id, error = %e, "could not reopen a session whose bytes were not taken");
+            }
+            if e.is_not_found() {
+                return Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id)));
+            }
+            return Err(e);
+        }
+        let now = UploadSession {
+            state: UploadState::Verifying,
+            sha256: Some(expected),
+            verify_key: Some(verify_key),
+            expires_at,
+            ttl,
+            ..session
+        };
+        Ok(Completion::Verifying(now))
+    }
+
+    /// Verifies a `VERIFYING` session's taken bytes and stages them, or marks the session
+    /// `FAILED` with the reason when they are not what was declared. Anything else (a
+    /// session in another state, one another verifier holds, bytes not landed yet) is
+    /// left alone: each start (an event delivered twice, a sweep) may call this. Answers
+    /// the session's state afterwards, `None` when it is gone.
+    pub async fn verify_upload(&self, id: &str) -> Result<Option<UploadState>> {
+        let session = match self.get_upload(id).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if session.state != UploadState::Verifying {
+            return Ok(Some(session.state));
+        }
+        let Some(session) = self.claim_verification(session).await? else { return Ok(Some(UploadState::Verifying)) };
+        let (Some(verify_key), Some(expected)) = (session.verify_key.clone(), session.sha256.clone()) else {
+            return Err(Error::Internal(format!("verifying session [{id}] names no bytes or sha256")));
+        };
+        if self.blobs.head(&verify_key).await?.is_none() {
+            // The join (or copy) has not landed yet: its own event brings it back.
+            self.unclaim(&session).await;
+            return Ok(Some(UploadState::Verifying));
+        }
+        let hold = Hold::Spare(verify_key.clone());
+        match self.stage_taken(&session, &expected, &verify_key, None, &hold).await {
+            Ok(_) => {
+                // A single PUT's key still holds what the client sent: nobody's now.
+                if verify_key != staging_key(id) {
+                    if let Err(e) = self.blobs.delete(&staging_key(id)).await {
+                        tracing::warn!(session = %id, error = %e, "could not remove a verified session's bytes; depot gc will");
+                    }
+                }
+                Ok(Some(UploadState::Complete))
+            }
+            // Bytes not as declared, or a repository deleted meanwhile: nothing to retry.
+            Err(e) if matches!(e, Error::Invalid(_)) || e.is_not_found() => {
+                self.fail_upload(&session, &public_reason(&e)).await?;
+                Ok(Some(UploadState::Failed))
+            }
+            Err(e) => {
+                self.unclaim(&session).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Verifies every `VERIFYING` session that no live verifier holds: those whose start
+    /// was lost (a process that stopped, an event not delivered). Answers how many were
+    /// settled (completed or failed).
+    pub async fn resume_verifications(&self) -> Result<usize> {
+        let mut settled = 0;
+        for item in query_all(&*self.table, Query::prefix(UPLOADS_PK, UPLOAD_SK_PREFIX)).await? {
+            let session: UploadSession = from_item(item)?;
+            if session.state != UploadState::Verifying || claim_is_live(&session) {
+                continue;
+            }
+            match self.verify_upload(&session.id).await {
+                Ok(Some(UploadState::Complete | UploadState::Failed)) => settled += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(session = %session.id, error = %e, "a verification failed; the next sweep retries it"),
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Takes the verifier's claim on a session, unless a live one holds it. Answers the
+    /// session as claimed.
+    async fn claim_verification(&self, session: UploadSession) -> Result<Option<UploadSession>> {
+        if claim_is_live(&session) {
+            return Ok(None);
+        }
+        let claim = format!("{}/{}", OffsetDateTime::now_utc().unix_timestamp(), uuid::Uuid::new_v4().simple());
+        let mut set = Item::new();
+        set.insert("verifier".into(), claim.clone().into());
+        let unclaimed = match &session.verifier {
+            Some(old) => Cond::Eq("verifier".into(), old.clone().into()),
+            None => Cond::Lacks("verifier".into()),
+        };
+        let cond = Cond::All(vec![Cond::Eq("state".into(), state_value(UploadState::Verifying)), unclaimed]);
+        match self.table.update(&upload_key(&session.id), set, &[], cond).await {
+            Ok(_) => Ok(Some(UploadSession { verifier: Some(claim), ..session })),
+            Err(e) if e.is_conflict() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a claim up, for the next start to take.
+    async fn unclaim(&self, session: &UploadSession) {
+        let Some(claim) = &session.verifier else { return };
+        let cond = Cond::Eq("verifier".into(), claim.clone().into());
+        let mut set = Item::new();
+        set.insert("verifier".into(), "".into());
+        if let Err(e) = self.table.update(&upload_key(&session.id), set, &[], cond).await {
+            if !e.is_conflict() {
+                tracing::warn!(session = %session.id, error = %e, "could not give up a verification claim; it lapses");
+            }
+        }
+    }
+
+    /// Marks a verified session `FAILED`, and drops its bytes.
+    async fn fail_upload(&self, session: &UploadSession, reason: &str) -> Result<()> {
+        let mut set = Item::new();
+        set.insert("state".into(), state_value(UploadState::Failed));
+        set.insert("failure".into(), reason.into());
+        let cond = Cond::Eq("state".into(), state_value(UploadState::Verifying));
+        match self.table.update(&upload_key(&session.id), set, &[], cond).await {
+            Err(e) if !e.is_conflict() => return Err(e),
+            _ => {}
+        }
+        let key = staging_key(&session.id);
+        if let Some(mp) = &session.multipart_id {
+            self.blobs.abort_multipart(&key, mp).await?;
+        }
+        for k in [Some(key.clone()), session.verify_key.clone().filter(|k| *k != key)].into_iter().flatten() {
+            self.blobs.delete(&k).await?;
+        }
+        Ok(())
     }
 
     /// The rest of a completion, on the bytes it took: checks them against the session,
@@ -410,9 +695,13 @@ impl Registry {
         joined: Option<Digests>,
         hold: &Hold,
     ) -> Result<StagedBlob> {
+        // Off the request path the session stays, `FAILED`, for its client to learn why.
+        let verifying = session.state == UploadState::Verifying;
         let received = self.blobs.head(taken).await?.unwrap_or(0);
         if received != session.size {
-            self.discard_upload(session).await?;
+            if !verifying {
+                self.discard_upload(session).await?;
+            }
             return Err(Error::Invalid(format!(
                 "size mismatch: the session declared {} bytes and {received} arrived; the upload was discarded",
                 session.size
@@ -423,7 +712,9 @@ impl Registry {
             None => self.digest_blob(taken).await?,
         };
         if digests.sha256 != expected {
-            self.discard_upload(session).await?;
+            if !verifying {
+                self.discard_upload(session).await?;
+            }
             return Err(Error::Invalid(format!(
                 "sha256 mismatch: declared {expected}, received {}; the upload was discarded",
                 digests.sha256
@@ -444,7 +735,7 @@ impl Registry {
             ttl,
         };
         let mut set = Item::new();
-        set.insert("state".into(), serde_json::to_value(UploadState::Complete).map_err(Error::internal)?);
+        set.insert("state".into(), state_value(UploadState::Complete));
         set.insert("digest".into(), staged.digest.clone().into());
         set.insert("expiresAt".into(), expires_at.into());
         set.insert(TTL_ATTR.into(), ttl.into());
@@ -457,7 +748,7 @@ impl Registry {
                 key: upload_key(&session.id),
                 set,
                 add: vec![],
-                cond: Cond::Eq("state".into(), serde_json::to_value(UploadState::Open).map_err(Error::internal)?),
+                cond: Cond::Eq("state".into(), state_value(session.state)),
             },
             Registry::guard_op(&content, hold),
             // The repository is still the one the session was opened in, and no forced

@@ -369,3 +369,82 @@ pub(crate) async fn forced_delete_wins_against_commits(t: Arc<dyn Table>, blobs:
     plain.create_version(nv("c", blob), &writer()).await.unwrap();
     assert_eq!(plain.get_repository("in", "r").await.unwrap().package_count, 1);
 }
+
+/// A session over the inline limit is only taken by its completion and verified after:
+/// what reaches its URL after the take changes nothing, garbage collection keeps the
+/// taken bytes, a second start does no work, a mismatch leaves the session `FAILED` with
+/// its reason, and a start that was lost (a verifier that died) is resumed by the sweep.
+pub(crate) async fn verification_off_the_request_path(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::registry::{Completion, UploadState};
+    use depot_core::store::schema::upload_key;
+    let reg = rds_registry(t.clone(), blobs.clone(), "in", &["r"]).await;
+    let genuine = b"the genuine bytes of a chart, 48 bytes in all...".to_vec();
+    let forged = b"the forged bytes that an attacker PUTs in later!".to_vec();
+    let sha = sha256_hex(&genuine);
+    let take = |session| reg.complete_upload_within(session, None, None, 0);
+
+    let opened = reg.open_upload(new_upload(genuine.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    let id = opened.session.id.clone();
+    send_to(&*blobs, &opened.targets[0].url, genuine.clone()).await;
+    let Completion::Verifying(taken) = take(opened.session.clone()).await.unwrap() else { panic!("verified inline") };
+    assert_eq!(taken.state, UploadState::Verifying);
+    assert_eq!(reg.get_upload(&id).await.unwrap().state, UploadState::Verifying);
+    assert!(
+        reg.accepts_upload_bytes(&format!("uploads/{id}")).await.is_err(),
+        "a session being verified takes no more bytes"
+    );
+    // A presigned S3 PUT cannot be refused: it lands on the session's key, not on the
+    // bytes that were taken.
+    blobs.put(&format!("uploads/{id}"), depot_core::store::stream_from_bytes(forged.clone())).await.unwrap();
+    // Completing again answers the same; a collection keeps the taken bytes.
+    let again = reg.complete_upload_within(reg.get_upload(&id).await.unwrap(), Some(&sha), None, 0).await.unwrap();
+    assert!(matches!(again, Completion::Verifying(_)));
+    reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!(blobs.head(&format!("uploads/{id}.verify")).await.unwrap(), Some(48), "gc keeps what is verified");
+
+    assert_eq!(reg.verify_upload(&id).await.unwrap(), Some(UploadState::Complete));
+    assert_eq!(reg.verify_upload(&id).await.unwrap(), Some(UploadState::Complete), "a second start does nothing");
+    let staged = reg.resolve_staged("in", "r", &format!("sha256:{sha}")).await.unwrap();
+    assert_eq!(staged.session_id, id);
+    let stored = blobs.get(&content_key(&sha), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored, genuine, "what was taken is what is published");
+    for k in [format!("uploads/{id}"), format!("uploads/{id}.verify")] {
+        assert_eq!(blobs.head(&k).await.unwrap(), None, "{k} is left to nobody");
+    }
+    assert_eq!(reg.complete_upload(reg.get_upload(&id).await.unwrap(), None, None).await.unwrap().sha256, sha);
+
+    // Bytes that are not what was declared: FAILED, with the reason, and nothing kept.
+    let liar = reg.open_upload(new_upload(forged.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &liar.targets[0].url, forged.clone()).await;
+    take(liar.session.clone()).await.unwrap();
+    assert_eq!(reg.verify_upload(&liar.session.id).await.unwrap(), Some(UploadState::Failed));
+    let failed = reg.get_upload(&liar.session.id).await.unwrap();
+    assert_eq!(failed.state, UploadState::Failed);
+    assert!(failed.failure.as_deref().unwrap().contains("sha256 mismatch"), "{failed:?}");
+    let refused = reg.complete_upload(failed, None, None).await;
+    assert!(
+        matches!(&refused, Err(Error::Invalid(m)) if m.contains("failed verification") && m.contains("sha256 mismatch")),
+        "{refused:?}"
+    );
+    for k in [format!("uploads/{}", liar.session.id), format!("uploads/{}.verify", liar.session.id)] {
+        assert_eq!(blobs.head(&k).await.unwrap(), None, "{k} was dropped");
+    }
+
+    // Another verifier's live claim: this start leaves the session alone, and so does the
+    // sweep. Once the claim has lapsed (its verifier died), the sweep finishes it.
+    let other = b"a third chart, verified by whoever is alive".to_vec();
+    let other_sha = sha256_hex(&other);
+    let third = reg.open_upload(new_upload(other.len() as u64, &other_sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &third.targets[0].url, other.clone()).await;
+    take(third.session.clone()).await.unwrap();
+    let claim = |c: String| Item::from_iter([("verifier".to_string(), json!(c))]);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = upload_key(&third.session.id);
+    t.update(&key, claim(format!("{now}/elsewhere")), &[], Cond::Exists).await.unwrap();
+    assert_eq!(reg.verify_upload(&third.session.id).await.unwrap(), Some(UploadState::Verifying));
+    assert_eq!(reg.resume_verifications().await.unwrap(), 0);
+    t.update(&key, claim(format!("{}/elsewhere", now - 3600)), &[], Cond::Exists).await.unwrap();
+    assert_eq!(reg.resume_verifications().await.unwrap(), 1);
+    assert_eq!(reg.get_upload(&third.session.id).await.unwrap().state, UploadState::Complete);
+    assert!(blobs.list("tmp").await.unwrap().is_empty(), "no private copy is left");
+}

@@ -100,6 +100,7 @@ macro_rules! integrity_suite {
                 closed_sessions_take_no_bytes,
                 verify_finds_bad_blobs,
                 forced_delete_wins_against_commits,
+                verification_off_the_request_path,
             ]
         );
     };

@@ -39,6 +39,9 @@ async fn packages_function_under_cargo_lambda_watch() {
         .env("DEPOT_TABLE", &table)
         .env("DEPOT_BUCKET", &bucket)
         .env("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        // Sessions over 3 MiB are verified by the worker function.
+        .env("DEPOT_VERIFY_INLINE_BYTES", "3145728")
+        .env("DEPOT_GC_DRY_RUN", "true")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(Stdio::null())
@@ -105,6 +108,44 @@ async fn packages_function_under_cargo_lambda_watch() {
     let location = crate::uploads::content_redirect(&api.base, id, "c.tgz").await;
     let got = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
     assert_eq!(crate::uploads::sha256_hex(&got), crate::uploads::sha256_hex(&bytes));
+    // A session over DEPOT_VERIFY_INLINE_BYTES: the function only takes it (202), and the
+    // worker function, started by the object-created event that the copy raised on AWS
+    // (here sent by hand, in EventBridge's shape), verifies it.
+    let bytes = crate::uploads::payload(4 << 20, 10);
+    let sha = crate::uploads::sha256_hex(&bytes);
+    let session = crate::uploads::open(&api, "lam", "charts", bytes.len(), Some(&sha)).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    crate::uploads::send_bytes(&session, &bytes).await;
+    let (s, b) = crate::uploads::complete(&api, &id, None).await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["data"]["state"], "VERIFYING");
+    let (s, b) = api.get(&format!("/blobs/uploads/{id}")).await;
+    assert_eq!(data(s, &b)["state"], "VERIFYING", "nothing verifies it in the function's frozen process");
+    let event = json!({
+        "version": "0", "source": "aws.s3", "detail-type": "Object Created",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": format!("uploads/{id}.verify")}, "reason": "CopyObject"},
+    });
+    let invoke = format!("http://127.0.0.1:{port}/2015-03-31/functions/worker/invocations");
+    let started = Instant::now();
+    let report: serde_json::Value = loop {
+        match api.http.post(&invoke).json(&event).send().await {
+            Ok(r) if r.status() == 200 => break r.json().await.unwrap(),
+            _ if started.elapsed() > Duration::from_secs(600) => {
+                panic!("the worker function did not answer; see target/cargo-lambda-watch.log")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    assert_eq!(report["sessions"][&id], "COMPLETE", "{report}");
+    let done = crate::uploads::poll_session(&api, &id).await;
+    assert_eq!(done["digest"], format!("sha256:{sha}"));
+    // The schedule's sweep, dry: it reports and removes nothing.
+    let sweep: serde_json::Value =
+        api.http.post(&invoke).json(&json!({"task": "gc"})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(sweep["gc"]["dryRun"], true, "{sweep}");
+    assert_eq!(sweep["gc"]["removed"], 0, "{sweep}");
+    assert!(sweep["gc"]["referenced"].as_u64().unwrap() >= 2, "{sweep}");
+
     // Users and a token, on the function.
     let (s, b) = api.post("/auth/api/user/create", json!({"userId": "ci", "pwd": "ci-password-1"})).await;
     data(s, &b);

@@ -408,6 +408,73 @@ async fn aws_backend_uploads_through_presigned_s3_urls() {
     assert_eq!(sha256_hex(&got), sha);
 }
 
+/// Polls a session that is being verified until it is not: its last view.
+pub async fn poll_session(api: &Api, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (s, b) = api.get(&format!("{UP}/{id}")).await;
+        let session = data(s, &b);
+        if session["state"] != "VERIFYING" {
+            return session;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "still verifying: {session}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sessions over `DEPOT_VERIFY_INLINE_BYTES` complete off the request path: 202 with the
+/// session `VERIFYING`, `Location` and `Retry-After`, then `COMPLETE` when polled (or
+/// `FAILED`, with the reason, which a completion repeats as a 400). A multipart session
+/// on S3 is joined and hashed where no URL writes.
+#[tokio::test]
+async fn large_sessions_verify_off_the_request_path() {
+    let (server, _bucket) = crate::harness::aws_server("verify", &[("DEPOT_VERIFY_INLINE_BYTES", "1048576")]);
+    let api = Api::new(&server.base);
+    setup_repo(&api, "big", "files").await;
+
+    let big = payload(40 << 20, 7);
+    let sha = sha256_hex(&big);
+    let session = open(&api, "big", "files", big.len(), Some(&sha)).await;
+    let id = session["id"].as_str().unwrap().to_string();
+    assert_eq!(session["sessionUrl"], format!("{}{UP}/{id}", server.base), "absolute URLs: {session}");
+    assert_eq!(session["completeUrl"], format!("{}{UP}/{id}/complete", server.base));
+    let parts = send_bytes(&session, &big).await;
+    let res = api
+        .http
+        .post(format!("{}{UP}/{id}/complete", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({ "parts": parts }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    assert_eq!(res.headers()["location"].to_str().unwrap(), format!("{}{UP}/{id}", server.base));
+    assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["state"], "VERIFYING", "{body}");
+    let done = poll_session(&api, &id).await;
+    assert_eq!(done["state"], "COMPLETE", "{done}");
+    assert_eq!(done["digest"], format!("sha256:{sha}"));
+    let (s, b) = complete(&api, &id, None).await;
+    assert_eq!(data(s, &b)["sha256"], sha, "completing a verified session answers its blob");
+    let location = content_redirect(&server.base, &id, "big.bin").await;
+    let got = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_hex(&got), sha, "the bytes downloaded are the bytes verified");
+
+    // A single PUT over the limit, with bytes that are not what was declared.
+    let small = payload(2 << 20, 8);
+    let liar = open(&api, "big", "files", small.len(), Some(&"1".repeat(64))).await;
+    let liar_id = liar["id"].as_str().unwrap();
+    send_bytes(&liar, &small).await;
+    let (s, b) = complete(&api, liar_id, None).await;
+    assert_eq!(s, 202, "{b}");
+    let failed = poll_session(&api, liar_id).await;
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    assert!(failed["failure"].as_str().unwrap().contains("sha256 mismatch"), "{failed}");
+    let (s, b) = complete(&api, liar_id, None).await;
+    assert!(failure(s, &b, 400, 250105).contains("sha256 mismatch"));
+}
+
 /// A PUT still streaming to a session's URL when the session is completed stores
 /// nothing (409) and changes nothing that the completion stored.
 #[tokio::test]
