@@ -55,6 +55,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_BUCKET` | `depot-artifacts` | S3 bucket (aws) |
 /// | `AWS_ENDPOINT_URL` | unset | LocalStack or moto endpoint (read by the AWS SDK) |
 /// | `DEPOT_ADMIN_PASSWORD` | unset | creates the system administrator `admin` on first start |
+/// | `DEPOT_ADMIN_SECRET` | unset | on AWS, a Secrets Manager secret (ARN or name) holding that password instead |
 /// | `DEPOT_MAX_BODY_BYTES` | 6291456 | largest request body accepted |
 /// | `DEPOT_PUBLIC_URL` | unset | base URL for download and Location URLs |
 /// | `DEPOT_DOWNLOAD_MODE` | `redirect` | `redirect` (302 to a presigned URL) or `proxy` (stream) |
@@ -79,6 +80,9 @@ pub struct Config {
     pub table: String,
     pub bucket: String,
     pub admin_password: Option<String>,
+    /// The Secrets Manager secret (ARN or name) holding the bootstrap password, read when
+    /// `admin_password` is unset and the table has no administrator yet (AWS only).
+    pub admin_secret: Option<String>,
     pub max_body_bytes: usize,
     pub public_url: Option<String>,
     pub download_mode: DownloadMode,
@@ -136,6 +140,7 @@ impl Default for Config {
             table: "depot".into(),
             bucket: "depot-artifacts".into(),
             admin_password: None,
+            admin_secret: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_url: None,
             download_mode: DownloadMode::Redirect,
@@ -184,6 +189,7 @@ impl Config {
             table: var("DEPOT_TABLE").unwrap_or(d.table),
             bucket: var("DEPOT_BUCKET").unwrap_or(d.bucket),
             admin_password: var("DEPOT_ADMIN_PASSWORD"),
+            admin_secret: var("DEPOT_ADMIN_SECRET"),
             max_body_bytes: match var("DEPOT_MAX_BODY_BYTES") {
                 Some(v) => v
                     .parse()

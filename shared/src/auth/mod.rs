@@ -186,6 +186,13 @@ pub fn generate_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A stored secret that holds the bootstrap administrator's password (Secrets Manager
+/// on AWS: `DEPOT_ADMIN_SECRET`).
+#[async_trait::async_trait]
+pub trait AdminSecret: Send + Sync {
+    async fn read(&self) -> Result<String>;
+}
+
 /// A cached verification: who it proved, until when, and for which user (to invalidate).
 struct CacheEntry {
     identity: Identity,
@@ -197,6 +204,9 @@ struct CacheEntry {
 pub struct Authenticator {
     table: Arc<dyn Table>,
     admin_password: Option<String>,
+    /// Where the bootstrap password comes from when none is configured: a secret, read
+    /// only while the table has no administrator yet.
+    admin_secret: Option<Arc<dyn AdminSecret>>,
     bootstrapped: OnceCell<()>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
@@ -228,6 +238,7 @@ impl Authenticator {
         Authenticator {
             table,
             admin_password,
+            admin_secret: None,
             bootstrapped: OnceCell::new(),
             cache_ttl: ttl,
             cache: Mutex::new(HashMap::new()),
@@ -239,6 +250,13 @@ impl Authenticator {
             throttle: Throttle::default(),
             inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same authenticator, bootstrapping the administrator with the password `secret`
+    /// holds (when no password is configured).
+    pub fn with_admin_secret(mut self, secret: Option<Arc<dyn AdminSecret>>) -> Self {
+        self.admin_secret = secret;
+        self
     }
 
     /// The same authenticator with other bounds on password checks.
@@ -299,10 +317,11 @@ impl Authenticator {
                 _ => return Ok(None),
             }
         }
-        let (password, generated) = match (&self.admin_password, generate) {
-            (Some(p), _) => (p.clone(), false),
-            (None, true) => (generate_password(), true),
-            (None, false) => return Ok(None),
+        let (password, generated) = match (&self.admin_password, &self.admin_secret, generate) {
+            (Some(p), _, _) => (p.clone(), false),
+            (None, Some(secret), _) => (secret.read().await?, false),
+            (None, None, true) => (generate_password(), true),
+            (None, None, false) => return Ok(None),
         };
         let user = UserRecord::new(ADMIN_USER.into(), ADMIN_USER.into(), hash_password(&password)?, true);
         let ops = vec![

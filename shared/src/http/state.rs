@@ -2,7 +2,7 @@
 //! chosen and opened.
 use std::sync::Arc;
 
-use crate::auth::{Accounts, Authenticator, Authorizer};
+use crate::auth::{Accounts, AdminSecret, Authenticator, Authorizer};
 use crate::config::{Backend, Config};
 use crate::registry::Registry;
 use crate::store::{dynamo::DynamoTable, s3::S3BlobStore, BlobStore, Table, UrlSigner};
@@ -27,6 +27,8 @@ pub struct Stores {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub signer: Option<Arc<UrlSigner>>,
+    /// The secret holding the bootstrap password (`DEPOT_ADMIN_SECRET`), on AWS.
+    pub admin_secret: Option<Arc<dyn AdminSecret>>,
 }
 
 /// One HTTPS client, rustls on ring, shared by every SDK client of the process.
@@ -70,6 +72,21 @@ pub fn aws_stores(config: &Config, sdk: &aws_config::SdkConfig) -> Stores {
         table: Arc::new(DynamoTable::new(sdk, &config.table)),
         blobs: Arc::new(S3BlobStore::new(sdk, &config.bucket)),
         signer: None,
+        admin_secret: admin_secret(config, sdk),
+    }
+}
+
+/// The bootstrap password's secret, for the binaries that bootstrap (feature
+/// `admin-secret`); the others leave the administrator to them.
+fn admin_secret(config: &Config, sdk: &aws_config::SdkConfig) -> Option<Arc<dyn AdminSecret>> {
+    #[cfg(feature = "admin-secret")]
+    return config.admin_secret.as_deref().map(|id| {
+        Arc::new(crate::store::secret::SecretsManagerSecret::new(sdk, id)) as Arc<dyn AdminSecret>
+    });
+    #[cfg(not(feature = "admin-secret"))]
+    {
+        let _ = (config, sdk);
+        None
     }
 }
 
@@ -85,7 +102,7 @@ pub async fn open_stores(config: &Config, create_resources: bool) -> Result<Stor
         Backend::Embedded => {
             let table = crate::store::embedded::EmbeddedTable::open(&config.data_dir.join("depot.redb"))?;
             let blobs = crate::store::fs::FsBlobStore::open(&config.data_dir.join("blobs"))?;
-            Ok(Stores { table: Arc::new(table), signer: Some(blobs.signer()), blobs: Arc::new(blobs) })
+            Ok(Stores { table: Arc::new(table), signer: Some(blobs.signer()), blobs: Arc::new(blobs), admin_secret: None })
         }
         Backend::Aws => {
             let sdk = sdk_config().await;
@@ -109,7 +126,9 @@ impl AppState {
     /// The state over ports opened elsewhere (tests wrap a port to count its calls).
     pub fn from_stores(config: Config, stores: Stores) -> Self {
         let authenticator = Arc::new(
-            Authenticator::new(stores.table.clone(), config.admin_password.clone()).with_login_limits(config.login),
+            Authenticator::new(stores.table.clone(), config.admin_password.clone())
+                .with_admin_secret(stores.admin_secret)
+                .with_login_limits(config.login),
         );
         let authorizer = Arc::new(Authorizer::new(stores.table.clone()));
         let accounts = Arc::new(Accounts::new(stores.table.clone(), authenticator.clone(), authorizer.clone()));

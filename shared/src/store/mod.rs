@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod fs;
 pub mod s3;
 pub mod schema;
+pub mod secret;
 mod signer;
 mod table;
 

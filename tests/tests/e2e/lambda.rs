@@ -29,6 +29,17 @@ async fn packages_function_under_cargo_lambda_watch() {
     DynamoTable::new(&sdk, &table).ensure_table().await.unwrap();
     S3BlobStore::new(&sdk, &bucket).ensure_bucket().await.unwrap();
 
+    // The bootstrap password as the template provides it: in a generated secret, which
+    // the packages function reads once, not in an environment variable.
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(unique("admin"))
+        .secret_string(ADMIN_PASSWORD)
+        .send()
+        .await
+        .unwrap();
+    let secret_arn = secret.arn().unwrap().to_string();
+
     let port = free_port();
     let log = std::fs::File::create(workspace().join("target/cargo-lambda-watch.log")).unwrap();
     let child = Command::new("cargo")
@@ -38,7 +49,8 @@ async fn packages_function_under_cargo_lambda_watch() {
         .env_remove("DEPOT_BACKEND")
         .env("DEPOT_TABLE", &table)
         .env("DEPOT_BUCKET", &bucket)
-        .env("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("DEPOT_ADMIN_PASSWORD")
+        .env("DEPOT_ADMIN_SECRET", &secret_arn)
         // Sessions over 3 MiB are verified by the worker function.
         .env("DEPOT_VERIFY_INLINE_BYTES", "3145728")
         .env("DEPOT_GC_DRY_RUN", "true")

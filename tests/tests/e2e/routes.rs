@@ -29,7 +29,13 @@ fn template_routes() -> BTreeMap<String, Routes> {
             .to_string();
         assert_eq!(res["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name:?}");
         let mut routes = Routes::new();
-        for (ev_name, ev) in res["Properties"]["Events"].as_mapping().into_iter().flatten() {
+        let events = res["Properties"]["Events"].as_mapping().into_iter().flatten();
+        // The worker serves no route: its events are the bucket's and the schedule's.
+        if binary == "worker" {
+            assert!(events.into_iter().all(|(_, ev)| ev["Type"].as_str() != Some("HttpApi")), "the worker serves no route");
+            continue;
+        }
+        for (ev_name, ev) in events {
             assert_eq!(ev["Type"].as_str(), Some("HttpApi"), "{ev_name:?}");
             let p = &ev["Properties"];
             let route = (p["Method"].as_str().unwrap().to_uppercase(), p["Path"].as_str().unwrap().to_string());
@@ -457,5 +463,39 @@ fn the_template_keeps_its_hardening() {
             }
         }
     }
-    assert_eq!(functions, 5);
+    assert_eq!(functions, 6);
+
+    // No secret in an environment variable: the packages function alone reads the
+    // generated secret, and only that secret's ARN.
+    assert!(!text.contains("DEPOT_ADMIN_PASSWORD"), "no password in the template");
+    let secret = &res["AdminSecret"];
+    assert_eq!(secret["Type"].as_str(), Some("AWS::SecretsManager::Secret"));
+    assert!(secret["Properties"]["GenerateSecretString"]["PasswordLength"].as_u64().unwrap() >= 20);
+    for (name, r) in res.as_mapping().unwrap() {
+        let reads = yaml(&r["Properties"]["Policies"]).contains("secretsmanager");
+        let name = name.as_str().unwrap();
+        assert_eq!(reads, name == "PackagesFunction", "{name} and the secret");
+        assert_eq!(yaml(&r["Properties"]["Environment"]).contains("DEPOT_ADMIN_SECRET"), name == "PackagesFunction");
+    }
+    let packages = yaml(&res["PackagesFunction"]["Properties"]["Policies"]);
+    assert!(packages.contains("secretsmanager:GetSecretValue") && packages.contains("AdminSecret"), "{packages}");
+
+    // Large sessions are verified by the worker, started by the bucket's events through
+    // EventBridge; the same function sweeps on a schedule, dry if asked.
+    let bucket_events = &bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"];
+    assert_eq!(bucket_events.as_bool(), Some(true));
+    let worker = &res["WorkerFunction"]["Properties"];
+    assert_eq!(worker["Timeout"].as_u64(), Some(900));
+    let taken = &worker["Events"]["UploadTaken"];
+    assert_eq!(taken["Type"].as_str(), Some("EventBridgeRule"));
+    let pattern = yaml(&taken["Properties"]["Pattern"]);
+    for want in ["aws.s3", "Object Created", "uploads/", "CompleteMultipartUpload", "CopyObject"] {
+        assert!(pattern.contains(want), "{want}: {pattern}");
+    }
+    let sweep = &worker["Events"]["Sweep"];
+    assert_eq!(sweep["Type"].as_str(), Some("Schedule"));
+    assert!(yaml(&sweep["Properties"]["Schedule"]).contains("GcSchedule"));
+    assert_eq!(sweep["Properties"]["Input"].as_str().map(|i| serde_json::from_str::<serde_json::Value>(i).unwrap()), Some(serde_json::json!({"task": "gc"})));
+    assert!(yaml(&worker["Environment"]["Variables"]["DEPOT_GC_DRY_RUN"]).contains("GcDryRun"));
+    assert!(yaml(&doc["Globals"]["Function"]["Environment"]["Variables"]["DEPOT_VERIFY_INLINE_BYTES"]).contains("VerifyInlineBytes"));
 }
