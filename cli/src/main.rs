@@ -36,6 +36,8 @@ Environment:
                          read by the AWS SDK as usual
   DEPOT_ADMIN_PASSWORD   password of the system administrator 'admin', created on first
                          start; when unset, a password is generated and printed once
+  DEPOT_ADMIN_SECRET     with --backend aws and no DEPOT_ADMIN_PASSWORD: a Secrets Manager
+                         secret (ARN or name) that holds that password
   DEPOT_MAX_BODY_BYTES   largest request body accepted (default 6291456, the Lambda limit)
   DEPOT_PUBLIC_URL       base URL for download, upload and Location URLs (default: the
                          scheme and Host of each request)
@@ -45,6 +47,10 @@ Environment:
   DEPOT_MAX_SESSION_BYTES
                          largest upload session, at most and by default 5368709120
                          (5 GiB); larger ones are refused with 413 when opened
+  DEPOT_VERIFY_INLINE_BYTES
+                         sessions up to this size are verified within their completion
+                         request (default 268435456); larger ones answer 202 and are
+                         verified in the background while the client polls the session
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)

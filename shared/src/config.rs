@@ -87,9 +87,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub download_mode: DownloadMode,
     pub max_unpacked_bytes: u64,
-    /// The largest upload session this deployment opens. Completion reads the whole blob
-    /// back to check its sha256, within one request: on Lambda behind API Gateway (29 s)
-    /// that bounds what can complete.
+    /// The largest upload session this deployment opens.
     pub max_session_bytes: u64,
     /// Sessions larger than this are hashed off the request path: completion answers 202
     /// and the client polls the session (`DEPOT_VERIFY_INLINE_BYTES`).
