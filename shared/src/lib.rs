@@ -10,9 +10,11 @@
 //!   chosen), the surface kit, the bkrepo envelope, downloads, trace ids.
 //! - [`archive`]: reading uploaded archives with every allocation capped.
 //! - [`config`]: the settings, as plain data.
+//! - [`deadline`]: the time a request has left (on Lambda), which bounds its waits.
 pub mod archive;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod http;
 pub mod model;

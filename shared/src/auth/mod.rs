@@ -270,7 +270,8 @@ impl Authenticator {
     /// with the slot's working memory: at most `slots` run at once, and one that waits
     /// longer than `wait` is a 503.
     pub async fn slow<T: Send + 'static>(&self, f: impl FnOnce(&mut Blocks) -> T + Send + 'static) -> Result<T> {
-        let permit = match tokio::time::timeout(self.limits.wait, self.slots.clone().acquire_owned()).await {
+        let until = tokio::time::Instant::from_std(crate::deadline::wait_until(self.limits.wait));
+        let permit = match tokio::time::timeout_at(until, self.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
             _ => {
                 return Err(Error::unavailable(

@@ -50,6 +50,7 @@ async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
     let router = app(&[surface], state)
         .layer(axum::middleware::map_response(for_lambda))
         .layer(axum::middleware::from_fn(trace_layer))
+        .layer(axum::middleware::from_fn(within_deadline))
         .layer(
         axum::middleware::map_request(|mut req: Request| async move {
             if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.clone()) {
@@ -68,6 +69,15 @@ async fn run(surface: &'static Surface) -> Result<(), lambda_http::Error> {
         }),
     );
     lambda_http::run(router).await
+}
+
+/// Runs a request within its invocation's deadline (`crate::deadline`): its waits end
+/// early enough for their answer to reach the client.
+async fn within_deadline(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    match req.lambda_context_ref().map(|c| c.deadline) {
+        Some(ms) if ms > 0 => crate::deadline::scope(crate::deadline::from_epoch_millis(ms), next.run(req)).await,
+        _ => next.run(req).await,
+    }
 }
 
 /// A response as lambda_http can carry it. Its body is read here, where a failure is a

@@ -273,7 +273,9 @@ impl Registry {
             return Err(Error::not_found_as(Kind::StagedBlob, blob_key, message));
         }
         let key = gc_mark_key(blob_key);
-        let give_up = std::time::Instant::now() + WAIT_FOR_COLLECTOR;
+        // Within the request's time: the 503 must reach the client before the function is
+        // stopped.
+        let give_up = crate::deadline::wait_until(WAIT_FOR_COLLECTOR);
         loop {
             if self.clear_stale_mark(&key).await? {
                 return Ok(());

@@ -448,3 +448,34 @@ pub(crate) async fn verification_off_the_request_path(t: Arc<dyn Table>, blobs: 
     assert_eq!(reg.get_upload(&third.session.id).await.unwrap().state, UploadState::Complete);
     assert!(blobs.list("tmp").await.unwrap().is_empty(), "no private copy is left");
 }
+
+/// A collector's mark on an upload's bytes holds its commit back only while the request
+/// has time: within a deadline (a Lambda invocation's) the commit answers 503 with
+/// `Retry-After` a margin before it, not after the wait's own 30 s. The session stays
+/// open, and completes once the mark is gone.
+pub(crate) async fn a_marked_blob_answers_503_before_the_deadline(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::registry::UploadState;
+    use depot_core::store::{schema::gc_mark_key, TTL_ATTR};
+    let reg = rds_registry(t.clone(), blobs.clone(), "in", &["r"]).await;
+    let bytes = b"bytes that a collector is about to remove".to_vec();
+    let sha = sha256_hex(&bytes);
+    let mark_key = gc_mark_key(&content_key(&sha));
+    let mut mark = mark_key.item();
+    mark.insert(TTL_ATTR.into(), json!(time::OffsetDateTime::now_utc().unix_timestamp() + 600));
+    t.put(mark, Cond::None).await.unwrap();
+    let opened = reg.open_upload(new_upload(bytes.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &opened.targets[0].url, bytes.clone()).await;
+
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(5);
+    let refused = depot_core::deadline::scope(deadline, reg.complete_upload(opened.session.clone(), None, None)).await;
+    let took = started.elapsed();
+    assert!(matches!(&refused, Err(e @ Error::Unavailable { .. }) if e.retry_after().is_some()), "{refused:?}");
+    assert!(took >= Duration::from_millis(1500), "it waited for the mark: {took:?}");
+    assert!(took < Duration::from_secs(5) - depot_core::deadline::MARGIN / 2, "it answered before the deadline: {took:?}");
+    assert_eq!(reg.get_upload(&opened.session.id).await.unwrap().state, UploadState::Open);
+
+    t.delete(&mark_key, Cond::None).await.unwrap();
+    let staged = reg.complete_upload(reg.get_upload(&opened.session.id).await.unwrap(), None, None).await.unwrap();
+    assert_eq!(staged.sha256, sha);
+}

@@ -101,6 +101,7 @@ macro_rules! integrity_suite {
                 verify_finds_bad_blobs,
                 forced_delete_wins_against_commits,
                 verification_off_the_request_path,
+                a_marked_blob_answers_503_before_the_deadline,
             ]
         );
     };
