@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine:
-#   1. creates .venv and installs moto[server], cargo-lambda and cfn-lint into it;
-#   2. lints template.yaml with cfn-lint;
+#   1. creates .venv and installs moto[server], cargo-lambda and cfn-lint into it, and
+#      checkov with the SAM translator into .venv/checkov;
+#   2. lints template.yaml with cfn-lint, and checks it and its SAM translation with
+#      checkov (infra/checkov.yaml lists the checks skipped, and why);
 #   3. starts moto on a free loopback port (S3 and DynamoDB for the AWS adapters),
 #      serving one request at a time (infra/moto_serial.py says why);
 #   4. builds the binaries and runs every cargo test against moto;
@@ -23,6 +25,16 @@ export PATH="$PWD/$venv/bin:$PATH"
 
 echo "== cfn-lint template.yaml"
 cfn-lint template.yaml
+
+checkov_venv="$venv/checkov"
+if [ ! -x "$checkov_venv/bin/python" ]; then
+    python3 -m venv "$checkov_venv"
+fi
+"$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
+mkdir -p target
+"$checkov_venv/bin/python" infra/sam_translate.py template.yaml target/template.translated.json
+echo "== checkov template.yaml and its SAM translation"
+"$checkov_venv/bin/checkov" --config-file infra/checkov.yaml -f template.yaml -f target/template.translated.json
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target

@@ -442,7 +442,12 @@ fn the_template_keeps_its_hardening() {
     assert!(yaml(&api["AccessLogSettings"]["Format"]).contains("$context.integration.requestId"));
     let throttling = yaml(&api["DefaultRouteSettings"]);
     assert!(throttling.contains("ThrottlingBurstLimit") && throttling.contains("ThrottlingRateLimit"), "{throttling}");
-    assert!(yaml(&api["Domain"]).contains("WithDomain"));
+    // The custom domain is conditional, as plain API Gateway resources (SAM's Domain
+    // property takes no condition).
+    for r in ["ApiDomain", "ApiDomainMapping"] {
+        assert_eq!(res[r]["Condition"].as_str(), Some("WithDomain"), "{r}");
+    }
+    assert!(api.get("Domain").is_none(), "SAM's Domain property cannot be conditional");
     assert!(yaml(&doc["Globals"]["Function"]["ReservedConcurrentExecutions"]).contains("ReservedConcurrency"));
     assert!(yaml(&doc["Globals"]["Function"]["Environment"]["Variables"]["DEPOT_PUBLIC_URL"]).contains("PublicUrl"));
     let mut functions = 0;
@@ -498,4 +503,16 @@ fn the_template_keeps_its_hardening() {
     assert_eq!(sweep["Properties"]["Input"].as_str().map(|i| serde_json::from_str::<serde_json::Value>(i).unwrap()), Some(serde_json::json!({"task": "gc"})));
     assert!(yaml(&worker["Environment"]["Variables"]["DEPOT_GC_DRY_RUN"]).contains("GcDryRun"));
     assert!(yaml(&doc["Globals"]["Function"]["Environment"]["Variables"]["DEPOT_VERIFY_INLINE_BYTES"]).contains("VerifyInlineBytes"));
+
+    // Limits as the gateway counts them, and retention as operators expect it.
+    let params = &doc["Parameters"];
+    assert_eq!(params["MaxBodyBytes"]["Default"].as_u64(), Some(depot_core::http::lambda::LAMBDA_BODY_BYTES));
+    assert_eq!(params["MaxSessionBytes"]["Default"].as_u64(), Some(depot_core::registry::MAX_UPLOAD_SIZE));
+    assert_eq!(params["VerifyInlineBytes"]["Default"].as_u64(), Some(depot_core::registry::VERIFY_INLINE_BYTES));
+    assert_eq!(params["LogRetentionDays"]["Default"].as_u64(), Some(30));
+    assert_eq!(doc["Globals"]["Function"]["Timeout"].as_u64(), Some(29), "within the HTTP API's 30 s");
+    // The access log is one JSON object a line.
+    let format = api["AccessLogSettings"]["Format"].as_str().unwrap();
+    let line: serde_json::Value = serde_json::from_str(format).expect("the access log format is JSON");
+    assert_eq!(line["status"], "$context.status");
 }
