@@ -4,8 +4,9 @@
 #      checkov with the SAM translator into .venv/checkov;
 #   2. lints template.yaml with cfn-lint, and checks it and its SAM translation with
 #      checkov (infra/checkov.yaml lists the checks skipped, and why);
-#   3. starts moto on a free loopback port (S3 and DynamoDB for the AWS adapters),
-#      serving one request at a time (infra/moto_serial.py says why);
+#   3. starts moto on a free loopback port (S3, DynamoDB and Secrets Manager for the AWS
+#      adapters), serving DynamoDB one request at a time and failing requests on demand
+#      (infra/moto_serial.py says why);
 #   4. builds the binaries and runs every cargo test against moto;
 #   5. stops moto.
 # Extra arguments go to `cargo test`, e.g. `infra/test.sh -p depot-core`.
@@ -38,7 +39,7 @@ echo "== checkov template.yaml and its SAM translation"
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
-# One request at a time: see infra/moto_serial.py for why.
+# DynamoDB one request at a time, and faults on demand: see infra/moto_serial.py.
 "$venv/bin/python" infra/moto_serial.py 127.0.0.1 "$port" > target/moto.log 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT

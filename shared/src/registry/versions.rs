@@ -114,8 +114,9 @@ impl NewVersion {
     }
 }
 
+/// After as many lost races as a commit tries: busy, not broken.
 fn conflict_retry<T>() -> Result<T> {
-    Err(Error::Internal("gave up after too many concurrent writers on one package".into()))
+    Err(Error::unavailable("too many writers changed this package at once; retry in a moment", 1))
 }
 
 impl Registry {

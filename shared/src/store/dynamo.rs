@@ -78,6 +78,18 @@ fn check_item_keys(item: &Item) -> Result<()> {
 fn dynamo_err<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &str, e: SdkError<E, R>) -> Error {
     match e.code() {
         Some("ConditionalCheckFailedException") => Error::conflict("condition failed"),
+        // Throttled past the SDK's own retries, or an item that a transaction holds: the
+        // client may repeat the request in a moment.
+        Some(
+            "ThrottlingException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "TransactionConflictException"
+            | "TransactionInProgressException",
+        ) => {
+            tracing::warn!(call = what, code = ?e.code(), "dynamodb is busy; answering 503");
+            Error::unavailable("the table is busy with other writes to the same items; retry in a moment", 1)
+        }
         code => {
             let msg = e.message().map(str::to_string).unwrap_or_else(|| format!("{e:?}"));
             if msg.contains("Item size") {
@@ -398,10 +410,28 @@ impl Table for DynamoTable {
             if !failed.is_empty() {
                 return Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed });
             }
-            let retryable = reasons.iter().any(|r| r == "TransactionConflict")
-                || matches!(err.code(), Some("TransactionInProgressException" | "ThrottlingException"));
-            if !retryable || attempt >= 8 {
+            // A race on an item, or throttling: retried with jittered backoff, then a 503.
+            let retryable = reasons
+                .iter()
+                .any(|r| matches!(r.as_str(), "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+                || matches!(
+                    err.code(),
+                    Some(
+                        "TransactionInProgressException"
+                            | "ThrottlingException"
+                            | "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                    )
+                );
+            if !retryable {
                 return Err(dynamo_err("transact write items", err));
+            }
+            if attempt >= 8 {
+                tracing::warn!(reasons = ?reasons, "a transaction kept conflicting; answering 503");
+                return Err(Error::unavailable(
+                    "the table is busy with other writes to the same items; retry in a moment",
+                    1,
+                ));
             }
             tokio::time::sleep(delay + Duration::from_millis(rand::random::<u64>() % 20)).await;
             delay = (delay * 2).min(Duration::from_millis(500));

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod accounts;
+mod faults;
 mod integrity;
 mod ports;
 mod registry;

@@ -156,11 +156,17 @@ pub fn embedded(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api) {
 /// `depot serve` on the AWS backend (moto) with a table and a bucket of its own, the test
 /// administrator, and `env` on top: (the server, its bucket).
 pub fn aws_server(prefix: &str, env: &[(&str, &str)]) -> (Server, String) {
+    let (server, _table, bucket) = aws_server_with_table(prefix, env);
+    (server, bucket)
+}
+
+/// [`aws_server`], answering its table's name too: (the server, its table, its bucket).
+pub fn aws_server_with_table(prefix: &str, env: &[(&str, &str)]) -> (Server, String, String) {
     let (table, bucket) = (unique(prefix), unique(prefix));
     let mut all = vec![("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD), ("DEPOT_TABLE", table.as_str()), ("DEPOT_BUCKET", bucket.as_str())];
     all.extend_from_slice(env);
     let server = Server::start(&["--backend", "aws", "--create-resources"], &all);
-    (server, bucket)
+    (server, table, bucket)
 }
 
 /// A thin client for envelope-speaking APIs.

@@ -1044,3 +1044,63 @@ async fn curl_saves_the_chart_name_aws() {
     let (server, _) = crate::harness::aws_server("cj", &[]);
     curl_saves_the_chart_name(&Api::new(&server.base), "cja").await;
 }
+
+/// DynamoDB cancelling transactions that race (moto made to, as DynamoDB does under
+/// real concurrency): a few are retried and the upload and the download succeed; when
+/// they do not stop, both answer 503 with `Retry-After`, never a 500, and the upload
+/// stores nothing.
+#[tokio::test]
+async fn conflicting_transactions_retry_then_answer_503() {
+    let (server, table, _bucket) = crate::harness::aws_server_with_table("conflict", &[]);
+    let api = Api::new(&server.base);
+    rds_repo(&api, "busy", "charts").await;
+    let up = "/rds/api/busy/charts/charts";
+    let arm = |count: u32| {
+        let table = table.clone();
+        async move {
+            let endpoint = crate::harness::aws_endpoint();
+            let fault =
+                json!({"table": table, "op": "TransactWriteItems", "count": count, "kind": "TransactionConflict"});
+            let res =
+                reqwest::Client::new().post(format!("{endpoint}/_depot/faults")).json(&fault).send().await.unwrap();
+            assert!(res.status().is_success());
+        }
+    };
+    let (file, bytes) = chart("busy", "1.0.0", "tgz");
+    arm(3).await;
+    let (s, b) = upload(&api, up, &file, bytes).await;
+    assert_eq!(s, 201, "three conflicts are retried: {b}");
+
+    arm(1000).await;
+    let (file2, bytes2) = chart("busy", "1.1.0", "tgz");
+    let res = api
+        .http
+        .post(format!("{}{up}", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .multipart(
+            reqwest::multipart::Form::new().part("chart", reqwest::multipart::Part::bytes(bytes2).file_name(file2)),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, retry) = (res.status().as_u16(), res.headers().get("retry-after").cloned());
+    assert_eq!(status, 503, "{} {:?}", res.text().await.unwrap(), server.log());
+    assert_eq!(retry.unwrap(), "1");
+    let download = crate::uploads::no_redirects()
+        .get(format!("{}/rds/busy/charts/charts/busy-1.0.0.tgz", server.base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status().as_u16(), 503, "a download counted in a transaction that keeps conflicting");
+    assert!(download.headers().contains_key("retry-after"));
+    arm(0).await;
+    let idx = index(&api, "busy", "charts").await;
+    let versions: Vec<_> = idx["entries"]["busy"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions, ["1.0.0"], "the refused upload stored nothing");
+}
