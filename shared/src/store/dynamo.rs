@@ -368,7 +368,7 @@ impl Table for DynamoTable {
         let mut e = Expr::default();
         let u = e.update(&set, add)?;
         let c = e.cond(&cond);
-        let out = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -377,11 +377,21 @@ impl Table for DynamoTable {
             .set_condition_expression(c)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("update item", e))?;
-        Ok(out.attributes().map(from_map).unwrap_or_default())
+            .return_values(ReturnValue::AllNew);
+        // An item that a transaction is writing refuses the update (TransactionConflict),
+        // which the SDK does not retry: retried here with jittered backoff, then a 503.
+        let mut delay = Duration::from_millis(20);
+        for attempt in 0.. {
+            match request.clone().send().await {
+                Ok(out) => return Ok(out.attributes().map(from_map).unwrap_or_default()),
+                Err(err) if err.code() == Some("TransactionConflictException") && attempt < 6 => {
+                    tokio::time::sleep(delay + Duration::from_millis(rand::random::<u64>() % 20)).await;
+                    delay = (delay * 2).min(Duration::from_millis(400));
+                }
+                Err(err) => return Err(dynamo_err("update item", err)),
+            }
+        }
+        unreachable!()
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<()> {

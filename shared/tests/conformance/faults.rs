@@ -60,6 +60,10 @@ async fn dynamo_conflicts_and_throttling_retry_or_answer_503() {
     // Single-item writes: the SDK retries throttling, then depot answers 503.
     arm(&name, "PutItem", 2, "ProvisionedThroughputExceededException").await;
     t.put(item("R", "1"), Cond::None).await.unwrap();
+    // An item inside another's transaction: depot retries the update itself.
+    arm(&name, "UpdateItem", 2, "TransactionConflictException").await;
+    t.update(&Key::new("R", "1"), Item::new(), &[("n".into(), 1)], Cond::Exists).await.unwrap();
+    assert_eq!(failed(&name, "UpdateItem").await, 2);
     for (op, kind) in [("UpdateItem", "ThrottlingException"), ("PutItem", "TransactionConflictException")] {
         arm(&name, op, 1000, kind).await;
         let busy = match op {
