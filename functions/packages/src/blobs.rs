@@ -131,7 +131,9 @@ pub async fn complete_upload(
     let complete: Complete = if body.iter().all(u8::is_ascii_whitespace) {
         Complete { sha256: None, parts: None }
     } else {
-        serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::Invalid(format!("invalid JSON body: {}", depot_core::http::extract::user_terms(&e.to_string())))
+        })?
     };
     let session = session_for(&st, scope.who(), &id, Action::Write).await?;
     let parts: Option<Vec<(u32, String)>> =

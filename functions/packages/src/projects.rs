@@ -176,6 +176,11 @@ pub async fn create_repo(State(st): State<AppState>, scope: Scope, Json(body): J
 pub(crate) fn repo_view(r: &Repository) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
+        // depot's own bookkeeping (the repository's state counter and creation id, which
+        // `id` already carries) is not bkrepo's to show.
+        for internal in ["generation", "uid", "deleting"] {
+            m.remove(internal);
+        }
         m.insert("id".into(), r.uid.clone().into());
         m.insert("storageCredentialsKey".into(), Value::Null);
         m.insert("quota".into(), Value::Null);

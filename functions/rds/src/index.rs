@@ -24,7 +24,7 @@ pub fn entry(v: &PackageVersion) -> Value {
         "home": get("home"),
         "icon": get("icon"),
         "digest": v.sha256,
-        "created": v.last_modified_date,
+        "created": v.created_date,
         "extension": ext,
         "keywords": m.get("keywords").cloned().unwrap_or_else(|| json!([])),
         "maintainers": m.get("maintainers").cloned().unwrap_or_else(|| json!([])),

@@ -18,9 +18,53 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(None)),
-            Err(r) => Err(Error::Invalid(format!("invalid JSON body: {}", r.body_text()))),
+            Err(r) => Err(Error::Invalid(format!("invalid JSON body: {}", user_terms(&r.body_text())))),
         }
     }
+}
+
+/// A decoding error (serde's, through axum) in the terms of the one who sent the input:
+/// no Rust type names, no integer widths, no extractor prefixes.
+pub fn user_terms(message: &str) -> String {
+    let mut m = message.to_string();
+    for prefix in [
+        "Failed to deserialize the JSON body into the target type: ",
+        "Failed to parse the request body as JSON: ",
+        "Failed to deserialize query string: ",
+        "Invalid URL: ",
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            m = rest.to_string();
+        }
+    }
+    // `expected struct GrantUser`, `expected enum Action`: the kinds, not the names.
+    for (kind, plain) in [("struct ", "an object"), ("enum ", "one of the allowed values"), ("tuple struct ", "a value")] {
+        let pattern = format!("expected {kind}");
+        while let Some(at) = m.find(&pattern) {
+            let start = at + pattern.len();
+            let end = m[start..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(m.len(), |e| start + e);
+            m.replace_range(at..end, &format!("expected {plain}"));
+        }
+    }
+    for (from, to) in [
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected u32", "expected a whole number of 0 or more"),
+        ("expected u16", "expected a whole number of 0 or more"),
+        ("expected u8", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected an object"),
+        ("number too large to fit in target type", "a number out of range"),
+        ("number too small to fit in target type", "a number out of range"),
+        ("invalid digit found in string", "not a whole number"),
+        ("cannot parse integer from empty string", "empty, not a number"),
+    ] {
+        m = m.replace(from, to);
+    }
+    m
 }
 
 /// The query string.
@@ -33,7 +77,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|r| Error::Invalid(format!("invalid query string: {}", r.body_text())))
+            .map_err(|r| Error::Invalid(format!("invalid query string: {}", user_terms(&r.body_text()))))
     }
 }
 
@@ -47,7 +91,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|r| Error::Invalid(format!("invalid path: {}", r.body_text())))
+            .map_err(|r| Error::Invalid(format!("invalid path: {}", user_terms(&r.body_text()))))
     }
 }
 
@@ -63,5 +107,25 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(None)),
             Err(r) => Err(Error::Invalid(format!("unreadable body: {}", r.body_text()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_terms;
+
+    #[test]
+    fn messages_in_user_terms() {
+        assert_eq!(
+            user_terms("Failed to deserialize the JSON body into the target type: users[0]: invalid type: string \"x\", expected struct GrantUser at line 1 column 20"),
+            "users[0]: invalid type: string \"x\", expected an object at line 1 column 20"
+        );
+        assert_eq!(
+            user_terms("Failed to deserialize query string: pageSize: number too large to fit in target type"),
+            "pageSize: a number out of range"
+        );
+        assert_eq!(user_terms("invalid type: string \"a\", expected u64"), "invalid type: string \"a\", expected a whole number of 0 or more");
+        assert_eq!(user_terms("expected enum Action or expected struct A_b1"), "expected one of the allowed values or expected an object");
+        assert_eq!(user_terms("pageNumber: invalid digit found in string"), "pageNumber: not a whole number");
     }
 }

@@ -156,3 +156,8 @@ mod tests {
         }
     }
 }
+
+/// `n` things, in the singular for one: "1 package", "3 packages".
+pub fn count_of(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

@@ -40,13 +40,16 @@ impl PageRequest {
     /// bkrepo's rules: pages start at 1, size 20 by default; zero or less means the
     /// default; a size over [`MAX_PAGE_SIZE`] is refused.
     pub fn from_query(number: Option<i64>, size: Option<i64>) -> Result<Self> {
-        let number = number.filter(|n| *n > 0).unwrap_or(1);
-        let size = size.filter(|n| *n > 0).unwrap_or(20);
-        if size > MAX_PAGE_SIZE as i64 {
-            return Err(Error::Invalid(format!("pageSize {size} is over the maximum of {MAX_PAGE_SIZE}")));
+        const MAX_PAGE_NUMBER: i64 = 1_000_000;
+        // One rule on every route: absent means the default; anything outside the range
+        // is a 400 that states the range (never a silent default).
+        let number = number.unwrap_or(1);
+        let size = size.unwrap_or(20);
+        if !(1..=MAX_PAGE_SIZE as i64).contains(&size) {
+            return Err(Error::Invalid(format!("pageSize must be from 1 to {MAX_PAGE_SIZE}, not {size}")));
         }
-        if number > 1_000_000 {
-            return Err(Error::Invalid(format!("pageNumber {number} is out of range")));
+        if !(1..=MAX_PAGE_NUMBER).contains(&number) {
+            return Err(Error::Invalid(format!("pageNumber must be from 1 to {MAX_PAGE_NUMBER}, not {number}")));
         }
         Ok(PageRequest { number: number as u32, size: size as u32 })
     }

@@ -116,8 +116,8 @@ impl Registry {
         self.table.delete(&project_key(name), Cond::Eq(repo_count_attr(), Value::from(0))).await.map_err(|e| {
             e.on_conflict(|| {
                 Error::conflict(format!(
-                    "project [{name}] still holds {} repositories; delete them first or pass forced=true",
-                    project.repo_count.max(1)
+                    "project [{name}] still holds {}; delete them first or pass forced=true",
+                    crate::model::count_of(project.repo_count.max(1), "repository", "repositories")
                 ))
             })
         })?;
@@ -313,8 +313,8 @@ impl Registry {
                     Kind::Package,
                     format!("{project}/{name}"),
                     format!(
-                        "repository [{project}/{name}] still holds {} packages; delete them first or pass forced=true",
-                        repo.package_count.max(1)
+                        "repository [{project}/{name}] still holds {}; delete them first or pass forced=true",
+                        crate::model::count_of(repo.package_count.max(1), "package", "packages")
                     ),
                 )
             })

@@ -382,16 +382,27 @@ async fn page_routes_answer_bkrepo_pages() {
         (Some(1), Some(1), Some(2), Some(2))
     );
     // packageName is a case-insensitive prefix of the name, which for RDS is the code.
-    let (s, b) = api.get(&format!("{PKG}/page/pr/charts?packageName=W&pageNumber=0&pageSize=0")).await;
+    let (s, b) = api.get(&format!("{PKG}/page/pr/charts?packageName=W")).await;
     let page = data(s, &b);
     assert_eq!(
         (page["pageNumber"].as_i64(), page["pageSize"].as_i64(), page["totalRecords"].as_i64()),
         (Some(1), Some(20), Some(2))
     );
-    let (s, b) = api.get(&format!("{PKG}/page/pr/charts?pageSize=1001")).await;
-    assert!(failure(s, &b, 400, 250105).contains("1000"));
-    let (s, b) = api.get(&format!("{PKG}/page/pr/charts?pageSize=abc")).await;
-    failure(s, &b, 400, 250105);
+    // One paging rule: absent is the default, out of range a 400 that states the range,
+    // in the user's terms.
+    for (q, says) in [
+        ("pageSize=1001", "pageSize must be from 1 to 1000, not 1001"),
+        ("pageSize=0", "pageSize must be from 1 to 1000, not 0"),
+        ("pageSize=-1", "pageSize must be from 1 to 1000, not -1"),
+        ("pageNumber=0", "pageNumber must be from 1 to 1000000, not 0"),
+        ("pageSize=abc", "pageSize: not a whole number"),
+        ("pageSize=99999999999999999999", "pageSize: a number out of range"),
+    ] {
+        let (s, b) = api.get(&format!("{PKG}/page/pr/charts?{q}")).await;
+        let message = failure(s, &b, 400, 250105);
+        assert!(message.contains(says), "{q}: {message}");
+        assert!(!message.contains("target type") && !message.contains("i64"), "{q}: {message}");
+    }
     let (s, b) = api.get(&format!("{PKG}/page/pr/nope")).await;
     failure(s, &b, 404, 251006);
 
