@@ -73,7 +73,9 @@ Environment:
   DEPOT_SIGN_UPS_PER_ADDRESS
                          strux sign-ups per client address per minute before 429
                          (default 10)
-  RUST_LOG               log filter (default info)")]
+  RUST_LOG               log filter (default info); one line per request with its status,
+                         duration, caller and, for an error, the reason
+  DEPOT_LOG_FORMAT       json: log JSON lines, as on Lambda (default: readable lines)")]
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]

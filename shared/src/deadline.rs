@@ -37,10 +37,8 @@ pub fn wait_until(max: Duration) -> Instant {
 
 /// The deadline an epoch-milliseconds instant (a Lambda context's) is, from now.
 pub fn from_epoch_millis(ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     Instant::now() + Duration::from_millis(ms.saturating_sub(now_ms))
 }
 
@@ -55,7 +53,10 @@ mod tests {
         assert!(free > Instant::now() + Duration::from_secs(29), "no deadline: the wait's own bound");
         let at = Instant::now() + Duration::from_secs(10);
         let bounded = scope(at, async { wait_until(max) }).await;
-        assert!(bounded <= at - MARGIN && bounded > Instant::now() + Duration::from_secs(6), "10 s left: 7 s of waiting");
+        assert!(
+            bounded <= at - MARGIN && bounded > Instant::now() + Duration::from_secs(6),
+            "10 s left: 7 s of waiting"
+        );
         let near = scope(Instant::now() + Duration::from_secs(1), async { wait_until(max) }).await;
         assert!(near <= Instant::now(), "less than the margin left: no waiting at all");
         let later = from_epoch_millis(

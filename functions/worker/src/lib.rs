@@ -85,8 +85,13 @@ pub async fn handle(registry: &Registry, task: Task, sweep: &SweepSettings) -> d
             let gc = registry.collect_garbage(sweep.dry_run, sweep.grace_secs).await?;
             let bytes: u64 = gc.unreferenced.iter().map(|b| b.size).sum();
             tracing::info!(
-                resumed, expired, scanned = gc.scanned, unreferenced = gc.unreferenced.len(), removed = gc.removed,
-                dry_run = sweep.dry_run, "sweep done"
+                resumed,
+                expired,
+                scanned = gc.scanned,
+                unreferenced = gc.unreferenced.len(),
+                removed = gc.removed,
+                dry_run = sweep.dry_run,
+                "sweep done"
             );
             Ok(json!({
                 "resumedVerifications": resumed,
@@ -118,7 +123,8 @@ mod tests {
         let eb = json!({"source": "aws.s3", "detail-type": "Object Created",
             "detail": {"bucket": {"name": "b"}, "object": {"key": "uploads/0123456789abcdef0123456789abcdef.verify"}, "reason": "CopyObject"}});
         assert_eq!(task_of(&eb), Ok(Task::Verify(vec!["0123456789abcdef0123456789abcdef".into()])));
-        let s3 = json!({"Records": [{"s3": {"object": {"key": "uploads/abc"}}}, {"s3": {"object": {"key": "blobs/x"}}}]});
+        let s3 =
+            json!({"Records": [{"s3": {"object": {"key": "uploads/abc"}}}, {"s3": {"object": {"key": "blobs/x"}}}]});
         assert_eq!(task_of(&s3), Ok(Task::Verify(vec!["abc".into()])));
         assert_eq!(task_of(&json!({"task": "gc"})), Ok(Task::Sweep));
         assert!(task_of(&json!({"hello": 1})).is_err());

@@ -38,7 +38,9 @@ pub fn user_terms(message: &str) -> String {
         }
     }
     // `expected struct GrantUser`, `expected enum Action`: the kinds, not the names.
-    for (kind, plain) in [("struct ", "an object"), ("enum ", "one of the allowed values"), ("tuple struct ", "a value")] {
+    for (kind, plain) in
+        [("struct ", "an object"), ("enum ", "one of the allowed values"), ("tuple struct ", "a value")]
+    {
         let pattern = format!("expected {kind}");
         while let Some(at) = m.find(&pattern) {
             let start = at + pattern.len();
@@ -124,8 +126,14 @@ mod tests {
             user_terms("Failed to deserialize query string: pageSize: number too large to fit in target type"),
             "pageSize: a number out of range"
         );
-        assert_eq!(user_terms("invalid type: string \"a\", expected u64"), "invalid type: string \"a\", expected a whole number of 0 or more");
-        assert_eq!(user_terms("expected enum Action or expected struct A_b1"), "expected one of the allowed values or expected an object");
+        assert_eq!(
+            user_terms("invalid type: string \"a\", expected u64"),
+            "invalid type: string \"a\", expected a whole number of 0 or more"
+        );
+        assert_eq!(
+            user_terms("expected enum Action or expected struct A_b1"),
+            "expected one of the allowed values or expected an object"
+        );
         assert_eq!(user_terms("pageNumber: invalid digit found in string"), "pageNumber: not a whole number");
     }
 }

@@ -50,6 +50,8 @@ pub fn public_message(e: &Error) -> String {
 /// upload names, or too many password checks at once) or a 429 (throttled logins).
 pub fn error_headers(res: &mut axum::response::Response, e: &Error) {
     use axum::http::{header, HeaderValue};
+    // Every error answer passes here: its reason goes into the request's log line.
+    trace::note_reason(&e.to_string());
     if matches!(e, Error::Unauthenticated(_)) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
     }

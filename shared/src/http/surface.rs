@@ -403,7 +403,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity> {
         Some(Ok(h)) => Some(h),
         Some(Err(_)) => return Err(Error::Unauthenticated("invalid credentials".into())),
     };
-    state.authenticator.authenticate_from(header, client_addr(parts)).await
+    let who = state.authenticator.authenticate_from(header, client_addr(parts)).await?;
+    if who != Identity::Anonymous {
+        super::trace::note_caller(who.name());
+    }
+    Ok(who)
 }
 
 async fn scope_of(state: &AppState, access: Access, home: Option<Home>, parts: &mut Parts) -> Result<Scope> {

@@ -311,6 +311,48 @@ async fn answers_carry_their_trace_id() {
     }
 }
 
+/// One log line per request: method, path, status, duration and caller, and for an
+/// error its reason; JSON on request (`DEPOT_LOG_FORMAT=json`), without colour codes
+/// when stderr is not a terminal. The line's trace id is the answer's.
+#[tokio::test]
+async fn every_request_logs_one_line_with_its_outcome() {
+    let (_dir, server, api) = crate::harness::embedded(&[("DEPOT_LOG_FORMAT", "json")]);
+    let (_, _, ok_headers) = api.send("GET", "/repository/api/project/list", None).await;
+    let (s, _, bad_headers) = api.as_user("admin", "wrong-password").send("GET", "/repository/api/project/list", None).await;
+    assert_eq!(s, 401);
+    api.send("GET", "/health", None).await;
+    let id = |h: &axum::http::HeaderMap| h["x-request-id"].to_str().unwrap().to_string();
+    let lines: Vec<serde_json::Value> = {
+        let started = std::time::Instant::now();
+        loop {
+            let log = server.log();
+            assert!(log.iter().all(|l| !l.contains('\u{1b}')), "no colour codes: {log:?}");
+            let done: Vec<serde_json::Value> = log
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|l| l["fields"]["message"] == "done")
+                .collect();
+            if done.len() >= 3 || started.elapsed() > std::time::Duration::from_secs(5) {
+                break done;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let line = |trace: &str| {
+        lines.iter().find(|l| l["span"]["trace_id"] == trace).unwrap_or_else(|| panic!("no line for {trace}: {lines:?}")).clone()
+    };
+    let ok = line(&id(&ok_headers));
+    assert_eq!((ok["span"]["method"].as_str(), ok["span"]["path"].as_str()), (Some("GET"), Some("/repository/api/project/list")));
+    assert_eq!(ok["fields"]["status"], 200);
+    assert_eq!(ok["fields"]["caller"], "admin");
+    assert!(ok["fields"]["duration_ms"].is_u64(), "{ok}");
+    assert!(ok["fields"].get("reason").is_none(), "{ok}");
+    let bad = line(&id(&bad_headers));
+    assert_eq!(bad["fields"]["status"], 401);
+    assert!(bad["fields"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{bad}");
+    assert!(lines.iter().any(|l| l["span"]["path"] == "/health" && l["fields"]["caller"] == "-"), "{lines:?}");
+}
+
 /// `depot serve` binds its port before it creates anything: on a busy port it fails and
 /// leaves no database and no administrator (whose generated password would be lost).
 #[test]
