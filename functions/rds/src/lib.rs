@@ -44,7 +44,9 @@ pub fn routes() -> Routes {
         .delete("/rds/ext/version/delete/{projectId}/{repoName}/", Repo(Delete), ext_delete_version)
 }
 
-/// Every error of this surface: `{"error":"..."}`.
+/// Every error of this surface, `/rds/ext/` included: ChartMuseum's `{"error":"..."}`,
+/// with the trace id that the server's log line carries.
 fn render(e: &Error, status: StatusCode) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": public_message(e) }))).into_response()
+    let body = serde_json::json!({ "error": public_message(e), "traceId": depot_core::http::trace_id() });
+    (status, axum::Json(body)).into_response()
 }

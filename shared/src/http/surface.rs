@@ -204,17 +204,89 @@ impl Surface {
 /// Several surfaces on one router, as `depot serve` runs them (and a Lambda function
 /// runs its one). A path no route serves answers in the shape of the surface whose
 /// prefix claims it, else of the first surface.
+///
+/// A trailing slash is optional on every route: a request that no route serves, whose
+/// path's twin with (or without) one final `/` is a route's for its method, is served as
+/// that twin (before routing, so that another method's route on the path does not
+/// answer 405 first).
 pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
     let router = surfaces.iter().fold(Router::new(), |r, s| r.merge(s.router(state.clone())));
+    let routes: std::sync::Arc<[(Method, &'static str)]> =
+        surfaces.iter().flat_map(|s| (s.routes)().list().into_iter().map(|(m, p, _)| (m, p))).collect();
     let surfaces: std::sync::Arc<[&'static Surface]> = surfaces.into();
-    router.fallback(move |req: Request| async move {
+    let inner = router.fallback(move |req: Request| async move {
         let path = req.uri().path();
         let owner = surfaces.iter().max_by_key(|s| s.claims(path)).filter(|s| s.claims(path) > 0).or(surfaces.first());
         match owner {
             Some(s) => s.not_found(path),
             None => StatusCode::NOT_FOUND.into_response(),
         }
-    })
+    });
+    let served = move |mut req: Request| {
+        let (inner, routes) = (inner.clone(), routes.clone());
+        async move {
+            if let Some(twin) = slash_twin(&routes, req.method(), req.uri().path()) {
+                let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+                if let Ok(uri) = format!("{twin}{query}").parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+            tower::ServiceExt::oneshot(inner, req).await
+        }
+    };
+    Router::new().fallback_service(tower::service_fn(served))
+}
+
+/// The trailing-slash twin of `path` when a route serves it for `method` and none serves
+/// `path` itself.
+fn slash_twin(routes: &[(Method, &'static str)], method: &Method, path: &str) -> Option<String> {
+    let serves = |p: &str| {
+        routes.iter().any(|(m, pattern)| (m == method || (*m == Method::GET && method == Method::HEAD)) && path_matches(pattern, p))
+    };
+    if serves(path) {
+        return None;
+    }
+    let twin = match path.strip_suffix('/') {
+        Some("") => return None,
+        Some(p) => p.to_string(),
+        None => format!("{path}/"),
+    };
+    serves(&twin).then_some(twin)
+}
+
+/// Whether `path` is one that the route pattern `pattern` (axum's syntax: `{name}` one
+/// segment, `{*name}` the rest) serves.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let (mut pat, mut got) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return true,
+            (Some(p), Some(g)) if p.starts_with("{*") => return !g.is_empty() || got.next().is_some(),
+            (Some(p), Some(g)) if p.starts_with('{') && p.ends_with('}') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(p), Some(g)) if p == g => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn patterns() {
+        use super::path_matches as m;
+        assert!(m("/repository/api/project/list", "/repository/api/project/list"));
+        assert!(!m("/repository/api/project/list", "/repository/api/project/list/"));
+        assert!(m("/repository/api/project/info/{projectId}", "/repository/api/project/info/p"));
+        assert!(!m("/repository/api/project/info/{projectId}", "/repository/api/project/info/"));
+        assert!(m("/blobs/local/{*key}", "/blobs/local/a/b/c"));
+        assert!(!m("/blobs/local/{*key}", "/blobs/local/"));
+        assert!(m("/aps/", "/aps/"));
+        assert!(!m("/aps/", "/aps"));
+    }
 }
 
 /// Marks a response as an error still to be rendered in a surface's shape.

@@ -402,7 +402,8 @@ async fn unknown_paths_answer_in_their_surfaces_shape() {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(status, 404, "{path}: {v}");
         if rds {
-            assert_eq!(v, serde_json::json!({"error": "no such route"}), "{path}");
+            assert_eq!(v["error"], "no such route", "{path}");
+            assert!(v["traceId"].is_string(), "{path}: {v}");
         } else {
             assert_eq!(
                 (v["code"].as_i64(), v["message"].as_str()),
@@ -515,4 +516,50 @@ fn the_template_keeps_its_hardening() {
     let format = api["AccessLogSettings"]["Format"].as_str().unwrap();
     let line: serde_json::Value = serde_json::from_str(format).expect("the access log format is JSON");
     assert_eq!(line["status"], "$context.status");
+}
+
+/// A trailing slash is optional on every route of every surface: the twin of a route's
+/// path with (or without) one final `/` answers as the route does, never "no such route".
+#[tokio::test]
+async fn a_trailing_slash_is_optional_on_every_route() {
+    let (_dir, app, _) = crate::harness::counted_embedded().await;
+    let routes: Vec<(String, String)> =
+        SURFACES.iter().flat_map(|s| (s.routes)().list()).map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+    let concrete = |p: &str| {
+        p.split('/')
+            .map(|seg| match seg {
+                s if s.starts_with("{*") => "a/b".to_string(),
+                s if s.starts_with('{') => "x1".to_string(),
+                s => s.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let declared: BTreeSet<String> = routes.iter().map(|(_, p)| concrete(p)).collect();
+    let mut tried = 0;
+    for (method, pattern) in &routes {
+        let path = concrete(pattern);
+        let twin = match path.strip_suffix('/') {
+            Some(p) => p.to_string(),
+            None => format!("{path}/"),
+        };
+        // Both spellings are routes of their own, or another route's pattern takes the
+        // twin (`/aps/feed.atom/` is an APS version's index, `/aps/{version}/`).
+        let taken = routes.iter().any(|(m, p)| m == method && depot_core::http::surface::path_matches(p, &twin));
+        if twin.is_empty() || declared.contains(&twin) || taken {
+            continue;
+        }
+        let send = |p: String| {
+            let app = app.clone();
+            let req = Request::builder().method(method.as_str()).uri(p).body(Body::empty()).unwrap();
+            async move { crate::harness::oneshot(&app, req).await }
+        };
+        let (want, _) = send(path.clone()).await;
+        let (got, body) = send(twin.clone()).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(got, want, "{method} {twin} answers as {method} {path}: {text}");
+        assert!(!text.contains("no such route"), "{method} {twin}: {text}");
+        tried += 1;
+    }
+    assert!(tried > 50, "{tried} routes tried");
 }
