@@ -353,6 +353,34 @@ async fn every_request_logs_one_line_with_its_outcome() {
     assert!(lines.iter().any(|l| l["span"]["path"] == "/health" && l["fields"]["caller"] == "-"), "{lines:?}");
 }
 
+/// The README's first steps, run as they are written against `depot serve`, so that
+/// they cannot rot: every command must succeed, and CI's token must see the chart.
+#[tokio::test]
+async fn the_readme_first_steps_run_as_written() {
+    let readme = std::fs::read_to_string(crate::harness::workspace().join("README.md")).unwrap();
+    let section = readme.split("### First steps").nth(1).expect("a First steps section");
+    let script = section.split("```sh\n").nth(1).and_then(|b| b.split("\n```").next()).expect("its sh block");
+    let (_dir, server, _api) = crate::harness::embedded(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (base, dir, script) = (server.base.clone(), work.path().to_path_buf(), script.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(dir)
+            .env("DEPOT", base)
+            .env("DEPOT_ADMIN_PASSWORD", crate::harness::ADMIN_PASSWORD)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the first steps failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("\"saved\":true"), "{stdout}");
+    assert!(stdout.contains("mysql:") && stdout.contains("version: \"0.1.0\""), "the index lists the chart: {stdout}");
+    assert!(stdout.trim_end().ends_with("CI sees the chart"), "{stdout}");
+}
+
 /// `depot serve` binds its port before it creates anything: on a busy port it fails and
 /// leaves no database and no administrator (whose generated password would be lost).
 #[test]
