@@ -25,8 +25,12 @@ type Multi = depot_core::http::spool::GatedForm;
 /// strux's `BaseResponse`: `{"message","success","status"}` as `text/plain`, which is
 /// how the client tells it from a multipart answer.
 pub fn base(http: StatusCode, status: u8, success: bool, message: impl Into<String>) -> Response {
-    let body = json!({ "message": message.into(), "success": success, "status": status }).to_string();
-    (http, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    let mut body = json!({ "message": message.into(), "success": success, "status": status });
+    if !success {
+        // An error names the trace id of the server's log line about it.
+        body["traceId"] = depot_core::http::trace_id().into();
+    }
+    (http, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.to_string()).into_response()
 }
 
 /// The strux repository, created on first use: public, so that reads need no password.

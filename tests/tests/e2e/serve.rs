@@ -299,7 +299,10 @@ async fn answers_carry_their_trace_id() {
     for (path, in_body) in [
         ("/repository/api/project/list", Some("traceId")),
         ("/repository/api/project/info/missing", Some("traceId")),
-        ("/rds/p/r/index.yaml", None),
+        ("/rds/p/r/index.yaml", Some("traceId")),
+        ("/rds/ext/version/detail/p/r", Some("traceId")),
+        ("/api/v2/software-packages/999", Some("traceId")),
+        ("/download-package", Some("traceId")),
         ("/health", None),
     ] {
         let (_, body, headers) = api.send("GET", path, None).await;
