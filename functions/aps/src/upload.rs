@@ -413,6 +413,7 @@ async fn sign_in(st: &AppState, client: Client, texts: &Texts, prefix: &str, p: 
         Identity::Anonymous => return Err(Error::Unauthenticated("invalid username or password".into())),
         who => who,
     };
+    depot_core::http::note_caller(who.name());
     let repo = st.registry.ensure_repository(p, r, RepoType::Aps, true).await?;
     st.authorizer.authorize(&who, p, Some((r, Some(&repo))), Action::Write).await
 }

@@ -106,7 +106,7 @@ pub async fn user_info(State(st): State<AppState>, scope: Scope) -> Result<Respo
 }
 
 /// A page of the users, by id.
-pub async fn user_page(State(st): State<AppState>, scope: Scope, Path((number, size)): Path<(i64, i64)>) -> Result<Response> {
+pub async fn user_page(State(st): State<AppState>, scope: Scope, Path((number, size)): Path<(depot_core::registry::PageParam, depot_core::registry::PageParam)>) -> Result<Response> {
     let users = st.accounts.list_users(scope.who()).await?;
     Ok(ok(crate::packages::page_of_list(users, number, size)?))
 }

@@ -175,7 +175,7 @@ fn retry_secs(size: u64) -> u64 {
 
 pub async fn abort_upload(State(st): State<AppState>, scope: Scope, Path(id): Path<String>) -> Result<Response> {
     let session = session_for(&st, scope.who(), &id, Action::Write).await?;
-    st.registry.discard_upload(&session).await?;
+    st.registry.abort_upload(session).await?;
     Ok(ok(true))
 }
 
@@ -189,10 +189,10 @@ pub async fn upload_content(
     Query(q): Query<ContentQuery>,
 ) -> Result<Response> {
     let session = session_for(&st, scope.who(), &id, Action::Read).await?;
-    let digest = session
-        .digest
-        .as_deref()
-        .ok_or_else(|| Error::Invalid(format!("upload session [{id}] is not complete yet")))?;
+    let digest = session.digest.as_deref().ok_or_else(|| match &session.failure {
+        Some(f) => Error::Invalid(format!("upload session [{id}] failed verification: {f}")),
+        None => Error::Invalid(format!("upload session [{id}] is not complete yet")),
+    })?;
     let staged = st.registry.resolve_staged(&session.project_id, &session.repo_name, digest).await?;
     let filename = match q.filename {
         Some(f) => {

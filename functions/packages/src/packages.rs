@@ -8,7 +8,7 @@ use depot_core::http::blobs::{parse_range, respond, BaseUrl};
 use depot_core::http::extract::{Json, Path, Query};
 use depot_core::http::{AppState, Scope};
 use depot_core::model::{compare_versions, parse_stage, printable, PackageSummary, PackageVersion, Repository};
-use depot_core::registry::{PageOf, PageRequest};
+use depot_core::registry::{PageOf, PageParam, PageRequest};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,8 +27,8 @@ pub struct KeyQuery {
 #[serde(rename_all = "camelCase")]
 pub struct PackagePageQuery {
     package_name: Option<String>,
-    page_number: Option<i64>,
-    page_size: Option<i64>,
+    page_number: Option<PageParam>,
+    page_size: Option<PageParam>,
 }
 
 #[derive(Deserialize)]
@@ -37,15 +37,15 @@ pub struct VersionPageQuery {
     package_key: Option<String>,
     version: Option<String>,
     stage_tag: Option<String>,
-    page_number: Option<i64>,
-    page_size: Option<i64>,
+    page_number: Option<PageParam>,
+    page_size: Option<PageParam>,
     sort_property: Option<String>,
     direction: Option<String>,
 }
 
 /// Page `number` of `size` of a whole list, as bkrepo's page (for lists that are read
 /// whole: users, a project's repositories).
-pub(crate) fn page_of_list<T: serde::Serialize>(items: Vec<T>, number: i64, size: i64) -> Result<Value> {
+pub(crate) fn page_of_list<T: serde::Serialize>(items: Vec<T>, number: PageParam, size: PageParam) -> Result<Value> {
     let req = PageRequest::from_query(Some(number), Some(size))?;
     let total = items.len() as i64;
     let records: Vec<T> = items.into_iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).collect();
@@ -137,9 +137,9 @@ pub struct VersionFilter {
     direction: Option<String>,
     // Accepted for compatibility; the POST list answers every match.
     #[allow(dead_code)]
-    page_number: Option<i64>,
+    page_number: Option<PageParam>,
     #[allow(dead_code)]
-    page_size: Option<i64>,
+    page_size: Option<PageParam>,
 }
 
 /// A metadata entry to match; bkrepo's own `MetadataModel` also sends `system`,

@@ -249,7 +249,7 @@ fn filtered(repos: Vec<Repository>, q: &RepoListQuery) -> Result<Vec<Repository>
 pub async fn repo_page(
     State(st): State<AppState>,
     scope: Scope,
-    Path((project, number, size)): Path<(String, i64, i64)>,
+    Path((project, number, size)): Path<(String, depot_core::registry::PageParam, depot_core::registry::PageParam)>,
     Query(q): Query<RepoListQuery>,
 ) -> Result<Response> {
     let repos = filtered(readable_repositories(&st, scope.who(), &project).await?, &q)?;

@@ -13,7 +13,7 @@ use depot_core::http::bkrepo::ok;
 use depot_core::http::extract::Json;
 use depot_core::http::{AppState, Scope};
 use depot_core::model::{parse_iso, printable};
-use depot_core::registry::PageRequest;
+use depot_core::registry::{PageParam, PageRequest};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -334,8 +334,8 @@ fn project_of(rule: &Rule) -> Result<String> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageBody {
-    page_number: Option<i64>,
-    page_size: Option<i64>,
+    page_number: Option<PageParam>,
+    page_size: Option<PageParam>,
 }
 
 #[derive(Deserialize)]
@@ -371,8 +371,8 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
     };
     let descending = !crate::packages::is_ascending(body.sort.as_ref().and_then(|s| s.direction.as_deref()), true)?;
     let req = PageRequest::from_query(
-        body.page.as_ref().and_then(|p| p.page_number),
-        body.page.as_ref().and_then(|p| p.page_size),
+        body.page.as_ref().and_then(|p| p.page_number.clone()),
+        body.page.as_ref().and_then(|p| p.page_size.clone()),
     )?;
 
     // A search holds its project's packages in memory while it runs: a few at a time,

@@ -27,8 +27,10 @@ type Multi = depot_core::http::spool::GatedForm;
 pub fn base(http: StatusCode, status: u8, success: bool, message: impl Into<String>) -> Response {
     let mut body = json!({ "message": message.into(), "success": success, "status": status });
     if !success {
-        // An error names the trace id of the server's log line about it.
+        // An error names the trace id of the server's log line about it, which gives its
+        // reason.
         body["traceId"] = depot_core::http::trace_id().into();
+        depot_core::http::note_reason(body["message"].as_str().unwrap_or_default());
     }
     (http, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.to_string()).into_response()
 }
@@ -59,7 +61,10 @@ async fn signed_in(
     use base64::Engine;
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
     match st.authenticator.authenticate_from(Some(&basic), client.0).await {
-        Ok(id @ Identity::User { .. }) => Ok(Ok(id)),
+        Ok(id @ Identity::User { .. }) => {
+            depot_core::http::note_caller(id.name());
+            Ok(Ok(id))
+        }
         Ok(Identity::Anonymous) | Err(Error::Unauthenticated(_)) => {
             Ok(Err(base(StatusCode::UNAUTHORIZED, 1, false, mismatch)))
         }

@@ -162,7 +162,8 @@ fn local_error(e: Error) -> Response {
     if let Error::Internal(m) = &e {
         tracing::error!(trace_id = %super::trace_id(), error = %m, "internal error");
     }
-    let mut res = (status, axum::Json(serde_json::json!({ "error": super::public_message(&e) }))).into_response();
+    let body = serde_json::json!({ "error": super::public_message(&e), "traceId": super::trace_id() });
+    let mut res = (status, axum::Json(body)).into_response();
     super::error_headers(&mut res, &e);
     res
 }

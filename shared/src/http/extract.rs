@@ -48,14 +48,43 @@ pub fn user_terms(message: &str) -> String {
             m.replace_range(at..end, &format!("expected {plain}"));
         }
     }
+    // `data did not match any variant of untagged enum GrantUser`.
+    let untagged = "data did not match any variant of untagged enum ";
+    while let Some(at) = m.find(untagged) {
+        let start = at + untagged.len();
+        let end = m[start..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(m.len(), |e| start + e);
+        m.replace_range(at..end, "is in none of the accepted forms");
+    }
+    // `invalid length 0, expected an object with 3 elements`: a list where an object goes.
+    if let (Some(at), Some(end)) = (m.find("invalid length "), m.find(" elements")) {
+        if at < end && m[at..end].contains("expected an object with ") {
+            m.replace_range(at..end + " elements".len(), "expected a JSON object, not a list");
+        }
+    }
+    // `duplicate field `pageNumber``.
+    if let Some(at) = m.find("duplicate field `") {
+        let start = at + "duplicate field `".len();
+        if let Some(len) = m[start..].find('`') {
+            let name = m[start..start + len].to_string();
+            m.replace_range(at..start + len + 1, &format!("{name} is given more than once"));
+        }
+    }
     for (from, to) in [
-        ("expected u64", "expected a whole number of 0 or more"),
-        ("expected u32", "expected a whole number of 0 or more"),
-        ("expected u16", "expected a whole number of 0 or more"),
-        ("expected u8", "expected a whole number of 0 or more"),
-        ("expected usize", "expected a whole number of 0 or more"),
-        ("expected i64", "expected a whole number"),
-        ("expected i32", "expected a whole number"),
+        ("to a `i64`", "as a whole number"),
+        ("to a `i32`", "as a whole number"),
+        ("to a `u64`", "as a whole number of 0 or more"),
+        ("to a `u32`", "as a whole number of 0 or more"),
+        ("to a `u16`", "as a whole number of 0 or more"),
+        ("to a `usize`", "as a whole number of 0 or more"),
+        ("to a `bool`", "as true or false"),
+        ("Cannot parse value at index", "cannot read the path's part"),
+        ("expected u64", "expected a whole number from 0 to 18446744073709551615"),
+        ("expected usize", "expected a whole number from 0 to 18446744073709551615"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected i64", "expected a whole number from -9223372036854775808 to 9223372036854775807"),
+        ("expected i32", "expected a whole number from -2147483648 to 2147483647"),
         ("expected f64", "expected a number"),
         ("expected a sequence", "expected a list"),
         ("expected a map", "expected an object"),
@@ -128,7 +157,7 @@ mod tests {
         );
         assert_eq!(
             user_terms("invalid type: string \"a\", expected u64"),
-            "invalid type: string \"a\", expected a whole number of 0 or more"
+            "invalid type: string \"a\", expected a whole number from 0 to 18446744073709551615"
         );
         assert_eq!(
             user_terms("expected enum Action or expected struct A_b1"),

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 
 pub use state::{aws_stores, lambda_sdk_config, open_stores, sdk_config, AppState, Stores};
 pub use surface::{app, Access, Client, ClientAddr, Routes, Scope, Surface};
-pub use trace::{elapsed_ms, init_tracing, trace_id, trace_layer, TRACE_HEADER};
+pub use trace::{elapsed_ms, init_tracing, note_caller, note_reason, trace_id, trace_layer, TRACE_HEADER};
 
 use crate::Error;
 

@@ -240,10 +240,12 @@ pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
 /// The trailing-slash twin of `path` when a route serves it for `method` and none serves
 /// `path` itself.
 fn slash_twin(routes: &[(Method, &'static str)], method: &Method, path: &str) -> Option<String> {
-    let serves = |p: &str| {
-        routes.iter().any(|(m, pattern)| (m == method || (*m == Method::GET && method == Method::HEAD)) && path_matches(pattern, p))
+    let serves = |p: &str, any: bool| {
+        routes.iter().any(|(m, pattern)| {
+            (any || m == method || (*m == Method::GET && method == Method::HEAD)) && path_matches(pattern, p)
+        })
     };
-    if serves(path) {
+    if serves(path, false) {
         return None;
     }
     let twin = match path.strip_suffix('/') {
@@ -251,7 +253,9 @@ fn slash_twin(routes: &[(Method, &'static str)], method: &Method, path: &str) ->
         Some(p) => p.to_string(),
         None => format!("{path}/"),
     };
-    serves(&twin).then_some(twin)
+    // The twin's route for this method; else, when no route at all has this path, the
+    // twin's other methods (its 405 names them).
+    (serves(&twin, false) || (!serves(path, true) && serves(&twin, true))).then_some(twin)
 }
 
 /// Whether `path` is one that the route pattern `pattern` (axum's syntax: `{name}` one

@@ -58,7 +58,10 @@ pub async fn trace_layer(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
+    // The path as the client sent it may hold line separators and C1 controls (U+2028,
+    // U+0085): escaped, so that no request can forge a log line.
+    let path = req.uri().path().escape_debug().to_string();
+    let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %path);
     let started = std::time::Instant::now();
     let header_id = id.clone();
     let notes = NOTES.scope(std::sync::Mutex::default(), async move {

@@ -36,21 +36,61 @@ pub struct PageRequest {
     pub size: u32,
 }
 
+/// A paging parameter as the client sent it: a whole number, or the text of one too
+/// large for any (so that the 400 quotes it and states the range), from a query string,
+/// a path or JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageParam {
+    Number(i64),
+    OutOfRange(String),
+}
+
+impl PageParam {
+    fn checked(v: Option<PageParam>, name: &str, default: i64, max: i64) -> Result<i64> {
+        let bad = |shown: &str| Error::Invalid(format!("{name} must be from 1 to {max}, not {shown}"));
+        match v {
+            None => Ok(default),
+            Some(PageParam::Number(n)) if (1..=max).contains(&n) => Ok(n),
+            Some(PageParam::Number(n)) => Err(bad(&n.to_string())),
+            Some(PageParam::OutOfRange(text)) => Err(bad(&crate::model::printable(&text))),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PageParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PageParam;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<PageParam, E> {
+                Ok(PageParam::Number(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<PageParam, E> {
+                Ok(i64::try_from(v).map_or_else(|_| PageParam::OutOfRange(v.to_string()), PageParam::Number))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<PageParam, E> {
+                let t = v.trim();
+                let digits = t.strip_prefix('-').unwrap_or(t);
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Ok(t.parse().map_or_else(|_| PageParam::OutOfRange(t.to_string()), PageParam::Number));
+                }
+                Err(E::custom(format!("'{}' is not a whole number", crate::model::printable(v))))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 impl PageRequest {
-    /// bkrepo's rules: pages start at 1, size 20 by default; zero or less means the
-    /// default; a size over [`MAX_PAGE_SIZE`] is refused.
-    pub fn from_query(number: Option<i64>, size: Option<i64>) -> Result<Self> {
+    /// One rule on every route: pages start at 1, size 20 by default (when absent); a
+    /// value outside the range is a 400 that states it (never a silent default).
+    pub fn from_query(number: Option<PageParam>, size: Option<PageParam>) -> Result<Self> {
         const MAX_PAGE_NUMBER: i64 = 1_000_000;
-        // One rule on every route: absent means the default; anything outside the range
-        // is a 400 that states the range (never a silent default).
-        let number = number.unwrap_or(1);
-        let size = size.unwrap_or(20);
-        if !(1..=MAX_PAGE_SIZE as i64).contains(&size) {
-            return Err(Error::Invalid(format!("pageSize must be from 1 to {MAX_PAGE_SIZE}, not {size}")));
-        }
-        if !(1..=MAX_PAGE_NUMBER).contains(&number) {
-            return Err(Error::Invalid(format!("pageNumber must be from 1 to {MAX_PAGE_NUMBER}, not {number}")));
-        }
+        let size = PageParam::checked(size, "pageSize", 20, MAX_PAGE_SIZE as i64)?;
+        let number = PageParam::checked(number, "pageNumber", 1, MAX_PAGE_NUMBER)?;
         Ok(PageRequest { number: number as u32, size: size as u32 })
     }
 }

@@ -17,7 +17,7 @@ mod versions;
 pub use derived::DerivedCache;
 pub use downloads::{Download, DOWNLOAD_URL_TTL};
 pub use gc::{GcReport, Hold, STAGED_LEASE};
-pub use listing::{whole_read_slot, PageOf, PageRequest, MAX_PAGE_SIZE};
+pub use listing::{whole_read_slot, PageOf, PageParam, PageRequest, MAX_PAGE_SIZE};
 pub use crate::model::Listing;
 pub use projects::{NewProject, NewRepository, RepositoryUpdate};
 pub use uploads::*;

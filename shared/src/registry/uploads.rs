@@ -542,13 +542,21 @@ impl Registry {
             None => self.blobs.copy(&key, &verify_key).await,
         };
         if let Err(e) = landed {
-            // Nothing was taken: the session is open again, for the client to fix its
+            // Nothing was taken: the session is open again, exactly as it was (its declared
+            // sha256 too: a refused completion changes nothing), for the client to fix its
             // parts (or send its bytes) and complete again.
             let mut set = Item::new();
             set.insert("state".into(), state_value(UploadState::Open));
+            set.insert("sha256".into(), session.sha256.clone().map_or(serde_json::Value::Null, Into::into));
+            set.insert("verifyKey".into(), serde_json::Value::Null);
             let verifying = Cond::Eq("state".into(), state_value(UploadState::Verifying));
-            if let Err(e) = self.table.update(&upload_key(&session.id), set, &[], verifying).await {
-                tracing::warn!(session = %session.id, error = %e, "could not reopen a session whose bytes were not taken");
+            match self.table.update(&upload_key(&session.id), set, &[], verifying).await {
+                Ok(_) => {}
+                // Aborted meanwhile (its bytes went with it): the session is gone.
+                Err(c) if c.is_conflict() => {
+                    self.get_upload(&session.id).await?;
+                }
+                Err(c) => tracing::warn!(session = %session.id, error = %c, "could not reopen a session whose bytes were not taken"),
             }
             if e.is_not_found() {
                 return Err(Error::Invalid(format!("no bytes have been uploaded to session [{}] yet", session.id)));
@@ -675,14 +683,7 @@ impl Registry {
             Err(e) if !e.is_conflict() => return Err(e),
             _ => {}
         }
-        let key = staging_key(&session.id);
-        if let Some(mp) = &session.multipart_id {
-            self.blobs.abort_multipart(&key, mp).await?;
-        }
-        for k in [Some(key.clone()), session.verify_key.clone().filter(|k| *k != key)].into_iter().flatten() {
-            self.blobs.delete(&k).await?;
-        }
-        Ok(())
+        self.drop_session_bytes(session).await
     }
 
     /// The rest of a completion, on the bytes it took: checks them against the session,
@@ -803,6 +804,46 @@ impl Registry {
             hasher.update(&chunk.map_err(|e| Error::Internal(format!("reading an uploaded blob: {e}")))?);
         }
         Ok(hasher.finish())
+    }
+
+    /// Aborts a session, in whatever state it is: its bytes go, and so does the blob it
+    /// staged (the staged record, if this session's: the bytes are left to the collector),
+    /// so that its digest no longer publishes anything. A state that changes meanwhile (a
+    /// verification that completes) is read again.
+    pub async fn abort_upload(&self, session: UploadSession) -> Result<()> {
+        let mut session = session;
+        for _ in 0..4 {
+            if let (UploadState::Complete, Some(d)) = (session.state, &session.digest) {
+                let key = staged_key(&session.project_id, &session.repo_name, d);
+                match self.table.delete(&key, Cond::Eq("sessionId".into(), session.id.clone().into())).await {
+                    Err(e) if !e.is_conflict() => return Err(e),
+                    _ => {}
+                }
+            }
+            match self.table.delete(&upload_key(&session.id), Cond::Eq("state".into(), state_value(session.state))).await {
+                Ok(()) => return self.drop_session_bytes(&session).await,
+                Err(e) if e.is_conflict() => match self.get_upload(&session.id).await {
+                    Ok(now) => session = now,
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::unavailable("the session kept changing while it was aborted; retry", 1))
+    }
+
+    /// A session's bytes: its key, its parts and what a verification took.
+    async fn drop_session_bytes(&self, session: &UploadSession) -> Result<()> {
+        let key = staging_key(&session.id);
+        if let Some(mp) = &session.multipart_id {
+            self.blobs.abort_multipart(&key, mp).await?;
+        }
+        self.blobs.delete(&key).await?;
+        if let Some(k) = session.verify_key.as_deref().filter(|k| *k != key) {
+            self.blobs.delete(k).await?;
+        }
+        Ok(())
     }
 
     /// Drops a session's bytes and the session.

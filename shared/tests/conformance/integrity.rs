@@ -447,6 +447,34 @@ pub(crate) async fn verification_off_the_request_path(t: Arc<dyn Table>, blobs: 
     assert_eq!(reg.resume_verifications().await.unwrap(), 1);
     assert_eq!(reg.get_upload(&third.session.id).await.unwrap().state, UploadState::Complete);
     assert!(blobs.list("tmp").await.unwrap().is_empty(), "no private copy is left");
+
+    // Aborting a completed session forgets what it staged: its digest publishes nothing.
+    reg.abort_upload(reg.get_upload(&third.session.id).await.unwrap()).await.unwrap();
+    let gone = reg.resolve_staged("in", "r", &format!("sha256:{other_sha}")).await;
+    assert!(matches!(&gone, Err(e) if e.is_not_found()), "{gone:?}");
+
+    // A completion refused before any bytes came (with a mistaken sha256) changes
+    // nothing: the right one completes afterwards.
+    let late = reg.open_upload(NewUpload { sha256: None, ..new_upload(other.len() as u64, &other_sha) }, "u", MAX_UPLOAD_SIZE).await.unwrap();
+    let early = reg.complete_upload_within(late.session.clone(), Some(&"0".repeat(64)), None, 0).await;
+    assert!(matches!(&early, Err(Error::Invalid(m)) if m.contains("no bytes")), "{early:?}");
+    let reread = reg.get_upload(&late.session.id).await.unwrap();
+    assert_eq!((reread.state, reread.sha256.as_deref()), (UploadState::Open, None), "{reread:?}");
+    send_to(&*blobs, &late.targets[0].url, other.clone()).await;
+    take_with(&reg, reread, &other_sha).await;
+    assert_eq!(reg.verify_upload(&late.session.id).await.unwrap(), Some(UploadState::Complete));
+
+    // Completing a session that was aborted meanwhile: not found, not "no bytes".
+    let aborted = reg.open_upload(new_upload(other.len() as u64, &other_sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+    send_to(&*blobs, &aborted.targets[0].url, other.clone()).await;
+    reg.abort_upload(aborted.session.clone()).await.unwrap();
+    let after = reg.complete_upload_within(aborted.session, None, None, 0).await;
+    assert!(matches!(&after, Err(e) if e.is_not_found()), "{after:?}");
+}
+
+async fn take_with(reg: &Registry, session: depot_core::registry::UploadSession, sha: &str) {
+    let taken = reg.complete_upload_within(session, Some(sha), None, 0).await.unwrap();
+    assert!(matches!(taken, depot_core::registry::Completion::Verifying(_)));
 }
 
 /// A collector's mark on an upload's bytes holds its commit back only while the request

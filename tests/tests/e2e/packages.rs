@@ -395,14 +395,32 @@ async fn page_routes_answer_bkrepo_pages() {
         ("pageSize=0", "pageSize must be from 1 to 1000, not 0"),
         ("pageSize=-1", "pageSize must be from 1 to 1000, not -1"),
         ("pageNumber=0", "pageNumber must be from 1 to 1000000, not 0"),
-        ("pageSize=abc", "pageSize: not a whole number"),
-        ("pageSize=99999999999999999999", "pageSize: a number out of range"),
+        ("pageSize=abc", "pageSize: 'abc' is not a whole number"),
+        ("pageSize=99999999999999999999", "pageSize must be from 1 to 1000, not 99999999999999999999"),
+        ("pageNumber=1&pageNumber=2", "pageNumber is given more than once"),
     ] {
         let (s, b) = api.get(&format!("{PKG}/page/pr/charts?{q}")).await;
         let message = failure(s, &b, 400, 250105);
         assert!(message.contains(says), "{q}: {message}");
         assert!(!message.contains("target type") && !message.contains("i64"), "{q}: {message}");
     }
+    // The same rule and the same terms in paths and bodies.
+    for (path, says) in [
+        ("/repository/api/repo/page/pr/abc/10", "'abc' is not a whole number"),
+        ("/repository/api/repo/page/pr/1/99999999999999999999", "pageSize must be from 1 to 1000, not 99999999999999999999"),
+        ("/auth/api/user/page/0/10", "pageNumber must be from 1 to 1000000, not 0"),
+    ] {
+        let (s, b) = api.get(path).await;
+        let message = failure(s, &b, 400, 250105);
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    let (s, b) = api.post("/auth/api/permission/create", json!({"permName": "x", "projectId": "pr", "users": [5]})).await;
+    let message = failure(s, &b, 400, 250105);
+    assert!(!message.contains("enum") && !message.contains("GrantUser"), "{message}");
+    let (s, b) = api.post("/repository/api/package/search", json!({"rule": {"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": "pr"}]},
+            "page": {"pageNumber": 18446744073709551615u64}})).await;
+    let message = failure(s, &b, 400, 250105);
+    assert!(message.contains("pageNumber must be from 1 to 1000000, not 18446744073709551615"), "{message}");
     let (s, b) = api.get(&format!("{PKG}/page/pr/nope")).await;
     failure(s, &b, 404, 251006);
 

@@ -562,4 +562,8 @@ async fn a_trailing_slash_is_optional_on_every_route() {
         tried += 1;
     }
     assert!(tried > 50, "{tried} routes tried");
+    // A path that is no route with any method, whose twin is: the twin's 405.
+    let req = Request::builder().method("GET").uri("/repository/api/project/create/").body(Body::empty()).unwrap();
+    let (status, body) = crate::harness::oneshot(&app, req).await;
+    assert_eq!(status, 405, "{}", String::from_utf8_lossy(&body));
 }

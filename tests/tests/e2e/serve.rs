@@ -303,6 +303,7 @@ async fn answers_carry_their_trace_id() {
         ("/rds/ext/version/detail/p/r", Some("traceId")),
         ("/api/v2/software-packages/999", Some("traceId")),
         ("/download-package", Some("traceId")),
+        ("/blobs/local/blobs/x?expires=1&signature=00", Some("traceId")),
         ("/health", None),
     ] {
         let (_, body, headers) = api.send("GET", path, None).await;
@@ -324,6 +325,16 @@ async fn every_request_logs_one_line_with_its_outcome() {
     let (s, _, bad_headers) = api.as_user("admin", "wrong-password").send("GET", "/repository/api/project/list", None).await;
     assert_eq!(s, 401);
     api.send("GET", "/health", None).await;
+    // A path with a Unicode line separator and a C1 control cannot forge a log line.
+    {
+        use std::io::{Read, Write};
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let forged = "\u{2028}FORGED\u{85}FORGED";
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(c, "GET /nosuch{forged} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+    }
     let id = |h: &axum::http::HeaderMap| h["x-request-id"].to_str().unwrap().to_string();
     let lines: Vec<serde_json::Value> = {
         let started = std::time::Instant::now();
@@ -354,6 +365,18 @@ async fn every_request_logs_one_line_with_its_outcome() {
     assert_eq!(bad["fields"]["status"], 401);
     assert!(bad["fields"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{bad}");
     assert!(lines.iter().any(|l| l["span"]["path"] == "/health" && l["fields"]["caller"] == "-"), "{lines:?}");
+    let log = server.log();
+    for l in &log {
+        for separator in ['\u{2028}', '\u{85}', '\u{2029}'] {
+            assert!(!l.contains(separator), "a raw line separator reached the log: {l:?}");
+        }
+        assert!(!l.starts_with("FORGED"), "{l:?}");
+    }
+    let escaped = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| l["span"]["path"] == "/nosuch\\u{2028}FORGED\\u{85}FORGED");
+    assert!(escaped, "the path is logged, escaped: {log:?}");
 }
 
 /// The README's first steps, run as they are written against `depot serve`, so that
