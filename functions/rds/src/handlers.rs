@@ -268,27 +268,64 @@ pub async fn index_yaml(State(st): State<AppState>, scope: Scope, headers: Heade
     // The repository (and its state) was read before the versions, so a rendering is
     // never older than the state it is cached under.
     let repo = rds_repo(&scope)?;
-    // The repository's state is the index's version: a client that has it gets 304.
-    let etag = format!("\"{}\"", repo.state_tag());
+    // The repository's state is the index's version: a client that has it gets 304. The
+    // gzipped representation has a tag of its own (a strong ETag names one encoding).
+    let gzip = accepts_gzip(&headers);
+    let plain_tag = format!("\"{}\"", repo.state_tag());
+    let gzip_tag = format!("\"{}.gz\"", repo.state_tag());
+    let etag = if gzip { &gzip_tag } else { &plain_tag };
+    let vary = |res: &mut Response| {
+        res.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    };
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == plain_tag || t.trim() == gzip_tag))
     {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
-        res.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+        res.headers_mut().insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
+        vary(&mut res);
         return Ok(res);
     }
-    let body = st
-        .registry
-        .rendering(repo, "rds-index", || async {
+    let plain = || {
+        st.registry.rendering(repo, "rds-index", || async {
             Ok(Bytes::from(index::render(index::entries(&st.registry, &repo.project_id, &repo.name).await?)?))
         })
-        .await?;
+    };
+    let body = if gzip {
+        // Compressed once per state, like the index itself.
+        st.registry.rendering(repo, "rds-index.gz", || async { gzipped(&plain().await?) }).await?
+    } else {
+        plain().await?
+    };
     let mut res = body.into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-yaml"));
-    res.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    if gzip {
+        res.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    res.headers_mut().insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
+    vary(&mut res);
     Ok(res)
+}
+
+/// Whether the client takes gzip (`Accept-Encoding: gzip`, or `*`, with a non-zero q).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+            .next()
+            .unwrap_or(1.0);
+        matches!(coding.as_str(), "gzip" | "x-gzip" | "*") && q > 0.0
+    })
+}
+
+fn gzipped(bytes: &[u8]) -> Result<Bytes> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::default());
+    gz.write_all(bytes).map_err(Error::internal)?;
+    Ok(Bytes::from(gz.finish().map_err(Error::internal)?))
 }
 
 #[derive(Deserialize)]

@@ -178,6 +178,29 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
     let res = get_if_none_match(api, &url, &etag).await;
     assert_eq!(res.status().as_u16(), 304);
+    // With Accept-Encoding: gzip, the same index gzipped, under a tag of its own.
+    let plain = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    let plain = plain.bytes().await.unwrap();
+    let res = api
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("accept-encoding", "br;q=1, gzip;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let gz_tag = res.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(gz_tag, etag, "each encoding has its own tag");
+    let gz = res.bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, plain, "the gzipped index is the index");
+    eprintln!("index.yaml: {} bytes, {} gzipped", plain.len(), gz.len());
+    let res = get_if_none_match(api, &url, &gz_tag).await;
+    assert_eq!(res.status().as_u16(), 304);
     assert!(idx["generated"].as_str().is_some());
     let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
     let versions: Vec<_> = mysql.iter().map(|e| e["version"].as_str().unwrap()).collect();
