@@ -211,8 +211,19 @@ impl Surface {
 /// answer 405 first).
 pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
     let router = surfaces.iter().fold(Router::new(), |r, s| r.merge(s.router(state.clone())));
-    let routes: std::sync::Arc<[(Method, &'static str)]> =
-        surfaces.iter().flat_map(|s| (s.routes)().list().into_iter().map(|(m, p, _)| (m, p))).collect();
+    // Every path pattern with its methods, matched as axum matches them.
+    let mut table: Vec<(&'static str, Vec<Method>)> = Vec::new();
+    for (m, p, _) in surfaces.iter().flat_map(|s| (s.routes)().list()) {
+        match table.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, ms)) => ms.push(m),
+            None => table.push((p, vec![m])),
+        }
+    }
+    let mut matcher = matchit::Router::new();
+    for (p, ms) in table {
+        matcher.insert(p, (p, ms)).expect("the routers accepted these patterns");
+    }
+    let routes = std::sync::Arc::new(matcher);
     let surfaces: std::sync::Arc<[&'static Surface]> = surfaces.into();
     let inner = router.fallback(move |req: Request| async move {
         let path = req.uri().path();
@@ -238,15 +249,15 @@ pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
 }
 
 /// The trailing-slash twin of `path` when a route serves it for `method` and none serves
-/// `path` itself.
-fn slash_twin(routes: &[(Method, &'static str)], method: &Method, path: &str) -> Option<String> {
-    let serves = |p: &str, any: bool| {
-        routes.iter().any(|(m, pattern)| {
-            (any || m == method || (*m == Method::GET && method == Method::HEAD)) && path_matches(pattern, p)
-        })
-    };
-    if serves(path, false) {
-        return None;
+/// `path` itself: a path that is a route of its own as written (no parameter in it)
+/// keeps its answer, a 405 when the method is another.
+fn slash_twin(routes: &matchit::Router<(&'static str, Vec<Method>)>, method: &Method, path: &str) -> Option<String> {
+    let has = |ms: &[Method]| ms.iter().any(|r| r == method || (*r == Method::GET && method == Method::HEAD));
+    let own = routes.at(path).ok().map(|m| m.value);
+    match own {
+        Some((_, ms)) if has(ms) => return None,
+        Some((pattern, _)) if !pattern.contains('{') => return None,
+        _ => {}
     }
     let twin = match path.strip_suffix('/') {
         Some("") => return None,
@@ -255,7 +266,10 @@ fn slash_twin(routes: &[(Method, &'static str)], method: &Method, path: &str) ->
     };
     // The twin's route for this method; else, when no route at all has this path, the
     // twin's other methods (its 405 names them).
-    (serves(&twin, false) || (!serves(path, true) && serves(&twin, true))).then_some(twin)
+    match routes.at(&twin).ok().map(|m| m.value) {
+        Some((_, ms)) if has(ms) || own.is_none() => Some(twin),
+        _ => None,
+    }
 }
 
 /// Whether `path` is one that the route pattern `pattern` (axum's syntax: `{name}` one

@@ -346,7 +346,7 @@ async fn every_request_logs_one_line_with_its_outcome() {
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter(|l| l["fields"]["message"] == "done")
                 .collect();
-            if done.len() >= 3 || started.elapsed() > std::time::Duration::from_secs(5) {
+            if done.len() >= 4 || started.elapsed() > std::time::Duration::from_secs(10) {
                 break done;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
