@@ -211,19 +211,7 @@ impl Surface {
 /// answer 405 first).
 pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
     let router = surfaces.iter().fold(Router::new(), |r, s| r.merge(s.router(state.clone())));
-    // Every path pattern with its methods, matched as axum matches them.
-    let mut table: Vec<(&'static str, Vec<Method>)> = Vec::new();
-    for (m, p, _) in surfaces.iter().flat_map(|s| (s.routes)().list()) {
-        match table.iter_mut().find(|(q, _)| *q == p) {
-            Some((_, ms)) => ms.push(m),
-            None => table.push((p, vec![m])),
-        }
-    }
-    let mut matcher = matchit::Router::new();
-    for (p, ms) in table {
-        matcher.insert(p, (p, ms)).expect("the routers accepted these patterns");
-    }
-    let routes = std::sync::Arc::new(matcher);
+    let routes = std::sync::Arc::new(RouteTable::new(surfaces));
     let surfaces: std::sync::Arc<[&'static Surface]> = surfaces.into();
     let inner = router.fallback(move |req: Request| async move {
         let path = req.uri().path();
@@ -236,7 +224,7 @@ pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
     let served = move |mut req: Request| {
         let (inner, routes) = (inner.clone(), routes.clone());
         async move {
-            if let Some(twin) = slash_twin(&routes, req.method(), req.uri().path()) {
+            if let Some(twin) = routes.slash_twin(req.method(), req.uri().path()) {
                 let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
                 if let Ok(uri) = format!("{twin}{query}").parse() {
                     *req.uri_mut() = uri;
@@ -248,63 +236,62 @@ pub fn app(surfaces: &[&'static Surface], state: AppState) -> Router {
     Router::new().fallback_service(tower::service_fn(served))
 }
 
-/// The trailing-slash twin of `path` when a route serves it for `method` and none serves
-/// `path` itself: a path that is a route of its own as written (no parameter in it)
-/// keeps its answer, a 405 when the method is another.
-fn slash_twin(routes: &matchit::Router<(&'static str, Vec<Method>)>, method: &Method, path: &str) -> Option<String> {
-    let has = |ms: &[Method]| ms.iter().any(|r| r == method || (*r == Method::GET && method == Method::HEAD));
-    let own = routes.at(path).ok().map(|m| m.value);
-    match own {
-        Some((_, ms)) if has(ms) => return None,
-        Some((pattern, _)) if !pattern.contains('{') => return None,
-        _ => {}
-    }
-    let twin = match path.strip_suffix('/') {
-        Some("") => return None,
-        Some(p) => p.to_string(),
-        None => format!("{path}/"),
-    };
-    // The twin's route for this method; else, when no route at all has this path, the
-    // twin's other methods (its 405 names them).
-    match routes.at(&twin).ok().map(|m| m.value) {
-        Some((_, ms)) if has(ms) || own.is_none() => Some(twin),
-        _ => None,
-    }
-}
+/// Every path pattern of some surfaces with its methods, matched as axum matches them
+/// (matchit, axum's own router).
+pub struct RouteTable(matchit::Router<(&'static str, Vec<Method>)>);
 
-/// Whether `path` is one that the route pattern `pattern` (axum's syntax: `{name}` one
-/// segment, `{*name}` the rest) serves.
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    let (mut pat, mut got) = (pattern.split('/'), path.split('/'));
-    loop {
-        match (pat.next(), got.next()) {
-            (None, None) => return true,
-            (Some(p), Some(g)) if p.starts_with("{*") => return !g.is_empty() || got.next().is_some(),
-            (Some(p), Some(g)) if p.starts_with('{') && p.ends_with('}') => {
-                if g.is_empty() {
-                    return false;
-                }
+impl RouteTable {
+    pub fn new(surfaces: &[&'static Surface]) -> Self {
+        let mut table: Vec<(&'static str, Vec<Method>)> = Vec::new();
+        for (m, p, _) in surfaces.iter().flat_map(|s| (s.routes)().list()) {
+            match table.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, ms)) => ms.push(m),
+                None => table.push((p, vec![m])),
             }
-            (Some(p), Some(g)) if p == g => {}
-            _ => return false,
+        }
+        let mut matcher = matchit::Router::new();
+        for (p, ms) in table {
+            matcher.insert(p, (p, ms)).expect("the routers accepted these patterns");
+        }
+        RouteTable(matcher)
+    }
+
+    /// The pattern that serves `path`, and its methods.
+    pub fn at(&self, path: &str) -> Option<(&'static str, &[Method])> {
+        self.0.at(path).ok().map(|m| (m.value.0, m.value.1.as_slice()))
+    }
+
+    /// Whether the route that serves `path` takes `method` (a GET route takes HEAD).
+    pub fn serves(&self, method: &Method, path: &str) -> bool {
+        self.at(path).is_some_and(|(_, ms)| has(ms, method))
+    }
+
+    /// The trailing-slash twin of `path` when a route serves it for `method` and none
+    /// serves `path` itself: a path that is a route of its own as written (no parameter
+    /// in it) keeps its answer, a 405 when the method is another.
+    pub fn slash_twin(&self, method: &Method, path: &str) -> Option<String> {
+        let own = self.at(path);
+        match own {
+            Some((_, ms)) if has(ms, method) => return None,
+            Some((pattern, _)) if !pattern.contains('{') => return None,
+            _ => {}
+        }
+        let twin = match path.strip_suffix('/') {
+            Some("") => return None,
+            Some(p) => p.to_string(),
+            None => format!("{path}/"),
+        };
+        // The twin's route for this method; else, when no route at all has this path,
+        // the twin's other methods (its 405 names them).
+        match self.at(&twin) {
+            Some((_, ms)) if has(ms, method) || own.is_none() => Some(twin),
+            _ => None,
         }
     }
 }
 
-#[cfg(test)]
-mod path_tests {
-    #[test]
-    fn patterns() {
-        use super::path_matches as m;
-        assert!(m("/repository/api/project/list", "/repository/api/project/list"));
-        assert!(!m("/repository/api/project/list", "/repository/api/project/list/"));
-        assert!(m("/repository/api/project/info/{projectId}", "/repository/api/project/info/p"));
-        assert!(!m("/repository/api/project/info/{projectId}", "/repository/api/project/info/"));
-        assert!(m("/blobs/local/{*key}", "/blobs/local/a/b/c"));
-        assert!(!m("/blobs/local/{*key}", "/blobs/local/"));
-        assert!(m("/aps/", "/aps/"));
-        assert!(!m("/aps/", "/aps"));
-    }
+fn has(methods: &[Method], method: &Method) -> bool {
+    methods.iter().any(|r| r == method || (*r == Method::GET && method == Method::HEAD))
 }
 
 /// Marks a response as an error still to be rendered in a surface's shape.

@@ -848,11 +848,7 @@ impl Registry {
 
     /// Drops a session's bytes and the session.
     pub async fn discard_upload(&self, session: &UploadSession) -> Result<()> {
-        let key = staging_key(&session.id);
-        if let Some(mp) = &session.multipart_id {
-            self.blobs.abort_multipart(&key, mp).await?;
-        }
-        self.blobs.delete(&key).await?;
+        self.drop_session_bytes(session).await?;
         self.table.delete(&upload_key(&session.id), Cond::None).await
     }
 
