@@ -1,6 +1,8 @@
 //! The list of surfaces: `depot serve` runs every one of them, each Lambda function runs
 //! its own, and the tests check every one against `template.yaml`, the README and hostile
 //! input. Adding a surface adds its crate's `SURFACE` here.
+pub mod client;
+
 use axum::Router;
 use depot_core::http::blobs::local_blob_router;
 use depot_core::http::{trace_layer, AppState, Surface};

@@ -1,15 +1,25 @@
-//! The `depot` binary: serves every surface from one process, plus admin commands.
+//! The `depot` binary: serves every surface from one process, plus admin commands, and
+//! the client that logs in, pushes, pulls and lists over HTTP.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use depot_cli::app;
+use depot_cli::client;
 use depot_core::config::{Backend, Config};
 use depot_core::http::{init_tracing, open_stores, AppState};
 
 #[derive(Parser)]
-#[command(name = "depot", version, about = "depot: a package registry for bkrepo, RDS, OCP, APS and strux clients")]
+#[command(
+    name = "depot",
+    version,
+    about = "depot: a package registry for bkrepo, RDS, OCP, APS and strux clients",
+    after_help = "\
+Server:  depot serve, gc, verify, admin, create-resources
+Client:  depot login, logout, push, pull, ls (against any depot: depot serve or the
+         Lambda functions behind API Gateway)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -154,6 +164,112 @@ Environment:
     /// The table (with its indexes and TTL) and the bucket are named by DEPOT_TABLE and
     /// DEPOT_BUCKET, at AWS_ENDPOINT_URL.
     CreateResources,
+
+    /// Log in to a depot: create an API token with your password, and store the URL and
+    /// the token (never the password).
+    ///
+    /// The password is read from a prompt, or from the first line of standard input with
+    /// --password-stdin. The token is created through /auth/api/user/token and stored in
+    /// $XDG_CONFIG_HOME/depot/config.toml (else ~/.config/depot/config.toml), readable by
+    /// you alone. DEPOT_URL and DEPOT_TOKEN override that file, for CI.
+    #[command(after_help = "\
+Examples:
+  depot login https://depot.example.com --user alice
+  printf '%s\\n' \"$DEPOT_PASSWORD\" | depot login http://127.0.0.1:8080 --user ci --password-stdin")]
+    Login {
+        /// The depot's base URL.
+        url: String,
+        /// Your user id [default: $USER].
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the password from standard input instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log out: delete the stored token on the server, then the configuration file.
+    #[command(after_help = "Example:\n  depot logout")]
+    Logout,
+    /// Publish files into a repository, through the route of its type.
+    ///
+    /// RDS takes charts (.tgz, .tar.gz, .tar, .zip), RPM takes .rpm files (OCP's route),
+    /// APS takes .app.zip packages (the catalog's form), STRUX takes one directory with
+    /// --name and --version. Every file goes through an upload session: it is hashed
+    /// first, its sha256 declared when the session opens (the server verifies what
+    /// arrived), and sent in parts, several at once, above 32 MiB. A failed part is
+    /// retried with backoff; a 4xx answer is not.
+    #[command(after_help = "\
+Examples:
+  depot push demo/charts mysql-0.1.0.tgz redis-1.2.0.tgz
+  depot push demo/charts mysql-0.1.0.tgz --force
+  depot push ocp/software-packages obproxy-4.2.1-1.el7.x86_64.rpm
+  depot push strux/packages ./tee --name tee --version 1.0.0
+
+Environment:
+  DEPOT_URL, DEPOT_TOKEN   override the stored login")]
+    Push {
+        /// The repository, PROJECT/REPO.
+        repo: client::RepoRef,
+        /// The files (or, for STRUX, the directory).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Overwrite an existing version where the surface allows it (RDS).
+        #[arg(long)]
+        force: bool,
+        /// Parts (or, for STRUX, files) sent at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallel: u16,
+        /// STRUX: the package's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// STRUX: the version.
+        #[arg(long)]
+        version: Option<String>,
+        /// APS: the package type, APS or PVT.
+        #[arg(long, default_value = "APS")]
+        aps_type: String,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Download a version, check its sha256 against the registry's, and save it.
+    ///
+    /// Without @VERSION it takes the package's latest. PACKAGE is a package key
+    /// (rds://mysql) or a name under the repository type's scheme (mysql in an RDS
+    /// repository). The bytes go to PATH.depot-partial, then are renamed into place once
+    /// their sha256 matches; a mismatch deletes them and exits 1. A pull that was
+    /// interrupted resumes where it stopped, with a Range request.
+    #[command(after_help = "\
+Examples:
+  depot pull demo/charts mysql
+  depot pull demo/charts mysql@0.1.0 -o /tmp/mysql.tgz")]
+    Pull {
+        /// The repository, PROJECT/REPO.
+        repo: client::RepoRef,
+        /// PACKAGE or PACKAGE@VERSION.
+        package: String,
+        /// Where to save it: a file, or a directory [default: the file's own name, here].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List a repository's packages (name, latest, versions, downloads), or one package's
+    /// versions (version, stage, size, created).
+    #[command(after_help = "\
+Examples:
+  depot ls demo/charts
+  depot ls demo/charts mysql
+  depot ls demo/charts --json | jq -r '.[].name'")]
+    Ls {
+        /// The repository, PROJECT/REPO.
+        repo: client::RepoRef,
+        /// A package (key or name): list its versions.
+        package: Option<String>,
+        /// Print JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,10 +295,66 @@ enum AdminCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
-    init_tracing(false);
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = matches!(
+        cli.command,
+        Command::Login { .. } | Command::Logout | Command::Push { .. } | Command::Pull { .. } | Command::Ls { .. }
+    );
+    if !client {
+        init_tracing(false);
+    }
     match cli.command {
+        Command::Login { url, user, password_stdin } => {
+            let user = match user.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty())) {
+                Some(u) => u,
+                None => anyhow::bail!("name the user with --user"),
+            };
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            } else {
+                rpassword::prompt_password(format!("password of {user} at {url}: "))
+                    .context("reading the password from the terminal (without one, use --password-stdin)")?
+            };
+            client::login(&url, &user, password).await
+        }
+        Command::Logout => client::logout().await,
+        Command::Push { repo, files, force, parallel, name, version, aps_type, quiet } => {
+            let (api, user) = client::logged_in()?;
+            let args = client::push::PushArgs {
+                repo,
+                files,
+                force,
+                parallel: parallel as usize,
+                quiet,
+                name,
+                version,
+                aps_type,
+                user,
+            };
+            client::push::push(&api, args).await
+        }
+        Command::Pull { repo, package, output, quiet } => {
+            let (api, _) = client::logged_in()?;
+            let (package, version) = match package.rsplit_once('@') {
+                Some((p, v)) if !v.is_empty() && !v.contains('/') => (p.to_string(), Some(v.to_string())),
+                _ => (package, None),
+            };
+            client::pull::pull(&api, client::pull::PullArgs { repo, package, version, output, quiet }).await.map(drop)
+        }
+        Command::Ls { repo, package, json } => {
+            let (api, _) = client::logged_in()?;
+            client::ls::ls(&api, &repo, package.as_deref(), json).await
+        }
         Command::Serve { listen, data_dir, backend, create_resources, header_timeout, max_connections } => {
             let config = config_from(data_dir, backend)?;
             let limits = ConnLimits { header_timeout: std::time::Duration::from_secs(header_timeout), max_connections };
@@ -219,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
             let state = AppState::open(config, false).await.context("opening storage")?;
             let bad = verify(&state, depot_core::registry::VerifyScope { repo, sample }).await?;
             if bad > 0 {
-                std::process::exit(1);
+                anyhow::bail!("{bad} blobs do not match");
             }
             Ok(())
         }
@@ -364,10 +536,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, limit
             },
             _ = &mut stop => break,
         };
-        let svc = tower::ServiceExt::map_request(app.clone(), move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            req
-        });
+        let svc =
+            tower::ServiceExt::map_request(app.clone(), move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            });
         let conn = builder.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

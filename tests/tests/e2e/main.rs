@@ -6,6 +6,7 @@
 mod access;
 mod aps;
 mod compat;
+mod cli;
 mod cost;
 mod harness;
 mod lambda;
