@@ -20,7 +20,9 @@ impl Drop for Watch {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the depot client runs as a process that the test waits on while its
+// gateway serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packages_function_under_cargo_lambda_watch() {
     use std::os::unix::process::CommandExt;
     aws_endpoint();
@@ -188,6 +190,51 @@ async fn packages_function_under_cargo_lambda_watch() {
         }
     }
     crate::rds::chart_flow(&rds, "lam", "charts").await;
+
+    // The depot client pushes a 40 MB chart, far over the 6 MB a request may carry, as it
+    // would behind API Gateway (emulated by `gateway`: /rds to the rds function, the rest
+    // to the packages function): an upload session in parts straight to S3, completion
+    // taken by the packages function (202 VERIFYING, over 3 MiB here), verified by the
+    // worker function from the object-created event while the client polls, then
+    // published through the rds function with X-Depot-Blob. Pulled back, byte for byte.
+    let gw = gateway(port).await;
+    let user = crate::cli::User::new();
+    tokio::task::block_in_place(|| user.login(&gw, "admin", ADMIN_PASSWORD));
+    let (file, chart) = crate::cli::big_chart("huge", "1.0.0", 40_000_000);
+    user.write(&file, &chart);
+    let mut push = user.command(&["push", "lam/charts", &file]).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = push.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    let session = loop {
+        let line = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(300)))
+            .unwrap_or_else(|_| panic!("the push ended before verifying: {said:#?}"));
+        said.push(line.clone());
+        if let Some(rest) = line.split("(session ").nth(1) {
+            break rest.trim_end_matches(")...").to_string();
+        }
+    };
+    let event = json!({
+        "version": "0", "source": "aws.s3", "detail-type": "Object Created",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": format!("uploads/{session}")}, "reason": "CompleteMultipartUpload"},
+    });
+    let report: serde_json::Value = api.http.post(&invoke).json(&event).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["sessions"][&session], "COMPLETE", "{report}");
+    let out = tokio::task::block_in_place(|| push.wait_with_output()).unwrap();
+    said.extend(rx.try_iter());
+    assert!(out.status.success(), "{said:#?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed huge-1.0.0.tar to lam/charts"));
+    let ran = tokio::task::block_in_place(|| user.ok(&["pull", "lam/charts", "huge", "-o", "back.tar"]));
+    assert!(ran.out.contains("pulled rds://huge 1.0.0"), "{}", ran.out);
+    assert!(user.read("back.tar") == chart, "the same bytes came back");
+    let index = crate::rds::index(&rds, "lam", "charts").await;
+    assert!(index["entries"]["huge"].is_sequence(), "{index:?}");
     // The packages function sees what the rds function uploaded.
     let (s, b) = api.get("/repository/api/package/info/lam/charts?packageKey=rds://redis").await;
     assert_eq!(data(s, &b)["latest"], "0.1.0");
@@ -366,4 +413,39 @@ async fn proxied_downloads_over_the_response_limit_redirect() {
         answers.push(send(get).await.0);
     }
     assert_eq!(answers, [200, 302], "the small chart streams, the large one redirects");
+}
+
+/// API Gateway's routing, for clients that take one base URL: `/rds/...` to the rds
+/// function, everything else the client uses to the packages function, each under
+/// `cargo lambda watch` on `port`. The functions see the gateway's host as
+/// `X-Forwarded-Host`, so the URLs they return lead back through it.
+async fn gateway(port: u16) -> String {
+    use axum::body::Body;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let http = crate::uploads::no_redirects();
+    let forwarded = host.clone();
+    let app = axum::Router::new().fallback(move |req: axum::http::Request<Body>| {
+        let (http, forwarded) = (http.clone(), forwarded.clone());
+        async move {
+            let function = if req.uri().path().starts_with("/rds/") { "rds" } else { "packages" };
+            let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+            let mut rb = http.request(req.method().clone(), format!("http://127.0.0.1:{port}/lambda-url/{function}{path}"));
+            for (k, v) in req.headers() {
+                if k != axum::http::header::HOST {
+                    rb = rb.header(k, v);
+                }
+            }
+            rb = rb.header("x-forwarded-host", forwarded);
+            let body = axum::body::to_bytes(req.into_body(), 8 << 20).await.unwrap();
+            let res = rb.body(body).send().await.unwrap();
+            let mut out = axum::http::Response::builder().status(res.status().as_u16());
+            for (k, v) in res.headers() {
+                out = out.header(k, v);
+            }
+            out.body(Body::from(res.bytes().await.unwrap())).unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{host}")
 }
