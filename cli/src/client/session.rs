@@ -22,6 +22,9 @@ use super::progress::Progress;
 /// How many times a part (or the single PUT) is sent before the push gives up.
 const PUT_ATTEMPTS: u32 = 5;
 
+/// The first wait before a part is sent again; each further one doubles it.
+const BACKOFF_MS: u64 = if cfg!(test) { 10 } else { 500 };
+
 /// Options of a push that staging uses.
 #[derive(Clone, Copy)]
 pub struct StageOptions {
@@ -192,7 +195,7 @@ async fn put_with_retries(
                 if !retry || attempt >= PUT_ATTEMPTS {
                     return Err(e);
                 }
-                let backoff = Duration::from_millis(500 * (1 << (attempt - 1)) + rand_jitter());
+                let backoff = Duration::from_millis(BACKOFF_MS * (1 << (attempt - 1)) + rand_jitter());
                 progress.note(&format!("{e}; trying again in {:.1} s", backoff.as_secs_f64()));
                 tokio::time::sleep(backoff).await;
             }
@@ -201,7 +204,7 @@ async fn put_with_retries(
 }
 
 fn rand_jitter() -> u64 {
-    (uuid::Uuid::new_v4().as_u128() % 250) as u64
+    (uuid::Uuid::new_v4().as_u128() % (BACKOFF_MS as u128 / 2)) as u64
 }
 
 async fn put_once(
@@ -238,4 +241,77 @@ async fn put_once(
     }
     let etag = res.headers().get(ETAG).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     Ok(etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::client::config::Credentials;
+
+    /// A server whose `/flaky` answers 503 `fail` times, then 200 with an ETag, and whose
+    /// `/refuses` answers 400; each counts the PUTs it got and the bytes of the last.
+    async fn server(fail: usize) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let (flaky, refused, last_len) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (f, r, l) = (flaky.clone(), refused.clone(), last_len.clone());
+        let app = axum::Router::new()
+            .route(
+                "/flaky",
+                axum::routing::put(move |body: axum::body::Bytes| async move {
+                    l.store(body.len(), Ordering::SeqCst);
+                    if f.fetch_add(1, Ordering::SeqCst) < fail {
+                        (StatusCode::SERVICE_UNAVAILABLE, [("etag", "")], "try later")
+                    } else {
+                        (StatusCode::OK, [("etag", "\"abc\"")], "")
+                    }
+                }),
+            )
+            .route(
+                "/refuses",
+                axum::routing::put(move || async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::BAD_REQUEST, r#"{"error":"wrong length","traceId":"t-1"}"#)
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (base, flaky, refused, last_len)
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_is_sent_again_and_a_4xx_never() {
+        let (base, flaky, refused, last_len) = server(2).await;
+        let api = Api::new(&base, Credentials::None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 100_000]).unwrap();
+        let progress = Progress::new("t", 40_000, true);
+        // Bytes 10,000..50,000 of the file, sent three times: two 503s, then the 200.
+        let etag = put_with_retries(&api, &format!("{base}/flaky"), &path, 10_000, 40_000, &progress).await.unwrap();
+        assert_eq!((etag.as_str(), flaky.load(Ordering::SeqCst)), ("\"abc\"", 3));
+        assert_eq!(last_len.load(Ordering::SeqCst), 40_000, "each attempt sends exactly the part");
+        let err = put_with_retries(&api, &format!("{base}/refuses"), &path, 0, 10, &progress).await.unwrap_err();
+        assert_eq!(refused.load(Ordering::SeqCst), 1, "a 4xx is final");
+        assert_eq!(err.to_string(), "sending the bytes: wrong length (HTTP 400, trace id t-1)");
+    }
+
+    #[tokio::test]
+    async fn a_part_that_keeps_failing_gives_up() {
+        let (base, flaky, ..) = server(usize::MAX).await;
+        let api = Api::new(&base, Credentials::None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        let err = put_with_retries(&api, &format!("{base}/flaky"), &path, 0, 3, &Progress::new("t", 3, true))
+            .await
+            .unwrap_err();
+        assert_eq!(flaky.load(Ordering::SeqCst), PUT_ATTEMPTS as usize);
+        assert!(err.to_string().contains("HTTP 503"), "{err}");
+    }
 }
