@@ -123,3 +123,28 @@ fn time_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     secs.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        let r: RepoRef = "demo/charts".parse().unwrap();
+        assert_eq!((r.project.as_str(), r.repo.as_str()), ("demo", "charts"));
+        for bad in ["demo", "/charts", "demo/", "a/b/c"] {
+            assert!(bad.parse::<RepoRef>().is_err(), "{bad}");
+        }
+        assert_eq!(package_key("RDS", "mysql"), "rds://mysql");
+        assert_eq!(package_key("STRUX", "alice/tee"), "strux://alice/tee");
+        assert_eq!(package_key("RDS", "rds://mysql"), "rds://mysql");
+        // depot's credentials go to depot's own URLs only, never to a presigned one.
+        let api = Api::new("http://127.0.0.1:8080/", Credentials::Token("t".into())).unwrap();
+        assert!(api.is_own("http://127.0.0.1:8080/blobs/local/x"));
+        assert!(!api.is_own("http://127.0.0.1:80800/x"), "another port is another origin");
+        assert!(!api.is_own("http://127.0.0.1:8080.evil.example/x"));
+        assert!(!api.is_own("https://bucket.s3.amazonaws.com/x?X-Amz-Signature=1"));
+        assert_eq!(api.url("/a"), "http://127.0.0.1:8080/a");
+        assert!(Api::new("127.0.0.1:8080", Credentials::None).is_err(), "a URL names its scheme");
+    }
+}

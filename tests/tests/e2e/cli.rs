@@ -251,6 +251,17 @@ async fn round_trip(base: &str, api: &Api, user: &User) {
     assert!(user.ok(&["logout"]).out.contains("not logged in"));
 }
 
+#[test]
+fn every_client_command_has_help_with_an_example() {
+    let user = User::new();
+    for cmd in ["login", "logout", "push", "pull", "ls"] {
+        let ran = user.ok(&[cmd, "--help"]);
+        assert!(ran.out.contains("Example") && ran.out.contains(&format!("depot {cmd}")), "{cmd}: {}", ran.out);
+    }
+    let ran = user.ok(&["--help"]);
+    assert!(ran.out.contains("depot login, logout, push, pull, ls"), "{}", ran.out);
+}
+
 #[tokio::test]
 async fn client_on_embedded_storage() {
     let (dir, server, api) = embedded(&[("DEPOT_VERIFY_INLINE_BYTES", "1048576")]);
