@@ -158,7 +158,12 @@ async fn send_and_complete(
             Some("VERIFYING") => anyhow::bail!("the server has been verifying the upload for an hour; giving up"),
             other => anyhow::bail!("unexpected session state {other:?}"),
         }
-        wait = (wait * 2).min(Duration::from_secs(10));
+        // After the server's estimate, look often: the push waits on this.
+        wait = if started.elapsed() < Duration::from_secs(60) {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
     }
 }
 
