@@ -71,6 +71,8 @@ Environment:
   DEPOT_APS_REPO         the APS catalog's repository, PROJECT/REPOSITORY (default
                          aps/catalog; created on first use)
   DEPOT_STRUX_MAX_FILES  the most files one strux version holds (default 1000)
+  DEPOT_SEARCH_MAX_SCAN  the most packages a package search reads when no key or name
+                         rule narrows it (default 10000); past that it answers 400
   DEPOT_SLOW_BODY_SECS   seconds after which a request body must have averaged 4 KiB/s,
                          else it is refused (default 30)
   DEPOT_LOGIN_SLOTS      password checks that run at once (default: the number of cores);

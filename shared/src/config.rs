@@ -109,11 +109,17 @@ pub struct Config {
     /// How long a request body may take before it must have averaged 4 KiB/s
     /// (`DEPOT_SLOW_BODY_SECS`).
     pub slow_body_grace: std::time::Duration,
+    /// The most packages one search reads when no rule narrows it to an index
+    /// (`DEPOT_SEARCH_MAX_SCAN`): past that it answers 400, saying how to narrow it.
+    pub search_max_scan: i64,
     /// The largest response body the entry point can carry: set by the Lambda entry
     /// point (6 MB through API Gateway), `None` under `depot serve`. Answers that cannot
     /// be a redirect (a strux download) check it before they start.
     pub max_response_bytes: Option<u64>,
 }
+
+/// The default of [`Config::search_max_scan`].
+pub const SEARCH_MAX_SCAN: i64 = 10_000;
 
 /// Reads `project/repo` from a variable.
 fn repo_var(name: &str, default: (&str, &str)) -> Result<(String, String)> {
@@ -143,6 +149,7 @@ impl Default for Config {
             public_url: None,
             download_mode: DownloadMode::Redirect,
             max_unpacked_bytes: 1 << 30,
+            search_max_scan: SEARCH_MAX_SCAN,
             max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
             verify_inline_bytes: crate::registry::VERIFY_INLINE_BYTES,
             verify_in_process: true,
@@ -216,6 +223,13 @@ impl Config {
                     }
                 },
                 None => d.max_session_bytes,
+            },
+            search_max_scan: match var("DEPOT_SEARCH_MAX_SCAN") {
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(Error::Invalid(format!("DEPOT_SEARCH_MAX_SCAN must be a number from 1, not '{v}'"))),
+                },
+                None => d.search_max_scan,
             },
             verify_inline_bytes: match var("DEPOT_VERIFY_INLINE_BYTES") {
                 Some(v) => v.parse().map_err(|_| {

@@ -331,6 +331,57 @@ fn project_of(rule: &Rule) -> Result<String> {
     })
 }
 
+/// What a search reads in each repository: what an index gives for a conjunct of the
+/// rule (every match holds it, so every match is among what is read), else everything.
+#[derive(Debug, PartialEq)]
+enum Reads {
+    Key(String),
+    KeyPrefix(String),
+    /// The lower-case prefix of the names read from the name index.
+    NamePrefix(String),
+    All,
+}
+
+/// The conjuncts of a rule: the rule itself, or, for an AND, those of its rules.
+fn conjuncts<'a>(rule: &'a Rule, out: &mut Vec<&'a Rule>) {
+    match rule {
+        Rule::And(rules) => rules.iter().for_each(|r| conjuncts(r, out)),
+        r => out.push(r),
+    }
+}
+
+/// The narrowest read the rule allows: a `key` EQ, a `name` EQ, a `key` PREFIX, a `name`
+/// PREFIX among its conjuncts, in that order; and the repository a `repoName` EQ names.
+fn reads_of(rule: &Rule) -> (Reads, Option<String>) {
+    let mut all = Vec::new();
+    conjuncts(rule, &mut all);
+    let text = |field: &str, want: Op| {
+        all.iter().find_map(|r| match r {
+            // An empty prefix narrows nothing.
+            Rule::Leaf { field: f, op, value: Value::String(v) } if f == field && *op == want && !v.is_empty() => {
+                Some(v.clone())
+            }
+            _ => None,
+        })
+    };
+    let reads = if let Some(k) = text("key", Op::Eq) {
+        Reads::Key(k)
+    } else if let Some(n) = text("name", Op::Eq) {
+        // The index's sort key is the lower-case name, then `#` and the key.
+        Reads::NamePrefix(format!("{}#", n.to_lowercase()))
+    } else if let Some(k) = text("key", Op::Prefix) {
+        Reads::KeyPrefix(k)
+    } else if let Some(n) = text("name", Op::Prefix) {
+        // A name that starts with `n` has a lower-case form that starts with n's, but
+        // for a final capital sigma, which lower-cases otherwise at the end of a word.
+        let stem = n.strip_suffix('Σ').unwrap_or(&n);
+        Reads::NamePrefix(stem.to_lowercase())
+    } else {
+        Reads::All
+    };
+    (reads, text("repoName", Op::Eq))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PageBody {
@@ -382,11 +433,43 @@ pub async fn search(State(st): State<AppState>, scope: Scope, Json(body): Json<S
     // take time in the size of the records: off the async workers, repository by
     // repository; only matching records are kept. (The envelope is made here: its trace
     // id belongs to the request's task.)
+    // What it reads follows the matches when a conjunct of the rule has an index (a key
+    // or a name, EQ or PREFIX); any other search reads whole repositories, at most
+    // `DEPOT_SEARCH_MAX_SCAN` packages in all, which is known from their counts before
+    // anything is read.
+    let (reads, only_repo) = reads_of(&rule);
+    let mut repos = crate::projects::readable_repositories(&st, scope.who(), &project).await?;
+    if let Some(name) = &only_repo {
+        repos.retain(|r| &r.name == name);
+    }
+    if reads == Reads::All {
+        let whole: i64 = repos.iter().map(|r| r.package_count.max(0)).sum();
+        if whole > st.config.search_max_scan {
+            return Err(Error::Invalid(format!(
+                "this search would read all {whole} packages of the repositories it covers, more than the {} a search may \
+                 read: narrow it with a key or name rule (EQ or PREFIX), which reads through an index, or a repoName EQ rule, \
+                 in the top AND rule",
+                st.config.search_max_scan
+            )));
+        }
+    }
     let rule = std::sync::Arc::new(rule);
     let mut records = Vec::new();
-    for repo in crate::projects::readable_repositories(&st, scope.who(), &project).await? {
-        let mut packages = Vec::new();
-        for pkg in st.registry.list_packages(&project, &repo.name).await? {
+    for repo in repos {
+        let (p, r) = (project.as_str(), repo.name.as_str());
+        let found = match &reads {
+            Reads::Key(k) => match st.registry.find_package(p, r, k).await {
+                Ok(found) => found.into_iter().collect(),
+                // A key that no package can have matches nothing.
+                Err(Error::Invalid(_) | Error::Missing { .. }) => vec![],
+                Err(e) => return Err(e),
+            },
+            Reads::KeyPrefix(k) => st.registry.packages_with_key_prefix(p, r, k).await?,
+            Reads::NamePrefix(n) => st.registry.packages_with_name_prefix(p, r, n).await?,
+            Reads::All => st.registry.list_packages(p, r).await?,
+        };
+        let mut packages = Vec::with_capacity(found.len());
+        for pkg in found {
             packages.push(st.registry.with_history(pkg).await?);
         }
         let (rule, repo_type) = (rule.clone(), repo.repo_type.as_str());

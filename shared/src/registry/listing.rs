@@ -136,6 +136,14 @@ impl Registry {
         query_all(&*self.table, q).await?.into_iter().map(from_item).collect()
     }
 
+    /// The packages of a repository whose lower-case name starts with `prefix` (which
+    /// must be lower-case), by that name, then key: through the name index, one Query
+    /// for each 1 MB of them.
+    pub async fn packages_with_name_prefix(&self, project: &str, repo: &str, prefix: &str) -> Result<Vec<PackageSummary>> {
+        let q = Query::prefix(names_index_pk(project, repo), prefix.to_string()).index(NAMES_INDEX);
+        query_all(&*self.table, q).await?.into_iter().map(from_item).collect()
+    }
+
     /// A package's whole `historyVersion`, in upload order: what its item lists inline,
     /// then the versions kept in history items (one query, only for packages past
     /// [`crate::model::INLINE_HISTORY`] versions).

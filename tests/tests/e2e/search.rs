@@ -390,3 +390,100 @@ async fn the_worst_search_does_not_hold_up_the_server() {
     assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
     assert_eq!((b1["data"]["totalRecords"].as_i64(), b2["data"]["totalRecords"].as_i64()), (Some(0), Some(0)));
 }
+
+/// A search reads in proportion to its matches when a conjunct names a key or a name (EQ
+/// or PREFIX), counted at the table; any other search reads whole repositories, at most
+/// `DEPOT_SEARCH_MAX_SCAN` packages, and past that is a 400 that says how to narrow it.
+#[tokio::test]
+async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewProject, NewRepository, NewVersion};
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let config = depot_core::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        search_max_scan: 100,
+        ..Default::default()
+    };
+    let (state, counting) = crate::harness::counted(config, false).await;
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let reg = state.registry.clone();
+    reg.create_project(NewProject { name: "big".into(), ..Default::default() }, "admin").await.unwrap();
+    for repo in ["many", "few"] {
+        let nr = NewRepository {
+            project_id: "big".into(),
+            name: repo.into(),
+            repo_type: RepoType::Rds,
+            public: false,
+            description: None,
+            allow_overwrite: None,
+            configuration: None,
+        };
+        reg.create_repository(nr, "admin").await.unwrap();
+    }
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
+    let admin = depot_core::model::Actor::user("admin", depot_core::model::Rights::ALL);
+    let names: Vec<(&str, String)> =
+        (0..120).map(|i| ("many", format!("pkg-{i}"))).chain(["Mixed-Case", "other"].map(|n| ("few", n.to_string()))).collect();
+    for (repo, name) in &names {
+        let key = format!("rds://{name}");
+        reg.create_version(NewVersion::new("big", repo, &key, name, RepoType::Rds, "1.0.0", blob.clone()), &admin).await.unwrap();
+    }
+    let app = depot_packages::SURFACE.router(state);
+    let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
+    let search = |leaves: Vec<Value>| {
+        let (app, auth) = (app.clone(), auth.clone());
+        let mut rules = vec![json!({"field": "projectId", "operation": "EQ", "value": "big"})];
+        rules.extend(leaves);
+        let body = json!({"rule": {"relation": "AND", "rules": rules}, "page": {"pageSize": 1000}, "select": ["key"]});
+        let counting = counting.clone();
+        async move {
+            let req = Request::post("/repository/api/package/search")
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let before = counting.items_read.load(Ordering::SeqCst);
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            let read = counting.items_read.load(Ordering::SeqCst) - before;
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap(), read)
+        }
+    };
+    let leaf = |field: &str, op: &str, value: &str| json!({"field": field, "operation": op, "value": value});
+    let keys = |b: &Value| -> Vec<String> {
+        let mut k: Vec<String> = b["data"]["records"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap().into()).collect();
+        k.sort();
+        k
+    };
+    // (rule, matches, at most this many items read: the matches, the grants, the
+    // repositories and the caller).
+    let cases = [
+        (vec![leaf("name", "EQ", "pkg-7")], 1),
+        (vec![leaf("name", "EQ", "Mixed-Case")], 1),
+        (vec![leaf("name", "EQ", "mixed-case")], 0),
+        (vec![leaf("name", "PREFIX", "pkg-1")], 31),
+        (vec![leaf("key", "EQ", "rds://pkg-7")], 1),
+        (vec![leaf("key", "EQ", "no key at all")], 0),
+        (vec![leaf("key", "PREFIX", "rds://pkg-11")], 11),
+        // A nested AND is a conjunct too.
+        (vec![json!({"relation": "AND", "rules": [leaf("name", "PREFIX", "pkg-11"), leaf("latest", "EQ", "1.0.0")]})], 11),
+        (vec![leaf("repoName", "EQ", "few")], 2),
+    ];
+    for (rule, matches) in cases {
+        let (s, b, read) = search(rule.clone()).await;
+        assert_eq!(s, 200, "{rule:?}: {b}");
+        assert_eq!(keys(&b).len(), matches, "{rule:?}: {b}");
+        assert!(read <= matches + 8, "{rule:?} read {read} items for {matches} matches");
+    }
+    // Nothing narrows these: 122 packages to read, over the 100 allowed.
+    for rule in [vec![], vec![leaf("name", "PREFIX", "")], vec![leaf("name", "SUFFIX", "-7")]] {
+        let (s, b, read) = search(rule.clone()).await;
+        assert_eq!(s, 400, "{rule:?}: {b}");
+        let message = b["message"].as_str().unwrap();
+        assert!(message.contains("all 122 packages") && message.contains("narrow it with a key or name rule"), "{message}");
+        assert!(read < 8, "refused before reading the packages: {read}");
+    }
+}
