@@ -107,17 +107,19 @@ pub async fn version_page(
     let by_version = matches!(filter.sort_property.as_deref(), None | Some("version") | Some("name"));
     let unfiltered = filter.version.is_none() && filter.stage_tag.as_deref().is_none_or(|t| t.trim().is_empty());
     // A package that does not exist has no versions: an empty page, as bkrepo answers.
-    let Some(pkg) = st.registry.find_package(&repo.project_id, &repo.name, &key).await? else {
+    let Some((pkg, pending)) = st.registry.find_package_counted(&repo.project_id, &repo.name, &key).await? else {
         let empty: PageOf<PackageVersion> = PageOf { request: req, total: 0, items: vec![] };
         return Ok(ok(page_view(&empty, version_view)));
     };
     if by_version && unfiltered {
         // The indexed path: cost follows the page size.
         let ascending = is_ascending(filter.direction.as_deref(), false)?;
-        let page = st.registry.version_page(repo, &pkg, ascending, req).await?;
+        let mut page = st.registry.version_page(repo, &pkg, ascending, req).await?;
+        pending.apply(&mut page.items);
         return Ok(ok(page_view(&page, version_view)));
     }
     let mut versions = filter_versions(st.registry.list_versions(&repo.project_id, &repo.name, &key).await?, &filter)?;
+    pending.apply(&mut versions);
     sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
     let total = versions.len() as i64;
     let items = versions.into_iter().skip(((req.number - 1) * req.size) as usize).take(req.size as usize).collect();
@@ -323,10 +325,11 @@ pub async fn list_versions(
     let (repo, key) = target(&scope, &q)?;
     let (p, r) = (repo.project_id.as_str(), repo.name.as_str());
     // A package that does not exist lists no versions (bkrepo answers `[]`).
-    if st.registry.find_package(p, r, &key).await?.is_none() {
+    let Some((_, pending)) = st.registry.find_package_counted(p, r, &key).await? else {
         return Ok(ok(Vec::<Value>::new()));
-    }
+    };
     let mut versions = filter_versions(st.registry.list_versions(p, r, &key).await?, &filter)?;
+    pending.apply(&mut versions);
     sort_versions(&mut versions, filter.sort_property.as_deref(), filter.direction.as_deref())?;
     Ok(ok(versions.iter().map(version_view).collect::<Vec<_>>()))
 }

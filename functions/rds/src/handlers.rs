@@ -415,20 +415,37 @@ async fn version_for_file(st: &AppState, repo: &Repository, filename: &str) -> R
     let missing = || reworded(Error::not_found(Kind::File, filename), Lookup::File(filename));
     validate_filename(filename)?;
     let (_, stem) = Format::from_name(filename).ok_or_else(missing)?;
-    // The version holding the path (one read), else, for versions stored before paths
-    // were claimed, every split of the name.
+    let splits: Vec<(&str, &str)> = stem
+        .match_indices('-')
+        .map(|(i, _)| (&stem[..i], &stem[i + 1..]))
+        .filter(|(code, version)| validate_name("code", code).is_ok() && semver::Version::parse(version).is_ok())
+        .collect();
+    let holds = |v: &PackageVersion| v.content_path == format!("/{filename}");
+    let try_split = |code: &str, version: &str| {
+        let key = format!("{KEY_PREFIX}{code}");
+        let (st, repo, version) = (st.clone(), repo.clone(), version.to_string());
+        async move {
+            match st.registry.get_version(&repo.project_id, &repo.name, &key, &version).await {
+                Ok(v) => Ok(Some(v)),
+                Err(Error::NotFound { .. }) | Err(Error::Invalid(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    // A name with one reading (the usual `mysql-0.1.0.tgz`) is that version, when it
+    // holds the name: one read. Else the version holding the path (two reads), else,
+    // for versions stored before paths were claimed, every reading of the name.
+    if let [(code, version)] = splits.as_slice() {
+        if let Some(v) = try_split(code, version).await?.filter(holds) {
+            return Ok(v);
+        }
+    }
     if let Some(v) = st.registry.version_at_path(&repo.project_id, &repo.name, &format!("/{filename}")).await? {
         return Ok(v);
     }
-    for (i, _) in stem.match_indices('-') {
-        let (code, version) = (&stem[..i], &stem[i + 1..]);
-        if validate_name("code", code).is_err() || semver::Version::parse(version).is_err() {
-            continue;
-        }
-        match st.registry.get_version(&repo.project_id, &repo.name, &format!("{KEY_PREFIX}{code}"), version).await {
-            Ok(v) if v.content_path == format!("/{filename}") => return Ok(v),
-            Ok(_) | Err(Error::NotFound { .. }) | Err(Error::Invalid(_)) => {}
-            Err(e) => return Err(e),
+    for (code, version) in splits {
+        if let Some(v) = try_split(code, version).await?.filter(holds) {
+            return Ok(v);
         }
     }
     Err(missing())
@@ -461,11 +478,12 @@ pub async fn ext_version_detail(
 ) -> Result<Response> {
     let repo = rds_repo(&scope)?;
     let (key, version) = (required(q.package_key, "packageKey")?, required(q.version, "version")?);
-    let v = st
+    let mut v = st
         .registry
         .get_version(&repo.project_id, &repo.name, &key, &version)
         .await
         .map_err(|e| reworded(e, Lookup::Detail(&key, &version)))?;
+    st.registry.pending_downloads(&repo.project_id, &repo.name, &key).await?.apply(std::slice::from_mut(&mut v));
     let description = v.metadata.get("description").cloned().unwrap_or(Value::Null);
     Ok(envelope(json!({
         "basic": {

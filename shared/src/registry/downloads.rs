@@ -1,13 +1,16 @@
 //! Downloads: every surface's go through here, so that each one is counted and answered
 //! the same way: a redirect to a presigned URL, or the bytes streamed through depot
 //! (`DEPOT_DOWNLOAD_MODE`).
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+use serde_json::Value;
 
 use super::Registry;
 use crate::config::DownloadMode;
-use crate::model::{now_iso, PackageVersion};
-use crate::store::schema::{download_day_key, package_key, version_key};
-use crate::store::{BlobObject, ByteRange, Cond, Item, TxOp};
+use crate::model::{now_iso, PackageSummary, PackageVersion};
+use crate::store::schema::{download_day_key, from_item, package_key, version_key};
+use crate::store::{BlobObject, ByteRange, Cond, Item, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
 /// How long a presigned download URL stays valid.
@@ -22,31 +25,173 @@ pub enum Download {
     Stream { object: BlobObject, range: Option<ByteRange>, filename: String },
 }
 
+/// A download counted on its package's item and not yet rolled up into its version's
+/// and its day's counters: the attribute `dl#{day}#{version}`, a count.
+pub const PENDING_DOWNLOADS_PREFIX: &str = "dl#";
+
+/// Pending counters on a package item that start a roll-up (also started by one from an
+/// earlier day); a roll-up moves at most this many, so its transaction stays small.
+pub const ROLL_UP_AT: usize = 32;
+
+/// How long a day's download counter is kept (DynamoDB TTL), in days.
+pub const DOWNLOAD_DAYS_KEPT: i64 = 400;
+
+/// One pending counter of a package item.
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    attr: String,
+    day: String,
+    version: String,
+    count: i64,
+}
+
+fn pending_of(item: &Item) -> Vec<Pending> {
+    item.iter()
+        .filter_map(|(attr, v)| {
+            let rest = attr.strip_prefix(PENDING_DOWNLOADS_PREFIX)?;
+            let (day, version) = rest.split_once('#')?;
+            Some(Pending { attr: attr.clone(), day: day.into(), version: version.into(), count: v.as_i64()? })
+        })
+        .collect()
+}
+
+/// The downloads of a package's versions that its item holds and their version items do
+/// not yet (see [`Registry::record_download`]): added to what a version shows.
+#[derive(Debug, Default, Clone)]
+pub struct PendingDownloads(HashMap<String, i64>);
+
+impl PendingDownloads {
+    pub fn of_item(item: &Item) -> Self {
+        let mut by_version = HashMap::new();
+        for p in pending_of(item) {
+            *by_version.entry(p.version).or_insert(0) += p.count;
+        }
+        PendingDownloads(by_version)
+    }
+
+    /// Adds each version's pending downloads to its count.
+    pub fn apply(&self, versions: &mut [PackageVersion]) {
+        for v in versions {
+            v.downloads += self.0.get(&v.name).copied().unwrap_or(0);
+        }
+    }
+}
+
 impl Registry {
-    /// Counts one download: the version's, the package's and the day's counters move
-    /// together.
+    /// Counts one download of a version its caller has read, with one single-item write:
+    /// the package's item adds it to the package's count and to a pending counter of the
+    /// version and the day. Those move into the version's and the day's counters in
+    /// batches (a roll-up, in a transaction: the version item, the day item, and the
+    /// package item's counter removed on condition that it still holds what was moved),
+    /// so that a download costs one write and never conflicts with another. A version's
+    /// count is its item's plus what is pending ([`PendingDownloads`]).
     pub async fn record_download(&self, project: &str, repo: &str, key: &str, version: &str) -> Result<()> {
         let day = &now_iso()[..10];
-        let day_key = download_day_key(project, repo, key, day, version);
-        let mut day_set = Item::new();
-        day_set.insert("day".into(), day.into());
-        day_set.insert("version".into(), version.into());
-        let ops = vec![
-            TxOp::Update {
-                key: version_key(project, repo, key, version),
-                set: Item::new(),
-                add: vec![("downloads".into(), 1)],
-                cond: Cond::Exists,
-            },
-            TxOp::Update {
-                key: package_key(project, repo, key),
-                set: Item::new(),
-                add: vec![("downloads".into(), 1)],
-                cond: Cond::Exists,
-            },
-            TxOp::Update { key: day_key, set: day_set, add: vec![("downloads".into(), 1)], cond: Cond::None },
-        ];
-        self.table.transact(ops).await.map_err(|e| e.on_conflict(|| Error::version_not_found(key, version)))
+        let add = [("downloads".to_string(), 1), (format!("{PENDING_DOWNLOADS_PREFIX}{day}#{version}"), 1)];
+        let item = self
+            .table
+            .update(&package_key(project, repo, key), Item::new(), &add, Cond::Exists)
+            .await
+            .map_err(|e| e.on_conflict(|| Error::version_not_found(key, version)))?;
+        let pending = pending_of(&item);
+        if pending.len() >= ROLL_UP_AT || pending.iter().any(|p| p.day.as_str() < day) {
+            // The download is counted whatever happens here: a roll-up that fails is
+            // repeated by the next one that starts.
+            if let Err(e) = self.roll_up_downloads(project, repo, key).await {
+                tracing::warn!(error = %e, package = key, "rolling up download counts failed; a later download retries");
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a package's pending download counts into its versions' and days' counters,
+    /// [`ROLL_UP_AT`] at a time. Counts of versions deleted since are dropped. Two
+    /// roll-ups at once move each count once: each removes a counter only while it
+    /// holds what that roll-up read, and a download racing it only makes it read again.
+    pub async fn roll_up_downloads(&self, project: &str, repo: &str, key: &str) -> Result<()> {
+        let pkey = package_key(project, repo, key);
+        let ttl = (time::OffsetDateTime::now_utc() + time::Duration::days(DOWNLOAD_DAYS_KEPT)).unix_timestamp();
+        let mut gone: HashSet<String> = HashSet::new();
+        for _ in 0..crate::store::schema::RMW_ATTEMPTS {
+            let Some(item) = self.table.get(&pkey).await? else { return Ok(()) };
+            let mut pending = pending_of(&item);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            pending.sort_by(|a, b| a.attr.cmp(&b.attr));
+            pending.truncate(ROLL_UP_AT);
+            // One write per version (a transaction touches an item once), one per day.
+            let mut per_version: Vec<(String, i64)> = Vec::new();
+            for p in pending.iter().filter(|p| !gone.contains(&p.version)) {
+                match per_version.iter_mut().find(|(v, _)| *v == p.version) {
+                    Some((_, n)) => *n += p.count,
+                    None => per_version.push((p.version.clone(), p.count)),
+                }
+            }
+            let mut ops = Vec::new();
+            let mut owners = Vec::new();
+            for (version, count) in &per_version {
+                ops.push(TxOp::Update {
+                    key: version_key(project, repo, key, version),
+                    set: Item::new(),
+                    add: vec![("downloads".into(), *count)],
+                    cond: Cond::Exists,
+                });
+                owners.push(Some(version.clone()));
+            }
+            for p in pending.iter().filter(|p| !gone.contains(&p.version)) {
+                let mut day_set = Item::new();
+                day_set.insert("day".into(), p.day.clone().into());
+                day_set.insert("version".into(), p.version.clone().into());
+                day_set.insert(TTL_ATTR.into(), ttl.into());
+                ops.push(TxOp::Update {
+                    key: download_day_key(project, repo, key, &p.day, &p.version),
+                    set: day_set,
+                    add: vec![("downloads".into(), p.count)],
+                    cond: Cond::None,
+                });
+                owners.push(None);
+            }
+            let set: Item = pending.iter().map(|p| (p.attr.clone(), Value::Null)).collect();
+            let held = pending.iter().map(|p| Cond::Eq(p.attr.clone(), p.count.into())).collect();
+            ops.push(TxOp::Update { key: pkey.clone(), set, add: vec![], cond: Cond::All(held) });
+            owners.push(None);
+            match self.table.transact(ops).await {
+                Ok(()) => {
+                    if pending.len() < ROLL_UP_AT {
+                        return Ok(());
+                    }
+                }
+                Err(e @ Error::Conflict { .. }) => {
+                    // A deleted version: its counts go with it. A counter that moved on:
+                    // read again.
+                    let versions: Vec<String> =
+                        owners.iter().enumerate().filter(|(i, _)| e.failed_op(*i)).filter_map(|(_, o)| o.clone()).collect();
+                    gone.extend(versions);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::unavailable("download counts are being rolled up elsewhere; try again", 1))
+    }
+
+    /// The downloads pending on a package's item (none for a package that is gone).
+    pub async fn pending_downloads(&self, project: &str, repo: &str, key: &str) -> Result<PendingDownloads> {
+        let item = self.table.get(&package_key(project, repo, key)).await?;
+        Ok(item.as_ref().map(PendingDownloads::of_item).unwrap_or_default())
+    }
+
+    /// A package with the downloads still pending on its item, in one read.
+    pub async fn find_package_counted(
+        &self,
+        project: &str,
+        repo: &str,
+        key: &str,
+    ) -> Result<Option<(PackageSummary, PendingDownloads)>> {
+        crate::model::validate_package_key(key)?;
+        let Some(item) = self.table.get(&package_key(project, repo, key)).await? else { return Ok(None) };
+        let pending = PendingDownloads::of_item(&item);
+        Ok(Some((from_item(item)?, pending)))
     }
 
     /// Answers a download of the bytes at `blob_key`, saved as `filename`, without

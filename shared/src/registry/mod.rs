@@ -15,7 +15,7 @@ mod verify;
 mod versions;
 
 pub use derived::DerivedCache;
-pub use downloads::{Download, DOWNLOAD_URL_TTL};
+pub use downloads::{Download, PendingDownloads, DOWNLOAD_DAYS_KEPT, DOWNLOAD_URL_TTL, PENDING_DOWNLOADS_PREFIX, ROLL_UP_AT};
 pub use gc::{GcReport, Hold, STAGED_LEASE};
 pub use listing::{whole_read_slot, PageOf, PageParam, PageRequest, MAX_PAGE_SIZE};
 pub use crate::model::Listing;

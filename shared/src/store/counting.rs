@@ -15,6 +15,10 @@ pub struct CountingTable {
     pub queries: AtomicUsize,
     /// Items that queries returned.
     pub items_read: AtomicUsize,
+    /// Single-item writes (put, update, delete).
+    pub writes: AtomicUsize,
+    /// Transactions.
+    pub transactions: AtomicUsize,
 }
 
 impl CountingTable {
@@ -24,6 +28,8 @@ impl CountingTable {
             calls: AtomicUsize::new(0),
             queries: AtomicUsize::new(0),
             items_read: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+            transactions: AtomicUsize::new(0),
         })
     }
 
@@ -45,18 +51,22 @@ impl Table for CountingTable {
     }
     async fn put(&self, item: Item, cond: Cond) -> Result<()> {
         self.count();
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.put(item, cond).await
     }
     async fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
         self.count();
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(key, cond).await
     }
     async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item> {
         self.count();
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.update(key, set, add, cond).await
     }
     async fn transact(&self, ops: Vec<TxOp>) -> Result<()> {
         self.count();
+        self.transactions.fetch_add(1, Ordering::SeqCst);
         self.inner.transact(ops).await
     }
     async fn query(&self, q: &Query) -> Result<Page> {

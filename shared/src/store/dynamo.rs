@@ -140,12 +140,17 @@ impl Expr {
     }
 
     fn update(&mut self, set: &Item, add: &[(String, i64)]) -> Result<String> {
-        let mut sets = Vec::new();
+        let (mut sets, mut removes) = (Vec::new(), Vec::new());
         for (k, v) in set {
             if k == PK || k == SK {
                 return Err(Error::Internal("an update cannot change PK or SK".into()));
             }
-            sets.push(format!("{} = {}", self.name(k), self.value(to_av(v))));
+            // Null removes the attribute (the port's rule), as the embedded table does.
+            if v.is_null() {
+                removes.push(self.name(k));
+            } else {
+                sets.push(format!("{} = {}", self.name(k), self.value(to_av(v))));
+            }
         }
         let adds: Vec<String> = add
             .iter()
@@ -157,6 +162,9 @@ impl Expr {
         }
         if !adds.is_empty() {
             expr = format!("{expr} ADD {}", adds.join(", "));
+        }
+        if !removes.is_empty() {
+            expr = format!("{expr} REMOVE {}", removes.join(", "));
         }
         if expr.is_empty() {
             return Err(Error::Internal("an update needs something to set or add".into()));

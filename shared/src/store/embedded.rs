@@ -159,7 +159,11 @@ impl Tx<'_> {
                     if k == PK || k == SK {
                         return Err(Error::Internal("an update cannot change PK or SK".into()));
                     }
-                    item.insert(k.clone(), v.clone());
+                    if v.is_null() {
+                        item.remove(k);
+                    } else {
+                        item.insert(k.clone(), v.clone());
+                    }
                 }
                 for (attr, delta) in add {
                     let cur = match item.get(attr) {

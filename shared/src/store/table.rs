@@ -194,7 +194,8 @@ pub trait Table: Send + Sync + 'static {
     async fn delete(&self, key: &Key, cond: Cond) -> Result<()>;
 
     /// Sets attributes and atomically adds to numeric ones (creating the item and the
-    /// attributes when missing), and returns the whole item as written.
+    /// attributes when missing), and returns the whole item as written. An attribute set
+    /// to `null` is removed (in a transaction's `TxOp::Update` too).
     async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item>;
 
     /// Applies every operation or none. Any failed condition is `Conflict`, whose message

@@ -56,6 +56,7 @@ macro_rules! table_suite {
                 table_query_paged,
                 registry_projects_and_repositories,
                 registry_packages_and_versions,
+                downloads_race_roll_ups,
                 registry_page_starts_expire,
                 registry_history_spills_past_the_item,
                 accounts_edits_never_undo_each_other,

@@ -242,6 +242,26 @@ pub(crate) async fn table_transaction_all_or_nothing(t: Arc<dyn Table>) {
         .await
         .unwrap_err()
         .is_conflict());
+
+    // null removes an attribute: alone, with an add, and in a transaction under a
+    // condition on the attribute's value.
+    let set: Item = json!({"gone": null, "kept": 1}).as_object().unwrap().clone();
+    let out = t.update(&Key::new("T", "new"), set, &[], Cond::None).await.unwrap();
+    assert!(!out.contains_key("gone") && out["name"] == "x", "{out:?}");
+    let set: Item = json!({"name": null}).as_object().unwrap().clone();
+    let out = t.update(&Key::new("T", "new"), set, &[("n".into(), 1)], Cond::None).await.unwrap();
+    assert!(!out.contains_key("name") && !out.contains_key("gone"), "{out:?}");
+    assert_eq!((out["n"].clone(), out["kept"].clone()), (json!(4), json!(1)));
+    let remove = |cond: Cond| TxOp::Update {
+        key: Key::new("T", "new"),
+        set: json!({"kept": null}).as_object().unwrap().clone(),
+        add: vec![],
+        cond,
+    };
+    assert!(t.transact(vec![remove(Cond::Eq("kept".into(), json!(2)))]).await.unwrap_err().is_conflict());
+    t.transact(vec![remove(Cond::Eq("kept".into(), json!(1)))]).await.unwrap();
+    let got = t.get(&Key::new("T", "new")).await.unwrap().unwrap();
+    assert!(!got.contains_key("kept") && got["n"] == 4, "{got:?}");
 }
 
 pub(crate) async fn table_atomic_add_concurrent(t: Arc<dyn Table>) {

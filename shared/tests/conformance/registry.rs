@@ -305,19 +305,50 @@ pub(crate) async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     assert_eq!(v.stage_tag, [STAGE_RELEASE], "an overwrite keeps the stage");
     assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().versions, 3, "an overwrite adds no version");
 
-    // Downloads count on the version and the package together.
+    // Downloads: one write each, on the package's item, which counts the package and
+    // holds the version's count pending until a roll-up moves it into the version's and
+    // the day's counters. What a version shows is both.
     reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
     reg.record_download("pk", "r", "rds://x", "1.0.0").await.unwrap();
-    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 2);
+    let shown = |v: &'static str| {
+        let reg = reg.clone();
+        async move {
+            let mut got = vec![reg.get_version("pk", "r", "rds://x", v).await.unwrap()];
+            reg.pending_downloads("pk", "r", "rds://x").await.unwrap().apply(&mut got);
+            got[0].downloads
+        }
+    };
+    assert_eq!(shown("1.0.0").await, 2);
+    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 0, "pending still");
     assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().downloads, 2);
+    reg.roll_up_downloads("pk", "r", "rds://x").await.unwrap();
+    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 2, "rolled up");
+    assert_eq!(shown("1.0.0").await, 2, "and counted once");
     let today = depot_core::model::now_iso()[..10].to_string();
-    let day = t
-        .get(&depot_core::store::schema::download_day_key("pk", "r", "rds://x", &today, "1.0.0"))
+    let day_key = |day: &str, v: &str| depot_core::store::schema::download_day_key("pk", "r", "rds://x", day, v);
+    let day = t.get(&day_key(&today, "1.0.0")).await.unwrap().unwrap();
+    assert_eq!(day["downloads"], 2, "the day's counter has them");
+    let ttl = day["ttl"].as_i64().unwrap();
+    let expected = time::OffsetDateTime::now_utc().unix_timestamp() + depot_core::registry::DOWNLOAD_DAYS_KEPT * 86_400;
+    assert!((expected - 60..=expected + 60).contains(&ttl), "a day's counter expires after {} days", depot_core::registry::DOWNLOAD_DAYS_KEPT);
+    // A count pending from an earlier day starts a roll-up with the next download.
+    let package = depot_core::store::schema::package_key("pk", "r", "rds://x");
+    t.update(&package, Item::new(), &[("dl#2020-01-01#1.2.0".into(), 3)], Cond::Exists).await.unwrap();
+    reg.record_download("pk", "r", "rds://x", "1.2.0").await.unwrap();
+    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.2.0").await.unwrap().downloads, 4);
+    assert_eq!(t.get(&day_key("2020-01-01", "1.2.0")).await.unwrap().unwrap()["downloads"], 3);
+    let item = t.get(&package).await.unwrap().unwrap();
+    assert!(!item.keys().any(|k| k.starts_with(depot_core::registry::PENDING_DOWNLOADS_PREFIX)), "{item:?}");
+    // A count of a version deleted since is dropped; the others move.
+    t.update(&package, Item::new(), &[("dl#2020-01-02#0.0.9".into(), 5), ("dl#2020-01-02#1.0.0".into(), 1)], Cond::Exists)
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(day["downloads"], 2, "the day's counter moves with them");
-    assert!(matches!(reg.record_download("pk", "r", "rds://x", "9.9.9").await, Err(Error::NotFound { .. })));
+    reg.roll_up_downloads("pk", "r", "rds://x").await.unwrap();
+    assert_eq!(reg.get_version("pk", "r", "rds://x", "1.0.0").await.unwrap().downloads, 3);
+    assert!(t.get(&depot_core::store::schema::version_key("pk", "r", "rds://x", "0.0.9")).await.unwrap().is_none());
+    assert!(!t.get(&package).await.unwrap().unwrap().keys().any(|k| k.starts_with("dl#")));
+    assert_eq!(reg.get_package("pk", "r", "rds://x").await.unwrap().downloads, 3);
+    assert!(matches!(reg.record_download("pk", "r", "rds://nope", "1.0.0").await, Err(Error::NotFound { .. })));
 
     // Deleting the latest recomputes it; the last delete removes the package.
     reg.delete_version(&writer(), "pk", "r", "rds://x", "1.10.0").await.unwrap();
@@ -586,4 +617,46 @@ pub(crate) async fn numbers_and_upload_order_embedded() {
 pub(crate) async fn numbers_and_upload_order_aws() {
     let ((t, _g1), (b, _g2)) = (common::dynamo_table().await, common::s3_blobs().await);
     numbers_and_upload_order(t, b).await;
+}
+
+/// Downloads and roll-ups at once, on one package: every download is counted once, on
+/// its version, however they interleave.
+pub(crate) async fn downloads_race_roll_ups(t: Arc<dyn Table>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::NewVersion;
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = rds_registry(t.clone(), blobs, "dl", &["r"]).await;
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
+    let versions = ["1.0.0", "2.0.0", "3.0.0"];
+    for v in versions {
+        reg.create_version(NewVersion::new("dl", "r", "rds://y", "y", RepoType::Rds, v, blob.clone()), &writer()).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                if i % 4 == 3 {
+                    reg.roll_up_downloads("dl", "r", "rds://y").await.unwrap();
+                } else {
+                    reg.record_download("dl", "r", "rds://y", versions[i % 3]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut expected: Vec<(String, i64)> = versions.iter().map(|v| (v.to_string(), 0)).collect();
+    for i in (0..30).filter(|i| i % 4 != 3) {
+        expected[i % 3].1 += 1;
+    }
+    let mut got = reg.list_versions("dl", "r", "rds://y").await.unwrap();
+    reg.pending_downloads("dl", "r", "rds://y").await.unwrap().apply(&mut got);
+    let mut counts: Vec<(String, i64)> = got.iter().map(|v| (v.name.clone(), v.downloads)).collect();
+    counts.sort();
+    assert_eq!(counts, expected);
+    reg.roll_up_downloads("dl", "r", "rds://y").await.unwrap();
+    let rolled: i64 = reg.list_versions("dl", "r", "rds://y").await.unwrap().iter().map(|v| v.downloads).sum();
+    assert_eq!(rolled, 23, "all of them on the versions once rolled up");
+    assert_eq!(reg.get_package("dl", "r", "rds://y").await.unwrap().downloads, 23);
 }

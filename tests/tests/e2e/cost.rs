@@ -72,3 +72,67 @@ async fn table_calls_per_authorized_non_admin_request() {
         assert!(n <= most, "{m} {p}: {n} table calls, at most {most}");
     }
 }
+
+/// A download, on both backends: at most 3 table calls (the repository, the version,
+/// the count), of which one single-item write and no transaction, however many come
+/// (its count's roll-up into the version and the day is batched).
+#[tokio::test]
+async fn a_download_is_three_calls_and_one_single_item_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = depot_core::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    for config in [embedded, crate::harness::aws_config("dlcost")] {
+        let config = depot_core::config::Config { admin_password: Some(ADMIN_PASSWORD.into()), ..config };
+        let create = config.backend == depot_core::config::Backend::Aws;
+        let (state, counting) = crate::harness::counted(config, create).await;
+        state.authenticator.bootstrap_admin(false).await.unwrap();
+        let app = crate::harness::surfaces(state);
+        let admin = format!("Basic {}", basic("admin", ADMIN_PASSWORD));
+        let send = |method: &str, path: &str, auth: &str, body: Option<Value>| {
+            let mut req = Request::builder().method(method).uri(path).header("authorization", auth);
+            if body.is_some() {
+                req = req.header("content-type", "application/json");
+            }
+            let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap();
+            let app = app.clone();
+            async move { oneshot(&app, req).await }
+        };
+        assert_eq!(send("POST", "/repository/api/project/create", &admin, Some(json!({"name": "dc"}))).await.0, 200);
+        let repo = json!({"projectId": "dc", "name": "charts", "type": "RDS"});
+        assert_eq!(send("POST", "/repository/api/repo/create", &admin, Some(repo)).await.0, 200);
+        let (s, b) = send("POST", "/auth/api/user/token/admin/dl", &admin, None).await;
+        assert_eq!(s, 200);
+        let token = serde_json::from_slice::<Value>(&b).unwrap()["data"]["id"].as_str().unwrap().to_string();
+        let bearer = format!("Bearer {token}");
+        let (content_type, form) = chart_form("dl", "1.0.0");
+        let upload = Request::post("/rds/api/dc/charts/charts")
+            .header("authorization", &admin)
+            .header("content-type", content_type)
+            .body(Body::from(form))
+            .unwrap();
+        assert_eq!(oneshot(&app, upload).await.0, 201);
+        // Warm the token's cache entry.
+        assert_eq!(send("GET", "/repository/api/repo/info/dc/charts", &bearer, None).await.0, 200);
+        for path in ["/rds/dc/charts/charts/dl-1.0.0.tgz", "/repository/api/version/download/dc/charts?packageKey=rds://dl&version=1.0.0"] {
+            for _ in 0..5 {
+                let (calls, writes, txs) = (
+                    counting.calls.load(Ordering::SeqCst),
+                    counting.writes.load(Ordering::SeqCst),
+                    counting.transactions.load(Ordering::SeqCst),
+                );
+                let (s, _) = send("GET", path, &bearer, None).await;
+                assert_eq!(s, 302, "{path}");
+                let calls = counting.calls.load(Ordering::SeqCst) - calls;
+                let writes = counting.writes.load(Ordering::SeqCst) - writes;
+                let txs = counting.transactions.load(Ordering::SeqCst) - txs;
+                assert!(calls <= 3 && writes == 1 && txs == 0, "{path}: {calls} calls, {writes} writes, {txs} transactions");
+            }
+        }
+        let (s, b) = send("GET", "/repository/api/version/page/dc/charts?packageKey=rds://dl", &bearer, None).await;
+        assert_eq!(s, 200);
+        let page: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(page["data"]["records"][0]["downloads"], 10, "every download counted on the version");
+        let (s, b) = send("GET", "/repository/api/package/info/dc/charts?packageKey=rds://dl", &bearer, None).await;
+        assert_eq!(s, 200);
+        assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["data"]["downloads"], 10);
+    }
+}

@@ -1069,9 +1069,10 @@ async fn curl_saves_the_chart_name_aws() {
 }
 
 /// DynamoDB cancelling transactions that race (moto made to, as DynamoDB does under
-/// real concurrency): a few are retried and the upload and the download succeed; when
-/// they do not stop, both answer 503 with `Retry-After`, never a 500, and the upload
-/// stores nothing.
+/// real concurrency): a few are retried and the upload succeeds; when they do not stop,
+/// it answers 503 with `Retry-After`, never a 500, and stores nothing. A download, one
+/// single-item write, goes on meanwhile; when its own write keeps being refused, it too
+/// answers 503.
 #[tokio::test]
 async fn conflicting_transactions_retry_then_answer_503() {
     let (server, table, _bucket) = crate::harness::aws_server_with_table("conflict", &[]);
@@ -1109,14 +1110,26 @@ async fn conflicting_transactions_retry_then_answer_503() {
     let (status, retry) = (res.status().as_u16(), res.headers().get("retry-after").cloned());
     assert_eq!(status, 503, "{} {:?}", res.text().await.unwrap(), server.log());
     assert_eq!(retry.unwrap(), "1");
-    let download = crate::uploads::no_redirects()
-        .get(format!("{}/rds/busy/charts/charts/busy-1.0.0.tgz", server.base))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(download.status().as_u16(), 503, "a download counted in a transaction that keeps conflicting");
-    assert!(download.headers().contains_key("retry-after"));
+    let download = || async {
+        crate::uploads::no_redirects()
+            .get(format!("{}/rds/busy/charts/charts/busy-1.0.0.tgz", server.base))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap()
+    };
+    // A download is one single-item write, no transaction: conflicting transactions do
+    // not stop it.
+    assert_eq!(download().await.status().as_u16(), 302, "a download is not a transaction");
+    // Its write refused as DynamoDB refuses an item a transaction holds: retried, then 503.
+    let endpoint = crate::harness::aws_endpoint();
+    let fault = json!({"table": table, "op": "UpdateItem", "count": 1000, "kind": "TransactionConflictException"});
+    reqwest::Client::new().post(format!("{endpoint}/_depot/faults")).json(&fault).send().await.unwrap();
+    let res = download().await;
+    assert_eq!(res.status().as_u16(), 503, "a download whose write keeps conflicting");
+    assert!(res.headers().contains_key("retry-after"));
+    let fault = json!({"table": table, "op": "UpdateItem", "count": 0, "kind": "TransactionConflictException"});
+    reqwest::Client::new().post(format!("{endpoint}/_depot/faults")).json(&fault).send().await.unwrap();
     arm(0).await;
     let idx = index(&api, "busy", "charts").await;
     let versions: Vec<_> = idx["entries"]["busy"]
