@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::Registry;
 use crate::config::DownloadMode;
 use crate::model::{now_iso, PackageSummary, PackageVersion};
-use crate::store::schema::{download_day_key, from_item, package_key, version_key};
-use crate::store::{BlobObject, ByteRange, Cond, Item, TxOp, TTL_ATTR};
+use crate::store::schema::{download_day_key, download_days_partition, from_item, package_key, version_key};
+use crate::store::{query_all, BlobObject, ByteRange, Cond, Item, Key, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
 
 /// How long a presigned download URL stays valid.
@@ -90,7 +90,7 @@ impl Registry {
         let add = [("downloads".to_string(), 1), (format!("{PENDING_DOWNLOADS_PREFIX}{day}#{version}"), 1)];
         let item = self
             .table
-            .update(&package_key(project, repo, key), Item::new(), &add, Cond::Exists)
+            .update_relaxed(&package_key(project, repo, key), &add, Cond::Exists)
             .await
             .map_err(|e| e.on_conflict(|| Error::version_not_found(key, version)))?;
         let pending = pending_of(&item);
@@ -173,6 +173,17 @@ impl Registry {
             }
         }
         Err(Error::unavailable("download counts are being rolled up elsewhere; try again", 1))
+    }
+
+    /// Deletes the day counters of one version of a package, or of all its versions.
+    pub async fn drop_download_days(&self, project: &str, repo: &str, key: &str, version: Option<&str>) -> Result<()> {
+        let q = Query::prefix(download_days_partition(project, repo, key), "DAY#");
+        for item in query_all(&*self.table, q).await? {
+            if version.is_none_or(|v| item.get("version").and_then(Value::as_str) == Some(v)) {
+                self.table.delete(&Key::of(&item)?, Cond::None).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The downloads pending on a package's item (none for a package that is gone).

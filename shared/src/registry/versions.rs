@@ -476,6 +476,12 @@ impl Registry {
             }
             match self.table.transact(ops).await {
                 Ok(()) => {
+                    // Its day counters go with it (on AWS they expire anyway, by TTL).
+                    if summary.downloads > 0 {
+                        if let Err(e) = self.drop_download_days(project, repo, key, (!gone).then_some(version)).await {
+                            tracing::warn!(error = %e, package = key, "removing a deleted version's day counters failed");
+                        }
+                    }
                     if gone && !history_in_tx {
                         let q = Query::prefix(package_partition(project, repo, key), history_prefix(&summary.history_id));
                         if let Err(e) = delete_all(&*self.table, q).await {

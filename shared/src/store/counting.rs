@@ -64,6 +64,11 @@ impl Table for CountingTable {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.update(key, set, add, cond).await
     }
+    async fn update_relaxed(&self, key: &Key, add: &[(String, i64)], cond: Cond) -> Result<Item> {
+        self.count();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.update_relaxed(key, add, cond).await
+    }
     async fn transact(&self, ops: Vec<TxOp>) -> Result<()> {
         self.count();
         self.transactions.fetch_add(1, Ordering::SeqCst);

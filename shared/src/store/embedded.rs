@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use super::table::{check_key_str, check_tx, decode_token, encode_token};
-use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, SK};
+use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, RELAXED_WINDOW, SK};
 use crate::{Error, Result};
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -92,11 +92,42 @@ fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
     Some(enc(&[gpk, gsk, &key.pk, &key.sk]))
 }
 
-/// The table file, shared by every task of the process.
+/// The table file, shared by every task of the process. Writes go through one writer
+/// thread, which commits every write waiting for it in one redb transaction (a group
+/// commit): each is answered once that transaction is durable, so concurrent writers
+/// share its flushes.
 #[derive(Clone)]
 pub struct EmbeddedTable {
     db: Arc<Database>,
+    writer: Arc<Writer>,
 }
+
+/// One write waiting for the writer: its operations, and where its answer goes.
+struct Request {
+    ops: Vec<TxOp>,
+    /// A counter that a crash may lose within `RELAXED_WINDOW` (`Table::update_relaxed`).
+    relaxed: bool,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>>,
+}
+
+/// The writer thread: it ends when the last handle's sender goes, and the last handle
+/// waits for it, so that the file is free to open again once the table is dropped.
+struct Writer {
+    requests: Option<std::sync::mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The most writes committed together.
+const GROUP_MAX: usize = 256;
 
 struct Tx<'a> {
     items: redb::Table<'a, &'static [u8], &'static [u8]>,
@@ -113,25 +144,21 @@ impl Tx<'_> {
         }
     }
 
-    /// Replaces (or removes, when `new` is None) the item at `key`, keeping indexes in step.
-    fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<&Item>) -> Result<()> {
+    /// Replaces (or removes, when `new` is None) the item at `key`, keeping indexes in
+    /// step. `new` comes with its encoding, checked before anything was written.
+    fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<(&Item, &[u8])>) -> Result<()> {
         let k = enc(&[&key.pk, &key.sk]);
         for (def, table) in &mut self.indexes {
             if let Some(e) = old.and_then(|o| index_entry(def, o)) {
                 table.remove(e.as_slice()).map_err(db_err)?;
             }
-            if let Some(e) = new.and_then(|n| index_entry(def, n)) {
+            if let Some(e) = new.and_then(|(n, _)| index_entry(def, n)) {
                 table.insert(e.as_slice(), ()).map_err(db_err)?;
             }
         }
         match new {
-            Some(item) => {
-                let bytes = serde_json::to_vec(item).map_err(db_err)?;
-                if bytes.len() > MAX_ITEM_BYTES {
-                    tracing::warn!(pk = %key.pk, sk = %key.sk, bytes = bytes.len(), "item over the size limit refused");
-                    return Err(Error::TooLarge(super::table::ITEM_TOO_LARGE.into()));
-                }
-                self.items.insert(k.as_slice(), bytes.as_slice()).map_err(db_err)?;
+            Some((_, bytes)) => {
+                self.items.insert(k.as_slice(), bytes).map_err(db_err)?;
             }
             None => {
                 self.items.remove(k.as_slice()).map_err(db_err)?;
@@ -140,21 +167,18 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Applies one operation after its condition held. Returns the item as written.
-    fn apply(&mut self, op: &TxOp, old: Option<Item>) -> Result<Option<Item>> {
+    /// What one operation leaves at its key, after its condition held: the item (`None`
+    /// for a delete), checked as the port requires. Nothing is written here.
+    fn compute(op: &TxOp, old: Option<&Item>) -> Result<Option<Item>> {
         match op {
             TxOp::Put { item, .. } => {
-                let key = check_item(item)?;
-                self.write(&key, old.as_ref(), Some(item))?;
+                check_item(item)?;
                 Ok(Some(item.clone()))
             }
-            TxOp::Delete { key, .. } => {
-                self.write(key, old.as_ref(), None)?;
-                Ok(None)
-            }
-            TxOp::Check { .. } => Ok(old),
+            TxOp::Delete { .. } => Ok(None),
+            TxOp::Check { .. } => Ok(old.cloned()),
             TxOp::Update { key, set, add, .. } => {
-                let mut item = old.clone().unwrap_or_else(|| key.item());
+                let mut item = old.cloned().unwrap_or_else(|| key.item());
                 for (k, v) in set {
                     if k == PK || k == SK {
                         return Err(Error::Internal("an update cannot change PK or SK".into()));
@@ -177,10 +201,59 @@ impl Tx<'_> {
                     item.insert(attr.clone(), Value::from(sum));
                 }
                 check_item(&item)?;
-                self.write(key, old.as_ref(), Some(&item))?;
                 Ok(Some(item))
             }
         }
+    }
+
+    /// Runs one write's operations in the open transaction: every condition is checked
+    /// and every result computed and encoded, then all of them written, or none is. The
+    /// outer error is one that leaves the transaction unusable (storage failed while
+    /// writing); the inner one refuses this write alone.
+    fn run(&mut self, ops: &[TxOp]) -> Result<Result<Vec<Option<Item>>>> {
+        let mut planned = Vec::with_capacity(ops.len());
+        let mut failed = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let (key, cond) = match op_parts(op) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+            let old = self.read(&key)?;
+            if !cond_holds(old.as_ref(), cond) {
+                failed.push(i);
+            }
+            planned.push((key, old));
+        }
+        if !failed.is_empty() {
+            return Ok(Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed }));
+        }
+        let mut news = Vec::with_capacity(ops.len());
+        for (op, (key, old)) in ops.iter().zip(&planned) {
+            let new = match Self::compute(op, old.as_ref()) {
+                Ok(n) => n,
+                Err(e) => return Ok(Err(e)),
+            };
+            let bytes = match &new {
+                Some(item) if !matches!(op, TxOp::Check { .. }) => {
+                    let bytes = serde_json::to_vec(item).map_err(db_err)?;
+                    if bytes.len() > MAX_ITEM_BYTES {
+                        tracing::warn!(pk = %key.pk, sk = %key.sk, bytes = bytes.len(), "item over the size limit refused");
+                        return Ok(Err(Error::TooLarge(super::table::ITEM_TOO_LARGE.into())));
+                    }
+                    Some(bytes)
+                }
+                _ => None,
+            };
+            news.push((new, bytes));
+        }
+        for (op, ((key, old), (new, bytes))) in ops.iter().zip(planned.iter().zip(&news)) {
+            match (op, new, bytes) {
+                (TxOp::Check { .. }, _, _) => {}
+                (_, Some(item), Some(bytes)) => self.write(key, old.as_ref(), Some((item, bytes)))?,
+                _ => self.write(key, old.as_ref(), None)?,
+            }
+        }
+        Ok(Ok(news.into_iter().map(|(n, _)| n).collect()))
     }
 }
 
@@ -214,13 +287,81 @@ impl EmbeddedTable {
             tx.open_table(index_table(def)).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        Ok(EmbeddedTable { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (requests, rx) = std::sync::mpsc::channel::<Request>();
+        let for_writer = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("depot-table-writer".into())
+            .spawn(move || Self::writer(&for_writer, rx))
+            .map_err(db_err)?;
+        Ok(EmbeddedTable { db, writer: Arc::new(Writer { requests: Some(requests), thread: Some(thread) }) })
     }
 
-    /// Runs `ops` in one write transaction: every condition is checked, then every write
-    /// applied, or nothing is.
-    fn write_tx(db: &Database, ops: &[TxOp]) -> Result<Vec<Option<Item>>> {
-        let wtx = db.begin_write().map_err(db_err)?;
+    /// The writer thread: takes the writes waiting, commits them in one transaction, and
+    /// answers each once it is durable; until the last handle goes.
+    fn writer(db: &Database, rx: std::sync::mpsc::Receiver<Request>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        // When the oldest commit that is not durable yet was made.
+        let mut pending_since: Option<std::time::Instant> = None;
+        loop {
+            let first = match pending_since {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => rx.recv_timeout(RELAXED_WINDOW.saturating_sub(t.elapsed())),
+            };
+            let first = match first {
+                Ok(r) => r,
+                Err(stop) => {
+                    // The window is up, or the table is closing: make everything durable.
+                    if pending_since.take().is_some() {
+                        if let Err(e) = Self::commit_group(db, &[], Durability::Immediate) {
+                            tracing::warn!(error = %e, "flushing relaxed writes failed");
+                        }
+                    }
+                    if stop == RecvTimeoutError::Disconnected {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            // A group of relaxed counters alone is acknowledged before it is flushed; any
+            // other write makes the group, and everything before it, durable.
+            let relaxed = group.iter().all(|r| r.relaxed);
+            let durability = if relaxed { Durability::None } else { Durability::Immediate };
+            let ops: Vec<&[TxOp]> = group.iter().map(|r| r.ops.as_slice()).collect();
+            let outcome = Self::commit_group(db, &ops, durability);
+            match (&outcome, relaxed) {
+                (Ok(_), true) => pending_since = pending_since.or(Some(std::time::Instant::now())),
+                (Ok(_), false) => pending_since = None,
+                (Err(_), _) => {}
+            }
+            match outcome {
+                Ok(results) => {
+                    for (r, result) in group.into_iter().zip(results) {
+                        let _ = r.answer.send(result);
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for r in group {
+                        let _ = r.answer.send(Err(Error::Internal(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs each write in one write transaction, in order (each sees the ones before it),
+    /// and commits: the results of all, or an error for all when nothing was committed.
+    fn commit_group(db: &Database, writes: &[&[TxOp]], durability: Durability) -> Result<Vec<Result<Vec<Option<Item>>>>> {
+        let mut wtx = db.begin_write().map_err(db_err)?;
+        wtx.set_durability(durability);
         let results = {
             let mut tx = Tx {
                 items: wtx.open_table(ITEMS).map_err(db_err)?,
@@ -230,23 +371,10 @@ impl EmbeddedTable {
                     .collect::<Result<_, _>>()
                     .map_err(db_err)?,
             };
-            let mut olds = Vec::with_capacity(ops.len());
-            let mut failed = Vec::new();
-            for (i, op) in ops.iter().enumerate() {
-                let (key, cond) = op_parts(op)?;
-                let old = tx.read(&key)?;
-                if !cond_holds(old.as_ref(), cond) {
-                    failed.push(i);
-                }
-                olds.push(old);
-            }
-            if !failed.is_empty() {
-                // Dropping the uncommitted transaction aborts it.
-                return Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed });
-            }
-            let mut results = Vec::with_capacity(ops.len());
-            for (op, old) in ops.iter().zip(olds) {
-                results.push(tx.apply(op, old)?);
+            let mut results = Vec::with_capacity(writes.len());
+            for ops in writes {
+                // A storage failure mid-write drops the transaction: nothing of the group lands.
+                results.push(tx.run(ops)?);
             }
             results
         };
@@ -254,9 +382,17 @@ impl EmbeddedTable {
         Ok(results)
     }
 
+    /// Hands `ops` to the writer, which applies every one or none, and answers once the
+    /// group it went in is durable.
     async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || Self::write_tx(&db, &ops)).await.map_err(db_err)?
+        self.write_as(ops, false).await
+    }
+
+    async fn write_as(&self, ops: Vec<TxOp>, relaxed: bool) -> Result<Vec<Option<Item>>> {
+        let (answer, got) = tokio::sync::oneshot::channel();
+        let requests = self.writer.requests.as_ref().ok_or_else(|| db_err("the table is closed"))?;
+        requests.send(Request { ops, relaxed, answer }).map_err(|_| db_err("the table's writer stopped"))?;
+        got.await.map_err(|_| db_err("the table's writer stopped"))?
     }
 
     fn query_sync(db: &Database, q: &Query) -> Result<Page> {
@@ -357,6 +493,12 @@ impl Table for EmbeddedTable {
     async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item> {
         let op = TxOp::Update { key: key.clone(), set, add: add.to_vec(), cond };
         let mut out = self.write(vec![op]).await?;
+        out.pop().flatten().ok_or_else(|| db_err("update wrote nothing"))
+    }
+
+    async fn update_relaxed(&self, key: &Key, add: &[(String, i64)], cond: Cond) -> Result<Item> {
+        let op = TxOp::Update { key: key.clone(), set: Item::new(), add: add.to_vec(), cond };
+        let mut out = self.write_as(vec![op], true).await?;
         out.pop().flatten().ok_or_else(|| db_err("update wrote nothing"))
     }
 

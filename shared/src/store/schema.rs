@@ -142,9 +142,14 @@ pub fn version_key(project: &str, repo: &str, package_key: &str, version: &str) 
     Key::new(package_partition(project, repo, package_key), format!("{VER_SK_PREFIX}{version}"))
 }
 
-/// The per-day download counter of a version.
+/// The per-day download counter of a version (with a TTL: `registry::DOWNLOAD_DAYS_KEPT`).
 pub fn download_day_key(project: &str, repo: &str, package_key: &str, day: &str, version: &str) -> Key {
-    Key::new(format!("DL#{project}/{repo}/{package_key}"), format!("DAY#{day}#{version}"))
+    Key::new(download_days_partition(project, repo, package_key), format!("DAY#{day}#{version}"))
+}
+
+/// The partition of a package's per-day download counters.
+pub fn download_days_partition(project: &str, repo: &str, package_key: &str) -> String {
+    format!("DL#{project}/{repo}/{package_key}")
 }
 
 /// The partition of a repository's content paths: one item per path, naming the

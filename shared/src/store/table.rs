@@ -198,12 +198,22 @@ pub trait Table: Send + Sync + 'static {
     /// to `null` is removed (in a transaction's `TxOp::Update` too).
     async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item>;
 
+    /// [`Table::update`] of a counter that a crash may lose within [`RELAXED_WINDOW`]: an
+    /// adapter may answer before the write is durable, as long as it makes it durable
+    /// within the window and on a clean shutdown. DynamoDB's writes are always durable.
+    async fn update_relaxed(&self, key: &Key, add: &[(String, i64)], cond: Cond) -> Result<Item> {
+        self.update(key, Item::new(), add, cond).await
+    }
+
     /// Applies every operation or none. Any failed condition is `Conflict`, whose message
     /// names the failed operations by index.
     async fn transact(&self, ops: Vec<TxOp>) -> Result<()>;
 
     async fn query(&self, query: &Query) -> Result<Page>;
 }
+
+/// How long a write made through [`Table::update_relaxed`] may stay not durable.
+pub const RELAXED_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Atomically adds `delta` to one numeric attribute and returns its new value.
 pub async fn atomic_add(table: &dyn Table, key: &Key, attr: &str, delta: i64) -> Result<i64> {

@@ -356,7 +356,11 @@ pub(crate) async fn registry_packages_and_versions(t: Arc<dyn Table>) {
     assert_eq!((p.versions, p.latest.as_str()), (2, "1.2.0"));
     assert_eq!(p.history_version.len(), 3, "history is never pruned");
     assert!(matches!(reg.delete_version(&writer(), "pk", "r", "rds://x", "1.10.0").await, Err(Error::NotFound { .. })));
+    assert!(t.get(&day_key(&today, "1.0.0")).await.unwrap().is_some());
     assert_eq!(reg.delete_package(&manager(), "pk", "r", "rds://x").await.unwrap(), 2);
+    for (day, v) in [(today.as_str(), "1.0.0"), ("2020-01-01", "1.2.0")] {
+        assert!(t.get(&day_key(day, v)).await.unwrap().is_none(), "day counters go with their versions");
+    }
     assert!(matches!(reg.get_package("pk", "r", "rds://x").await, Err(Error::NotFound { .. })));
     let repo = reg.get_repository("pk", "r").await.unwrap();
     assert_eq!(repo.package_count, 0, "no negative or stale counter");

@@ -118,6 +118,12 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end.
+    pub fn stop_with(mut self, signal: &str) {
+        let _ = Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
     /// The server's peak resident set so far, in bytes (Linux `VmHWM`).
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();

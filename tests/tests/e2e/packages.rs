@@ -604,3 +604,46 @@ async fn stage_tags(api: crate::harness::Api, p: &'static str, v: String) -> Val
     let (s, b) = api.get(&format!("/repository/api/stage/{p}/charts?packageKey=rds://app&version={v}")).await;
     data(s, &b)
 }
+
+/// Download counts on embedded storage are acknowledged before they are flushed (the
+/// only writes that are), then made durable within a second: a clean stop right after
+/// the downloads keeps every one, and so does a crash (SIGKILL) a second later.
+#[tokio::test]
+async fn download_counts_survive_a_clean_stop_and_a_crash_after_their_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let start = || crate::harness::Server::start(&["--data-dir", &data_dir], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let server = start();
+    let api = Api::new(&server.base);
+    crate::rds::rds_repo(&api, "dl", "charts").await;
+    let (file, bytes) = crate::rds::chart("keep", "1.0.0", "tgz");
+    let (s, b) = crate::rds::upload(&api, "/rds/api/dl/charts/charts", &file, bytes).await;
+    assert_eq!(s, 201, "{b}");
+    let download = |base: String| async move {
+        let res = crate::uploads::no_redirects()
+            .get(format!("{base}/rds/dl/charts/charts/keep-1.0.0.tgz"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 302);
+    };
+    let count = |api: Api| async move {
+        let (s, b) = api.get("/repository/api/package/info/dl/charts?packageKey=rds://keep").await;
+        data(s, &b)["downloads"].as_i64().unwrap()
+    };
+    for _ in 0..20 {
+        download(server.base.clone()).await;
+    }
+    server.stop_with("TERM");
+    let server = start();
+    let api = Api::new(&server.base);
+    assert_eq!(count(api.clone()).await, 20, "a clean stop flushes them");
+    for _ in 0..15 {
+        download(server.base.clone()).await;
+    }
+    tokio::time::sleep(depot_core::store::RELAXED_WINDOW + std::time::Duration::from_millis(500)).await;
+    server.stop_with("KILL");
+    let server = start();
+    assert_eq!(count(Api::new(&server.base)).await, 35, "flushed within the window");
+}
