@@ -149,10 +149,15 @@ impl Tx<'_> {
     fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<(&Item, &[u8])>) -> Result<()> {
         let k = enc(&[&key.pk, &key.sk]);
         for (def, table) in &mut self.indexes {
-            if let Some(e) = old.and_then(|o| index_entry(def, o)) {
+            let (was, is) = (old.and_then(|o| index_entry(def, o)), new.and_then(|(n, _)| index_entry(def, n)));
+            // An entry that stays (a counter's update) is left alone.
+            if was == is {
+                continue;
+            }
+            if let Some(e) = was {
                 table.remove(e.as_slice()).map_err(db_err)?;
             }
-            if let Some(e) = new.and_then(|(n, _)| index_entry(def, n)) {
+            if let Some(e) = is {
                 table.insert(e.as_slice(), ()).map_err(db_err)?;
             }
         }
