@@ -471,20 +471,17 @@ impl EmbeddedTable {
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>> {
-        let db = self.db.clone();
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || {
-            let rtx = db.begin_read().map_err(db_err)?;
-            let t = rtx.open_table(ITEMS).map_err(db_err)?;
-            check_key_str(&key.pk)?;
-            check_key_str(&key.sk)?;
-            match t.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
-                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
-                None => Ok(None),
-            }
-        })
-        .await
-        .map_err(db_err)?
+        // One item, at most 400 KB: read on the calling task. Handing so short a read to
+        // the blocking pool cost more in thread switches than the read itself (queries,
+        // which may read pages of many items, still go there).
+        let rtx = self.db.begin_read().map_err(db_err)?;
+        let t = rtx.open_table(ITEMS).map_err(db_err)?;
+        check_key_str(&key.pk)?;
+        check_key_str(&key.sk)?;
+        match t.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+            None => Ok(None),
+        }
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<()> {
