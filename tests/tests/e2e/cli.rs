@@ -269,13 +269,8 @@ async fn client_on_embedded_storage() {
     round_trip(&server.base, &api, &user).await;
 
     // A download whose stored bytes went bad is refused by the client's digest check.
-    user.login(&server.base, "admin", ADMIN_PASSWORD);
-    let (file, bytes) = crate::rds::chart("redis", "1.0.0", "tgz");
-    user.write(&file, &bytes);
-    user.ok(&["push", "demo/charts", &file, "-q"]);
+    let (bytes, bad) = push_one_to_spoil(&server.base, &user);
     let stored = find_file(dir.path(), &sha256_hex(&bytes)).expect("the stored blob");
-    let mut bad = bytes.clone();
-    bad[100] ^= 0xff;
     std::fs::write(&stored, &bad).unwrap();
     let err = user.fails(&["pull", "demo/charts", "redis", "-o", "redis.tgz"]);
     assert!(err.contains("is corrupt"), "{err}");
@@ -292,17 +287,23 @@ async fn client_on_aws_storage() {
     round_trip(&server.base, &api, &user).await;
 
     // The object in S3 replaced behind depot's back: the client's check refuses it.
-    user.login(&server.base, "admin", ADMIN_PASSWORD);
-    let (file, bytes) = crate::rds::chart("redis", "1.0.0", "tgz");
-    user.write(&file, &bytes);
-    user.ok(&["push", "demo/charts", &file, "-q"]);
+    let (bytes, bad) = push_one_to_spoil(&server.base, &user);
     let sdk = depot_core::http::sdk_config().await;
     let key = depot_core::store::content_key(&sha256_hex(&bytes));
-    let mut bad = bytes.clone();
-    bad[100] ^= 0xff;
     aws_sdk_s3::Client::new(&sdk).put_object().bucket(&bucket).key(&key).body(bad.into()).send().await.unwrap();
     let err = user.fails(&["pull", "demo/charts", "redis", "-o", "redis.tgz"]);
     assert!(err.contains("is corrupt"), "{err}");
+}
+
+/// Logs in again and pushes a chart: its bytes, and the same with one byte changed.
+fn push_one_to_spoil(base: &str, user: &User) -> (Vec<u8>, Vec<u8>) {
+    user.login(base, "admin", ADMIN_PASSWORD);
+    let (file, bytes) = crate::rds::chart("redis", "1.0.0", "tgz");
+    user.write(&file, &bytes);
+    user.ok(&["push", "demo/charts", &file, "-q"]);
+    let mut bad = bytes.clone();
+    bad[100] ^= 0xff;
+    (bytes, bad)
 }
 
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {

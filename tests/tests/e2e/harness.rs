@@ -310,3 +310,16 @@ pub async fn counted_embedded() -> (tempfile::TempDir, axum::Router, std::sync::
     state.authenticator.bootstrap_admin(false).await.unwrap();
     (dir, surfaces(state), counting)
 }
+
+/// A private repository of type `ty`, with every other setting at its default.
+pub fn new_repository(project: &str, name: &str, ty: depot_core::model::RepoType) -> depot_core::registry::NewRepository {
+    depot_core::registry::NewRepository {
+        project_id: project.into(),
+        name: name.into(),
+        repo_type: ty,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+        configuration: None,
+    }
+}

@@ -253,18 +253,9 @@ async fn pages_on(config: depot_core::config::Config) {
     let (state, counting) = crate::harness::counted(config, true).await;
     let reg = state.registry.clone();
     use depot_core::model::RepoType;
-    use depot_core::registry::{NewProject, NewRepository, NewVersion};
+    use depot_core::registry::{NewProject, NewVersion};
     reg.create_project(NewProject { name: "pg".into(), ..Default::default() }, "admin").await.unwrap();
-    let nr = NewRepository {
-        project_id: "pg".into(),
-        name: "r".into(),
-        repo_type: RepoType::Rds,
-        public: false,
-        description: None,
-        allow_overwrite: None,
-        configuration: None,
-    };
-    reg.create_repository(nr, "admin").await.unwrap();
+    reg.create_repository(crate::harness::new_repository("pg", "r", RepoType::Rds), "admin").await.unwrap();
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
     let writer = depot_core::model::Actor::user("u", depot_core::model::Rights::ALL);
     let nv = |code: String, name: String, v: String| {

@@ -136,7 +136,7 @@ fn brute(rule: &Value, rec: &Map<String, Value>) -> bool {
 
 async fn search_on(config: depot_core::config::Config, seed: u64) {
     use depot_core::model::RepoType;
-    use depot_core::registry::{NewProject, NewRepository, NewVersion};
+    use depot_core::registry::{NewProject, NewVersion};
     let config = depot_core::config::Config { admin_password: Some(ADMIN_PASSWORD.into()), ..config };
     let stores = depot_core::http::open_stores(&config, true).await.unwrap();
     let state = depot_core::http::AppState::from_stores(config, stores);
@@ -147,16 +147,7 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
     reg.create_project(NewProject { name: project.clone(), ..Default::default() }, "admin").await.unwrap();
     let repos = [("charts", RepoType::Rds), ("files", RepoType::Generic), ("rpms", RepoType::Rpm)];
     for (name, ty) in repos {
-        let nr = NewRepository {
-            project_id: project.clone(),
-            name: name.into(),
-            repo_type: ty,
-            public: false,
-            description: None,
-            allow_overwrite: None,
-            configuration: None,
-        };
-        reg.create_repository(nr, "admin").await.unwrap();
+        reg.create_repository(crate::harness::new_repository(&project, name, ty), "admin").await.unwrap();
     }
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
     let words = ["alpha", "Beta", "gamma", "delta-x", "Omega", "mysql", "redis"];
@@ -397,7 +388,7 @@ async fn the_worst_search_does_not_hold_up_the_server() {
 #[tokio::test]
 async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
     use depot_core::model::RepoType;
-    use depot_core::registry::{NewProject, NewRepository, NewVersion};
+    use depot_core::registry::{NewProject, NewVersion};
     use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
     let config = depot_core::config::Config {
@@ -411,16 +402,7 @@ async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
     let reg = state.registry.clone();
     reg.create_project(NewProject { name: "big".into(), ..Default::default() }, "admin").await.unwrap();
     for repo in ["many", "few"] {
-        let nr = NewRepository {
-            project_id: "big".into(),
-            name: repo.into(),
-            repo_type: RepoType::Rds,
-            public: false,
-            description: None,
-            allow_overwrite: None,
-            configuration: None,
-        };
-        reg.create_repository(nr, "admin").await.unwrap();
+        reg.create_repository(crate::harness::new_repository("big", repo, RepoType::Rds), "admin").await.unwrap();
     }
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
     let admin = depot_core::model::Actor::user("admin", depot_core::model::Rights::ALL);
