@@ -134,6 +134,15 @@ fn brute(rule: &Value, rec: &Map<String, Value>) -> bool {
     }
 }
 
+/// A search request with these credentials and this body.
+fn search_request(auth: &str, body: &Value) -> Request<Body> {
+    Request::post("/repository/api/package/search")
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
 async fn search_on(config: depot_core::config::Config, seed: u64) {
     use depot_core::model::RepoType;
     use depot_core::registry::{NewProject, NewVersion};
@@ -176,11 +185,7 @@ async fn search_on(config: depot_core::config::Config, seed: u64) {
     let search = |body: Value| {
         let (app, auth) = (app.clone(), auth.clone());
         async move {
-            let req = Request::post("/repository/api/package/search")
-                .header("authorization", auth)
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap();
+            let req = search_request(&auth, &body);
             let res = app.oneshot(req).await.unwrap();
             let status = res.status().as_u16();
             let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
@@ -421,11 +426,7 @@ async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
         let body = json!({"rule": {"relation": "AND", "rules": rules}, "page": {"pageSize": 1000}, "select": ["key"]});
         let counting = counting.clone();
         async move {
-            let req = Request::post("/repository/api/package/search")
-                .header("authorization", auth)
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap();
+            let req = search_request(&auth, &body);
             let before = counting.items_read.load(Ordering::SeqCst);
             let res = app.oneshot(req).await.unwrap();
             let status = res.status().as_u16();
