@@ -1,8 +1,10 @@
 //! `Table` on an embedded database file (redb).
 //!
 //! Items live in one redb table keyed by `PK\0SK\0`; each secondary index is a redb
-//! table keyed by `GPK\0GSK\0PK\0SK\0`. Every call is one redb transaction, so writes
-//! are serialised and a transaction applies all or nothing.
+//! table keyed by `GPK\0GSK\0PK\0SK\0`. Every read is one redb read transaction. Writes
+//! go through one writer thread, in order: the writes waiting for it are committed in one
+//! redb transaction (a group commit), each applying all or nothing and seeing the ones
+//! before it, so that concurrent writers share a flush.
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
