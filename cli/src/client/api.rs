@@ -169,6 +169,7 @@ pub async fn failure_of(res: Response, what: &str, sent_trace: Option<String>) -
     };
     let message = if message.is_empty() { status.canonical_reason().unwrap_or("failed").to_string() } else { message };
     let hint = match status {
+        StatusCode::UNAUTHORIZED if what.starts_with("creating an API token") => "; check the user and password",
         StatusCode::UNAUTHORIZED => "; check the token (depot login, or DEPOT_TOKEN)",
         _ => "",
     };

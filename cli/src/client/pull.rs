@@ -96,9 +96,24 @@ pub async fn pull(api: &Api, args: PullArgs) -> anyhow::Result<PathBuf> {
                 n += k as u64;
             }
         })
-        .await??;
+        .await?
+        .with_context(|| format!("reading {}", partial.display()))?;
         hasher = h;
         have = n;
+    }
+    if have == size && size > 0 {
+        // All there already (a pull interrupted just before its rename): checked, and
+        // either kept or started over.
+        if hex::encode(hasher.clone().finalize()) == sha256 {
+            tokio::fs::rename(&partial, &target).await.with_context(|| format!("writing {}", target.display()))?;
+            if !args.quiet {
+                println!("pulled {key} {version} to {} (sha256 {sha256})", target.display());
+            }
+            return Ok(target);
+        }
+        tokio::fs::remove_file(&partial).await?;
+        hasher = sha2::Sha256::new();
+        have = 0;
     }
 
     let rb = api.request(Method::GET, &format!("/repository/api/version/download/{project}/{repo}"));

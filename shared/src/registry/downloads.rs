@@ -58,21 +58,28 @@ fn pending_of(item: &Item) -> Vec<Pending> {
 /// The downloads of a package's versions that its item holds and their version items do
 /// not yet (see [`Registry::record_download`]): added to what a version shows.
 #[derive(Debug, Default, Clone)]
-pub struct PendingDownloads(HashMap<String, i64>);
+pub struct PendingDownloads(HashMap<String, (i64, Vec<String>)>);
 
 impl PendingDownloads {
     pub fn of_item(item: &Item) -> Self {
-        let mut by_version = HashMap::new();
+        let mut by_version: HashMap<String, (i64, Vec<String>)> = HashMap::new();
         for p in pending_of(item) {
-            *by_version.entry(p.version).or_insert(0) += p.count;
+            let e = by_version.entry(p.version).or_default();
+            e.0 += p.count;
+            e.1.push(p.attr);
         }
         PendingDownloads(by_version)
+    }
+
+    /// The package item's attributes that hold `version`'s pending counts.
+    pub fn attrs_of(&self, version: &str) -> Vec<String> {
+        self.0.get(version).map(|(_, attrs)| attrs.clone()).unwrap_or_default()
     }
 
     /// Adds each version's pending downloads to its count.
     pub fn apply(&self, versions: &mut [PackageVersion]) {
         for v in versions {
-            v.downloads += self.0.get(&v.name).copied().unwrap_or(0);
+            v.downloads += self.0.get(&v.name).map_or(0, |(n, _)| *n);
         }
     }
 }

@@ -421,7 +421,10 @@ impl Registry {
                     old.created_by
                 )));
             }
-            let summary = self.get_package(project, repo, key).await?;
+            let (summary, pending) = match self.find_package_counted(project, repo, key).await? {
+                Some(found) => found,
+                None => return Err(Error::not_found(Kind::Package, key)),
+            };
             let version_op =
                 TxOp::Delete { key: vkey.clone(), cond: Cond::Eq("revision".into(), Value::from(old.revision)) };
             let summary_cond = Cond::Eq("revision".into(), Value::from(summary.revision));
@@ -436,6 +439,11 @@ impl Registry {
                     set.insert("latest".into(), latest_without(&remaining, version).into());
                 }
                 set.insert("lastModifiedDate".into(), now_iso().into());
+                // Its downloads not rolled up yet go with it: a version uploaded again
+                // under its name starts from none.
+                for attr in pending.attrs_of(version) {
+                    set.insert(attr, Value::Null);
+                }
                 TxOp::Update {
                     key: package_key(project, repo, key),
                     set,

@@ -663,4 +663,16 @@ pub(crate) async fn downloads_race_roll_ups(t: Arc<dyn Table>) {
     let rolled: i64 = reg.list_versions("dl", "r", "rds://y").await.unwrap().iter().map(|v| v.downloads).sum();
     assert_eq!(rolled, 23, "all of them on the versions once rolled up");
     assert_eq!(reg.get_package("dl", "r", "rds://y").await.unwrap().downloads, 23);
+
+    // A version deleted with downloads pending, then uploaded again: it starts from none
+    // (the package keeps counting them).
+    for _ in 0..3 {
+        reg.record_download("dl", "r", "rds://y", "3.0.0").await.unwrap();
+    }
+    reg.delete_version(&writer(), "dl", "r", "rds://y", "3.0.0").await.unwrap();
+    reg.create_version(NewVersion::new("dl", "r", "rds://y", "y", RepoType::Rds, "3.0.0", blob.clone()), &writer()).await.unwrap();
+    let mut again = vec![reg.get_version("dl", "r", "rds://y", "3.0.0").await.unwrap()];
+    reg.pending_downloads("dl", "r", "rds://y").await.unwrap().apply(&mut again);
+    assert_eq!(again[0].downloads, 0, "a version uploaded again starts from no downloads");
+    assert_eq!(reg.get_package("dl", "r", "rds://y").await.unwrap().downloads, 26);
 }

@@ -208,6 +208,17 @@ async fn round_trip(base: &str, api: &Api, user: &User) {
     );
     assert!(user.read("resumed.tar") == big_bytes);
     assert!(!user.dir().join("resumed.tar.depot-partial").exists());
+    // A whole partial file (a pull stopped before its rename) is checked and kept, with
+    // no download; a whole one that is wrong is started over.
+    user.write("whole.tar.depot-partial", &big_bytes);
+    let ran = user.ok(&["pull", "demo/charts", "mysql@0.2.0", "-o", "whole.tar"]);
+    assert!(!ran.err.contains("downloading"), "nothing downloaded: {}", ran.err);
+    assert!(user.read("whole.tar") == big_bytes);
+    let mut wrong = big_bytes.clone();
+    wrong[7] ^= 1;
+    user.write("again.tar.depot-partial", &wrong);
+    user.ok(&["pull", "demo/charts", "mysql@0.2.0", "-o", "again.tar", "-q"]);
+    assert!(user.read("again.tar") == big_bytes);
     // A partial file that is not what the registry holds: the digest check refuses the
     // whole, and nothing is kept.
     user.write("bad.tar.depot-partial", &vec![0u8; 1 << 20]);
@@ -230,7 +241,7 @@ async fn round_trip(base: &str, api: &Api, user: &User) {
     assert!(err.contains("not logged in: run `depot login URL`"), "{err}");
     let err =
         User::new().run_with(&["login", base, "--user", "admin", "--password-stdin"], Some("wrong-password\n")).err;
-    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(err.contains("HTTP 401") && err.contains("check the user and password"), "{err}");
 
     // DEPOT_URL and DEPOT_TOKEN instead of a login, as CI uses them.
     let (s, b) = api.post("/auth/api/user/token/admin/ci", json!({})).await;
