@@ -84,6 +84,9 @@ pub enum Error {
     /// seconds (429).
     #[error("{message}")]
     Throttled { message: String, retry_after: u64 },
+    /// A `Range` outside the bytes there are (416, with `Content-Range: bytes */{size}`).
+    #[error("{message}")]
+    RangeNotSatisfiable { message: String, size: u64 },
     /// A bug or a failed dependency. Logged with its trace id.
     #[error("{0}")]
     Internal(String),

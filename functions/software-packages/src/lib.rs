@@ -47,7 +47,11 @@ pub fn routes() -> Routes {
 /// are depot's, one per HTTP status class it answers.
 pub fn code_of(e: &Error) -> i64 {
     match e {
-        Error::Invalid(_) | Error::Missing { .. } | Error::TooLarge(_) | Error::NotAllowed { .. } => 10001,
+        Error::Invalid(_)
+        | Error::Missing { .. }
+        | Error::TooLarge(_)
+        | Error::NotAllowed { .. }
+        | Error::RangeNotSatisfiable { .. } => 10001,
         Error::NotFound { .. } => 10002,
         Error::Unauthenticated(_) => 10003,
         Error::Forbidden(_) => 10004,

@@ -52,7 +52,9 @@ pub fn code_of(e: &Error) -> i64 {
         Error::Exists { what: Kind::Permission, .. } => PERMISSION_EXISTED,
         Error::Exists { .. } | Error::Conflict { .. } => RESOURCE_EXISTED,
         Error::Missing { .. } => PARAMETER_MISSING,
-        Error::Invalid(_) | Error::TooLarge(_) | Error::NotAllowed { .. } => PARAMETER_INVALID,
+        Error::Invalid(_) | Error::TooLarge(_) | Error::NotAllowed { .. } | Error::RangeNotSatisfiable { .. } => {
+            PARAMETER_INVALID
+        }
         Error::Unauthenticated(_) => AUTH_FAILED,
         Error::Forbidden(_) => PERMISSION_DENIED,
         Error::Unavailable { .. } | Error::Throttled { .. } | Error::Internal(_) => SYSTEM_ERROR,

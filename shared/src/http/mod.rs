@@ -30,6 +30,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,6 +55,11 @@ pub fn error_headers(res: &mut axum::response::Response, e: &Error) {
     trace::note_reason(&e.to_string());
     if matches!(e, Error::Unauthenticated(_)) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"depot\""));
+    }
+    if let Error::RangeNotSatisfiable { size, .. } = e {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            res.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
     }
     if let Some(secs) = e.retry_after() {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -139,11 +139,14 @@ pub fn stream_from_bytes(bytes: impl Into<Bytes>) -> ByteStream {
 pub(crate) fn resolve_range(range: Option<ByteRange>, size: u64) -> Result<Option<(u64, u64)>> {
     let Some(r) = range else { return Ok(None) };
     if r.start >= size || r.end.is_some_and(|e| e < r.start) {
-        return Err(Error::Invalid(format!(
-            "range {}-{} is not satisfiable for a blob of {size} bytes",
-            r.start,
-            r.end.map(|e| e.to_string()).unwrap_or_default()
-        )));
+        return Err(Error::RangeNotSatisfiable {
+            message: format!(
+                "range {}-{} is not satisfiable for a blob of {size} bytes",
+                r.start,
+                r.end.map(|e| e.to_string()).unwrap_or_default()
+            ),
+            size,
+        });
     }
     Ok(Some((r.start, r.end.unwrap_or(size - 1).min(size - 1))))
 }

@@ -238,6 +238,12 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     let res = http.get(&location).header("range", "bytes=6-").send().await.unwrap();
     assert_eq!(res.status().as_u16(), 206);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"depot");
+    // Past the end: 416 with the size, as S3 answers it.
+    for range in [format!("bytes={}-", bytes.len()), "bytes=5-2".to_string()] {
+        let res = http.get(&location).header("range", &range).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 416, "{range}");
+        assert_eq!(res.headers()["content-range"], format!("bytes */{}", bytes.len()).as_str());
+    }
     let (s, b) = api.get(&format!("{UP}/{id}/content?filename=..%2Fx")).await;
     failure(s, &b, 400, 250105);
 
