@@ -172,8 +172,12 @@ impl Registry {
                 Err(e @ Error::Conflict { .. }) => {
                     // A deleted version: its counts go with it. A counter that moved on:
                     // read again.
-                    let versions: Vec<String> =
-                        owners.iter().enumerate().filter(|(i, _)| e.failed_op(*i)).filter_map(|(_, o)| o.clone()).collect();
+                    let versions: Vec<String> = owners
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| e.failed_op(*i))
+                        .filter_map(|(_, o)| o.clone())
+                        .collect();
                     gone.extend(versions);
                 }
                 Err(e) => return Err(e),

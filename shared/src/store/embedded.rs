@@ -366,7 +366,11 @@ impl EmbeddedTable {
 
     /// Runs each write in one write transaction, in order (each sees the ones before it),
     /// and commits: the results of all, or an error for all when nothing was committed.
-    fn commit_group(db: &Database, writes: &[&[TxOp]], durability: Durability) -> Result<Vec<Result<Vec<Option<Item>>>>> {
+    fn commit_group(
+        db: &Database,
+        writes: &[&[TxOp]],
+        durability: Durability,
+    ) -> Result<Vec<Result<Vec<Option<Item>>>>> {
         let mut wtx = db.begin_write().map_err(db_err)?;
         wtx.set_durability(durability);
         let results = {

@@ -112,7 +112,10 @@ async fn a_download_is_three_calls_and_one_single_item_write() {
         assert_eq!(oneshot(&app, upload).await.0, 201);
         // Warm the token's cache entry.
         assert_eq!(send("GET", "/repository/api/repo/info/dc/charts", &bearer, None).await.0, 200);
-        for path in ["/rds/dc/charts/charts/dl-1.0.0.tgz", "/repository/api/version/download/dc/charts?packageKey=rds://dl&version=1.0.0"] {
+        for path in [
+            "/rds/dc/charts/charts/dl-1.0.0.tgz",
+            "/repository/api/version/download/dc/charts?packageKey=rds://dl&version=1.0.0",
+        ] {
             for _ in 0..5 {
                 let (calls, writes, txs) = (
                     counting.calls.load(Ordering::SeqCst),
@@ -124,7 +127,10 @@ async fn a_download_is_three_calls_and_one_single_item_write() {
                 let calls = counting.calls.load(Ordering::SeqCst) - calls;
                 let writes = counting.writes.load(Ordering::SeqCst) - writes;
                 let txs = counting.transactions.load(Ordering::SeqCst) - txs;
-                assert!(calls <= 3 && writes == 1 && txs == 0, "{path}: {calls} calls, {writes} writes, {txs} transactions");
+                assert!(
+                    calls <= 3 && writes == 1 && txs == 0,
+                    "{path}: {calls} calls, {writes} writes, {txs} transactions"
+                );
             }
         }
         let (s, b) = send("GET", "/repository/api/version/page/dc/charts?packageKey=rds://dl", &bearer, None).await;

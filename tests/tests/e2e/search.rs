@@ -411,11 +411,15 @@ async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
     }
     let blob = reg.store_content(depot_core::store::stream_from_bytes(b"x".to_vec())).await.unwrap();
     let admin = depot_core::model::Actor::user("admin", depot_core::model::Rights::ALL);
-    let names: Vec<(&str, String)> =
-        (0..120).map(|i| ("many", format!("pkg-{i}"))).chain(["Mixed-Case", "other"].map(|n| ("few", n.to_string()))).collect();
+    let names: Vec<(&str, String)> = (0..120)
+        .map(|i| ("many", format!("pkg-{i}")))
+        .chain(["Mixed-Case", "other"].map(|n| ("few", n.to_string())))
+        .collect();
     for (repo, name) in &names {
         let key = format!("rds://{name}");
-        reg.create_version(NewVersion::new("big", repo, &key, name, RepoType::Rds, "1.0.0", blob.clone()), &admin).await.unwrap();
+        reg.create_version(NewVersion::new("big", repo, &key, name, RepoType::Rds, "1.0.0", blob.clone()), &admin)
+            .await
+            .unwrap();
     }
     let app = depot_packages::SURFACE.router(state);
     let auth = format!("Basic {}", crate::harness::basic("admin", ADMIN_PASSWORD));
@@ -437,7 +441,8 @@ async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
     };
     let leaf = |field: &str, op: &str, value: &str| json!({"field": field, "operation": op, "value": value});
     let keys = |b: &Value| -> Vec<String> {
-        let mut k: Vec<String> = b["data"]["records"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap().into()).collect();
+        let mut k: Vec<String> =
+            b["data"]["records"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap().into()).collect();
         k.sort();
         k
     };
@@ -452,7 +457,12 @@ async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
         (vec![leaf("key", "EQ", "no key at all")], 0),
         (vec![leaf("key", "PREFIX", "rds://pkg-11")], 11),
         // A nested AND is a conjunct too.
-        (vec![json!({"relation": "AND", "rules": [leaf("name", "PREFIX", "pkg-11"), leaf("latest", "EQ", "1.0.0")]})], 11),
+        (
+            vec![
+                json!({"relation": "AND", "rules": [leaf("name", "PREFIX", "pkg-11"), leaf("latest", "EQ", "1.0.0")]}),
+            ],
+            11,
+        ),
         (vec![leaf("repoName", "EQ", "few")], 2),
     ];
     for (rule, matches) in cases {
@@ -466,7 +476,10 @@ async fn searches_read_through_indexes_and_refuse_a_scan_too_wide() {
         let (s, b, read) = search(rule.clone()).await;
         assert_eq!(s, 400, "{rule:?}: {b}");
         let message = b["message"].as_str().unwrap();
-        assert!(message.contains("all 122 packages") && message.contains("narrow it with a key or name rule"), "{message}");
+        assert!(
+            message.contains("all 122 packages") && message.contains("narrow it with a key or name rule"),
+            "{message}"
+        );
         assert!(read < 8, "refused before reading the packages: {read}");
     }
 }
