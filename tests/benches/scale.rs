@@ -1,0 +1,245 @@
+//! What the hot operations cost at scale on the AWS backend: a repository seeded through
+//! the ports (not through HTTP uploads) with VERSIONS versions over PACKAGES packages,
+//! then each operation driven through the surfaces in process, as a warm function with
+//! token authentication would run it. Prints, per operation, the table requests (counted
+//! at the `Table` port: DynamoDB requests) and the latency: cold (a fresh process state
+//! over the same table), hot, and right after one write; then the `index.yaml` size,
+//! plain and gzipped.
+//!
+//! Usage (moto or LocalStack at AWS_ENDPOINT_URL, as `infra/test.sh` starts it):
+//!   cargo bench -p depot-e2e --bench scale -- [PACKAGES] [VERSIONS]
+//! Defaults: 2000 packages, 10000 versions. Seeding goes at moto's pace (DynamoDB is
+//! served one request at a time there): start with `-- 200 1000`.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::Request;
+use depot_core::config::{Backend, Config};
+use depot_core::http::{open_stores, AppState, Stores};
+use depot_core::model::{Actor, RepoType, Rights};
+use depot_core::registry::{NewProject, NewVersion};
+use depot_core::store::CountingTable;
+use serde_json::{json, Map, Value};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "scale-bench-password";
+
+struct Bench {
+    counting: Arc<CountingTable>,
+    stores: Stores,
+    config: Config,
+    token: String,
+}
+
+impl Bench {
+    /// A process's state over the seeded stores: a fresh one is a cold process.
+    fn app(&self) -> axum::Router {
+        let stores = counted(&self.stores, &self.counting);
+        depot_core::http::app(depot_cli::SURFACES, AppState::from_stores(self.config.clone(), stores))
+    }
+
+    /// One request: (status, body bytes, table requests, milliseconds).
+    async fn call(
+        &self,
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        gzip: bool,
+    ) -> (u16, usize, usize, f64) {
+        let mut req =
+            Request::builder().method(method).uri(path).header("authorization", format!("Bearer {}", self.token));
+        if gzip {
+            req = req.header("accept-encoding", "gzip");
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap();
+        let before = self.counting.calls.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        (status, bytes.len(), self.counting.calls.load(Ordering::SeqCst) - before, ms)
+    }
+}
+
+/// The stores with the table counted.
+fn counted(s: &Stores, counting: &Arc<CountingTable>) -> Stores {
+    Stores {
+        table: counting.clone(),
+        blobs: s.blobs.clone(),
+        signer: s.signer.clone(),
+        admin_secret: s.admin_secret.clone(),
+    }
+}
+
+fn chart_version(code: &str, version: &str, blob: depot_core::registry::BlobRef) -> NewVersion {
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), format!("Chart {code}").into());
+    metadata.insert("code".into(), code.into());
+    metadata.insert("description".into(), format!("about {code}").into());
+    metadata.insert("rdsVersion".into(), "v1".into());
+    metadata.insert("extension".into(), "tgz".into());
+    NewVersion {
+        content_path: format!("/{code}-{version}.tgz"),
+        description: format!("about {code}"),
+        metadata,
+        ..NewVersion::new("scale", "charts", &format!("rds://{code}"), code, RepoType::Rds, version, blob)
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let packages: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let versions: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000).max(packages);
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: moto (infra/test.sh starts it) or LocalStack");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let config = Config {
+        backend: Backend::Aws,
+        table: format!("scale-{id}"),
+        bucket: format!("scale-{id}"),
+        admin_password: Some(PASSWORD.into()),
+        ..Default::default()
+    };
+    let stores = open_stores(&config, true).await.unwrap();
+    let counting = CountingTable::new(stores.table.clone());
+
+    // Seeding, through the registry (the ports), one blob shared by every version.
+    let started = Instant::now();
+    let state = AppState::from_stores(config.clone(), counted(&stores, &counting));
+    state.authenticator.bootstrap_admin(false).await.unwrap();
+    let reg = state.registry.clone();
+    reg.create_project(NewProject { name: "scale".into(), ..Default::default() }, "admin").await.unwrap();
+    let repo = depot_core::registry::NewRepository {
+        project_id: "scale".into(),
+        name: "charts".into(),
+        repo_type: RepoType::Rds,
+        public: false,
+        description: None,
+        allow_overwrite: None,
+        configuration: None,
+    };
+    reg.create_repository(repo, "admin").await.unwrap();
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"chart bytes".to_vec())).await.unwrap();
+    let admin = Actor::user("admin", Rights::ALL);
+    let seeds: Vec<(String, String)> =
+        (0..versions).map(|i| (format!("pkg{:05}", i % packages), format!("1.{}.0", i / packages))).collect();
+    let reg2 = reg.clone();
+    futures::StreamExt::for_each_concurrent(futures::stream::iter(seeds), 8, |(code, version)| {
+        let (reg, blob, admin) = (reg2.clone(), blob.clone(), admin.clone());
+        async move {
+            reg.create_version(chart_version(&code, &version, blob), &admin).await.unwrap();
+        }
+    })
+    .await;
+    eprintln!("seeded {versions} versions over {packages} packages in {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut bench = Bench { counting, stores, config, token: String::new() };
+    let app = bench.app();
+    let basic = {
+        use base64::Engine;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}")))
+    };
+    let req =
+        Request::post("/auth/api/user/token/admin/bench").header("authorization", basic).body(Body::empty()).unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    bench.token = serde_json::from_slice::<Value>(&body).unwrap()["data"]["id"].as_str().unwrap().to_string();
+
+    let mut next = 0;
+    let mut upload = |app: axum::Router| {
+        next += 1;
+        let version = format!("9.{next}.0");
+        let (ctype, form) = chart_form("pkg00001", &version);
+        let token = bench.token.clone();
+        let counting = bench.counting.clone();
+        async move {
+            let req = Request::post("/rds/api/scale/charts/charts")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", ctype)
+                .body(Body::from(form))
+                .unwrap();
+            let before = counting.calls.load(Ordering::SeqCst);
+            let started = Instant::now();
+            let res = app.oneshot(req).await.unwrap();
+            assert_eq!(res.status().as_u16(), 201);
+            (counting.calls.load(Ordering::SeqCst) - before, started.elapsed().as_secs_f64() * 1000.0)
+        }
+    };
+    let search = |rule: Value| json!({"rule": {"relation": "AND", "rules": [{"field": "projectId", "operation": "EQ", "value": "scale"}, rule]}, "page": {"pageSize": 20}});
+    let ops: Vec<(&str, &str, String, Option<Value>)> = vec![
+        ("index.yaml", "GET", "/rds/scale/charts/index.yaml".into(), None),
+        ("download (302)", "GET", "/rds/scale/charts/charts/pkg00000-1.0.0.tgz".into(), None),
+        ("package page", "GET", "/repository/api/package/page/scale/charts?pageSize=20".into(), None),
+        ("version page", "GET", "/repository/api/version/page/scale/charts?packageKey=rds://pkg00000".into(), None),
+        ("package info", "GET", "/repository/api/package/info/scale/charts?packageKey=rds://pkg00000".into(), None),
+        (
+            "search, name EQ",
+            "POST",
+            "/repository/api/package/search".into(),
+            Some(search(json!({"field": "name", "operation": "EQ", "value": "pkg00007"}))),
+        ),
+        (
+            "search, unindexed",
+            "POST",
+            "/repository/api/package/search".into(),
+            Some(search(json!({"field": "downloads", "operation": "GTE", "value": 0}))),
+        ),
+    ];
+    println!("{packages} packages, {versions} versions; table requests and milliseconds (warm token)");
+    println!("{:<20} {:>14} {:>14} {:>18}", "operation", "cold", "hot", "after one write");
+    let (calls, ms) = upload(bench.app()).await;
+    println!("{:<20} {:>14} {:>14} {:>18}", "RDS upload (new)", format!("{calls} / {ms:.0}"), "", "");
+    for (name, method, path, body) in ops {
+        // Cold: a fresh process state (its caches empty), with the token checked once first.
+        let app = bench.app();
+        bench.call(&app, "GET", "/repository/api/repo/info/scale/charts", None, false).await;
+        let (s1, _, c1, m1) = bench.call(&app, method, &path, body.clone(), false).await;
+        let (s2, _, c2, m2) = bench.call(&app, method, &path, body.clone(), false).await;
+        upload(app.clone()).await;
+        let (s3, _, c3, m3) = bench.call(&app, method, &path, body.clone(), false).await;
+        assert!([s1, s2, s3].iter().all(|s| *s == 200 || *s == 302), "{name}: {s1} {s2} {s3}");
+        println!(
+            "{:<20} {:>14} {:>14} {:>18}",
+            name,
+            format!("{c1} / {m1:.0}"),
+            format!("{c2} / {m2:.0}"),
+            format!("{c3} / {m3:.0}")
+        );
+    }
+    let app = bench.app();
+    let (_, plain, _, _) = bench.call(&app, "GET", "/rds/scale/charts/index.yaml", None, false).await;
+    let (_, gz, _, _) = bench.call(&app, "GET", "/rds/scale/charts/index.yaml", None, true).await;
+    println!("index.yaml: {plain} bytes, {gz} gzipped");
+}
+
+/// A chart archive (.tgz) in the multipart field `chart`: (content type, body).
+fn chart_form(code: &str, version: &str) -> (String, Vec<u8>) {
+    use std::io::Write;
+    let yaml =
+        format!("rdsVersion: v1\nname: Chart {code}\ncode: {code}\nversion: {version}\ndescription: about {code}\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path(format!("{code}/RDS.yaml")).unwrap();
+    h.set_size(yaml.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append(&h, yaml.as_bytes()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let boundary = "scalebenchboundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"chart\"; filename=\"{code}-{version}.tgz\"\r\nContent-Type: application/gzip\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
