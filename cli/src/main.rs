@@ -425,20 +425,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn verify(state: &AppState, scope: depot_core::registry::VerifyScope) -> anyhow::Result<usize> {
     use std::io::IsTerminal;
     let (targets, total) = state.registry.blobs_to_verify(&scope).await?;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total);
-        let style = indicatif::ProgressStyle::with_template(
-            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec}, {eta} left",
-        )
-        .expect("a valid template")
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let report = state.registry.verify_blobs(&targets, |done| bar.set_position(done)).await?;
-    bar.finish_and_clear();
+    // A bar on a terminal; nothing otherwise (the report is on standard output).
+    let bar = client::progress::Progress::new("verifying", total, !std::io::stderr().is_terminal());
+    let report = state.registry.verify_blobs(&targets, |done| bar.set(done)).await?;
+    bar.finish();
     for b in &report.bad {
         println!("BAD {}: {}", b.key, b.why);
     }

@@ -63,6 +63,16 @@ impl Progress {
         }
     }
 
+    /// Moves to `done` bytes in all.
+    pub fn set(&self, done: u64) {
+        let before = self.0.done.load(Ordering::Relaxed);
+        if done >= before {
+            self.add(done - before);
+        } else {
+            self.sub(before - done);
+        }
+    }
+
     /// Takes back `n` bytes (a part that failed and is sent again).
     pub fn sub(&self, n: u64) {
         let done = self.0.done.fetch_sub(n.min(self.0.done.load(Ordering::Relaxed)), Ordering::Relaxed);
