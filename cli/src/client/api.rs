@@ -44,7 +44,8 @@ impl Failure {
         }
     }
 
-    fn transport(e: reqwest::Error, what: &str) -> Self {
+    /// A request that got no usable answer: `what` failed, with reqwest's whole cause.
+    pub fn transport(e: reqwest::Error, what: &str) -> Self {
         // reqwest's Display leaves out the cause ("error sending request"); the chain has it.
         let mut message = format!("{what}: {e}");
         let mut source = std::error::Error::source(&e);

@@ -80,24 +80,7 @@ pub async fn pull(api: &Api, args: PullArgs) -> anyhow::Result<PathBuf> {
         Err(_) => 0,
     };
     if have > 0 {
-        let p = partial.clone();
-        let (h, n) = tokio::task::spawn_blocking(move || -> std::io::Result<(sha2::Sha256, u64)> {
-            use std::io::Read;
-            let mut f = std::fs::File::open(&p)?;
-            let mut h = sha2::Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0u64;
-            loop {
-                let k = f.read(&mut buf)?;
-                if k == 0 {
-                    return Ok((h, n));
-                }
-                h.update(&buf[..k]);
-                n += k as u64;
-            }
-        })
-        .await?
-        .with_context(|| format!("reading {}", partial.display()))?;
+        let (h, n) = super::session::sha256_state(&partial, &Progress::new("", 0, true)).await?;
         hasher = h;
         have = n;
     }
@@ -127,11 +110,7 @@ pub async fn pull(api: &Api, args: PullArgs) -> anyhow::Result<PathBuf> {
         if have > 0 {
             rb = rb.header(RANGE, format!("bytes={have}-"));
         }
-        let res = rb.send().await.map_err(|e| Failure {
-            status: None,
-            message: format!("downloading: {e}"),
-            trace_id: None,
-        })?;
+        let res = rb.send().await.map_err(|e| Failure::transport(e, "downloading"))?;
         if !res.status().is_success() && res.status() != StatusCode::RANGE_NOT_SATISFIABLE {
             return Err(failure_of(res, "downloading", None).await.into());
         }
@@ -168,8 +147,7 @@ pub async fn pull(api: &Api, args: PullArgs) -> anyhow::Result<PathBuf> {
     if res.status() != StatusCode::RANGE_NOT_SATISFIABLE {
         let mut body = res.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk =
-                chunk.map_err(|e| Failure { status: None, message: format!("downloading: {e}"), trace_id: None })?;
+            let chunk = chunk.map_err(|e| Failure::transport(e, "downloading"))?;
             hasher.update(&chunk);
             file.write_all(&chunk).await?;
             have += chunk.len() as u64;

@@ -37,25 +37,33 @@ pub struct StageOptions {
 pub async fn hash_file(path: &Path, quiet: bool) -> anyhow::Result<(String, u64)> {
     let size = tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?.len();
     let progress = Progress::new(&format!("hashing {}", display_name(path)), size, quiet || size < (64 << 20));
-    let (path, p) = (path.to_path_buf(), progress.clone());
-    let sha = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+    let (state, _) = sha256_state(path, &progress).await?;
+    progress.finish();
+    Ok((hex::encode(state.finalize()), size))
+}
+
+/// The sha256 state after the whole of `path`, and how many bytes that was, read in
+/// 1 MiB blocks off the async workers (`progress` counts them).
+pub async fn sha256_state(path: &Path, progress: &Progress) -> anyhow::Result<(sha2::Sha256, u64)> {
+    let (owned, p) = (path.to_path_buf(), progress.clone());
+    tokio::task::spawn_blocking(move || -> std::io::Result<(sha2::Sha256, u64)> {
         use std::io::Read;
-        let mut f = std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut f = std::fs::File::open(&owned)?;
         let mut h = sha2::Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 {
-                break;
+                return Ok((h, total));
             }
             h.update(&buf[..n]);
+            total += n as u64;
             p.add(n as u64);
         }
-        Ok(hex::encode(h.finalize()))
     })
-    .await??;
-    progress.finish();
-    Ok((sha, size))
+    .await?
+    .with_context(|| format!("reading {}", path.display()))
 }
 
 pub fn display_name(path: &Path) -> String {
@@ -173,8 +181,7 @@ fn retry_after(res: &reqwest::Response) -> Duration {
 }
 
 async fn envelope_data(res: reqwest::Response, what: &str) -> Result<Value, Failure> {
-    let body: Value =
-        res.json().await.map_err(|e| Failure { status: None, message: format!("{what}: {e}"), trace_id: None })?;
+    let body: Value = res.json().await.map_err(|e| Failure::transport(e, what))?;
     Ok(body.get("data").cloned().unwrap_or(Value::Null))
 }
 
@@ -236,11 +243,7 @@ async fn put_once(
         .header(CONTENT_LENGTH, len)
         .header(CONTENT_TYPE, "application/octet-stream")
         .body(reqwest::Body::wrap_stream(stream));
-    let res = rb.send().await.map_err(|e| Failure {
-        status: None,
-        message: format!("sending the bytes: {e}"),
-        trace_id: None,
-    })?;
+    let res = rb.send().await.map_err(|e| Failure::transport(e, "sending the bytes"))?;
     if !res.status().is_success() {
         return Err(failure_of(res, "sending the bytes", None).await.into());
     }
