@@ -64,6 +64,10 @@ Environment:
   DEPOT_DOWNLOAD_MODE    redirect (default: 302 to a presigned URL valid 15 minutes; a
                          signed /blobs/local/ URL on embedded storage) or proxy (stream
                          the bytes through depot)
+  DEPOT_MAX_RESPONSE_BYTES
+                         largest response body (default: none; 4400000 on Lambda): a
+                         larger index.yaml or proxied download is a redirect to a
+                         presigned URL of the stored object
   DEPOT_OCP_REPO         the OCP surface's repository, PROJECT/REPOSITORY (default
                          ocp/software-packages; created on first use)
   DEPOT_STRUX_REPO       the strux surface's repository, PROJECT/REPOSITORY (default
@@ -379,6 +383,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.removed,
                 report.skipped
             );
+            let rendered: u64 = report.old_renderings.iter().map(|b| b.size).sum();
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!("{verb} {} stored renderings of earlier states ({rendered} bytes)", report.old_renderings.len());
             Ok(())
         }
         Command::Verify { repo, sample, data_dir, backend } => {

@@ -112,9 +112,10 @@ pub struct Config {
     /// The most packages one search reads when no rule narrows it to an index
     /// (`DEPOT_SEARCH_MAX_SCAN`): past that it answers 400, saying how to narrow it.
     pub search_max_scan: i64,
-    /// The largest response body the entry point can carry: set by the Lambda entry
-    /// point (6 MB through API Gateway), `None` under `depot serve`. Answers that cannot
-    /// be a redirect (a strux download) check it before they start.
+    /// The largest response body the entry point can carry (`DEPOT_MAX_RESPONSE_BYTES`;
+    /// unset, the Lambda entry point takes what API Gateway carries, and `depot serve`
+    /// has none). A larger download or `index.yaml` is a redirect to a presigned URL;
+    /// answers that cannot be a redirect (a strux download) check it before they start.
     pub max_response_bytes: Option<u64>,
 }
 
@@ -250,7 +251,10 @@ impl Config {
             aps_repo: repo_var("DEPOT_APS_REPO", ("aps", "catalog"))?,
             strux_max_files: count("DEPOT_STRUX_MAX_FILES", d.strux_max_files as u32)? as usize,
             slow_body_grace: std::time::Duration::from_secs(count("DEPOT_SLOW_BODY_SECS", 30u64)?),
-            max_response_bytes: None,
+            max_response_bytes: match var("DEPOT_MAX_RESPONSE_BYTES") {
+                Some(_) => Some(count("DEPOT_MAX_RESPONSE_BYTES", 1u64)?),
+                None => None,
+            },
         })
     }
 }

@@ -90,7 +90,7 @@ where
 {
     let render = || async move { render().await.map(Bytes::from) };
     match &scope.repo {
-        Some(repo) => st.registry.rendering(repo, &format!("aps\0{}\0{kind}", base.0), render).await,
+        Some(repo) => Ok(st.registry.rendering(repo, &format!("aps\0{}\0{kind}", base.0), render).await?.bytes),
         None => render().await,
     }
 }

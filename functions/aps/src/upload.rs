@@ -113,7 +113,7 @@ async fn register(st: &AppState, actor: &Actor, p: &str, r: &str, up: Upload) ->
             let meta = parse_meta(&meta_xml).map_err(Refusal::Invalid)?;
             check_url(&url).map_err(Refusal::Invalid)?;
             // The metadata is the version's blob.
-            (meta, st.registry.store_content(stream_from_bytes(meta_xml)).await?, vec![], Some(url))
+            (meta, st.registry.store_bytes(meta_xml.into()).await?, vec![], Some(url))
         }
         Bits::Zip(Spooled { file, .. }) => {
             let (pkg, file) = read_off_thread(file, limits).await?;

@@ -17,7 +17,7 @@ use depot_core::http::{AppState, Scope};
 use depot_core::model::{
     printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
 };
-use depot_core::registry::NewVersion;
+use depot_core::registry::{NewVersion, DOWNLOAD_URL_TTL};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -207,7 +207,7 @@ pub async fn upload(
             let meta = inspect(Cursor::new(bytes.clone()), format, limits).await?;
             // Checked before the bytes are stored: a refused upload leaves nothing.
             let id = identity_of(&meta)?;
-            let blob = st.registry.store_content(depot_core::store::stream_from_bytes(bytes)).await?;
+            let blob = st.registry.store_bytes(bytes).await?;
             (meta, id, format, blob)
         }
         Source::Staged(reference) => {
@@ -287,17 +287,25 @@ pub async fn index_yaml(State(st): State<AppState>, scope: Scope, headers: Heade
         vary(&mut res);
         return Ok(res);
     }
-    let plain = || {
-        st.registry.rendering(repo, "rds-index", || async {
-            Ok(Bytes::from(index::render(index::entries(&st.registry, &repo.project_id, &repo.name).await?)?))
-        })
-    };
+    let (project, name) = (repo.project_id.as_str(), repo.name.as_str());
+    let plain = st
+        .registry
+        .assembled(repo, index::INDEX_KIND, |key| index::part(&st.registry, project, name, key), index::assemble)
+        .await?;
     let body = if gzip {
-        // Compressed once per state, like the index itself.
-        st.registry.rendering(repo, "rds-index.gz", || async { gzipped(&plain().await?) }).await?
+        // Compressed once per state, and stored like the index itself.
+        st.registry.rendering(repo, "rds-index.gz", || async { gzipped(&plain.bytes) }).await?.bytes
     } else {
-        plain().await?
+        plain.bytes.clone()
     };
+    // Too large for a response (a Lambda's): the stored index, through a presigned URL.
+    if let Some(limit) = st.config.max_response_bytes.filter(|l| body.len() as u64 > *l) {
+        let url = st.registry.blobs.presign_get(&plain.key, DOWNLOAD_URL_TTL, None).await?;
+        let mut res = (StatusCode::FOUND, [(header::LOCATION, url)]).into_response();
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        tracing::debug!(size = body.len(), limit, "index.yaml redirected to its stored copy");
+        return Ok(res);
+    }
     let mut res = body.into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-yaml"));
     if gzip {

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use depot_core::model::{PackageVersion, RepoType};
-use depot_core::registry::Registry;
+use bytes::Bytes;
+use depot_core::registry::{Parts, Registry};
 use depot_core::Result;
 use serde_json::{json, Value};
 
@@ -53,19 +54,50 @@ pub async fn entries(reg: &Registry, project: &str, repo: &str) -> Result<BTreeM
     Ok(out)
 }
 
-/// Renders `index.yaml` as bkrepo's YAML writer does: every string quoted, so that a
-/// YAML 1.1 reader (PyYAML's `safe_load`, Helm's) keeps `created`, `generated`, versions
-/// like `1.10` and codes like `yes` as strings.
-pub fn render(entries: BTreeMap<String, Vec<Value>>) -> Result<Vec<u8>> {
-    let doc = json!({
-        "apiVersion": "v1",
-        "entries": entries,
-        "generated": depot_core::model::now_iso(),
-        "serverInfo": {},
-    });
+/// The kind under which `index.yaml` is assembled and stored (`Registry::assembled`).
+pub const INDEX_KIND: &str = "rds-index";
+
+/// One chart's part of `index.yaml`: its code and versions, newest first, as a mapping
+/// entry under `entries`. `None` when the package is gone, is not a chart or has no
+/// versions. Two reads, at once: the package and its versions.
+pub async fn part(reg: &Registry, project: &str, repo: &str, key: String) -> Result<Option<String>> {
+    if !key.starts_with(KEY_PREFIX) {
+        return Ok(None);
+    }
+    let (pkg, versions) = futures::try_join!(reg.find_package(project, repo, &key), reg.list_versions(project, repo, &key))?;
+    if pkg.is_none_or(|p| p.package_type != RepoType::Rds.as_str()) || versions.is_empty() {
+        return Ok(None);
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert(key.trim_start_matches(KEY_PREFIX).to_string(), Value::Array(versions.iter().map(entry).collect()));
     let mut out = String::new();
-    yaml_block(&doc, 0, &mut out);
-    Ok(out.into_bytes())
+    yaml_block(&Value::Object(doc), 2, &mut out);
+    Ok(Some(out))
+}
+
+/// `index.yaml` from its parts, as bkrepo's YAML writer renders it: every string quoted,
+/// so that a YAML 1.1 reader (PyYAML's `safe_load`, Helm's) keeps `created`, `generated`,
+/// versions like `1.10` and codes like `yes` as strings. `generated` is the time of the
+/// repository's last write, so that one state always renders the same bytes.
+pub fn assemble(parts: &Parts, generated: Option<&str>) -> Result<Bytes> {
+    let mut out = String::with_capacity(parts.values().map(String::len).sum::<usize>() + 128);
+    out.push_str("apiVersion: \"v1\"\n");
+    if parts.is_empty() {
+        out.push_str("entries: {}\n");
+    } else {
+        out.push_str("entries:\n");
+        parts.values().for_each(|p| out.push_str(p));
+    }
+    let now;
+    let generated = match generated {
+        Some(g) => g,
+        None => {
+            now = depot_core::model::now_iso();
+            &now
+        }
+    };
+    out.push_str(&format!("generated: {}\nserverInfo: {{}}\n", quoted(generated)));
+    Ok(Bytes::from(out))
 }
 
 /// A scalar string in double quotes, escaping what a YAML 1.1 reader would refuse or

@@ -282,7 +282,7 @@ pub async fn upload_pkg(State(st): State<AppState>, client: Client, multipart: M
     }
     let manifest = Manifest { tree: tree.root.clone(), files: stored };
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(Error::internal)?;
-    let manifest = st.registry.store_content(stream_from_bytes(manifest_bytes)).await?;
+    let manifest = st.registry.store_bytes(manifest_bytes.into()).await?;
     let mut metadata = serde_json::Map::new();
     metadata.insert("files".into(), refs.len().into());
     metadata.insert("treeBytes".into(), total.into());

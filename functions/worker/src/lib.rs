@@ -90,6 +90,7 @@ pub async fn handle(registry: &Registry, task: Task, sweep: &SweepSettings) -> d
                 scanned = gc.scanned,
                 unreferenced = gc.unreferenced.len(),
                 removed = gc.removed,
+                old_renderings = gc.old_renderings.len(),
                 dry_run = sweep.dry_run,
                 "sweep done"
             );
@@ -104,6 +105,7 @@ pub async fn handle(registry: &Registry, task: Task, sweep: &SweepSettings) -> d
                     "unreferencedBytes": bytes,
                     "removed": gc.removed,
                     "skipped": gc.skipped,
+                    "oldRenderings": gc.old_renderings.len(),
                 },
             }))
         }

@@ -395,13 +395,16 @@ impl Authenticator {
     /// the password; a success is cached.
     async fn check(&self, cache_key: [u8; 32], user_id: Option<&str>, secret: &str, client: Option<IpAddr>) -> Result<Identity> {
         let invalidations = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
-        // The first request of a process creates the configured admin (on Lambda there is
-        // no start-up hook that may touch the network).
-        self.bootstrapped.get_or_try_init(|| async { self.bootstrap_admin(false).await.map(drop) }).await?;
         let (identity, valid_for) = match self.verify_token(user_id, secret).await? {
             Some(found) => found,
             None => match user_id {
-                Some(u) => (self.verify_password_of(u, secret, client).await?, self.cache_ttl),
+                Some(u) => {
+                    // The first password check of a process creates the configured admin
+                    // (on Lambda there is no start-up hook that may touch the network). A
+                    // token needs none: its user was made by an administrator.
+                    self.bootstrapped.get_or_try_init(|| async { self.bootstrap_admin(false).await.map(drop) }).await?;
+                    (self.verify_password_of(u, secret, client).await?, self.cache_ttl)
+                }
                 None => return Err(bad_credentials()),
             },
         };
@@ -460,7 +463,17 @@ impl Authenticator {
         if !secret.starts_with(TOKEN_PREFIX) {
             return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
         }
-        let Some(item) = self.table.get(&token_key(&accounts::sha256_hex(secret))).await? else {
+        // Named with its user (`Basic user:token`, as helm and pip send one), the token
+        // and the user are read in one request; a bare token names its user.
+        let tkey = token_key(&accounts::sha256_hex(secret));
+        let (item, mut user_item) = match user_id {
+            Some(u) => {
+                let mut both = self.table.get_many(&[tkey, user_key(u)]).await?.into_iter();
+                (both.next().flatten(), Some(both.next().flatten()))
+            }
+            None => (self.table.get(&tkey).await?, None),
+        };
+        let Some(item) = item else {
             return if user_id.is_some() { Ok(None) } else { Err(bad_credentials()) };
         };
         let token: accounts::Token = from_item(item)?;
@@ -471,7 +484,11 @@ impl Authenticator {
         if token.expired(now) {
             return Err(Error::Unauthenticated(format!("token [{}] has expired", token.name)));
         }
-        let user = match self.table.get(&user_key(&token.user_id)).await? {
+        let user_item = match user_item.take() {
+            Some(read) => read,
+            None => self.table.get(&user_key(&token.user_id)).await?,
+        };
+        let user = match user_item {
             Some(item) => from_item::<UserRecord>(item)?,
             None => return Err(bad_credentials()),
         };

@@ -29,10 +29,11 @@ pub fn main(surface: &'static Surface) -> Result<(), lambda_http::Error> {
 /// Lambda invocation. The worker function shares it.
 pub fn lambda_state() -> Result<AppState, lambda_http::Error> {
     // The process is frozen between requests: verifications run in the worker function.
+    let config = Config::from_env_or(Backend::Aws)?;
     let mut config = Config {
-        max_response_bytes: Some(LAMBDA_BODY_BYTES),
+        max_response_bytes: Some(config.max_response_bytes.unwrap_or(LAMBDA_BODY_BYTES)),
         verify_in_process: false,
-        ..Config::from_env_or(Backend::Aws)?
+        ..config
     };
     if std::env::var("DEPOT_MAX_BODY_BYTES").ok().filter(|v| !v.is_empty()).is_none() {
         config.max_body_bytes = LAMBDA_BODY_BYTES as usize;

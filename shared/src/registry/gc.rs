@@ -1,5 +1,6 @@
 //! Garbage collection of content blobs that no version and no staged upload refers to,
-//! and the guard that keeps a concurrent upload's bytes safe from it.
+//! and the guard that keeps a concurrent upload's bytes safe from it. (Stored renderings
+//! of earlier states go too, in the same run: `registry::derived`.)
 //!
 //! Blobs are written before the metadata that names them, so a blob younger than the
 //! grace period may belong to an upload still in flight: it is never collected. An old
@@ -33,7 +34,7 @@ use super::Registry;
 use crate::error::Kind;
 use crate::model::PackageVersion;
 use crate::store::schema::{
-    from_item, gc_mark_key, package_partition, repo_partition, staged_partition, PKG_SK_PREFIX, VER_SK_PREFIX,
+    from_item, gc_gone_key, gc_mark_key, package_partition, repo_partition, staged_partition, PKG_SK_PREFIX, VER_SK_PREFIX,
 };
 use crate::store::{query_all, BlobInfo, Cond, Key, Query, TxOp, TTL_ATTR};
 use crate::{Error, Result};
@@ -59,6 +60,12 @@ pub enum Hold {
     /// The staged-upload record the blob was resolved from; the commit requires that it
     /// still exists.
     Staged(Key),
+    /// The bytes themselves, hashed in memory and written straight to their content key
+    /// (a small upload): no spare to write, copy and drop. The commit requires that no
+    /// collector's mark, nor the record a collector leaves before it deletes
+    /// (`schema::gc_gone_key`), is on the blob; one that finds such a record writes the
+    /// bytes again, lifts it and commits.
+    Bytes(bytes::Bytes),
 }
 
 /// What a collection found (and, unless dry, removed).
@@ -70,6 +77,8 @@ pub struct GcReport {
     pub removed: usize,
     /// Candidates another collector had marked, or whose mark ran out: left for later.
     pub skipped: usize,
+    /// Stored renderings of earlier states and gone repositories (`Registry::sweep_renderings`).
+    pub old_renderings: Vec<BlobInfo>,
 }
 
 fn now() -> i64 {
@@ -117,6 +126,7 @@ impl Registry {
         if !dry_run {
             self.remove_garbage(&mut report).await?;
         }
+        report.old_renderings = self.sweep_renderings(dry_run, grace_secs).await?;
         Ok(report)
     }
 
@@ -194,7 +204,7 @@ impl Registry {
                 }
             }
         }
-        let result = self.delete_marked(&marked, deadline, report).await;
+        let result = self.delete_marked(&marked, &run, deadline, report).await;
         self.unmark(&marked, &run).await;
         result
     }
@@ -202,6 +212,7 @@ impl Registry {
     async fn delete_marked(
         &self,
         marked: &[String],
+        run: &str,
         deadline: std::time::Instant,
         report: &mut GcReport,
     ) -> Result<()> {
@@ -216,6 +227,12 @@ impl Registry {
                 report.skipped += 1;
                 continue;
             }
+            // Before the bytes go: a commit that wrote them without a spare meets this
+            // and writes them again (`Hold::Bytes`).
+            let mut gone = gc_gone_key(key).item();
+            gone.insert("run".into(), run.into());
+            gone.insert(TTL_ATTR.into(), (now() + MARK_TTL.as_secs() as i64).into());
+            self.table.put(gone, Cond::None).await?;
             self.blobs.delete(key).await?;
             report.removed += 1;
         }
@@ -233,8 +250,32 @@ impl Registry {
     /// The condition a commit naming `blob_key` includes.
     pub(crate) fn guard_op(blob_key: &str, hold: &Hold) -> TxOp {
         match hold {
-            Hold::Spare(_) => TxOp::Check { key: gc_mark_key(blob_key), cond: Cond::NotExists },
+            Hold::Spare(_) | Hold::Bytes(_) => TxOp::Check { key: gc_mark_key(blob_key), cond: Cond::NotExists },
             Hold::Staged(staged) => TxOp::Check { key: staged.clone(), cond: Cond::Exists },
+        }
+    }
+
+    /// The further condition of a commit whose bytes were written without a spare: no
+    /// collection removed them since (`None` for the other holds).
+    pub(crate) fn gone_op(blob_key: &str, hold: &Hold) -> Option<TxOp> {
+        matches!(hold, Hold::Bytes(_)).then(|| TxOp::Check { key: gc_gone_key(blob_key), cond: Cond::NotExists })
+    }
+
+    /// Called when [`Registry::gone_op`] failed: a collection deleted the blob after (or
+    /// before) its bytes were written. Waits for that collector to finish, writes the
+    /// bytes again and lifts the record (unless a later collection left another), so
+    /// that the commit can be tried again.
+    pub(crate) async fn restore_collected(&self, blob_key: &str, hold: &Hold) -> Result<()> {
+        let Hold::Bytes(bytes) = hold else { return Ok(()) };
+        let gone = gc_gone_key(blob_key);
+        let Some(record) = self.table.get(&gone).await? else { return Ok(()) };
+        self.wait_for_collector(blob_key, hold).await?;
+        tracing::warn!(blob = %blob_key, "a garbage collection removed bytes an upload had just written; writing them again");
+        self.blobs.put(blob_key, crate::store::stream_from_bytes(bytes.clone())).await?;
+        let run = record.get("run").cloned().unwrap_or(serde_json::Value::Null);
+        match self.table.delete(&gone, Cond::Eq("run".into(), run)).await {
+            Err(e) if !e.is_conflict() => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -248,7 +289,7 @@ impl Registry {
             .iter()
             .filter_map(|f| match &f.hold {
                 Hold::Staged(key) => Some((key, f.digests.sha256.as_str())),
-                Hold::Spare(_) => None,
+                Hold::Spare(_) | Hold::Bytes(_) => None,
             })
             .collect();
         for batch in staged.chunks(16) {

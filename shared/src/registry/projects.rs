@@ -5,7 +5,7 @@ use super::Registry;
 use crate::error::Kind;
 use crate::model::{now_iso, validate_name, Project, RepoType, Repository};
 use crate::store::schema::{
-    forget_grants, from_item, package_partition, pages_partition, paths_partition, project_key, project_partition,
+    changes_partition, forget_grants, from_item, package_partition, pages_partition, paths_partition, project_key, project_partition,
     repo_key, repo_partition, staged_partition, to_item, DELETING_ATTR, PKG_SK_PREFIX, PROJECTS_PK, PROJECT_SK_PREFIX,
     REPO_SK_PREFIX,
 };
@@ -325,8 +325,10 @@ impl Registry {
         // The paths its versions held are free for a repository created again.
         delete_all(&*self.table, Query::partition(paths_partition(project, name))).await?;
         // Only tidying: a repository created again under this name has another uid, so
-        // nothing would read these.
-        delete_all(&*self.table, Query::partition(pages_partition(project, name))).await
+        // nothing would read these (its renderings are stored under the uid too, and go
+        // with the next collection).
+        delete_all(&*self.table, Query::partition(pages_partition(project, name))).await?;
+        delete_all(&*self.table, Query::partition(changes_partition(project, name))).await
     }
 
     /// Deletes every package summary and version item of a repository, page by page,

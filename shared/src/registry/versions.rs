@@ -15,7 +15,7 @@ use crate::model::{
     MetadataEntry, PackageSummary, PackageVersion, RepoType,
 };
 use crate::store::schema::{
-    from_item, history_key, history_prefix, index_package, index_upload, index_version, names_index_sk, package_key,
+    change_key, from_item, history_key, history_prefix, index_package, index_upload, index_version, names_index_sk, package_key,
     number_key, numbers_key, package_partition, path_key, repo_key, to_item, version_key, DELETING_ATTR, NAMES_INDEX_SK_ATTR,
 };
 use crate::store::{content_key, delete_all, ByteStream, Cond, Digests, Item, Query, TxOp};
@@ -133,6 +133,20 @@ impl Registry {
             return Err(e);
         }
         Ok(BlobRef { key, digests, hold })
+    }
+
+    /// Stores bytes held in memory (a request's body of a few MB) straight under their
+    /// content address, hashed here first: one write, and no spare to copy and drop. The
+    /// bytes are the hold ([`Hold::Bytes`]): a commit that finds a collection removed
+    /// them writes them again.
+    pub async fn store_bytes(&self, bytes: bytes::Bytes) -> Result<BlobRef> {
+        use sha2::Digest;
+        let key = content_key(&hex::encode(sha2::Sha256::digest(&bytes)));
+        let digests = self.blobs.put(&key, crate::store::stream_from_bytes(bytes.clone())).await?;
+        if content_key(&digests.sha256) != key {
+            return Err(Error::Internal(format!("the blob store hashed {key} otherwise")));
+        }
+        Ok(BlobRef { key, digests, hold: Hold::Bytes(bytes) })
     }
 
     pub async fn get_package(&self, project: &str, repo: &str, key: &str) -> Result<PackageSummary> {
@@ -272,7 +286,10 @@ impl Registry {
             let (p, r, k) = (req.project_id.as_str(), req.repo_name.as_str(), req.package_key.as_str());
             let vkey = version_key(p, r, k, &req.version);
             let now = now_iso();
-            let existing: Option<PackageVersion> = self.table.get(&vkey).await?.map(from_item).transpose()?;
+            // The version and its package, in one read.
+            let mut read = self.table.get_many(&[vkey.clone(), package_key(p, r, k)]).await?.into_iter();
+            let existing: Option<PackageVersion> = read.next().flatten().map(from_item).transpose()?;
+            let summary: Option<PackageSummary> = read.next().flatten().map(from_item).transpose()?;
             if let Some(old) = &existing {
                 if !req.overwrite {
                     // Taken: the next name the caller gave, if any.
@@ -297,7 +314,6 @@ impl Registry {
                     )));
                 }
             }
-            let summary = self.find_package(p, r, k).await?;
             let version = version_record(req, existing.as_ref(), by.name(), &now);
             let version_cond = match &existing {
                 None => Cond::NotExists,
@@ -344,7 +360,7 @@ impl Registry {
             let mut ops = vec![
                 TxOp::Put { item: version_item, cond: version_cond },
                 summary_op,
-                TxOp::Update { key: repo_key(p, r), set: Item::new(), add: repo_add, cond: repo_cond },
+                TxOp::Update { key: repo_key(p, r), set: changed_at(&now), add: repo_add, cond: repo_cond },
                 Registry::guard_op(&req.blob.key, &req.blob.hold),
                 path_op(req, existing.as_ref()),
             ];
@@ -366,8 +382,16 @@ impl Registry {
             if let Some((listing, _)) = listed {
                 ops.extend(listing);
             }
+            ops.push(change_op(p, r, k));
+            let gone = Registry::gone_op(&req.blob.key, &req.blob.hold).map(|op| {
+                ops.push(op);
+                ops.len() - 1
+            });
             match self.table.transact(ops).await {
                 Ok(()) => return Ok((version, is_new_version)),
+                Err(e) if gone.is_some_and(|i| e.failed_op(i)) => {
+                    self.restore_collected(&req.blob.key, &req.blob.hold).await?
+                }
                 Err(e) if required.clone().any(|i| e.failed_op(i)) => {
                     return Err(Error::Unauthenticated(
                         "the uploader's account changed or went while the upload ran: sign in again".into(),
@@ -464,7 +488,7 @@ impl Registry {
             let mut ops = vec![
                 version_op,
                 summary_op,
-                TxOp::Update { key: repo_key(project, repo), set: Item::new(), add: repo_add, cond: repo_cond },
+                TxOp::Update { key: repo_key(project, repo), set: changed_at(&now_iso()), add: repo_add, cond: repo_cond },
                 TxOp::Delete { key: path_key(project, repo, &old.content_path), cond: Cond::None },
             ];
             ops.extend(listed);
@@ -482,6 +506,7 @@ impl Registry {
                     ops.push(TxOp::Delete { key, cond: Cond::None });
                 }
             }
+            ops.push(change_op(project, repo, key));
             match self.table.transact(ops).await {
                 Ok(()) => {
                     // Its day counters go with it (on AWS they expire anyway, by TTL).
@@ -595,12 +620,13 @@ impl Registry {
                 },
                 TxOp::Update {
                     key: repo_key(project, repo),
-                    set: Item::new(),
+                    set: changed_at(&now),
                     add: vec![("generation".into(), 1)],
                     cond: repo_cond,
                 },
             ];
             ops.extend(listed);
+            ops.push(change_op(project, repo, key));
             match self.table.transact(ops).await {
                 Ok(()) => return Ok(v),
                 Err(e) if e.failed_op(1) => return Err(self.closed_repository(project, repo).await),
@@ -610,6 +636,21 @@ impl Registry {
         }
         conflict_retry()
     }
+}
+
+/// What every write sets on its repository besides its generation: the time of the
+/// write, which renderings that name a time take (`registry::derived`).
+fn changed_at(now: &str) -> Item {
+    let mut set = Item::new();
+    set.insert(super::derived::CHANGED_AT_ATTR.into(), now.into());
+    set
+}
+
+/// The record of a write to a package, in the write's transaction (every write that
+/// bumps the repository's generation leaves one): renderings built from parts read the
+/// package again (`registry::derived`).
+fn change_op(project: &str, repo: &str, key: &str) -> TxOp {
+    TxOp::Put { item: change_key(project, repo, key).item(), cond: Cond::None }
 }
 
 /// The condition every commit puts on its repository: it exists and no forced delete is

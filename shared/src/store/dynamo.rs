@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TransactWriteItem, Update,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::{Number, Value};
@@ -337,6 +337,53 @@ impl Table for DynamoTable {
             .await
             .map_err(|e| dynamo_err("get item", e))?;
         Ok(out.item().map(from_map))
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>> {
+        if keys.len() > super::MAX_GET_MANY {
+            return Err(Error::Internal(format!("{} keys in one read, at most {}", keys.len(), super::MAX_GET_MANY)));
+        }
+        let mut wanted = Vec::with_capacity(keys.len());
+        for k in keys {
+            wanted.push(key_map(k)?);
+        }
+        // Duplicates are refused by BatchGetItem: each distinct key is asked once.
+        let mut distinct: Vec<HashMap<String, AttributeValue>> = Vec::new();
+        for w in &wanted {
+            if !distinct.contains(w) {
+                distinct.push(w.clone());
+            }
+        }
+        let mut found: Vec<Item> = Vec::new();
+        let mut pending = distinct;
+        // Keys DynamoDB leaves unprocessed (throttled) are asked again, with a short backoff.
+        for attempt in 0..8u32 {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
+            }
+            let ask = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(true).build().map_err(Error::internal)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, ask)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("batch get items", e))?;
+            if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                found.extend(items.iter().map(from_map));
+            }
+            pending = out.unprocessed_keys().and_then(|u| u.get(&self.table)).map(|k| k.keys().to_vec()).unwrap_or_default();
+        }
+        if !pending.is_empty() {
+            return Err(Error::unavailable("DynamoDB left part of a read unprocessed; retry in a moment", 1));
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.iter().find(|i| Key::of(i).is_ok_and(|f| f == *k)).cloned())
+            .collect())
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<()> {

@@ -16,7 +16,7 @@ mod signer;
 mod table;
 
 pub use blob::*;
-pub use counting::CountingTable;
+pub use counting::{CountingBlobs, CountingTable};
 pub use digest::*;
 pub use signer::*;
 pub use table::*;

@@ -118,6 +118,15 @@ pub fn gc_mark_key(blob_key: &str) -> Key {
     Key::new("GCMARK", blob_key.to_string())
 }
 
+/// Left by a collector before it deletes a blob, until the mark's expiry: a commit whose
+/// bytes it stored itself, without a spare ([`Hold::Bytes`]), checks that none is on
+/// the blob, so that bytes a collection removed after they were written are never named.
+///
+/// [`Hold::Bytes`]: crate::registry::Hold::Bytes
+pub fn gc_gone_key(blob_key: &str) -> Key {
+    Key::new("GCGONE", blob_key.to_string())
+}
+
 /// A blob that a completed upload session staged for a repository, by digest.
 pub fn staged_key(project: &str, repo: &str, digest: &str) -> Key {
     Key::new(staged_partition(project, repo), digest.to_string())
@@ -202,6 +211,19 @@ pub fn bootstrap_key() -> Key {
 /// Where a repository's remembered page starts live.
 pub fn pages_partition(project: &str, repo: &str) -> String {
     format!("PAGES#{project}/{repo}")
+}
+
+/// Where a repository's writes leave the keys of the packages they changed, one item
+/// each (`registry::derived`): a rendering built from parts reads these to know which
+/// parts to read again, and removes them once its rendering is the repository's.
+pub fn changes_partition(project: &str, repo: &str) -> String {
+    format!("CHANGES#{project}/{repo}")
+}
+
+/// One write's change to `package_key`: unique per write, so that removing the ones a
+/// rendering has read never removes a later write's.
+pub fn change_key(project: &str, repo: &str, package_key: &str) -> Key {
+    Key::new(changes_partition(project, repo), format!("{package_key}\n{}", uuid::Uuid::new_v4().simple()))
 }
 
 /// The index that lists a repository's packages by name.

@@ -187,6 +187,20 @@ pub struct Page {
 pub trait Table: Send + Sync + 'static {
     async fn get(&self, key: &Key) -> Result<Option<Item>>;
 
+    /// Reads up to [`MAX_GET_MANY`] items at once, as strongly consistent as [`Table::get`],
+    /// in `keys`' order: one request on DynamoDB (BatchGetItem), where reading items that
+    /// do not depend on each other one by one would cost one each.
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>> {
+        if keys.len() > MAX_GET_MANY {
+            return Err(Error::Internal(format!("{} keys in one read, at most {MAX_GET_MANY}", keys.len())));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
+
     /// Writes a whole item. A failed condition is `Conflict`.
     async fn put(&self, item: Item, cond: Cond) -> Result<()>;
 
@@ -211,6 +225,9 @@ pub trait Table: Send + Sync + 'static {
 
     async fn query(&self, query: &Query) -> Result<Page>;
 }
+
+/// The most keys one [`Table::get_many`] reads (DynamoDB's BatchGetItem limit).
+pub const MAX_GET_MANY: usize = 100;
 
 /// How long a write made through [`Table::update_relaxed`] may stay not durable.
 pub const RELAXED_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);

@@ -54,6 +54,7 @@ macro_rules! table_suite {
                 table_transaction_all_or_nothing,
                 table_atomic_add_concurrent,
                 table_query_paged,
+                table_get_many,
                 registry_projects_and_repositories,
                 registry_packages_and_versions,
                 downloads_race_roll_ups,
@@ -104,6 +105,9 @@ macro_rules! integrity_suite {
                 forced_delete_wins_against_commits,
                 verification_off_the_request_path,
                 a_marked_blob_answers_503_before_the_deadline,
+                renderings_race_writes,
+                a_rendering_that_lost_its_base_starts_over,
+                gc_guard_with_bytes_held,
             ]
         );
     };

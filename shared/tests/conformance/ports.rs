@@ -451,3 +451,21 @@ pub(crate) async fn blob_presigned_put_and_multipart(blobs: Arc<dyn BlobStore>) 
         assert_eq!(res.bytes().await.unwrap().as_ref(), b"single bytes");
     }
 }
+
+/// `get_many` reads items of any partitions at once, in the keys' order, a missing one
+/// as `None` and a key asked twice twice; more than the limit is refused.
+pub(crate) async fn table_get_many(t: Arc<dyn Table>) {
+    for (pk, sk, n) in [("GM#a", "1", 1), ("GM#b", "2", 2), ("GM#c", "3", 3)] {
+        t.put(item(pk, sk, json!({ "n": n })), Cond::None).await.unwrap();
+    }
+    let keys = [Key::new("GM#c", "3"), Key::new("GM#a", "missing"), Key::new("GM#a", "1"), Key::new("GM#c", "3")];
+    let got = t.get_many(&keys).await.unwrap();
+    let n: Vec<Option<i64>> = got.iter().map(|i| i.as_ref().map(|i| i["n"].as_i64().unwrap())).collect();
+    assert_eq!(n, vec![Some(3), None, Some(1), Some(3)]);
+    assert_eq!(got[2], t.get(&keys[2]).await.unwrap(), "whole items, as get reads them");
+    assert!(t.get_many(&[]).await.unwrap().is_empty());
+    let many: Vec<Key> = (0..100).map(|i| Key::new("GM#many", format!("{i:03}"))).collect();
+    assert_eq!(t.get_many(&many).await.unwrap().len(), 100);
+    let too_many: Vec<Key> = (0..101).map(|i| Key::new("GM#many", format!("{i:03}"))).collect();
+    assert!(t.get_many(&too_many).await.is_err());
+}

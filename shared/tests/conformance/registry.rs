@@ -676,3 +676,210 @@ pub(crate) async fn downloads_race_roll_ups(t: Arc<dyn Table>) {
     assert_eq!(again[0].downloads, 0, "a version uploaded again starts from no downloads");
     assert_eq!(reg.get_package("dl", "r", "rds://y").await.unwrap().downloads, 26);
 }
+
+/// A rendering made of parts, over many readers and writers at once, each reader with
+/// caches of its own (as Lambda instances have): a reader never gets a rendering older
+/// than the repository it read, and once the writes stop, a new reader's rendering holds
+/// every one of them, deletes too, however the readers' removals of the changes they
+/// read interleaved with the writes.
+async fn render_parts(reg: depot_core::registry::Registry) -> String {
+    use depot_core::registry::Parts;
+    let repo = reg.get_repository("rr", "r").await.unwrap();
+    let part = |key: String| {
+        let reg = reg.clone();
+        async move {
+            let versions = reg.list_versions("rr", "r", &key).await?;
+            let names: Vec<String> = versions.iter().map(|v| v.name.clone()).collect();
+            Ok((!names.is_empty()).then(|| format!("{key}={}\n", names.join(","))))
+        }
+    };
+    let assemble = |parts: &Parts, _: Option<&str>| Ok(Bytes::from(parts.values().cloned().collect::<String>()));
+    let r = reg.assembled(&repo, "test-parts", part, assemble).await.unwrap();
+    String::from_utf8(r.bytes.to_vec()).unwrap()
+}
+
+pub(crate) async fn renderings_race_writes(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewVersion, Registry};
+    let reg = rds_registry(t.clone(), blobs.clone(), "rr", &["r"]).await;
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
+    let render = render_parts;
+    let done = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let writers = (0..4).map(|w| {
+        let (reg, blob, done) = (reg.clone(), blob.clone(), done.clone());
+        tokio::spawn(async move {
+            for i in 0..6 {
+                let key = format!("rds://p{}", (w + i) % 3);
+                let version = format!("{w}.{i}.0");
+                let req = NewVersion::new("rr", "r", &key, "p", RepoType::Rds, &version, blob.clone());
+                reg.create_version(req, &writer()).await.unwrap();
+                done.lock().unwrap().push((key, version));
+            }
+        })
+    });
+    let readers = (0..4).map(|_| {
+        let (t, blobs, done) = (t.clone(), blobs.clone(), done.clone());
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                let seen = done.lock().unwrap().clone();
+                let text = render(Registry::new(t.clone(), blobs.clone())).await;
+                for (key, version) in seen {
+                    let line = text.lines().find(|l| l.starts_with(&format!("{key}="))).unwrap_or_default();
+                    assert!(line.split([',', '=']).any(|v| v == version), "{key} {version} written before, missing: {text}");
+                }
+            }
+        })
+    });
+    let tasks: Vec<_> = writers.chain(readers).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Every version, as the versions say, from a new reader and an old one.
+    let truth = |reg: Registry| async move {
+        let mut out = String::new();
+        for p in 0..3 {
+            let key = format!("rds://p{p}");
+            let names: Vec<String> = reg.list_versions("rr", "r", &key).await.unwrap().iter().map(|v| v.name.clone()).collect();
+            if !names.is_empty() {
+                out.push_str(&format!("{key}={}\n", names.join(",")));
+            }
+        }
+        out
+    };
+    let expected = truth(reg.clone()).await;
+    assert_eq!(expected.matches(',').count() + 3, 24, "{expected}");
+    assert_eq!(render(Registry::new(t.clone(), blobs.clone())).await, expected);
+    assert_eq!(render(reg.clone()).await, expected);
+    // A package's last version deleted takes its part; another's delete shows.
+    for v in reg.list_versions("rr", "r", "rds://p0").await.unwrap() {
+        reg.delete_version(&writer(), "rr", "r", "rds://p0", &v.name).await.unwrap();
+    }
+    reg.delete_version(&writer(), "rr", "r", "rds://p1", "0.1.0").await.unwrap();
+    let expected = truth(reg.clone()).await;
+    assert!(!expected.contains("rds://p0") && !expected.contains("0.1.0,") && !expected.ends_with("0.1.0\n"), "{expected}");
+    assert_eq!(render(reg.clone()).await, expected);
+    assert_eq!(render(Registry::new(t, blobs)).await, expected);
+}
+
+/// A table that holds the first query of a repository's changes until released.
+struct ChangesGate {
+    inner: Arc<dyn Table>,
+    armed: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Table for ChangesGate {
+    async fn get(&self, key: &Key) -> depot_core::Result<Option<Item>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> depot_core::Result<()> {
+        self.inner.put(item, cond).await
+    }
+    async fn delete(&self, key: &Key, cond: Cond) -> depot_core::Result<()> {
+        self.inner.delete(key, cond).await
+    }
+    async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> depot_core::Result<Item> {
+        self.inner.update(key, set, add, cond).await
+    }
+    async fn transact(&self, ops: Vec<TxOp>) -> depot_core::Result<()> {
+        self.inner.transact(ops).await
+    }
+    async fn query(&self, q: &Query) -> depot_core::Result<depot_core::store::Page> {
+        if q.pk.starts_with("CHANGES#") && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.query(q).await
+    }
+}
+
+/// A reader that read the parts' pointer, then lost the changes it needed to another
+/// reader's rendering (which moved the pointer and removed them), starts over: its
+/// rendering still holds the write.
+pub(crate) async fn a_rendering_that_lost_its_base_starts_over(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{NewVersion, Registry};
+    let reg = rds_registry(t.clone(), blobs.clone(), "rr", &["r"]).await;
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
+    let create = |key: &str| NewVersion::new("rr", "r", key, "p", RepoType::Rds, "1.0.0", blob.clone());
+    reg.create_version(create("rds://p0"), &writer()).await.unwrap();
+    assert_eq!(render_parts(Registry::new(t.clone(), blobs.clone())).await, "rds://p0=1.0.0\n");
+    reg.create_version(create("rds://p1"), &writer()).await.unwrap();
+    let gate = Arc::new(ChangesGate {
+        inner: t.clone(),
+        armed: true.into(),
+        reached: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let slow = tokio::spawn(render_parts(Registry::new(gate.clone(), blobs.clone())));
+    gate.reached.notified().await;
+    let expected = "rds://p0=1.0.0\nrds://p1=1.0.0\n";
+    assert_eq!(render_parts(Registry::new(t.clone(), blobs.clone())).await, expected);
+    gate.release.notify_one();
+    assert_eq!(slow.await.unwrap(), expected);
+}
+
+/// Bytes stored straight under their content key, without a spare (`Hold::Bytes`): a
+/// collection that removes them before the commit leaves a record that the commit meets,
+/// so the commit writes them again; one whose mark is on the blob holds the commit until
+/// it is done. Either way the committed version's bytes are there.
+pub(crate) async fn gc_guard_with_bytes_held(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::{BlobRef, Hold, NewVersion};
+    use depot_core::store::schema::{gc_gone_key, gc_mark_key};
+    use std::time::Duration;
+
+    let reg = rds_registry(t.clone(), blobs.clone(), "gb", &["r"]).await;
+    let payload = Bytes::from_static(b"bytes held in memory, written straight to their key");
+    let nv = |v: &str, blob: BlobRef| NewVersion::new("gb", "r", "rds://x", "x", RepoType::Rds, v, blob);
+    let bytes_of = |key: String| {
+        let blobs = blobs.clone();
+        async move { blobs.get(&key, None).await.map(|o| o.bytes()) }
+    };
+
+    // No collector: one write, no spare.
+    let first = reg.store_bytes(payload.clone()).await.unwrap();
+    assert!(matches!(first.hold, Hold::Bytes(_)));
+    let content = first.key.clone();
+    reg.create_version(nv("1.0.0", first), &writer()).await.unwrap();
+    assert_eq!(bytes_of(content.clone()).await.unwrap().await.unwrap(), payload);
+    assert!(blobs.list("tmp").await.unwrap().is_empty(), "no spare");
+    reg.delete_version(&writer(), "gb", "r", "rds://x", "1.0.0").await.unwrap();
+
+    // A whole collection between the write and the commit removes the bytes and leaves
+    // its record; the commit writes them again and lifts it.
+    let pending = reg.store_bytes(payload.clone()).await.unwrap();
+    let report = reg.collect_garbage(false, 0).await.unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert!(t.get(&gc_gone_key(&content)).await.unwrap().is_some(), "the collector's record");
+    assert!(bytes_of(content.clone()).await.is_err());
+    reg.create_version(nv("2.0.0", pending), &writer()).await.unwrap();
+    assert_eq!(bytes_of(content.clone()).await.unwrap().await.unwrap(), payload, "written again");
+    assert!(t.get(&gc_gone_key(&content)).await.unwrap().is_none());
+    assert_eq!(reg.collect_garbage(false, 0).await.unwrap().removed, 0, "named now");
+    reg.delete_version(&writer(), "gb", "r", "rds://x", "2.0.0").await.unwrap();
+
+    // A collector holding its mark: the commit waits, the collector records the removal,
+    // deletes and lifts its mark; the commit then writes the bytes again.
+    let mut mark = gc_mark_key(&content).item();
+    mark.insert("run".into(), "other-collector".into());
+    mark.insert("ttl".into(), (time::OffsetDateTime::now_utc().unix_timestamp() + 600).into());
+    t.put(mark, Cond::NotExists).await.unwrap();
+    let pending = reg.store_bytes(payload.clone()).await.unwrap();
+    let upload = {
+        let reg = reg.clone();
+        tokio::spawn(async move { reg.create_version(nv("3.0.0", pending), &writer()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!upload.is_finished(), "the commit waits for the collector's mark");
+    let mut gone = gc_gone_key(&content).item();
+    gone.insert("run".into(), "other-collector".into());
+    t.put(gone, Cond::None).await.unwrap();
+    blobs.delete(&content).await.unwrap();
+    t.delete(&gc_mark_key(&content), Cond::Eq("run".into(), "other-collector".into())).await.unwrap();
+    upload.await.unwrap().unwrap();
+    assert_eq!(reg.get_version("gb", "r", "rds://x", "3.0.0").await.unwrap().blob_key, content);
+    assert_eq!(bytes_of(content.clone()).await.unwrap().await.unwrap(), payload);
+}

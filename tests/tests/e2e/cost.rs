@@ -142,3 +142,33 @@ async fn a_download_is_three_calls_and_one_single_item_write() {
         assert_eq!(serde_json::from_slice::<Value>(&b).unwrap()["data"]["downloads"], 10);
     }
 }
+
+/// An RDS upload of a new version, on both backends, in a warm process: the repository,
+/// the bytes written once under their content key, the version and its package read at
+/// once, and the commit's transaction. 4 storage requests.
+async fn rds_upload_costs_on(fleet: crate::derived::Fleet) {
+    let app = fleet.instance();
+    assert_eq!(fleet.call(&app, "POST", "/repository/api/project/create", Some(json!({"name": "dv"}))).await.0, 200);
+    let repo = json!({"projectId": "dv", "name": "ix", "type": "RDS"});
+    assert_eq!(fleet.call(&app, "POST", "/repository/api/repo/create", Some(repo)).await.0, 200);
+    fleet.upload(&app, "warm", "1.0.0").await;
+    for (code, version) in [("cost", "1.0.0"), ("cost", "1.1.0")] {
+        let before = fleet.requests();
+        fleet.upload(&app, code, version).await;
+        let after = fleet.requests();
+        let (table, blobs) = (after.0 - before.0, after.1 - before.1);
+        eprintln!("RDS upload of {code} {version}: {table} table calls, {blobs} blob requests");
+        assert!(table + blobs <= 4, "{code} {version}: {table} + {blobs} requests");
+        assert_eq!(fleet.blobs.inner.list("tmp").await.unwrap().len(), 0, "no spare left");
+    }
+}
+
+#[tokio::test]
+async fn an_rds_upload_is_four_requests_embedded() {
+    rds_upload_costs_on(crate::derived::Fleet::embedded().await).await;
+}
+
+#[tokio::test]
+async fn an_rds_upload_is_four_requests_aws() {
+    rds_upload_costs_on(crate::derived::Fleet::open(crate::harness::aws_config("up"), None).await).await;
+}

@@ -8,6 +8,7 @@ mod aps;
 mod compat;
 mod cli;
 mod cost;
+mod derived;
 mod harness;
 mod lambda;
 mod ocp;

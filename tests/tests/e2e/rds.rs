@@ -125,7 +125,7 @@ pub async fn get_if_none_match(api: &Api, url: &str, etag: &str) -> reqwest::Res
     api.http.get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("if-none-match", etag).send().await.unwrap()
 }
 
-async fn get_text(api: &Api, path: &str) -> (u16, String) {
+pub(crate) async fn get_text(api: &Api, path: &str) -> (u16, String) {
     let res =
         api.http.get(format!("{}{path}", api.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
