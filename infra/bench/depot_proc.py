@@ -9,6 +9,19 @@ import urllib.request
 
 PASSWORD = "bench-password-123"
 
+# Where the servers' data directories go: $DEPOT_BENCH_DIR, else target/bench in the
+# checkout (on the project's disk, not /tmp: a shared /tmp that many processes fill and
+# empty can make each new file cost several times more to create, which is the
+# machine's state, not the server's).
+BENCH_DIR = os.environ.get("DEPOT_BENCH_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "bench")
+
+
+def data_dir(prefix):
+    """A new temporary directory under BENCH_DIR."""
+    os.makedirs(BENCH_DIR, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=BENCH_DIR)
+
 
 def free_port():
     s = socket.socket()
@@ -24,7 +37,7 @@ class Serve:
     def __init__(self, binary, **env):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.dir = tempfile.TemporaryDirectory(prefix="depot-bench-")
+        self.dir = data_dir("depot-bench-")
         full_env = dict(os.environ, DEPOT_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn", **env)
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.dir.name],

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use super::Registry;
 use crate::model::Repository;
 use crate::store::schema::{changes_partition, from_item, repo_key};
-use crate::store::{query_all, stream_from_bytes, Cond, Item, Key, Query, TxOp};
+use crate::store::{query_all, stream_from_bytes, Cond, Item, Key, Query};
 use crate::{Error, Result};
 
 /// How many renderings (and sets of parts) a process keeps.
@@ -310,12 +310,8 @@ impl Registry {
     /// A failure only leaves them to be read again.
     async fn forget_changes(&self, changes: &[Item]) {
         let keys: Vec<Key> = changes.iter().filter_map(|i| Key::of(i).ok()).collect();
-        for chunk in keys.chunks(100) {
-            let ops = chunk.iter().map(|k| TxOp::Delete { key: k.clone(), cond: Cond::None }).collect();
-            if let Err(e) = self.table.transact(ops).await {
-                tracing::warn!(error = %e, "removing the changes a rendering read failed");
-                return;
-            }
+        if let Err(e) = self.table.delete_many(&keys).await {
+            tracing::warn!(error = %e, "removing the changes a rendering read failed");
         }
     }
 

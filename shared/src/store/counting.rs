@@ -58,6 +58,11 @@ impl Table for CountingTable {
         self.count();
         self.inner.get_many(keys).await
     }
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        // One request for each 25 keys, as DynamoDB takes them.
+        self.calls.fetch_add(keys.len().div_ceil(25), Ordering::SeqCst);
+        self.inner.delete_many(keys).await
+    }
     async fn put(&self, item: Item, cond: Cond) -> Result<()> {
         self.count();
         self.writes.fetch_add(1, Ordering::SeqCst);

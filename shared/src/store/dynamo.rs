@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::{Number, Value};
@@ -384,6 +384,43 @@ impl Table for DynamoTable {
             .iter()
             .map(|k| found.iter().find(|i| Key::of(i).is_ok_and(|f| f == *k)).cloned())
             .collect())
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        let mut distinct: Vec<&Key> = Vec::with_capacity(keys.len());
+        for k in keys {
+            if !distinct.contains(&k) {
+                distinct.push(k);
+            }
+        }
+        for chunk in distinct.chunks(25) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for k in chunk {
+                let delete = DeleteRequest::builder().set_key(Some(key_map(k)?)).build().map_err(Error::internal)?;
+                pending.push(WriteRequest::builder().delete_request(delete).build());
+            }
+            // What DynamoDB leaves unprocessed (throttled) is sent again, with a short backoff.
+            for attempt in 0..8u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_err("batch delete items", e))?;
+                pending = out.unprocessed_items().and_then(|u| u.get(&self.table)).cloned().unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(Error::unavailable("DynamoDB left part of a batch unprocessed; retry in a moment", 1));
+            }
+        }
+        Ok(())
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<()> {

@@ -5,6 +5,13 @@
 //! go through one writer thread, in order: the writes waiting for it are committed in one
 //! redb transaction (a group commit), each applying all or nothing and seeing the ones
 //! before it, so that concurrent writers share a flush.
+//!
+//! Counters added through `Table::update_relaxed` (downloads) do not wait for the
+//! writer: they are kept as deltas in memory, added to every read of their item, and
+//! written by the writer in its next transaction, or within [`DRAIN_EVERY`] (a durable
+//! one), or when the table closes. A crash loses at most that window's counts, inside
+//! the port's `RELAXED_WINDOW`. Reads and the transactions that write the deltas
+//! exclude each other, so that no read sees a delta twice or not at all.
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +21,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use super::table::{check_key_str, check_tx, decode_token, encode_token};
-use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, RELAXED_WINDOW, SK};
+use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, SK};
 use crate::{Error, Result};
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -102,14 +109,73 @@ fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
 pub struct EmbeddedTable {
     db: Arc<Database>,
     writer: Arc<Writer>,
+    deltas: Arc<Deltas>,
 }
 
 /// One write waiting for the writer: its operations, and where its answer goes.
 struct Request {
     ops: Vec<TxOp>,
-    /// A counter that a crash may lose within `RELAXED_WINDOW` (`Table::update_relaxed`).
-    relaxed: bool,
     answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>>,
+}
+
+/// How often the writer writes the counters' deltas when nothing else comes (well
+/// within `RELAXED_WINDOW`, the transaction's flush included).
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Counters added through `update_relaxed`, not written yet: per item, the amounts to
+/// add. `gate` is held for reading by every read and every relaxed add, and for writing
+/// by the transaction that writes them, from taking them until it is committed.
+#[derive(Default)]
+struct Deltas {
+    gate: std::sync::RwLock<()>,
+    pending: std::sync::Mutex<std::collections::HashMap<Key, Vec<(String, i64)>>>,
+}
+
+impl Deltas {
+    fn is_empty(&self) -> bool {
+        self.pending.lock().expect("deltas").is_empty()
+    }
+
+    /// Adds what is pending for its key to an item read from the database.
+    fn merge(&self, key: &Key, item: &mut Item) {
+        let pending = self.pending.lock().expect("deltas");
+        if let Some(adds) = pending.get(key) {
+            for (attr, delta) in adds {
+                let cur = item.get(attr).and_then(Value::as_i64).unwrap_or(0);
+                item.insert(attr.clone(), Value::from(cur.saturating_add(*delta)));
+            }
+        }
+    }
+
+    /// Takes every pending delta, as the writes that add them (each refused, and so
+    /// dropped, when its item is gone: a deleted item's counts go with it).
+    fn take(&self) -> Vec<Vec<TxOp>> {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("deltas"));
+        pending
+            .into_iter()
+            .map(|(key, add)| vec![TxOp::Update { key, set: Item::new(), add, cond: Cond::Exists }])
+            .collect()
+    }
+
+    /// Puts back deltas a failed transaction did not write.
+    fn restore(&self, writes: Vec<Vec<TxOp>>) {
+        let mut pending = self.pending.lock().expect("deltas");
+        for op in writes.into_iter().flatten() {
+            if let TxOp::Update { key, add, .. } = op {
+                add_into(pending.entry(key).or_default(), &add);
+            }
+        }
+    }
+}
+
+/// Sums `add` into `into`, attribute by attribute.
+fn add_into(into: &mut Vec<(String, i64)>, add: &[(String, i64)]) {
+    for (attr, delta) in add {
+        match into.iter_mut().find(|(a, _)| a == attr) {
+            Some((_, d)) => *d = d.saturating_add(*delta),
+            None => into.push((attr.clone(), *delta)),
+        }
+    }
 }
 
 /// The writer thread: it ends when the last handle's sender goes, and the last handle
@@ -295,40 +361,65 @@ impl EmbeddedTable {
         }
         tx.commit().map_err(db_err)?;
         let db = Arc::new(db);
+        let deltas = Arc::new(Deltas::default());
         let (requests, rx) = std::sync::mpsc::channel::<Request>();
-        let for_writer = db.clone();
+        let (for_writer, deltas_for_writer) = (db.clone(), deltas.clone());
         let thread = std::thread::Builder::new()
             .name("depot-table-writer".into())
-            .spawn(move || Self::writer(&for_writer, rx))
+            .spawn(move || Self::writer(&for_writer, &deltas_for_writer, rx))
             .map_err(db_err)?;
-        Ok(EmbeddedTable { db, writer: Arc::new(Writer { requests: Some(requests), thread: Some(thread) }) })
+        let writer = Arc::new(Writer { requests: Some(requests), thread: Some(thread) });
+        Ok(EmbeddedTable { db, writer, deltas })
     }
 
-    /// The writer thread: takes the writes waiting, commits them in one transaction, and
-    /// answers each once it is durable; until the last handle goes.
-    fn writer(db: &Database, rx: std::sync::mpsc::Receiver<Request>) {
+    /// Commits `writes` (results in order), after every pending delta. The deltas go in a
+    /// transaction of their own, committed without a flush while no read runs (so that a
+    /// read sees each delta once: pending or written), and made durable by the flush of
+    /// `writes`' transaction right after. Deltas that transaction did not write are kept.
+    fn commit_with_deltas(
+        db: &Database,
+        deltas: &Deltas,
+        writes: &[&[TxOp]],
+        durability: Durability,
+    ) -> Result<Vec<Result<Vec<Option<Item>>>>> {
+        if !deltas.is_empty() {
+            let _gate = deltas.gate.write().expect("deltas gate");
+            let taken = deltas.take();
+            let all: Vec<&[TxOp]> = taken.iter().map(Vec::as_slice).collect();
+            if let Err(e) = Self::commit_group(db, &all, Durability::None) {
+                deltas.restore(taken);
+                return Err(e);
+            }
+        }
+        Self::commit_group(db, writes, durability)
+    }
+
+    /// The writer thread: takes the writes waiting, commits them in one durable
+    /// transaction (with the counters' deltas), and answers each once it is committed;
+    /// writes the deltas alone every [`DRAIN_EVERY`] when nothing else comes; until the
+    /// last handle goes, when it writes what is left.
+    fn writer(db: &Database, deltas: &Deltas, rx: std::sync::mpsc::Receiver<Request>) {
         use std::sync::mpsc::RecvTimeoutError;
-        // When the oldest commit that is not durable yet was made.
-        let mut pending_since: Option<std::time::Instant> = None;
+        let mut last_drain = std::time::Instant::now();
         loop {
-            let first = match pending_since {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(t) => rx.recv_timeout(RELAXED_WINDOW.saturating_sub(t.elapsed())),
-            };
-            let first = match first {
-                Ok(r) => r,
-                Err(stop) => {
-                    // The window is up, or the table is closing: make everything durable.
-                    if pending_since.take().is_some() {
-                        if let Err(e) = Self::commit_group(db, &[], Durability::Immediate) {
-                            tracing::warn!(error = %e, "flushing relaxed writes failed");
-                        }
+            let first = match rx.recv_timeout(DRAIN_EVERY.saturating_sub(last_drain.elapsed())) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Err(e) = Self::commit_with_deltas(db, deltas, &[], Durability::Immediate) {
+                        tracing::warn!(error = %e, "writing the last counters failed");
                     }
-                    if stop == RecvTimeoutError::Disconnected {
-                        return;
-                    }
-                    continue;
+                    return;
                 }
+            };
+            let Some(first) = first else {
+                last_drain = std::time::Instant::now();
+                if !deltas.is_empty() {
+                    if let Err(e) = Self::commit_with_deltas(db, deltas, &[], Durability::Immediate) {
+                        tracing::warn!(error = %e, "writing counters failed; kept for the next try");
+                    }
+                }
+                continue;
             };
             let mut group = vec![first];
             while group.len() < GROUP_MAX {
@@ -337,17 +428,10 @@ impl EmbeddedTable {
                     Err(_) => break,
                 }
             }
-            // A group of relaxed counters alone is acknowledged before it is flushed; any
-            // other write makes the group, and everything before it, durable.
-            let relaxed = group.iter().all(|r| r.relaxed);
-            let durability = if relaxed { Durability::None } else { Durability::Immediate };
             let ops: Vec<&[TxOp]> = group.iter().map(|r| r.ops.as_slice()).collect();
-            let outcome = Self::commit_group(db, &ops, durability);
-            match (&outcome, relaxed) {
-                (Ok(_), true) => pending_since = pending_since.or(Some(std::time::Instant::now())),
-                (Ok(_), false) => pending_since = None,
-                (Err(_), _) => {}
-            }
+            let outcome = Self::commit_with_deltas(db, deltas, &ops, Durability::Immediate);
+            // The group wrote every delta waiting.
+            last_drain = std::time::Instant::now();
             match outcome {
                 Ok(results) => {
                     for (r, result) in group.into_iter().zip(results) {
@@ -396,17 +480,38 @@ impl EmbeddedTable {
     /// Hands `ops` to the writer, which applies every one or none, and answers once the
     /// group it went in is durable.
     async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
-        self.write_as(ops, false).await
-    }
-
-    async fn write_as(&self, ops: Vec<TxOp>, relaxed: bool) -> Result<Vec<Option<Item>>> {
         let (answer, got) = tokio::sync::oneshot::channel();
         let requests = self.writer.requests.as_ref().ok_or_else(|| db_err("the table is closed"))?;
-        requests.send(Request { ops, relaxed, answer }).map_err(|_| db_err("the table's writer stopped"))?;
+        requests.send(Request { ops, answer }).map_err(|_| db_err("the table's writer stopped"))?;
         got.await.map_err(|_| db_err("the table's writer stopped"))?
     }
 
-    fn query_sync(db: &Database, q: &Query) -> Result<Page> {
+    /// The item as written in the database, without pending deltas.
+    fn read_committed(&self, key: &Key) -> Result<Option<Item>> {
+        let rtx = self.db.begin_read().map_err(db_err)?;
+        let t = rtx.open_table(ITEMS).map_err(db_err)?;
+        check_key_str(&key.pk)?;
+        check_key_str(&key.sk)?;
+        match t.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn query_sync(db: &Database, deltas: &Deltas, q: &Query) -> Result<Page> {
+        let _gate = deltas.gate.read().expect("deltas gate");
+        let mut page = Self::query_committed(db, q)?;
+        if !deltas.is_empty() {
+            for item in &mut page.items {
+                if let Ok(key) = Key::of(item) {
+                    deltas.merge(&key, item);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn query_committed(db: &Database, q: &Query) -> Result<Page> {
         check_key_str(&q.pk)?;
         let base = enc(&[&q.pk]);
         let (mut lo, mut hi) = bounds(&base, &q.sk);
@@ -480,14 +585,12 @@ impl Table for EmbeddedTable {
         // One item, at most 400 KB: read on the calling task. Handing so short a read to
         // the blocking pool cost more in thread switches than the read itself (queries,
         // which may read pages of many items, still go there).
-        let rtx = self.db.begin_read().map_err(db_err)?;
-        let t = rtx.open_table(ITEMS).map_err(db_err)?;
-        check_key_str(&key.pk)?;
-        check_key_str(&key.sk)?;
-        match t.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
-            None => Ok(None),
+        let _gate = self.deltas.gate.read().expect("deltas gate");
+        let mut item = self.read_committed(key)?;
+        if let Some(item) = item.as_mut() {
+            self.deltas.merge(key, item);
         }
+        Ok(item)
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<()> {
@@ -505,9 +608,37 @@ impl Table for EmbeddedTable {
     }
 
     async fn update_relaxed(&self, key: &Key, add: &[(String, i64)], cond: Cond) -> Result<Item> {
-        let op = TxOp::Update { key: key.clone(), set: Item::new(), add: add.to_vec(), cond };
-        let mut out = self.write_as(vec![op], true).await?;
-        out.pop().flatten().ok_or_else(|| db_err("update wrote nothing"))
+        let added = {
+            let _gate = self.deltas.gate.read().expect("deltas gate");
+            match self.read_committed(key)? {
+                // A counter of an item that exists waits for no writer (module doc).
+                Some(mut item) => {
+                    let mut pending = self.deltas.pending.lock().expect("deltas");
+                    if let Some(adds) = pending.get(key) {
+                        for (attr, delta) in adds {
+                            let cur = item.get(attr).and_then(Value::as_i64).unwrap_or(0);
+                            item.insert(attr.clone(), Value::from(cur.saturating_add(*delta)));
+                        }
+                    }
+                    if !cond_holds(Some(&item), &cond) {
+                        return Err(Error::Conflict {
+                            message: "condition failed on operations [0]".into(),
+                            failed: vec![0],
+                        });
+                    }
+                    let op = TxOp::Update { key: key.clone(), set: Item::new(), add: add.to_vec(), cond: Cond::None };
+                    let new = Tx::compute(&op, Some(&item))?.ok_or_else(|| db_err("update wrote nothing"))?;
+                    add_into(pending.entry(key.clone()).or_default(), add);
+                    Some(new)
+                }
+                None => None,
+            }
+        };
+        match added {
+            Some(item) => Ok(item),
+            // One that creates its item is an ordinary write.
+            None => self.update(key, Item::new(), add, cond).await,
+        }
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<()> {
@@ -516,8 +647,8 @@ impl Table for EmbeddedTable {
     }
 
     async fn query(&self, query: &Query) -> Result<Page> {
-        let db = self.db.clone();
+        let (db, deltas) = (self.db.clone(), self.deltas.clone());
         let q = query.clone();
-        tokio::task::spawn_blocking(move || Self::query_sync(&db, &q)).await.map_err(db_err)?
+        tokio::task::spawn_blocking(move || Self::query_sync(&db, &deltas, &q)).await.map_err(db_err)?
     }
 }

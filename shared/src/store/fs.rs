@@ -82,15 +82,81 @@ impl FsBlobStore {
     }
 }
 
+/// The largest body a put writes in one go, on one blocking thread, once it has it all:
+/// each `tokio::fs` call is a round trip to the blocking pool, and a small upload's
+/// create, write, fsync, directory and rename cost more in those than in the disk.
+const SMALL_PUT: usize = 1 << 20;
+
+/// Moves a written temporary file to `dest`, making its directory when it lacks one.
+fn rename_into(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    match std::fs::rename(tmp, dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dest.parent().is_some() => {
+            std::fs::create_dir_all(dest.parent().expect("checked"))?;
+            std::fs::rename(tmp, dest)
+        }
+        other => other,
+    }
+}
+
+impl FsBlobStore {
+    /// A put whose whole body is `bytes`: written, flushed and renamed into place on one
+    /// blocking thread.
+    async fn put_small(&self, dest: PathBuf, bytes: Vec<bytes::Bytes>) -> Result<Digests> {
+        let tmp = self.root.join(".tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut hasher = MultiHasher::new();
+            let written = (|| {
+                let mut file = std::fs::File::create(&tmp)?;
+                for chunk in &bytes {
+                    hasher.update(chunk);
+                    file.write_all(chunk)?;
+                }
+                file.sync_all()?;
+                rename_into(&tmp, &dest)
+            })();
+            match written {
+                Ok(()) => Ok(hasher.finish()),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
-    async fn put(&self, key: &str, body: ByteStream) -> Result<Digests> {
+    async fn put(&self, key: &str, mut body: ByteStream) -> Result<Digests> {
         let dest = self.path(key)?;
-        let (tmp, digests) = self.write_temp(body).await?;
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await?;
+        // A body that ends within SMALL_PUT is written in one go; a longer one streams.
+        let mut head = Vec::new();
+        let mut held = 0;
+        loop {
+            match body.next().await {
+                None => return self.put_small(dest, head).await,
+                Some(Err(e)) => return Err(Error::Invalid(format!("upload interrupted: {e}"))),
+                Some(Ok(chunk)) => {
+                    held += chunk.len();
+                    head.push(chunk);
+                    if held > SMALL_PUT {
+                        break;
+                    }
+                }
+            }
         }
-        if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
+        let body: ByteStream = Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(body));
+        let (tmp, digests) = self.write_temp(body).await?;
+        if let Err(e) = tokio::task::spawn_blocking({
+            let (tmp, dest) = (tmp.clone(), dest.clone());
+            move || rename_into(&tmp, &dest)
+        })
+        .await
+        .map_err(Error::internal)?
+        {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
         }

@@ -201,6 +201,16 @@ pub trait Table: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Deletes items with no condition, not as one transaction: a batch that a failure
+    /// may leave partly done (DynamoDB's BatchWriteItem, 25 keys a request; a key asked
+    /// twice is deleted once). For tidying, where each delete stands alone.
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        for k in keys {
+            self.delete(k, Cond::None).await?;
+        }
+        Ok(())
+    }
+
     /// Writes a whole item. A failed condition is `Conflict`.
     async fn put(&self, item: Item, cond: Cond) -> Result<()>;
 

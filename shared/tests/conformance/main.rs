@@ -55,6 +55,7 @@ macro_rules! table_suite {
                 table_atomic_add_concurrent,
                 table_query_paged,
                 table_get_many,
+                table_delete_many,
                 registry_projects_and_repositories,
                 registry_packages_and_versions,
                 downloads_race_roll_ups,

@@ -469,3 +469,18 @@ pub(crate) async fn table_get_many(t: Arc<dyn Table>) {
     let too_many: Vec<Key> = (0..101).map(|i| Key::new("GM#many", format!("{i:03}"))).collect();
     assert!(t.get_many(&too_many).await.is_err());
 }
+
+/// `delete_many` deletes every key it is given, missing ones and ones named twice too,
+/// past one request's 25, and leaves the others.
+pub(crate) async fn table_delete_many(t: Arc<dyn Table>) {
+    for i in 0..40 {
+        t.put(item("DM#a", &format!("{i:02}"), json!({})), Cond::None).await.unwrap();
+    }
+    let mut keys: Vec<Key> = (0..30).map(|i| Key::new("DM#a", format!("{i:02}"))).collect();
+    keys.push(Key::new("DM#a", "03"));
+    keys.push(Key::new("DM#a", "missing"));
+    t.delete_many(&keys).await.unwrap();
+    let (left, _) = collect_pages(&*t, Query::partition("DM#a")).await;
+    assert_eq!(left, (30..40).map(|i| format!("{i:02}")).collect::<Vec<_>>());
+    t.delete_many(&[]).await.unwrap();
+}
