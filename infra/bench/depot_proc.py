@@ -31,7 +31,34 @@ def free_port():
     return port
 
 
-class Serve:
+class Server:
+    """A server process on a data directory of its own; stops, and removes the
+    directory, on exit."""
+
+    proc = None
+    dir = None
+
+    def wait_until_up(self, url, tries, pause):
+        for _ in range(tries):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"{url}: the server exited")
+                time.sleep(pause)
+        raise SystemExit(f"{url} did not answer")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+        self.dir.cleanup()
+
+
+class Serve(Server):
     """`depot serve` on embedded storage in a temporary directory; stops on exit."""
 
     def __init__(self, binary, **env):
@@ -42,20 +69,4 @@ class Serve:
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.dir.name],
             env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(3000):
-            try:
-                urllib.request.urlopen(self.base + "/health", timeout=1)
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise SystemExit("depot exited")
-                time.sleep(0.01)
-        raise SystemExit("depot did not answer /health")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait()
-        self.dir.cleanup()
+        self.wait_until_up(self.base + "/health", 3000, 0.01)

@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.request
 
-from depot_proc import PASSWORD, Serve, data_dir, free_port
+from depot_proc import PASSWORD, Serve, Server, data_dir, free_port
 
 BOUNDARY = "smalluploadsboundary"
 
@@ -104,7 +104,7 @@ def call(base, method, path, body=None, auth=None):
         return json.loads(res.read())
 
 
-class PypiServer:
+class PypiServer(Server):
     def __init__(self):
         self.port = free_port()
         self.dir = data_dir("pypiserver-bench-")
@@ -112,21 +112,7 @@ class PypiServer:
             [sys.executable, "-m", "pypiserver", "run", "-p", str(self.port), "-i", "127.0.0.1", "-a", ".", "-P", ".",
              "--server", "auto", "--disable-fallback", self.dir.name],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(1000):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise SystemExit("pypiserver did not answer")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait()
-        self.dir.cleanup()
+        self.wait_until_up(f"http://127.0.0.1:{self.port}/", 1000, 0.02)
 
 
 def floor_ms(directory, n=300):
