@@ -1,5 +1,6 @@
 //! `BlobStore` on a local directory. Puts stream into a temporary file under
-//! `<root>/.tmp/` and rename it into place, so a failed put leaves nothing behind.
+//! `<root>/.tmp/`, flush it, and rename it into place, so a failed put leaves nothing
+//! behind; then flush the directory, so that the name survives a power cut too.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,15 +88,62 @@ impl FsBlobStore {
 /// create, write, fsync, directory and rename cost more in those than in the disk.
 const SMALL_PUT: usize = 1 << 20;
 
-/// Moves a written temporary file to `dest`, making its directory when it lacks one.
+/// Moves a written (and flushed) temporary file to `dest`, making its directory when it
+/// lacks one, and makes the new name durable: a file's fsync does not cover a rename
+/// after it, so without the directory's a power cut could lose the name of a blob whose
+/// version was acknowledged.
 fn rename_into(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    let dir = dest.parent().ok_or_else(|| std::io::Error::other("a blob path has a directory"))?;
     match std::fs::rename(tmp, dest) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dest.parent().is_some() => {
-            std::fs::create_dir_all(dest.parent().expect("checked"))?;
-            std::fs::rename(tmp, dest)
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make_dirs(dir)?;
+            std::fs::rename(tmp, dest)?;
         }
-        other => other,
+        other => other?,
     }
+    sync_dir(dir)
+}
+
+/// Makes `dir` and its missing ancestors, each durable in its parent.
+fn make_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at);
+        at = at.parent().ok_or_else(|| std::io::Error::other("no directory to make blobs in"))?;
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => sync_dir(d.parent().expect("made under a parent"))?,
+        }
+    }
+    Ok(())
+}
+
+/// Flushes a directory's entries (names made or moved in it) to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// [`make_dirs`] for `path`'s directory, off the async threads.
+async fn make_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().map(Path::to_path_buf) {
+        tokio::task::spawn_blocking(move || make_dirs(&dir)).await.map_err(Error::internal)??;
+    }
+    Ok(())
+}
+
+/// [`sync_dir`] for `path`'s directory, off the async threads.
+async fn sync_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().map(Path::to_path_buf) {
+        tokio::task::spawn_blocking(move || sync_dir(&dir)).await.map_err(Error::internal)??;
+    }
+    Ok(())
 }
 
 impl FsBlobStore {
@@ -200,22 +248,21 @@ impl BlobStore for FsBlobStore {
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        if let Some(dir) = dst.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
+        make_parent(&dst).await?;
         match tokio::fs::rename(&src, &dst).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Error::not_found_as(crate::error::Kind::Blob, from, format!("blob {from} not found")))
             }
-            r => Ok(r?),
+            r => {
+                r?;
+                sync_parent(&dst).await
+            }
         }
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        if let Some(dir) = dst.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
+        make_parent(&dst).await?;
         // Blobs are never changed in place (a put writes a new file and renames it), so a
         // hard link is a copy; it is made under a temporary name and renamed over `to`.
         let tmp = dst.with_file_name(format!(".copy-{}", uuid::Uuid::new_v4().simple()));
@@ -245,7 +292,7 @@ impl BlobStore for FsBlobStore {
             }
             return Err(e.into());
         }
-        Ok(())
+        sync_parent(&dst).await
     }
 
     async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
