@@ -18,8 +18,9 @@ own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
 - Both servers' data directories go under $DEPOT_BENCH_DIR, else target/bench
   (depot_proc.py says why not /tmp).
 - The floor: what the flushes an acknowledged depot upload needs cost on this disk,
-  measured in depot's data directory: the blob's new file written and fsynced, and a
-  page of the database file rewritten and fsynced (its commit). depot's latency is
+  measured in depot's data directory: the blob's new file written and fsynced, renamed
+  and its directory fsynced, and a page of the database file rewritten and fsynced (its
+  commit). depot's latency is
   printed as a multiple of it.
 """
 import base64
@@ -116,22 +117,32 @@ class PypiServer(Server):
 
 
 def floor_ms(directory, n=300):
-    """The median cost of one upload's flushes: a new ~1.5 KB file fsynced, then a 4 KiB
-    page of another file rewritten and fsynced."""
+    """The median cost of the flushes one upload needs: a new ~1.5 KB file written and
+    fsynced, renamed into another directory and that directory fsynced (the blob), then
+    a 4 KiB page of another file rewritten and fsynced (the database's commit)."""
+    tmp, named = os.path.join(directory, "floor-tmp"), os.path.join(directory, "floor-named")
+    os.makedirs(tmp, exist_ok=True)
+    os.makedirs(named, exist_ok=True)
     db = os.open(os.path.join(directory, "floor.db"), os.O_RDWR | os.O_CREAT)
     times = []
     for i in range(n):
         start = time.perf_counter()
-        fd = os.open(os.path.join(directory, f"floor-{i}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        fd = os.open(os.path.join(tmp, str(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.write(fd, b"x" * 1500)
         os.fsync(fd)
         os.close(fd)
+        os.rename(os.path.join(tmp, str(i)), os.path.join(named, str(i)))
+        dfd = os.open(named, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
         os.pwrite(db, b"y" * 4096, (i % 64) * 4096)
         os.fsync(db)
         times.append(time.perf_counter() - start)
     os.close(db)
-    for i in range(n):
-        os.unlink(os.path.join(directory, f"floor-{i}"))
+    for d in (tmp, named):
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+        os.rmdir(d)
     os.unlink(os.path.join(directory, "floor.db"))
     return statistics.median(times) * 1000
 
@@ -203,7 +214,7 @@ def main():
         print(f"throughput (wrk): 1 connection {one:.0f} uploads/s, 16 connections {sixteen:.0f}/s ({sixteen / one:.1f}x)")
         print(f"depot's CPU per upload: {one_cpu:.2f} ms with 1 connection, {sixteen_cpu:.2f} ms with 16")
         floor = floor_ms(srv.dir.name)
-        print(f"flush floor (a new file fsynced + a database page fsynced): {floor:.2f} ms; "
+        print(f"flush floor (a new file fsynced, renamed, its directory fsynced; a database page fsynced): {floor:.2f} ms; "
               f"depot's median is {dm / floor:.2f}x of it")
 
 
