@@ -17,7 +17,7 @@ use depot_core::http::{AppState, Scope};
 use depot_core::model::{
     printable, validate_filename, validate_name, validate_version, PackageVersion, RepoType, Repository,
 };
-use depot_core::registry::{NewVersion, DOWNLOAD_URL_TTL};
+use depot_core::registry::{NewVersion, RENDERING_URL_TTL};
 use depot_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -174,7 +174,7 @@ fn identity_of(meta: &RdsMeta) -> Result<(String, String)> {
     // The description is kept with the package and with each version, in items of at
     // most 400 KB.
     if meta.description.as_deref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
-        return Err(Error::Invalid(format!("{BROKEN} the description is over {MAX_DESCRIPTION_BYTES} bytes")));
+        return Err(Error::TooLarge(format!("{BROKEN} the description is over {MAX_DESCRIPTION_BYTES} bytes")));
     }
     Ok((code, version))
 }
@@ -277,11 +277,12 @@ pub async fn index_yaml(State(st): State<AppState>, scope: Scope, headers: Heade
     let vary = |res: &mut Response| {
         res.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     };
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == plain_tag || t.trim() == gzip_tag))
-    {
+    // If-None-Match compares weakly (RFC 9110 13.1.2): `W/` aside, against the tag of the
+    // representation this request gets; `*` matches any.
+    if headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| {
+        let t = t.trim();
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag.as_str()
+    }) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
         res.headers_mut().insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
         vary(&mut res);
@@ -300,7 +301,7 @@ pub async fn index_yaml(State(st): State<AppState>, scope: Scope, headers: Heade
     };
     // Too large for a response (a Lambda's): the stored index, through a presigned URL.
     if let Some(limit) = st.config.max_response_bytes.filter(|l| body.len() as u64 > *l) {
-        let url = st.registry.blobs.presign_get(&plain.key, DOWNLOAD_URL_TTL, None).await?;
+        let url = st.registry.blobs.presign_get(&plain.key, RENDERING_URL_TTL, None).await?;
         let mut res = (StatusCode::FOUND, [(header::LOCATION, url)]).into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         tracing::debug!(size = body.len(), limit, "index.yaml redirected to its stored copy");

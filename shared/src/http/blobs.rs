@@ -96,16 +96,26 @@ pub fn blob_reference(headers: &HeaderMap) -> Option<Result<String>> {
     })
 }
 
-/// Parses a `Range: bytes=a-b` header (one range; `a-` is open-ended).
+/// Parses a `Range: bytes=a-b` header (one range; `a-` is open-ended, and an end past
+/// any size reads to the end). A Range of another form (a suffix `-n`, several ranges,
+/// another unit, or not a range at all) is ignored, as RFC 9110 allows: the whole
+/// blob is the answer.
 pub fn parse_range(headers: &HeaderMap) -> Result<Option<ByteRange>> {
     let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
-    let bad = || Error::Invalid("unsupported Range header: use one 'bytes=start-end' range".into());
-    let spec = v.to_str().map_err(|_| bad())?.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let start = a.trim().parse().map_err(|_| bad())?;
+    let Some(spec) = v.to_str().ok().and_then(|v| v.trim().strip_prefix("bytes=")) else { return Ok(None) };
+    let Some((a, b)) = spec.split_once('-').filter(|_| !spec.contains(',')) else { return Ok(None) };
+    let number = |t: &str| {
+        let t = t.trim();
+        // Digits only; a number too large for u64 is past every blob's end.
+        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit())).then(|| t.parse().unwrap_or(u64::MAX))
+    };
+    let Some(start) = number(a) else { return Ok(None) };
     let end = match b.trim() {
         "" => None,
-        e => Some(e.parse().map_err(|_| bad())?),
+        e => match number(e) {
+            Some(e) => Some(e),
+            None => return Ok(None),
+        },
     };
     Ok(Some(ByteRange { start, end }))
 }

@@ -20,6 +20,11 @@
 //! its generation; and only then removes the changes it read. So a change is removed
 //! only once the pointer's parts hold it, and no renderer whose base lacks it can miss it:
 //! one that read the pointer before it moved sees it moved and starts over.
+//!
+//! A rendering the pointer moves off stays stored for [`KEEP_SUPERSEDED_SECS`] (the
+//! repository item lists it, `superseded:{kind}`), so that a presigned URL of it handed
+//! out just before (valid [`RENDERING_URL_TTL`]) still serves it; a later move removes
+//! it, or the collection does.
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -95,9 +100,14 @@ impl DerivedCache {
 
 /// Where the renderings of `kind` of this repository (this uid) are stored.
 fn object_prefix(repo: &Repository, kind: &str) -> String {
-    let kind = hex::encode(&Sha256::digest(kind.as_bytes())[..8]);
+    let kind = kind_segment(kind);
     let uid = if repo.uid.is_empty() { "-" } else { &repo.uid };
     format!("{DERIVED_PREFIX}{}/{}/{uid}/{kind}/", repo.project_id, repo.name)
+}
+
+/// A kind as its objects' keys name it (hashed: a kind may hold any character).
+fn kind_segment(kind: &str) -> String {
+    hex::encode(&Sha256::digest(kind.as_bytes())[..8])
 }
 
 fn object_key(prefix: &str, generation: i64) -> String {
@@ -113,9 +123,32 @@ fn pointer_attr(kind: &str) -> String {
     format!("rendered:{kind}")
 }
 
-/// The pointer's value before it was last moved: its objects go when it moves again.
-fn before_attr(kind: &str) -> String {
-    format!("renderedBefore:{kind}")
+/// The pointer's earlier values, each with when it was moved off it (unix seconds), as
+/// `[[generation, at], ...]`: their objects are kept for [`KEEP_SUPERSEDED_SECS`] after
+/// that, since a URL handed out for one may still be followed, then removed by a later
+/// move (or by the collection).
+fn superseded_attr(kind: &str) -> String {
+    format!("superseded:{kind}")
+}
+
+/// How long a presigned URL of a stored rendering (an index too large for a response)
+/// is valid: it is followed at once.
+pub const RENDERING_URL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a rendering is kept once a newer one replaced it: its URLs' lifetime, and as
+/// long again for clocks that differ between instances.
+pub const KEEP_SUPERSEDED_SECS: i64 = 2 * RENDERING_URL_TTL.as_secs() as i64;
+
+/// At most this many superseded renderings of one kind are listed; older ones are left
+/// to the collection.
+const SUPERSEDED_MAX: usize = 64;
+
+/// The superseded generations an item lists, with when each was superseded.
+fn superseded_of(item: &Item, kind: &str) -> Vec<(i64, i64)> {
+    item.get(&superseded_attr(kind))
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(|e| Some((e.get(0)?.as_i64()?, e.get(1)?.as_i64()?))).collect())
+        .unwrap_or_default()
 }
 
 /// When the repository last changed, as its writes record it (`changedAt`): an
@@ -128,7 +161,6 @@ struct Pointer {
     generation: i64,
     uid: String,
     rendered: Option<i64>,
-    before: Option<i64>,
     item: Item,
 }
 
@@ -254,13 +286,16 @@ impl Registry {
             let parts = Arc::new(parts);
             self.derived.put_parts(&prefix, g, parts);
             self.derived.put(&at, bytes.clone());
-            if before.rendered.is_none_or(|p| p < g) && self.move_pointer(repo, kind, &after, g).await? {
-                self.forget_changes(&changes).await;
-                if let Some(old) = after.before.filter(|b| Some(*b) != after.rendered && *b != g) {
-                    let (old_at, old_parts) = (object_key(&prefix, old), parts_key(&prefix, old));
-                    let (a, b) = futures::future::join(self.blobs.delete(&old_at), self.blobs.delete(&old_parts)).await;
-                    if let Err(e) = a.and(b) {
-                        tracing::warn!(error = %e, "removing an old rendering failed");
+            if before.rendered.is_none_or(|p| p < g) {
+                if let Some(expired) = self.move_pointer(repo, kind, &after, g).await? {
+                    self.forget_changes(&changes).await;
+                    for old in expired.into_iter().filter(|b| Some(*b) != after.rendered && *b != g) {
+                        let (old_at, old_parts) = (object_key(&prefix, old), parts_key(&prefix, old));
+                        let (a, b) =
+                            futures::future::join(self.blobs.delete(&old_at), self.blobs.delete(&old_parts)).await;
+                        if let Err(e) = a.and(b) {
+                            tracing::warn!(error = %e, "removing an old rendering failed");
+                        }
                     }
                 }
             }
@@ -279,29 +314,40 @@ impl Registry {
             return Err(gone());
         }
         let num = |attr: String| item.get(&attr).and_then(Value::as_i64);
-        Ok(Pointer {
-            generation: current.generation,
-            uid: current.uid,
-            rendered: num(pointer_attr(kind)),
-            before: num(before_attr(kind)),
-            item,
-        })
+        Ok(Pointer { generation: current.generation, uid: current.uid, rendered: num(pointer_attr(kind)), item })
     }
 
-    /// Moves the pointer from what `read` saw to `generation`; `false` when it moved
-    /// meanwhile (another rendering took it).
-    async fn move_pointer(&self, repo: &Repository, kind: &str, read: &Pointer, generation: i64) -> Result<bool> {
+    /// Moves the pointer from what `read` saw to `generation`, listing the generation it
+    /// leaves as superseded now; `None` when it moved meanwhile (another rendering took
+    /// it), else the superseded generations whose time is up, for the caller to remove.
+    async fn move_pointer(
+        &self,
+        repo: &Repository,
+        kind: &str,
+        read: &Pointer,
+        generation: i64,
+    ) -> Result<Option<Vec<i64>>> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut listed = superseded_of(&read.item, kind);
+        listed.extend(read.rendered.map(|p| (p, now)));
+        let (expired, mut kept): (Vec<_>, Vec<_>) =
+            listed.into_iter().partition(|(_, at)| now - at >= KEEP_SUPERSEDED_SECS);
+        // The oldest beyond the list's length go to the collection, which keeps them no
+        // less long (their objects' age and its grace).
+        kept.drain(..kept.len().saturating_sub(SUPERSEDED_MAX));
         let mut set = Item::new();
         set.insert(pointer_attr(kind), generation.into());
-        set.insert(before_attr(kind), read.rendered.map_or(Value::Null, Value::from));
+        set.insert(superseded_attr(kind), kept.iter().map(|(g, at)| serde_json::json!([g, at])).collect());
+        // What earlier releases kept (the one value before this one).
+        set.insert(format!("renderedBefore:{kind}"), Value::Null);
         let was = match read.rendered {
             Some(p) => Cond::Eq(pointer_attr(kind), p.into()),
             None => Cond::Lacks(pointer_attr(kind)),
         };
         let cond = Cond::All(vec![Cond::Eq("uid".into(), read.uid.clone().into()), was]);
         match self.table.update(&repo_key(&repo.project_id, &repo.name), set, &[], cond).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_conflict() => Ok(false),
+            Ok(_) => Ok(Some(expired.into_iter().map(|(g, _)| g).collect())),
+            Err(e) if e.is_conflict() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -337,7 +383,7 @@ impl Registry {
             }
             let rest = obj.key.trim_start_matches(DERIVED_PREFIX);
             let parts: Vec<&str> = rest.split('/').collect();
-            let [project, repo, uid, _kind, file] = parts[..] else { continue };
+            let [project, repo, uid, hashed, file] = parts[..] else { continue };
             let item = match repos.get(&(project.to_string(), repo.to_string())) {
                 Some(i) => i.clone(),
                 None => {
@@ -352,7 +398,15 @@ impl Registry {
                     item.get("uid").and_then(Value::as_str).map_or("-", |u| if u.is_empty() { "-" } else { u }) == uid;
                 let current = item.get("generation").and_then(Value::as_i64).unwrap_or(0);
                 let base = |g: i64| item.iter().any(|(k, v)| k.starts_with("rendered:") && v.as_i64() == Some(g));
-                same && generation.is_some_and(|g| g >= current || base(g))
+                // Superseded only a moment ago: a URL handed out for it may be followed.
+                let recent = |g: i64| {
+                    item.keys().filter_map(|k| k.strip_prefix("superseded:")).filter(|k| kind_segment(k) == hashed).any(
+                        |kind| {
+                            superseded_of(&item, kind).iter().any(|(s, at)| *s == g && now - at < KEEP_SUPERSEDED_SECS)
+                        },
+                    )
+                };
+                same && generation.is_some_and(|g| g >= current || base(g) || recent(g))
             });
             if !keep {
                 old.push(obj);

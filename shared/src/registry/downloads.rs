@@ -243,8 +243,10 @@ impl Registry {
         }
     }
 
-    /// Counts a download of `v` (unless `counted` is false: a HEAD request), then answers
-    /// it, saved as `filename` (the last segment of its content path when `None`).
+    /// Answers a download of `v`, saved as `filename` (the last segment of its content
+    /// path when `None`), and counts it once it can be answered, unless `counted` is
+    /// false (a HEAD request). A range counts only when it starts at the first byte, so a
+    /// file fetched in ranges counts once, and a range that cannot be served not at all.
     pub async fn download_version(
         &self,
         v: &PackageVersion,
@@ -252,10 +254,11 @@ impl Registry {
         range: Option<ByteRange>,
         counted: bool,
     ) -> Result<Download> {
-        if counted {
+        let default = v.content_path.rsplit('/').next().filter(|f| !f.is_empty()).unwrap_or(&v.name);
+        let answer = self.fetch(&v.blob_key, filename.unwrap_or(default), range).await?;
+        if counted && range.is_none_or(|r| r.start == 0) {
             self.record_download(&v.project_id, &v.repo_name, &v.package_key, &v.name).await?;
         }
-        let default = v.content_path.rsplit('/').next().filter(|f| !f.is_empty()).unwrap_or(&v.name);
-        self.fetch(&v.blob_key, filename.unwrap_or(default), range).await
+        Ok(answer)
     }
 }

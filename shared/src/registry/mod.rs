@@ -14,7 +14,7 @@ mod uploads;
 mod verify;
 mod versions;
 
-pub use derived::{DerivedCache, Parts, Rendering, CHANGED_AT_ATTR, DERIVED_PREFIX};
+pub use derived::{DerivedCache, Parts, Rendering, CHANGED_AT_ATTR, DERIVED_PREFIX, KEEP_SUPERSEDED_SECS, RENDERING_URL_TTL};
 pub use downloads::{Download, PendingDownloads, DOWNLOAD_DAYS_KEPT, DOWNLOAD_URL_TTL, PENDING_DOWNLOADS_PREFIX, ROLL_UP_AT};
 pub use gc::{GcReport, Hold, STAGED_LEASE};
 pub use listing::{whole_read_slot, PageOf, PageParam, PageRequest, MAX_PAGE_SIZE};

@@ -223,6 +223,21 @@ async fn materialized_on(fleet: Fleet) {
     let report = fleet.state().registry.collect_garbage(false, 0).await.unwrap();
     let removed: Vec<&String> = report.old_renderings.iter().map(|o| &o.key).collect();
     assert!(!removed.is_empty(), "the earlier gzipped index goes");
+    // An index superseded a moment ago stays (a presigned URL of it may still be
+    // followed) until KEEP_SUPERSEDED_SECS have passed since: here, made to have passed.
+    let left = fleet.blobs.inner.list("derived").await.unwrap();
+    assert!(left.len() > 2, "the superseded index is kept for a while: {left:?}");
+    let repo = depot_core::store::schema::repo_key("dv", "ix");
+    let item = fleet.table.inner.get(&repo).await.unwrap().unwrap();
+    let mut set = depot_core::store::Item::new();
+    for (attr, list) in item.iter().filter(|(k, _)| k.starts_with("superseded:")) {
+        let past = unix_now() - depot_core::registry::KEEP_SUPERSEDED_SECS;
+        let aged: Vec<Value> = list.as_array().unwrap().iter().map(|e| serde_json::json!([e[0], past])).collect();
+        set.insert(attr.clone(), Value::from(aged));
+    }
+    assert!(!set.is_empty(), "the repository lists its superseded renderings");
+    fleet.table.inner.update(&repo, set, &[], depot_core::store::Cond::Exists).await.unwrap();
+    fleet.state().registry.collect_garbage(false, 0).await.unwrap();
     let left = fleet.blobs.inner.list("derived").await.unwrap();
     assert_eq!(left.len(), 2, "the current index and its parts: {left:?}");
     let (cold, table, blobs) = fleet.index(&fleet.instance()).await;
@@ -238,6 +253,11 @@ async fn index_yaml_is_materialized_on_the_embedded_backend() {
 #[tokio::test]
 async fn index_yaml_is_materialized_on_the_aws_backend() {
     materialized_on(Fleet::open(aws_config("dv"), None).await).await;
+}
+
+/// Now, in unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// With `DEPOT_MAX_RESPONSE_BYTES` below the index's size, `depot serve` answers a
@@ -264,6 +284,17 @@ async fn too_large_on(api: &crate::harness::Api) {
     assert!(body.len() > 2048, "{} bytes", body.len());
     assert_eq!(listed(&body).len(), 12);
     assert_eq!(listed(&body), listed(&crate::rds::get_text(api, "/rds/big/ix/index.yaml").await.1.into_bytes()));
+    // The URL still serves that index after writes and the renderings they bring (found
+    // by an attack: each new rendering removed the one before the last at once).
+    for i in 12..14 {
+        let (file, bytes) = chart(&code(i), "1.0.0", "tgz");
+        assert_eq!(upload(api, "/rds/api/big/ix/charts", &file, bytes).await.0, 201);
+        let res = manual.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 302);
+    }
+    let res = reqwest::get(&target).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "a URL handed out before two writes still serves");
+    assert_eq!(res.bytes().await.unwrap(), body);
     // Gzipped, it fits: answered directly.
     let res = manual
         .get(&url)
@@ -278,7 +309,8 @@ async fn too_large_on(api: &crate::harness::Api) {
     assert!(gz.len() <= 2048);
     let mut plain = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).unwrap();
-    assert_eq!(plain, body, "the same index");
+    assert_eq!(listed(&plain).len(), 14, "the same index as the plain one");
+    assert_eq!(plain, crate::rds::get_text(api, "/rds/big/ix/index.yaml").await.1.into_bytes());
 }
 
 #[tokio::test]

@@ -212,6 +212,38 @@ async fn info_lists_stages_downloads_and_deletes() {
     assert_eq!(data(s, &b)["packageCount"], 0);
 }
 
+/// Streamed downloads count only what can be answered, and a file fetched in ranges
+/// once (found by an attack: a 416 counted, and so did every range).
+#[tokio::test]
+async fn a_download_counts_once_answered_and_ranges_count_once() {
+    let (_dir, server, api) = embedded(&[("DEPOT_DOWNLOAD_MODE", "proxy")]);
+    rds_repo(&api, "rg", "charts").await;
+    put_chart(&api, "rg", "charts", "app", "1.0.0").await;
+    let url = format!("{}/rds/rg/charts/charts/app-1.0.0.tgz", server.base);
+    let get = |range: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut req = reqwest::Client::new().get(url).basic_auth("admin", Some(ADMIN_PASSWORD));
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    let downloads = || async {
+        let (s, b) = api.get(&format!("{PKG}/info/rg/charts?packageKey=rds://app")).await;
+        data(s, &b)["downloads"].as_i64().unwrap()
+    };
+    assert_eq!(get(Some("bytes=99999-")).await, 416);
+    assert_eq!(downloads().await, 0, "a 416 is no download");
+    assert_eq!(get(Some("bytes=5-")).await, 206);
+    assert_eq!(downloads().await, 0, "a range after the first byte is part of a download counted already");
+    assert_eq!(get(Some("bytes=0-9")).await, 206);
+    assert_eq!(downloads().await, 1);
+    assert_eq!(get(None).await, 200);
+    assert_eq!(downloads().await, 2);
+}
+
 #[tokio::test]
 async fn twenty_concurrent_uploads_then_twenty_concurrent_deletes() {
     let (_dir, _server, api) = embedded(&[]);

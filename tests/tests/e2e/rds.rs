@@ -199,8 +199,24 @@ pub async fn chart_flow(api: &Api, p: &str, r: &str) {
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped).unwrap();
     assert_eq!(unzipped, plain, "the gzipped index is the index");
     eprintln!("index.yaml: {} bytes, {} gzipped", plain.len(), gz.len());
+    // A tag names one encoding: the gzipped one's does not match the plain index (found
+    // by an attack), and does match the gzipped one.
     let res = get_if_none_match(api, &url, &gz_tag).await;
+    assert_eq!(res.status().as_u16(), 200, "the gzipped index's tag, asked without gzip");
+    let res = api
+        .http
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &gz_tag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 304);
+    // Weak comparison, and `*`.
+    assert_eq!(get_if_none_match(api, &url, &format!("W/{etag}")).await.status().as_u16(), 304);
+    assert_eq!(get_if_none_match(api, &url, "\"other\", *").await.status().as_u16(), 304);
+    assert_eq!(get_if_none_match(api, &url, "\"other\"").await.status().as_u16(), 200);
     assert!(idx["generated"].as_str().is_some());
     let mysql = idx["entries"]["mysql"].as_sequence().unwrap();
     let versions: Vec<_> = mysql.iter().map(|e| e["version"].as_str().unwrap()).collect();

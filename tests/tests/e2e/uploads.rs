@@ -238,6 +238,16 @@ async fn sessions_verify_size_and_sha256_on_the_server() {
     let res = http.get(&location).header("range", "bytes=6-").send().await.unwrap();
     assert_eq!(res.status().as_u16(), 206);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"depot");
+    // An end past the size reads to the end; a Range of a form not served (a suffix,
+    // several ranges, not a range) is ignored: the whole file (found by an attack).
+    let res = http.get(&location).header("range", "bytes=6-99999999999999999999999").send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"depot");
+    for range in ["bytes=-5", "bytes=0-1,3-4", "items=0-1", "bytes=x-"] {
+        let res = http.get(&location).header("range", range).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{range}");
+        assert_eq!(res.bytes().await.unwrap().to_vec(), bytes, "{range}");
+    }
     // Past the end: 416 with the size, as S3 answers it.
     for range in [format!("bytes={}-", bytes.len()), "bytes=5-2".to_string()] {
         let res = http.get(&location).header("range", &range).send().await.unwrap();
