@@ -343,43 +343,35 @@ impl Table for DynamoTable {
         if keys.len() > super::MAX_GET_MANY {
             return Err(Error::Internal(format!("{} keys in one read, at most {}", keys.len(), super::MAX_GET_MANY)));
         }
-        let mut wanted = Vec::with_capacity(keys.len());
-        for k in keys {
-            wanted.push(key_map(k)?);
-        }
         // Duplicates are refused by BatchGetItem: each distinct key is asked once.
-        let mut distinct: Vec<HashMap<String, AttributeValue>> = Vec::new();
-        for w in &wanted {
-            if !distinct.contains(w) {
-                distinct.push(w.clone());
-            }
+        let mut distinct = Vec::with_capacity(keys.len());
+        for k in distinct_keys(keys) {
+            distinct.push(key_map(k)?);
         }
-        let mut found: Vec<Item> = Vec::new();
-        let mut pending = distinct;
-        // Keys DynamoDB leaves unprocessed (throttled) are asked again, with a short backoff.
-        for attempt in 0..8u32 {
-            if pending.is_empty() {
-                break;
+        let found = std::sync::Mutex::new(Vec::<Item>::new());
+        until_processed(distinct, |pending| {
+            let found = &found;
+            async move {
+                let ask = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(Error::internal)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ask)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_err("batch get items", e))?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    found.lock().expect("found").extend(items.iter().map(from_map));
+                }
+                Ok(out.unprocessed_keys().and_then(|u| u.get(&self.table)).map(|k| k.keys().to_vec()).unwrap_or_default())
             }
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
-            }
-            let ask = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(true).build().map_err(Error::internal)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, ask)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("batch get items", e))?;
-            if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
-                found.extend(items.iter().map(from_map));
-            }
-            pending = out.unprocessed_keys().and_then(|u| u.get(&self.table)).map(|k| k.keys().to_vec()).unwrap_or_default();
-        }
-        if !pending.is_empty() {
-            return Err(Error::unavailable("DynamoDB left part of a read unprocessed; retry in a moment", 1));
-        }
+        })
+        .await?;
+        let found = found.into_inner().expect("found");
         Ok(keys
             .iter()
             .map(|k| found.iter().find(|i| Key::of(i).is_ok_and(|f| f == *k)).cloned())
@@ -387,26 +379,13 @@ impl Table for DynamoTable {
     }
 
     async fn delete_many(&self, keys: &[Key]) -> Result<()> {
-        let mut distinct: Vec<&Key> = Vec::with_capacity(keys.len());
-        for k in keys {
-            if !distinct.contains(&k) {
-                distinct.push(k);
-            }
-        }
-        for chunk in distinct.chunks(25) {
-            let mut pending = Vec::with_capacity(chunk.len());
+        for chunk in distinct_keys(keys).chunks(25) {
+            let mut requests = Vec::with_capacity(chunk.len());
             for k in chunk {
                 let delete = DeleteRequest::builder().set_key(Some(key_map(k)?)).build().map_err(Error::internal)?;
-                pending.push(WriteRequest::builder().delete_request(delete).build());
+                requests.push(WriteRequest::builder().delete_request(delete).build());
             }
-            // What DynamoDB leaves unprocessed (throttled) is sent again, with a short backoff.
-            for attempt in 0..8u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
-                }
+            until_processed(requests, |pending| async move {
                 let out = self
                     .client
                     .batch_write_item()
@@ -414,11 +393,9 @@ impl Table for DynamoTable {
                     .send()
                     .await
                     .map_err(|e| dynamo_err("batch delete items", e))?;
-                pending = out.unprocessed_items().and_then(|u| u.get(&self.table)).cloned().unwrap_or_default();
-            }
-            if !pending.is_empty() {
-                return Err(Error::unavailable("DynamoDB left part of a batch unprocessed; retry in a moment", 1));
-            }
+                Ok(out.unprocessed_items().and_then(|u| u.get(&self.table)).cloned().unwrap_or_default())
+            })
+            .await?;
         }
         Ok(())
     }
@@ -591,5 +568,39 @@ impl Table for DynamoTable {
         let items = out.items().iter().map(from_map).collect();
         let next = out.last_evaluated_key().map(|k| encode_token(&from_map(k)));
         Ok(Page { items, next })
+    }
+}
+
+/// Each key once, in their order.
+fn distinct_keys(keys: &[Key]) -> Vec<&Key> {
+    let mut distinct: Vec<&Key> = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !distinct.contains(&k) {
+            distinct.push(k);
+        }
+    }
+    distinct
+}
+
+/// Sends a batch until DynamoDB has processed all of it: `send` answers what it left
+/// unprocessed (throttled), which is sent again after a short backoff, 8 times at most.
+async fn until_processed<T, F, Fut>(mut pending: Vec<T>, mut send: F) -> Result<()>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    for attempt in 0..8u32 {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
+        }
+        pending = send(pending).await?;
+    }
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::unavailable("DynamoDB left part of a batch unprocessed; retry in a moment", 1))
     }
 }
