@@ -100,24 +100,21 @@ pub fn blob_reference(headers: &HeaderMap) -> Option<Result<String>> {
 /// any size reads to the end). A Range of another form (a suffix `-n`, several ranges,
 /// another unit, or not a range at all) is ignored, as RFC 9110 allows: the whole
 /// blob is the answer.
-pub fn parse_range(headers: &HeaderMap) -> Result<Option<ByteRange>> {
-    let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
-    let Some(spec) = v.to_str().ok().and_then(|v| v.trim().strip_prefix("bytes=")) else { return Ok(None) };
-    let Some((a, b)) = spec.split_once('-').filter(|_| !spec.contains(',')) else { return Ok(None) };
+pub fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
+    let v = headers.get(header::RANGE)?;
+    let spec = v.to_str().ok()?.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-').filter(|_| !spec.contains(','))?;
     let number = |t: &str| {
         let t = t.trim();
         // Digits only; a number too large for u64 is past every blob's end.
         (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit())).then(|| t.parse().unwrap_or(u64::MAX))
     };
-    let Some(start) = number(a) else { return Ok(None) };
+    let start = number(a)?;
     let end = match b.trim() {
         "" => None,
-        e => match number(e) {
-            Some(e) => Some(e),
-            None => return Ok(None),
-        },
+        e => Some(number(e)?),
     };
-    Ok(Some(ByteRange { start, end }))
+    Some(ByteRange { start, end })
 }
 
 fn content_disposition(filename: &str) -> HeaderValue {
@@ -249,7 +246,7 @@ async fn local_blob(
             res.headers_mut().insert(header::ETAG, etag);
             return Ok(res);
         }
-        let range = parse_range(&headers)?;
+        let range = parse_range(&headers);
         let obj = state.registry.blobs.get(&key, range).await?;
         Ok(stream_response(obj, range, filename))
     }

@@ -151,6 +151,13 @@ fn superseded_of(item: &Item, kind: &str) -> Vec<(i64, i64)> {
         .unwrap_or_default()
 }
 
+/// Whether a repository item lists `generation` of the kind whose key segment is
+/// `hashed` as superseded less than [`KEEP_SUPERSEDED_SECS`] before `now`.
+fn superseded_lately(item: &Item, hashed: &str, generation: i64, now: i64) -> bool {
+    let mut kinds = item.keys().filter_map(|k| k.strip_prefix("superseded:")).filter(|k| kind_segment(k) == hashed);
+    kinds.any(|kind| superseded_of(item, kind).iter().any(|(g, at)| *g == generation && now - at < KEEP_SUPERSEDED_SECS))
+}
+
 /// When the repository last changed, as its writes record it (`changedAt`): an
 /// assembled rendering that names a time takes this one, so that two renderings of one
 /// state are the same bytes.
@@ -338,8 +345,6 @@ impl Registry {
         let mut set = Item::new();
         set.insert(pointer_attr(kind), generation.into());
         set.insert(superseded_attr(kind), kept.iter().map(|(g, at)| serde_json::json!([g, at])).collect());
-        // What earlier releases kept (the one value before this one).
-        set.insert(format!("renderedBefore:{kind}"), Value::Null);
         let was = match read.rendered {
             Some(p) => Cond::Eq(pointer_attr(kind), p.into()),
             None => Cond::Lacks(pointer_attr(kind)),
@@ -399,13 +404,7 @@ impl Registry {
                 let current = item.get("generation").and_then(Value::as_i64).unwrap_or(0);
                 let base = |g: i64| item.iter().any(|(k, v)| k.starts_with("rendered:") && v.as_i64() == Some(g));
                 // Superseded only a moment ago: a URL handed out for it may be followed.
-                let recent = |g: i64| {
-                    item.keys().filter_map(|k| k.strip_prefix("superseded:")).filter(|k| kind_segment(k) == hashed).any(
-                        |kind| {
-                            superseded_of(&item, kind).iter().any(|(s, at)| *s == g && now - at < KEEP_SUPERSEDED_SECS)
-                        },
-                    )
-                };
+                let recent = |g: i64| superseded_lately(&item, hashed, g, now);
                 same && generation.is_some_and(|g| g >= current || base(g) || recent(g))
             });
             if !keep {

@@ -138,12 +138,8 @@ impl Deltas {
 
     /// Adds what is pending for its key to an item read from the database.
     fn merge(&self, key: &Key, item: &mut Item) {
-        let pending = self.pending.lock().expect("deltas");
-        if let Some(adds) = pending.get(key) {
-            for (attr, delta) in adds {
-                let cur = item.get(attr).and_then(Value::as_i64).unwrap_or(0);
-                item.insert(attr.clone(), Value::from(cur.saturating_add(*delta)));
-            }
+        if let Some(adds) = self.pending.lock().expect("deltas").get(key) {
+            add_to_item(item, adds);
         }
     }
 
@@ -165,6 +161,14 @@ impl Deltas {
                 add_into(pending.entry(key).or_default(), &add);
             }
         }
+    }
+}
+
+/// Adds pending deltas to an item's counters (an attribute missing counts from 0).
+fn add_to_item(item: &mut Item, adds: &[(String, i64)]) {
+    for (attr, delta) in adds {
+        let cur = item.get(attr).and_then(Value::as_i64).unwrap_or(0);
+        item.insert(attr.clone(), Value::from(cur.saturating_add(*delta)));
     }
 }
 
@@ -615,10 +619,7 @@ impl Table for EmbeddedTable {
                 Some(mut item) => {
                     let mut pending = self.deltas.pending.lock().expect("deltas");
                     if let Some(adds) = pending.get(key) {
-                        for (attr, delta) in adds {
-                            let cur = item.get(attr).and_then(Value::as_i64).unwrap_or(0);
-                            item.insert(attr.clone(), Value::from(cur.saturating_add(*delta)));
-                        }
+                        add_to_item(&mut item, adds);
                     }
                     if !cond_holds(Some(&item), &cond) {
                         return Err(Error::Conflict {
