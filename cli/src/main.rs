@@ -57,6 +57,10 @@ Environment:
   DEPOT_MAX_SESSION_BYTES
                          largest upload session, at most and by default 5368709120
                          (5 GiB); larger ones are refused with 413 when opened
+  DEPOT_INLINE_BLOB_BYTES
+                         embedded backend: blobs up to this size (default 65536, at most
+                         1048576) are rows of one database file, blobs/.small.redb, not
+                         files of their own; 0 makes every blob a file
   DEPOT_VERIFY_INLINE_BYTES
                          sessions up to this size are verified within their completion
                          request (default 268435456); larger ones answer 202 and are

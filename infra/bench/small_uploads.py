@@ -18,10 +18,11 @@ own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
 - Both servers' data directories go under $DEPOT_BENCH_DIR, else target/bench
   (depot_proc.py says why not /tmp).
 - The floor: what the flushes an acknowledged depot upload needs cost on this disk,
-  measured in depot's data directory: the blob's new file written and fsynced, renamed
-  and its directory fsynced, and a page of the database file rewritten and fsynced (its
-  commit). depot's latency is
-  printed as a multiple of it.
+  measured in depot's data directory: a page rewritten and fdatasynced in the store's
+  small-blob file (the blob's row), then in the table's file (its commit). With
+  DEPOT_INLINE_BLOB_BYTES=0 in the environment (depot then writes every blob as a file),
+  the blob's new file written and fsynced, renamed and its directory fsynced instead of
+  the row. depot's latency is printed as a multiple of it.
 """
 import base64
 import http.client
@@ -116,34 +117,44 @@ class PypiServer(Server):
         self.wait_until_up(f"http://127.0.0.1:{self.port}/", 1000, 0.02)
 
 
-def floor_ms(directory, n=300):
-    """The median cost of the flushes one upload needs: a new ~1.5 KB file written and
-    fsynced, renamed into another directory and that directory fsynced (the blob), then
-    a 4 KiB page of another file rewritten and fsynced (the database's commit)."""
+def floor_ms(directory, files, n=300):
+    """The median cost of the flushes one upload needs. With `files` (every blob a file
+    of its own, DEPOT_INLINE_BLOB_BYTES=0): a new ~1.5 KB file written and fsynced,
+    renamed into another directory and that directory fsynced (the blob), then a 4 KiB
+    page of a database file rewritten and fdatasynced (the table's commit). Without
+    (the default, a small blob is a row): a 4 KiB page rewritten and fdatasynced in each
+    of two database files (the small-blob file's commit, then the table's)."""
     tmp, named = os.path.join(directory, "floor-tmp"), os.path.join(directory, "floor-named")
     os.makedirs(tmp, exist_ok=True)
     os.makedirs(named, exist_ok=True)
     db = os.open(os.path.join(directory, "floor.db"), os.O_RDWR | os.O_CREAT)
+    rows = os.open(os.path.join(directory, "floor-rows.db"), os.O_RDWR | os.O_CREAT)
     times = []
     for i in range(n):
         start = time.perf_counter()
-        fd = os.open(os.path.join(tmp, str(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.write(fd, b"x" * 1500)
-        os.fsync(fd)
-        os.close(fd)
-        os.rename(os.path.join(tmp, str(i)), os.path.join(named, str(i)))
-        dfd = os.open(named, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
+        if files:
+            fd = os.open(os.path.join(tmp, str(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.write(fd, b"x" * 1500)
+            os.fsync(fd)
+            os.close(fd)
+            os.rename(os.path.join(tmp, str(i)), os.path.join(named, str(i)))
+            dfd = os.open(named, os.O_RDONLY)
+            os.fsync(dfd)
+            os.close(dfd)
+        else:
+            os.pwrite(rows, b"x" * 4096, (i % 64) * 4096)
+            os.fdatasync(rows)
         os.pwrite(db, b"y" * 4096, (i % 64) * 4096)
-        os.fsync(db)
+        os.fdatasync(db)
         times.append(time.perf_counter() - start)
     os.close(db)
+    os.close(rows)
     for d in (tmp, named):
         for name in os.listdir(d):
             os.unlink(os.path.join(d, name))
         os.rmdir(d)
     os.unlink(os.path.join(directory, "floor.db"))
+    os.unlink(os.path.join(directory, "floor-rows.db"))
     return statistics.median(times) * 1000
 
 
@@ -213,9 +224,11 @@ def main():
         sixteen, sixteen_cpu = rate(16)
         print(f"throughput (wrk): 1 connection {one:.0f} uploads/s, 16 connections {sixteen:.0f}/s ({sixteen / one:.1f}x)")
         print(f"depot's CPU per upload: {one_cpu:.2f} ms with 1 connection, {sixteen_cpu:.2f} ms with 16")
-        floor = floor_ms(srv.dir.name)
-        print(f"flush floor (a new file fsynced, renamed, its directory fsynced; a database page fsynced): {floor:.2f} ms; "
-              f"depot's median is {dm / floor:.2f}x of it")
+        files = os.environ.get("DEPOT_INLINE_BLOB_BYTES") == "0"
+        floor = floor_ms(srv.dir.name, files)
+        what = ("a new file fsynced, renamed, its directory fsynced; a database page fsynced" if files
+                else "a page fdatasynced in each of two database files")
+        print(f"flush floor ({what}): {floor:.2f} ms; depot's median is {dm / floor:.2f}x of it")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
 /// | `DEPOT_VERIFY_INLINE_BYTES` | 268435456 | larger sessions are verified off the request path (202, then poll) |
+/// | `DEPOT_INLINE_BLOB_BYTES` | 65536 | embedded: blobs up to this size are rows of one database file, not files of their own (0: none) |
 /// | `DEPOT_OCP_REPO` | `ocp/software-packages` | the repository OCP software packages live in (created on first use) |
 /// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
 /// | `DEPOT_APS_REPO` | `aps/catalog` | the repository of the APS catalog (created on first use) |
@@ -117,7 +118,17 @@ pub struct Config {
     /// has none). A larger download or `index.yaml` is a redirect to a presigned URL;
     /// answers that cannot be a redirect (a strux download) check it before they start.
     pub max_response_bytes: Option<u64>,
+    /// Embedded storage: blobs up to this size are kept as rows of one database file
+    /// (`blobs/.small.redb`), not as files of their own (`DEPOT_INLINE_BLOB_BYTES`).
+    pub inline_blob_bytes: usize,
 }
+
+/// The default of [`Config::inline_blob_bytes`]: most charts and small packages are a
+/// few KiB, and a row of this size costs less than a file of its own.
+pub const INLINE_BLOB_BYTES: usize = 64 * 1024;
+
+/// The most [`Config::inline_blob_bytes`] may be: what a put holds before it streams.
+pub const MAX_INLINE_BLOB_BYTES: usize = 1 << 20;
 
 /// The default of [`Config::search_max_scan`].
 pub const SEARCH_MAX_SCAN: i64 = 10_000;
@@ -151,6 +162,7 @@ impl Default for Config {
             download_mode: DownloadMode::Redirect,
             max_unpacked_bytes: 1 << 30,
             search_max_scan: SEARCH_MAX_SCAN,
+            inline_blob_bytes: INLINE_BLOB_BYTES,
             max_session_bytes: crate::registry::MAX_UPLOAD_SIZE,
             verify_inline_bytes: crate::registry::VERIFY_INLINE_BYTES,
             verify_in_process: true,
@@ -231,6 +243,17 @@ impl Config {
                     _ => return Err(Error::Invalid(format!("DEPOT_SEARCH_MAX_SCAN must be a number from 1, not '{v}'"))),
                 },
                 None => d.search_max_scan,
+            },
+            inline_blob_bytes: match var("DEPOT_INLINE_BLOB_BYTES") {
+                Some(v) => match v.parse::<usize>() {
+                    Ok(n) if n <= MAX_INLINE_BLOB_BYTES => n,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "DEPOT_INLINE_BLOB_BYTES must be a number from 0 to {MAX_INLINE_BLOB_BYTES}, not '{v}'"
+                        )))
+                    }
+                },
+                None => d.inline_blob_bytes,
             },
             verify_inline_bytes: match var("DEPOT_VERIFY_INLINE_BYTES") {
                 Some(v) => v.parse().map_err(|_| {

@@ -108,7 +108,7 @@ fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
 #[derive(Clone)]
 pub struct EmbeddedTable {
     db: Arc<Database>,
-    writer: Arc<Writer>,
+    writer: Arc<Writer<Request>>,
     deltas: Arc<Deltas>,
 }
 
@@ -182,14 +182,43 @@ fn add_into(into: &mut Vec<(String, i64)>, add: &[(String, i64)]) {
     }
 }
 
-/// The writer thread: it ends when the last handle's sender goes, and the last handle
-/// waits for it, so that the file is free to open again once the table is dropped.
-struct Writer {
-    requests: Option<std::sync::mpsc::Sender<Request>>,
+/// A writer thread: it ends when the last handle's sender goes, and the last handle
+/// waits for it, so that the file is free to open again once its store is dropped. The
+/// embedded table has one, and so has the blob store's file of small blobs.
+pub(super) struct Writer<R> {
+    requests: Option<std::sync::mpsc::Sender<R>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for Writer {
+impl<R: Send + 'static> Writer<R> {
+    /// Starts the thread `name`, which runs `run` on the requests sent to it.
+    pub(super) fn spawn(name: &str, run: impl FnOnce(std::sync::mpsc::Receiver<R>) + Send + 'static) -> Result<Self> {
+        let (requests, rx) = std::sync::mpsc::channel::<R>();
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(rx)).map_err(db_err)?;
+        Ok(Writer { requests: Some(requests), thread: Some(thread) })
+    }
+
+    /// Hands a request to the thread.
+    pub(super) fn send(&self, request: R) -> Result<()> {
+        let requests = self.requests.as_ref().ok_or_else(|| db_err("the store is closed"))?;
+        requests.send(request).map_err(|_| db_err("the store's writer stopped"))
+    }
+}
+
+/// `first` and the requests waiting behind it, at most [`GROUP_MAX`]: what one
+/// transaction commits together.
+pub(super) fn group<R>(first: R, rx: &std::sync::mpsc::Receiver<R>) -> Vec<R> {
+    let mut group = vec![first];
+    while group.len() < GROUP_MAX {
+        match rx.try_recv() {
+            Ok(r) => group.push(r),
+            Err(_) => break,
+        }
+    }
+    group
+}
+
+impl<R> Drop for Writer<R> {
     fn drop(&mut self) {
         drop(self.requests.take());
         if let Some(t) = self.thread.take() {
@@ -366,13 +395,9 @@ impl EmbeddedTable {
         tx.commit().map_err(db_err)?;
         let db = Arc::new(db);
         let deltas = Arc::new(Deltas::default());
-        let (requests, rx) = std::sync::mpsc::channel::<Request>();
         let (for_writer, deltas_for_writer) = (db.clone(), deltas.clone());
-        let thread = std::thread::Builder::new()
-            .name("depot-table-writer".into())
-            .spawn(move || Self::writer(&for_writer, &deltas_for_writer, rx))
-            .map_err(db_err)?;
-        let writer = Arc::new(Writer { requests: Some(requests), thread: Some(thread) });
+        let writer =
+            Arc::new(Writer::spawn("depot-table-writer", move |rx| Self::writer(&for_writer, &deltas_for_writer, rx))?);
         Ok(EmbeddedTable { db, writer, deltas })
     }
 
@@ -425,13 +450,7 @@ impl EmbeddedTable {
                 }
                 continue;
             };
-            let mut group = vec![first];
-            while group.len() < GROUP_MAX {
-                match rx.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
-                }
-            }
+            let group = group(first, &rx);
             let ops: Vec<&[TxOp]> = group.iter().map(|r| r.ops.as_slice()).collect();
             let outcome = Self::commit_with_deltas(db, deltas, &ops, Durability::Immediate);
             // The group wrote every delta waiting.
@@ -485,8 +504,7 @@ impl EmbeddedTable {
     /// group it went in is durable.
     async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
         let (answer, got) = tokio::sync::oneshot::channel();
-        let requests = self.writer.requests.as_ref().ok_or_else(|| db_err("the table is closed"))?;
-        requests.send(Request { ops, answer }).map_err(|_| db_err("the table's writer stopped"))?;
+        self.writer.send(Request { ops, answer })?;
         got.await.map_err(|_| db_err("the table's writer stopped"))?
     }
 

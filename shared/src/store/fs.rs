@@ -1,6 +1,10 @@
-//! `BlobStore` on a local directory. Puts stream into a temporary file under
-//! `<root>/.tmp/`, flush it, and rename it into place, so a failed put leaves nothing
-//! behind; then flush the directory, so that the name survives a power cut too.
+//! `BlobStore` on a local directory. A put whose body is at most the inline limit
+//! ([`INLINE_BYTES`], `DEPOT_INLINE_BLOB_BYTES`) is a row of `<root>/.small.redb`
+//! (`small.rs`: one flush, shared by concurrent puts). A larger one streams into a
+//! temporary file under `<root>/.tmp/`, flushes it, and renames it into place, so a
+//! failed put leaves nothing behind; then flushes the directory, so that the name
+//! survives a power cut too. Reads look for a row first: a row shadows a file under the
+//! same key, so every write of a file removes the key's row.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +14,8 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::blob::{resolve_range, validate_blob_key};
+use super::blob::{resolve_range, stream_from_bytes, validate_blob_key};
+use super::small::{Op, SmallBlobs};
 use super::{BlobInfo, BlobObject, BlobStore, ByteRange, ByteStream, Digests, MultiHasher, UrlSigner};
 use crate::{Error, Result};
 
@@ -24,6 +29,16 @@ const READ_CHUNK: usize = 256 * 1024;
 pub struct FsBlobStore {
     root: PathBuf,
     signer: Arc<UrlSigner>,
+    small: Arc<SmallBlobs>,
+    inline_bytes: usize,
+}
+
+pub use crate::config::INLINE_BLOB_BYTES as INLINE_BYTES;
+
+/// Whether a put to `key` may be a row: the parts of a multipart upload are files, which
+/// its completion reads from their directory.
+fn may_inline(key: &str) -> bool {
+    !key.contains(".parts/")
 }
 
 fn check_upload_id(upload_id: &str) -> Result<()> {
@@ -40,11 +55,18 @@ fn check_upload_id(upload_id: &str) -> Result<()> {
 
 impl FsBlobStore {
     /// Opens (and creates) the store under `root`, with the URL-signing secret in
-    /// `<root>/.signing-key`.
+    /// `<root>/.signing-key`, and the default inline limit.
     pub fn open(root: &Path) -> Result<Self> {
+        Self::open_with(root, INLINE_BYTES)
+    }
+
+    /// Opens the store with puts of at most `inline_bytes` kept as rows (0: none). Rows
+    /// written earlier are read whatever the limit.
+    pub fn open_with(root: &Path, inline_bytes: usize) -> Result<Self> {
         std::fs::create_dir_all(root.join(".tmp"))?;
         let signer = UrlSigner::load_or_create(&root.join(".signing-key"))?;
-        Ok(FsBlobStore { root: root.to_path_buf(), signer: Arc::new(signer) })
+        let small = Arc::new(SmallBlobs::open(&root.join(".small.redb"))?);
+        Ok(FsBlobStore { root: root.to_path_buf(), signer: Arc::new(signer), small, inline_bytes })
     }
 
     /// The signer of this store's local URLs, which the local blob routes verify with.
@@ -86,7 +108,7 @@ impl FsBlobStore {
 /// The largest body a put writes in one go, on one blocking thread, once it has it all:
 /// each `tokio::fs` call is a round trip to the blocking pool, and a small upload's
 /// create, write, fsync, directory and rename cost more in those than in the disk.
-const SMALL_PUT: usize = 1 << 20;
+const SMALL_PUT: usize = crate::config::MAX_INLINE_BLOB_BYTES;
 
 /// Moves a written (and flushed) temporary file to `dest`, making its directory when it
 /// lacks one, and makes the new name durable: a file's fsync does not cover a rename
@@ -121,6 +143,23 @@ fn make_dirs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether two paths name the same file (two hard links of it).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 /// Flushes a directory's entries (names made or moved in it) to disk.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -147,6 +186,28 @@ async fn sync_parent(path: &Path) -> Result<()> {
 }
 
 impl FsBlobStore {
+    /// A put whose whole body is `bytes`, within the inline limit: a row. A file under the
+    /// same key is left, shadowed, until the key is deleted.
+    async fn put_row(&self, key: &str, bytes: Vec<bytes::Bytes>) -> Result<Digests> {
+        let mut hasher = MultiHasher::new();
+        for chunk in &bytes {
+            hasher.update(chunk);
+        }
+        let modified =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.small.apply(vec![Op::Put { key: key.to_string(), modified, bytes }]).await?;
+        Ok(hasher.finish())
+    }
+
+    /// Moves or copies `from`'s row to `to`, when `from` has one; whether it had.
+    async fn copy_row(&self, from: &str, to: &str, moving: bool) -> Result<bool> {
+        if self.small.size(from)?.is_none() {
+            return Ok(false);
+        }
+        let op = Op::Copy { from: from.to_string(), to: to.to_string(), moving };
+        Ok(self.small.apply(vec![op]).await?.first().copied().unwrap_or(false))
+    }
+
     /// A put whose whole body is `bytes`: written, flushed and renamed into place on one
     /// blocking thread.
     async fn put_small(&self, dest: PathBuf, bytes: Vec<bytes::Bytes>) -> Result<Digests> {
@@ -180,12 +241,18 @@ impl FsBlobStore {
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, mut body: ByteStream) -> Result<Digests> {
         let dest = self.path(key)?;
-        // A body that ends within SMALL_PUT is written in one go; a longer one streams.
+        // A body that ends within SMALL_PUT is written in one go (a row when it is within
+        // the inline limit); a longer one streams.
         let mut head = Vec::new();
         let mut held = 0;
         loop {
             match body.next().await {
-                None => return self.put_small(dest, head).await,
+                None if held <= self.inline_bytes && may_inline(key) => return self.put_row(key, head).await,
+                None => {
+                    let digests = self.put_small(dest, head).await?;
+                    self.small.clear(key).await?;
+                    return Ok(digests);
+                }
                 Some(Err(e)) => return Err(Error::Invalid(format!("upload interrupted: {e}"))),
                 Some(Ok(chunk)) => {
                     held += chunk.len();
@@ -208,11 +275,20 @@ impl BlobStore for FsBlobStore {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
         }
+        self.small.clear(key).await?;
         Ok(digests)
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<BlobObject> {
         let path = self.path(key)?;
+        if let Some(row) = self.small.get(key)? {
+            let size = row.len() as u64;
+            let bytes = match resolve_range(range, size)? {
+                None => row,
+                Some((start, end)) => row.slice(start as usize..=end as usize),
+            };
+            return Ok(BlobObject { size, body: stream_from_bytes(bytes) });
+        }
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -232,7 +308,11 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<u64>> {
-        match tokio::fs::metadata(self.path(key)?).await {
+        let path = self.path(key)?;
+        if let Some(size) = self.small.size(key)? {
+            return Ok(Some(size));
+        }
+        match tokio::fs::metadata(path).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -240,7 +320,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        match tokio::fs::remove_file(self.path(key)?).await {
+        let path = self.path(key)?;
+        self.small.clear(key).await?;
+        match tokio::fs::remove_file(path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
@@ -248,6 +330,13 @@ impl BlobStore for FsBlobStore {
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if self.copy_row(from, to, true).await? {
+            // A file under `from` was shadowed by the row that moved: it goes too.
+            return match tokio::fs::remove_file(&src).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
         make_parent(&dst).await?;
         match tokio::fs::rename(&src, &dst).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -255,13 +344,22 @@ impl BlobStore for FsBlobStore {
             }
             r => {
                 r?;
-                sync_parent(&dst).await
+                // When `to` was already a link to the same file (a copy of `from`),
+                // rename(2) does nothing and leaves `from`: remove it.
+                if src != dst && same_file(&src, &dst) {
+                    tokio::fs::remove_file(&src).await?;
+                }
+                sync_parent(&dst).await?;
+                self.small.clear(to).await
             }
         }
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if self.copy_row(from, to, false).await? {
+            return Ok(());
+        }
         make_parent(&dst).await?;
         // Blobs are never changed in place (a put writes a new file and renames it), so a
         // hard link is a copy; it is made under a temporary name and renamed over `to`.
@@ -292,7 +390,8 @@ impl BlobStore for FsBlobStore {
             }
             return Err(e.into());
         }
-        sync_parent(&dst).await
+        sync_parent(&dst).await?;
+        self.small.clear(to).await
     }
 
     async fn presign_get(&self, key: &str, expires_in: Duration, filename: Option<&str>) -> Result<String> {
@@ -406,7 +505,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>> {
-        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let folder = prefix.trim_end_matches('/');
+        let dir = self.path(folder)?;
+        let rows = self.small.list(&format!("{folder}/"))?;
         let root = self.root.clone();
         let mut out = tokio::task::spawn_blocking(move || -> Result<Vec<BlobInfo>> {
             let mut out = Vec::new();
@@ -440,7 +541,59 @@ impl BlobStore for FsBlobStore {
         })
         .await
         .map_err(Error::internal)??;
+        // A row shadows a file under its key.
+        out.retain(|f| rows.binary_search_by(|r| r.key.as_str().cmp(&f.key)).is_err());
+        out.extend(rows);
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(store: &FsBlobStore, key: &str) -> Vec<u8> {
+        store.get(key, None).await.unwrap().bytes().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_blobs_are_rows_that_outlive_the_process_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        store.put("blobs/sha256/ab/cd/abcd", stream_from_bytes(&b"a small chart"[..])).await.unwrap();
+        assert!(!dir.path().join("blobs").exists(), "a small blob makes no file and no directory");
+        let listed = store.list("blobs").await.unwrap();
+        assert_eq!((listed.len(), listed[0].size), (1, 13));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        assert!((now - listed[0].modified).abs() < 60, "the row keeps when it was written");
+        let big = vec![7u8; INLINE_BYTES + 1];
+        store.put("blobs/big", stream_from_bytes(big.clone())).await.unwrap();
+        assert!(dir.path().join("blobs/big").is_file(), "a blob over the limit is a file");
+        drop(store);
+
+        // Reopened, with rows no longer written: the rows are still read.
+        let store = FsBlobStore::open_with(dir.path(), 0).unwrap();
+        assert_eq!(read(&store, "blobs/sha256/ab/cd/abcd").await, b"a small chart");
+        assert_eq!(read(&store, "blobs/big").await, big);
+        store.put("t/x", stream_from_bytes(&b"x"[..])).await.unwrap();
+        assert!(dir.path().join("t/x").is_file(), "with the limit at 0 every blob is a file");
+        // A file written over a row replaces it.
+        store.put("blobs/sha256/ab/cd/abcd", stream_from_bytes(&b"now a file"[..])).await.unwrap();
+        assert_eq!(read(&store, "blobs/sha256/ab/cd/abcd").await, b"now a file");
+        assert_eq!(store.small.size("blobs/sha256/ab/cd/abcd").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn multipart_parts_stay_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = store.start_multipart("up/one").await.unwrap();
+        let part = format!("up/one.parts/{id}/00001");
+        store.put(&part, stream_from_bytes(&b"part one"[..])).await.unwrap();
+        assert!(dir.path().join(&part).is_file());
+        let d = store.complete_multipart("up/one", &id, None).await.unwrap().unwrap();
+        assert_eq!(d.size, 8);
+        assert_eq!(read(&store, "up/one").await, b"part one");
     }
 }

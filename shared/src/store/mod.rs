@@ -8,11 +8,14 @@ mod digest;
 pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "embedded")]
 pub mod fs;
 pub mod s3;
 pub mod schema;
 pub mod secret;
 mod signer;
+#[cfg(feature = "embedded")]
+mod small;
 mod table;
 
 pub use blob::*;

@@ -38,6 +38,7 @@ macro_rules! blob_suite {
                 blob_get_range_head_delete,
                 blob_failed_put_leaves_nothing,
                 blob_presigned_put_and_multipart,
+                blob_small_and_large_replace_each_other,
             ]
         );
     };

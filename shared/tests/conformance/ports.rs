@@ -134,6 +134,86 @@ pub(crate) async fn blob_get_range_head_delete(blobs: Arc<dyn BlobStore>) {
     blobs.delete("d/e.txt").await.unwrap();
 }
 
+/// A key written small, then large, then small again (on the filesystem store: a row of
+/// its small-blob file, then a file, then a row) always reads as its last write, in get,
+/// head, ranges and listings, through renames, copies and deletes.
+pub(crate) async fn blob_small_and_large_replace_each_other(blobs: Arc<dyn BlobStore>) {
+    let small = |s: &'static [u8]| depot_core::store::stream_from_bytes(Bytes::from_static(s));
+    let large: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let read = |key: &'static str| {
+        let blobs = blobs.clone();
+        async move { blobs.get(key, None).await.unwrap().bytes().await.unwrap() }
+    };
+    blobs.put("s/k", small(b"first")).await.unwrap();
+    blobs.put("s/k", depot_core::store::stream_from_bytes(large.clone())).await.unwrap();
+    assert_eq!(read("s/k").await, large);
+    assert_eq!(blobs.head("s/k").await.unwrap(), Some(large.len() as u64));
+    blobs.put("s/k", small(b"third")).await.unwrap();
+    assert_eq!(read("s/k").await, b"third");
+    assert_eq!(blobs.head("s/k").await.unwrap(), Some(5));
+    let r = blobs.get("s/k", Some(ByteRange { start: 1, end: Some(3) })).await.unwrap();
+    assert_eq!((r.size, r.bytes().await.unwrap()), (5, b"hir".to_vec()));
+    assert!(matches!(
+        blobs.get("s/k", Some(ByteRange { start: 5, end: None })).await,
+        Err(Error::RangeNotSatisfiable { size: 5, .. })
+    ));
+
+    // A large blob renamed or copied over a small one replaces it, and the other way round.
+    blobs.put("s/big", depot_core::store::stream_from_bytes(large.clone())).await.unwrap();
+    blobs.copy("s/big", "s/k").await.unwrap();
+    assert_eq!(read("s/k").await, large);
+    blobs.put("s/little", small(b"little")).await.unwrap();
+    blobs.rename("s/little", "s/k").await.unwrap();
+    assert_eq!(read("s/k").await, b"little");
+    assert_eq!(blobs.head("s/little").await.unwrap(), None);
+    blobs.rename("s/big", "s/k").await.unwrap();
+    assert_eq!(read("s/k").await, large);
+    assert_eq!(blobs.head("s/big").await.unwrap(), None);
+    // A blob moved onto itself stays.
+    blobs.rename("s/k", "s/k").await.unwrap();
+    assert_eq!(read("s/k").await, large);
+    blobs.put("s/other", small(b"other")).await.unwrap();
+    blobs.rename("s/other", "s/other").await.unwrap();
+    assert_eq!(read("s/other").await, b"other");
+    blobs.copy("s/other", "s/copy").await.unwrap();
+    blobs.put("s/other", small(b"changed")).await.unwrap();
+    assert_eq!(read("s/copy").await, b"other");
+
+    // One listing entry a key, with the size of what it reads as.
+    let listed: Vec<(String, u64)> = blobs.list("s/").await.unwrap().into_iter().map(|b| (b.key, b.size)).collect();
+    assert_eq!(
+        listed,
+        vec![("s/copy".into(), 5), ("s/k".into(), large.len() as u64), ("s/other".into(), 7)],
+        "{listed:?}"
+    );
+    for key in ["s/k", "s/copy", "s/other"] {
+        blobs.delete(key).await.unwrap();
+        assert_eq!(blobs.head(key).await.unwrap(), None, "{key}");
+        assert!(matches!(blobs.get(key, None).await, Err(Error::NotFound { .. })), "{key}");
+    }
+    assert_eq!(blobs.list("s/").await.unwrap(), vec![]);
+
+    // Concurrent small puts (on the filesystem store, committed in groups) each land.
+    let puts = (0..40).map(|i| {
+        let blobs = blobs.clone();
+        async move {
+            let body = format!("blob number {i}").into_bytes();
+            let d = blobs.put(&format!("c/{i:02}"), depot_core::store::stream_from_bytes(body.clone())).await.unwrap();
+            assert_eq!(d.sha256, hex::encode(Sha256::digest(&body)));
+        }
+    });
+    futures::future::join_all(puts).await;
+    let listed = blobs.list("c/").await.unwrap();
+    assert_eq!(listed.len(), 40);
+    for (i, b) in listed.iter().enumerate() {
+        assert_eq!(b.key, format!("c/{i:02}"));
+        assert_eq!(
+            blobs.get(&b.key, None).await.unwrap().bytes().await.unwrap(),
+            format!("blob number {i}").into_bytes()
+        );
+    }
+}
+
 pub(crate) async fn blob_failed_put_leaves_nothing(blobs: Arc<dyn BlobStore>) {
     // 9 MiB then an error: past the first multipart part on S3.
     let failing = generated(9 * MIB, 7)

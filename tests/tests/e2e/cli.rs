@@ -275,7 +275,9 @@ fn every_client_command_has_help_with_an_example() {
 
 #[tokio::test]
 async fn client_on_embedded_storage() {
-    let (dir, server, api) = embedded(&[("DEPOT_VERIFY_INLINE_BYTES", "1048576")]);
+    // Every blob a file of its own (DEPOT_INLINE_BLOB_BYTES=0), so that one can be spoiled
+    // on disk while the server runs.
+    let (dir, server, api) = embedded(&[("DEPOT_VERIFY_INLINE_BYTES", "1048576"), ("DEPOT_INLINE_BLOB_BYTES", "0")]);
     let user = User::new();
     round_trip(&server.base, &api, &user).await;
 

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
+use depot_core::store::BlobStore as _;
 use serde_json::{json, Value};
 
 use crate::harness::{data, embedded, Api, Server, ADMIN_PASSWORD};
@@ -802,20 +803,17 @@ async fn gc_removes_only_unreferenced_blobs() {
     assert_eq!(upload(&api, "/rds/api/gc/one/charts?force=true", &f2, second.clone()).await.0, 201);
     drop(server);
 
-    let blob_path = |bytes: &[u8]| {
-        let sha = sha256_hex(bytes);
-        dir.path().join(format!("blobs/blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]))
-    };
+    let stored = |bytes: &[u8]| stored_in(dir.path(), sha256_hex(bytes));
     let young = gc(dir.path(), &["--dry-run"]);
     assert!(young.contains("0 unreferenced"), "the grace period protects fresh blobs: {young}");
     let dry = gc(dir.path(), &["--dry-run", "--grace-secs", "0"]);
     assert!(dry.contains(&format!("would remove blobs/sha256/{}", &sha256_hex(&first)[..2])), "{dry}");
     assert!(dry.contains("1 unreferenced") && dry.contains("0 removed"), "{dry}");
-    assert!(blob_path(&first).exists(), "a dry run removes nothing");
+    assert!(stored(&first).await, "a dry run removes nothing");
     let real = gc(dir.path(), &["--grace-secs", "0"]);
     assert!(real.contains("1 removed"), "{real}");
-    assert!(!blob_path(&first).exists());
-    assert!(blob_path(&second).exists() && blob_path(&shared).exists(), "referenced blobs stay");
+    assert!(!stored(&first).await);
+    assert!(stored(&second).await && stored(&shared).await, "referenced blobs stay");
     let again = gc(dir.path(), &["--grace-secs", "0"]);
     assert!(again.contains("0 unreferenced"), "{again}");
 
@@ -829,6 +827,14 @@ async fn gc_removes_only_unreferenced_blobs() {
         .await
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().to_vec(), shared);
+}
+
+/// Whether the embedded store in `dir` holds the blob of `sha` (a chart this small is a
+/// row of the store's small-blob file), asked of the store while no server holds it.
+async fn stored_in(dir: &std::path::Path, sha: String) -> bool {
+    let key = format!("blobs/sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]);
+    let store = depot_core::store::fs::FsBlobStore::open(&dir.join("blobs")).unwrap();
+    store.head(&key).await.unwrap().is_some()
 }
 
 /// `depot verify` with its arguments: (exit code, stdout, stderr).
@@ -863,11 +869,14 @@ async fn verify_reports_blobs_that_do_not_match() {
     let (code, out, _) = verify(dir.path(), &["--repo", "vf/charts", "--sample", "1"]);
     assert_eq!((code, out.contains("1 blobs checked")), (0, true), "{out}");
 
-    // Corrupt one blob in place.
-    let blobs = dir.path().join("blobs/blobs/sha256");
-    let victim = walk(&blobs).into_iter().next().unwrap();
-    std::fs::write(&victim, b"not the chart any more").unwrap();
-    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    // Corrupt one blob in place: a chart this small is a row of the store's small-blob
+    // file, rewritten here through the store while no server holds it.
+    let store = depot_core::store::fs::FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+    let victim = store.list("blobs/sha256").await.unwrap().remove(0).key;
+    assert!(!dir.path().join("blobs").join(&victim).exists(), "a small chart is no file of its own");
+    store.put(&victim, depot_core::store::stream_from_bytes(&b"not the chart any more"[..])).await.unwrap();
+    drop(store);
+    let name = victim.rsplit('/').next().unwrap().to_string();
     let (code, out, err) = verify(dir.path(), &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains(&format!("BAD blobs/sha256/{}/{}/{name}", &name[..2], &name[2..4])), "{out}");
@@ -877,20 +886,6 @@ async fn verify_reports_blobs_that_do_not_match() {
     assert!(code != 0 && err.contains("PROJECT/REPO"), "{err}");
     let (code, _, err) = verify(dir.path(), &["--repo", "vf/none"]);
     assert!(code != 0 && err.contains("not found"), "{err}");
-}
-
-/// Every file below `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Two packages whose file names coincide (`b-1.0.0` at 2.3.4 and `b` at 1.0.0-2.3.4 are

@@ -191,7 +191,7 @@ pub const TEE_FILES: [(&str, &str, &[u8]); 3] =
 
 #[tokio::test]
 async fn strux_client_round_trip_and_every_answer() {
-    let (dir, server, api) = embedded(&[]);
+    let (dir, server, api) = embedded(&[crate::uploads::FILES_ONLY]);
     let base = server.base.clone();
     let b = base.as_str();
 
