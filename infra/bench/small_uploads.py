@@ -18,11 +18,12 @@ own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
 - Both servers' data directories go under $DEPOT_BENCH_DIR, else target/bench
   (depot_proc.py says why not /tmp).
 - The floor: what the flushes an acknowledged depot upload needs cost on this disk,
-  measured in depot's data directory: a page rewritten and fdatasynced in the store's
-  small-blob file (the blob's row), then in the table's file (its commit). With
+  measured in depot's data directory: two pages of the database file rewritten (the
+  blob's row and the version) and one fdatasync (their commit). With
   DEPOT_INLINE_BLOB_BYTES=0 in the environment (depot then writes every blob as a file),
-  the blob's new file written and fsynced, renamed and its directory fsynced instead of
-  the row. depot's latency is printed as a multiple of it.
+  the blob's new file written and fsynced, renamed and its directory fsynced, then a
+  page of the database file and its fdatasync. depot's latency is printed as a
+  multiple of it.
 """
 import base64
 import http.client
@@ -118,17 +119,16 @@ class PypiServer(Server):
 
 
 def floor_ms(directory, files, n=300):
-    """The median cost of the flushes one upload needs. With `files` (every blob a file
-    of its own, DEPOT_INLINE_BLOB_BYTES=0): a new ~1.5 KB file written and fsynced,
-    renamed into another directory and that directory fsynced (the blob), then a 4 KiB
-    page of a database file rewritten and fdatasynced (the table's commit). Without
-    (the default, a small blob is a row): a 4 KiB page rewritten and fdatasynced in each
-    of two database files (the small-blob file's commit, then the table's)."""
+    """The median cost of the flushes one upload needs. By default a small blob is a row
+    of the table's database file, committed with the version: two 4 KiB pages of one
+    file rewritten (the row's and the version's) and one fdatasync. With `files` (every
+    blob a file of its own, DEPOT_INLINE_BLOB_BYTES=0): a new ~1.5 KB file written and
+    fsynced, renamed into another directory and that directory fsynced (the blob), then
+    a page of the database file rewritten and fdatasynced (the table's commit)."""
     tmp, named = os.path.join(directory, "floor-tmp"), os.path.join(directory, "floor-named")
     os.makedirs(tmp, exist_ok=True)
     os.makedirs(named, exist_ok=True)
     db = os.open(os.path.join(directory, "floor.db"), os.O_RDWR | os.O_CREAT)
-    rows = os.open(os.path.join(directory, "floor-rows.db"), os.O_RDWR | os.O_CREAT)
     times = []
     for i in range(n):
         start = time.perf_counter()
@@ -142,19 +142,16 @@ def floor_ms(directory, files, n=300):
             os.fsync(dfd)
             os.close(dfd)
         else:
-            os.pwrite(rows, b"x" * 4096, (i % 64) * 4096)
-            os.fdatasync(rows)
+            os.pwrite(db, b"x" * 4096, (64 + i % 64) * 4096)
         os.pwrite(db, b"y" * 4096, (i % 64) * 4096)
         os.fdatasync(db)
         times.append(time.perf_counter() - start)
     os.close(db)
-    os.close(rows)
     for d in (tmp, named):
         for name in os.listdir(d):
             os.unlink(os.path.join(d, name))
         os.rmdir(d)
     os.unlink(os.path.join(directory, "floor.db"))
-    os.unlink(os.path.join(directory, "floor-rows.db"))
     return statistics.median(times) * 1000
 
 
@@ -227,7 +224,7 @@ def main():
         files = os.environ.get("DEPOT_INLINE_BLOB_BYTES") == "0"
         floor = floor_ms(srv.dir.name, files)
         what = ("a new file fsynced, renamed, its directory fsynced; a database page fsynced" if files
-                else "a page fdatasynced in each of two database files")
+                else "two pages of the database file rewritten, one fdatasync")
         print(f"flush floor ({what}): {floor:.2f} ms; depot's median is {dm / floor:.2f}x of it")
 
 

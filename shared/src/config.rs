@@ -62,7 +62,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 /// | `DEPOT_MAX_UNPACKED_BYTES` | 1073741824 | largest decompressed size of an uploaded archive |
 /// | `DEPOT_MAX_SESSION_BYTES` | 5368709120 | largest upload session (at most 5 GiB) |
 /// | `DEPOT_VERIFY_INLINE_BYTES` | 268435456 | larger sessions are verified off the request path (202, then poll) |
-/// | `DEPOT_INLINE_BLOB_BYTES` | 65536 | embedded: blobs up to this size are rows of one database file, not files of their own (0: none) |
+/// | `DEPOT_INLINE_BLOB_BYTES` | 65536 | embedded: blobs up to this size are rows of the table's file, not files of their own (0: none) |
 /// | `DEPOT_OCP_REPO` | `ocp/software-packages` | the repository OCP software packages live in (created on first use) |
 /// | `DEPOT_STRUX_REPO` | `strux/packages` | the repository strux packages live in (created on first use) |
 /// | `DEPOT_APS_REPO` | `aps/catalog` | the repository of the APS catalog (created on first use) |
@@ -118,8 +118,8 @@ pub struct Config {
     /// has none). A larger download or `index.yaml` is a redirect to a presigned URL;
     /// answers that cannot be a redirect (a strux download) check it before they start.
     pub max_response_bytes: Option<u64>,
-    /// Embedded storage: blobs up to this size are kept as rows of one database file
-    /// (`blobs/.small.redb`), not as files of their own (`DEPOT_INLINE_BLOB_BYTES`).
+    /// Embedded storage: blobs up to this size are kept as rows of the embedded table's
+    /// file, not as files of their own (`DEPOT_INLINE_BLOB_BYTES`).
     pub inline_blob_bytes: usize,
 }
 

@@ -101,7 +101,8 @@ pub async fn open_stores(config: &Config, create_resources: bool) -> Result<Stor
         #[cfg(feature = "embedded")]
         Backend::Embedded => {
             let table = crate::store::embedded::EmbeddedTable::open(&config.data_dir.join("depot.redb"))?;
-            let blobs = crate::store::fs::FsBlobStore::open_with(&config.data_dir.join("blobs"), config.inline_blob_bytes)?;
+            let blobs =
+                crate::store::fs::FsBlobStore::open_beside(&config.data_dir.join("blobs"), config.inline_blob_bytes, &table)?;
             Ok(Stores { table: Arc::new(table), signer: Some(blobs.signer()), blobs: Arc::new(blobs), admin_secret: None })
         }
         Backend::Aws => {

@@ -142,7 +142,8 @@ impl Registry {
     pub async fn store_bytes(&self, bytes: bytes::Bytes) -> Result<BlobRef> {
         use sha2::Digest;
         let key = content_key(&hex::encode(sha2::Sha256::digest(&bytes)));
-        let digests = self.blobs.put(&key, crate::store::stream_from_bytes(bytes.clone())).await?;
+        // The version's commit names these bytes next (or they are an orphan for gc).
+        let digests = self.blobs.put_named_next(&key, crate::store::stream_from_bytes(bytes.clone())).await?;
         if content_key(&digests.sha256) != key {
             return Err(Error::Internal(format!("the blob store hashed {key} otherwise")));
         }

@@ -49,6 +49,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// streaming. Never holds the whole blob in memory. A failed put leaves nothing under `key`.
     async fn put(&self, key: &str, body: ByteStream) -> Result<Digests>;
 
+    /// [`BlobStore::put`] for bytes that the caller's next table write names (a version's
+    /// blob): they must survive a power cut once that write has, not before. The
+    /// embedded store keeps small blobs in the embedded table's file, where that write's
+    /// commit makes them durable, and so skips their own flush. Every other store puts
+    /// as usual, which is what this does unless a store says otherwise.
+    async fn put_named_next(&self, key: &str, body: ByteStream) -> Result<Digests> {
+        self.put(key, body).await
+    }
+
     /// Reads a blob, or a byte range of it. A missing key is `NotFound`; a range that
     /// starts past the end is `Invalid`.
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<BlobObject>;

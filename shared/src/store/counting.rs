@@ -125,6 +125,12 @@ impl BlobStore for CountingBlobs {
         self.puts.fetch_add(1, Ordering::SeqCst);
         self.inner.put(key, body).await
     }
+
+    async fn put_named_next(&self, key: &str, body: ByteStream) -> Result<Digests> {
+        self.count();
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_named_next(key, body).await
+    }
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<BlobObject> {
         self.count();
         self.inner.get(key, range).await

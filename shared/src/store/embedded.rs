@@ -107,15 +107,31 @@ fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
 /// share its flushes.
 #[derive(Clone)]
 pub struct EmbeddedTable {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
     writer: Arc<Writer<Request>>,
     deltas: Arc<Deltas>,
 }
 
-/// One write waiting for the writer: its operations, and where its answer goes.
-struct Request {
-    ops: Vec<TxOp>,
-    answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>>,
+/// What waits for the writer: a write's operations, or changes to the blob store's rows
+/// (`small.rs`), each with where its answer goes. Rows changed with `durable` unset are
+/// answered once committed, without a flush of their own when nothing else in their
+/// group needs one: the next durable commit makes them durable.
+enum Request {
+    Write { ops: Vec<TxOp>, answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>> },
+    Rows { ops: Vec<super::small::Op>, durable: bool, answer: tokio::sync::oneshot::Sender<Result<Vec<bool>>> },
+}
+
+/// What a group's commit answers: each write's result, and each row change's.
+struct Outcome {
+    writes: Vec<Result<Vec<Option<Item>>>>,
+    rows: Vec<Vec<bool>>,
+}
+
+/// A group's writes and row changes, as the writer commits them.
+#[derive(Default)]
+struct Batch<'a> {
+    writes: Vec<&'a [TxOp]>,
+    rows: Vec<&'a [super::small::Op]>,
 }
 
 /// How often the writer writes the counters' deltas when nothing else comes (well
@@ -182,24 +198,23 @@ fn add_into(into: &mut Vec<(String, i64)>, add: &[(String, i64)]) {
     }
 }
 
-/// A writer thread: it ends when the last handle's sender goes, and the last handle
-/// waits for it, so that the file is free to open again once its store is dropped. The
-/// embedded table has one, and so has the blob store's file of small blobs.
-pub(super) struct Writer<R> {
+/// The writer thread: it ends when the last handle's sender goes, and the last handle
+/// waits for it, so that the file is free to open again once the table is dropped.
+struct Writer<R> {
     requests: Option<std::sync::mpsc::Sender<R>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl<R: Send + 'static> Writer<R> {
     /// Starts the thread `name`, which runs `run` on the requests sent to it.
-    pub(super) fn spawn(name: &str, run: impl FnOnce(std::sync::mpsc::Receiver<R>) + Send + 'static) -> Result<Self> {
+    fn spawn(name: &str, run: impl FnOnce(std::sync::mpsc::Receiver<R>) + Send + 'static) -> Result<Self> {
         let (requests, rx) = std::sync::mpsc::channel::<R>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(rx)).map_err(db_err)?;
         Ok(Writer { requests: Some(requests), thread: Some(thread) })
     }
 
     /// Hands a request to the thread.
-    pub(super) fn send(&self, request: R) -> Result<()> {
+    fn send(&self, request: R) -> Result<()> {
         let requests = self.requests.as_ref().ok_or_else(|| db_err("the store is closed"))?;
         requests.send(request).map_err(|_| db_err("the store's writer stopped"))
     }
@@ -207,7 +222,7 @@ impl<R: Send + 'static> Writer<R> {
 
 /// `first` and the requests waiting behind it, at most [`GROUP_MAX`]: what one
 /// transaction commits together.
-pub(super) fn group<R>(first: R, rx: &std::sync::mpsc::Receiver<R>) -> Vec<R> {
+fn group<R>(first: R, rx: &std::sync::mpsc::Receiver<R>) -> Vec<R> {
     let mut group = vec![first];
     while group.len() < GROUP_MAX {
         match rx.try_recv() {
@@ -389,6 +404,7 @@ impl EmbeddedTable {
         })?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(ITEMS).map_err(db_err)?;
+        tx.open_table(super::small::ROWS).map_err(db_err)?;
         for def in INDEXES {
             tx.open_table(index_table(def)).map_err(db_err)?;
         }
@@ -401,26 +417,21 @@ impl EmbeddedTable {
         Ok(EmbeddedTable { db, writer, deltas })
     }
 
-    /// Commits `writes` (results in order), after every pending delta. The deltas go in a
+    /// Commits `batch` (results in order), after every pending delta. The deltas go in a
     /// transaction of their own, committed without a flush while no read runs (so that a
     /// read sees each delta once: pending or written), and made durable by the flush of
-    /// `writes`' transaction right after. Deltas that transaction did not write are kept.
-    fn commit_with_deltas(
-        db: &Database,
-        deltas: &Deltas,
-        writes: &[&[TxOp]],
-        durability: Durability,
-    ) -> Result<Vec<Result<Vec<Option<Item>>>>> {
+    /// the batch's transaction right after. Deltas that transaction did not write are kept.
+    fn commit_with_deltas(db: &Database, deltas: &Deltas, batch: &Batch, durability: Durability) -> Result<Outcome> {
         if !deltas.is_empty() {
             let _gate = deltas.gate.write().expect("deltas gate");
             let taken = deltas.take();
-            let all: Vec<&[TxOp]> = taken.iter().map(Vec::as_slice).collect();
-            if let Err(e) = Self::commit_group(db, &all, Durability::None) {
+            let writes = taken.iter().map(Vec::as_slice).collect();
+            if let Err(e) = Self::commit_group(db, &Batch { writes, rows: vec![] }, Durability::None) {
                 deltas.restore(taken);
                 return Err(e);
             }
         }
-        Self::commit_group(db, writes, durability)
+        Self::commit_group(db, batch, durability)
     }
 
     /// The writer thread: takes the writes waiting, commits them in one durable
@@ -430,12 +441,13 @@ impl EmbeddedTable {
     fn writer(db: &Database, deltas: &Deltas, rx: std::sync::mpsc::Receiver<Request>) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut last_drain = std::time::Instant::now();
+        let nothing = Batch::default();
         loop {
             let first = match rx.recv_timeout(DRAIN_EVERY.saturating_sub(last_drain.elapsed())) {
                 Ok(r) => Some(r),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
-                    if let Err(e) = Self::commit_with_deltas(db, deltas, &[], Durability::Immediate) {
+                    if let Err(e) = Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
                         tracing::warn!(error = %e, "writing the last counters failed");
                     }
                     return;
@@ -444,67 +456,114 @@ impl EmbeddedTable {
             let Some(first) = first else {
                 last_drain = std::time::Instant::now();
                 if !deltas.is_empty() {
-                    if let Err(e) = Self::commit_with_deltas(db, deltas, &[], Durability::Immediate) {
+                    if let Err(e) = Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
                         tracing::warn!(error = %e, "writing counters failed; kept for the next try");
                     }
                 }
                 continue;
             };
             let group = group(first, &rx);
-            let ops: Vec<&[TxOp]> = group.iter().map(|r| r.ops.as_slice()).collect();
-            let outcome = Self::commit_with_deltas(db, deltas, &ops, Durability::Immediate);
-            // The group wrote every delta waiting.
-            last_drain = std::time::Instant::now();
+            let mut batch = Batch::default();
+            let mut durable = false;
+            for r in &group {
+                match r {
+                    Request::Write { ops, .. } => {
+                        batch.writes.push(ops);
+                        durable = true;
+                    }
+                    Request::Rows { ops, durable: d, .. } => {
+                        batch.rows.push(ops);
+                        durable |= d;
+                    }
+                }
+            }
+            // A group of rows that need no flush leaves the deltas to the next one.
+            let outcome = if durable || deltas.is_empty() {
+                let durability = if durable { Durability::Immediate } else { Durability::None };
+                let outcome = Self::commit_with_deltas(db, deltas, &batch, durability);
+                if durable {
+                    // The group wrote every delta waiting.
+                    last_drain = std::time::Instant::now();
+                }
+                outcome
+            } else {
+                Self::commit_group(db, &batch, Durability::None)
+            };
             match outcome {
-                Ok(results) => {
-                    for (r, result) in group.into_iter().zip(results) {
-                        let _ = r.answer.send(result);
+                Ok(Outcome { writes, rows }) => {
+                    let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
+                    for r in group {
+                        match r {
+                            Request::Write { answer, .. } => {
+                                let _ = answer.send(writes.next().expect("a result a write"));
+                            }
+                            Request::Rows { answer, .. } => {
+                                let _ = answer.send(Ok(rows.next().expect("a result a row change")));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
                     let message = e.to_string();
                     for r in group {
-                        let _ = r.answer.send(Err(Error::Internal(message.clone())));
+                        let failed = Error::Internal(message.clone());
+                        match r {
+                            Request::Write { answer, .. } => drop(answer.send(Err(failed))),
+                            Request::Rows { answer, .. } => drop(answer.send(Err(failed))),
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Runs each write in one write transaction, in order (each sees the ones before it),
-    /// and commits: the results of all, or an error for all when nothing was committed.
-    fn commit_group(
-        db: &Database,
-        writes: &[&[TxOp]],
-        durability: Durability,
-    ) -> Result<Vec<Result<Vec<Option<Item>>>>> {
+    /// Runs the batch's row changes, then each write, in one write transaction, in order
+    /// (each sees the ones before it), and commits: the results of all, or an error for
+    /// all when nothing was committed.
+    fn commit_group(db: &Database, batch: &Batch, durability: Durability) -> Result<Outcome> {
         let mut wtx = db.begin_write().map_err(db_err)?;
         wtx.set_durability(durability);
-        let results = {
-            let mut tx = Tx {
-                items: wtx.open_table(ITEMS).map_err(db_err)?,
-                indexes: INDEXES
-                    .iter()
-                    .map(|d| wtx.open_table(index_table(d)).map(|t| (d, t)))
-                    .collect::<Result<_, _>>()
-                    .map_err(db_err)?,
+        let outcome = {
+            let rows = if batch.rows.is_empty() {
+                vec![]
+            } else {
+                let mut table = wtx.open_table(super::small::ROWS).map_err(db_err)?;
+                batch.rows.iter().map(|ops| super::small::apply(&mut table, ops)).collect::<Result<_>>()?
             };
-            let mut results = Vec::with_capacity(writes.len());
-            for ops in writes {
-                // A storage failure mid-write drops the transaction: nothing of the group lands.
-                results.push(tx.run(ops)?);
+            let mut writes = Vec::with_capacity(batch.writes.len());
+            if !batch.writes.is_empty() {
+                let mut tx = Tx {
+                    items: wtx.open_table(ITEMS).map_err(db_err)?,
+                    indexes: INDEXES
+                        .iter()
+                        .map(|d| wtx.open_table(index_table(d)).map(|t| (d, t)))
+                        .collect::<Result<_, _>>()
+                        .map_err(db_err)?,
+                };
+                for ops in &batch.writes {
+                    // A storage failure mid-write drops the transaction: nothing of the group lands.
+                    writes.push(tx.run(ops)?);
+                }
             }
-            results
+            Outcome { writes, rows }
         };
         wtx.commit().map_err(db_err)?;
-        Ok(results)
+        Ok(outcome)
     }
 
     /// Hands `ops` to the writer, which applies every one or none, and answers once the
     /// group it went in is durable.
     async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
         let (answer, got) = tokio::sync::oneshot::channel();
-        self.writer.send(Request { ops, answer })?;
+        self.writer.send(Request::Write { ops, answer })?;
+        got.await.map_err(|_| db_err("the table's writer stopped"))?
+    }
+
+    /// Hands changes of the blob store's rows to the writer; answers once they are
+    /// committed, and, with `durable`, flushed.
+    pub(super) async fn write_rows(&self, ops: Vec<super::small::Op>, durable: bool) -> Result<Vec<bool>> {
+        let (answer, got) = tokio::sync::oneshot::channel();
+        self.writer.send(Request::Rows { ops, durable, answer })?;
         got.await.map_err(|_| db_err("the table's writer stopped"))?
     }
 

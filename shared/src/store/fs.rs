@@ -1,6 +1,7 @@
 //! `BlobStore` on a local directory. A put whose body is at most the inline limit
-//! ([`INLINE_BYTES`], `DEPOT_INLINE_BLOB_BYTES`) is a row of `<root>/.small.redb`
-//! (`small.rs`: one flush, shared by concurrent puts). A larger one streams into a
+//! ([`INLINE_BYTES`], `DEPOT_INLINE_BLOB_BYTES`) is a row of a redb file: the embedded
+//! table's, or the store's own `<root>/.small.redb` (`small.rs`: group commits, and
+//! `put_named_next` shares the next table write's flush). A larger one streams into a
 //! temporary file under `<root>/.tmp/`, flushes it, and renames it into place, so a
 //! failed put leaves nothing behind; then flushes the directory, so that the name
 //! survives a power cut too. Reads look for a row first: a row shadows a file under the
@@ -62,11 +63,24 @@ impl FsBlobStore {
 
     /// Opens the store with puts of at most `inline_bytes` kept as rows (0: none). Rows
     /// written earlier are read whatever the limit.
+    /// Rows go in `<root>/.small.redb`, each put flushed on its own.
     pub fn open_with(root: &Path, inline_bytes: usize) -> Result<Self> {
         std::fs::create_dir_all(root.join(".tmp"))?;
+        let small = SmallBlobs::open(&root.join(".small.redb"))?;
+        Self::with_rows(root, inline_bytes, small)
+    }
+
+    /// Opens the store with its rows in `table`'s file, the table the registry writes
+    /// to: a put whose bytes the next table write names then shares that write's flush
+    /// ([`BlobStore::put_named_next`]).
+    pub fn open_beside(root: &Path, inline_bytes: usize, table: &super::embedded::EmbeddedTable) -> Result<Self> {
+        Self::with_rows(root, inline_bytes, SmallBlobs::shared(table.clone()))
+    }
+
+    fn with_rows(root: &Path, inline_bytes: usize, small: SmallBlobs) -> Result<Self> {
+        std::fs::create_dir_all(root.join(".tmp"))?;
         let signer = UrlSigner::load_or_create(&root.join(".signing-key"))?;
-        let small = Arc::new(SmallBlobs::open(&root.join(".small.redb"))?);
-        Ok(FsBlobStore { root: root.to_path_buf(), signer: Arc::new(signer), small, inline_bytes })
+        Ok(FsBlobStore { root: root.to_path_buf(), signer: Arc::new(signer), small: Arc::new(small), inline_bytes })
     }
 
     /// The signer of this store's local URLs, which the local blob routes verify with.
@@ -188,14 +202,14 @@ async fn sync_parent(path: &Path) -> Result<()> {
 impl FsBlobStore {
     /// A put whose whole body is `bytes`, within the inline limit: a row. A file under the
     /// same key is left, shadowed, until the key is deleted.
-    async fn put_row(&self, key: &str, bytes: Vec<bytes::Bytes>) -> Result<Digests> {
+    async fn put_row(&self, key: &str, bytes: Vec<bytes::Bytes>, named_next: bool) -> Result<Digests> {
         let mut hasher = MultiHasher::new();
         for chunk in &bytes {
             hasher.update(chunk);
         }
         let modified =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        self.small.apply(vec![Op::Put { key: key.to_string(), modified, bytes }]).await?;
+        self.small.apply(vec![Op::Put { key: key.to_string(), modified, bytes }], named_next).await?;
         Ok(hasher.finish())
     }
 
@@ -205,7 +219,7 @@ impl FsBlobStore {
             return Ok(false);
         }
         let op = Op::Copy { from: from.to_string(), to: to.to_string(), moving };
-        Ok(self.small.apply(vec![op]).await?.first().copied().unwrap_or(false))
+        Ok(self.small.apply(vec![op], false).await?.first().copied().unwrap_or(false))
     }
 
     /// A put whose whole body is `bytes`: written, flushed and renamed into place on one
@@ -237,9 +251,9 @@ impl FsBlobStore {
     }
 }
 
-#[async_trait]
-impl BlobStore for FsBlobStore {
-    async fn put(&self, key: &str, mut body: ByteStream) -> Result<Digests> {
+impl FsBlobStore {
+    /// A put; with `named_next`, one whose row may wait for the table's next flush.
+    async fn put_as(&self, key: &str, mut body: ByteStream, named_next: bool) -> Result<Digests> {
         let dest = self.path(key)?;
         // A body that ends within SMALL_PUT is written in one go (a row when it is within
         // the inline limit); a longer one streams.
@@ -247,7 +261,9 @@ impl BlobStore for FsBlobStore {
         let mut held = 0;
         loop {
             match body.next().await {
-                None if held <= self.inline_bytes && may_inline(key) => return self.put_row(key, head).await,
+                None if held <= self.inline_bytes && may_inline(key) => {
+                    return self.put_row(key, head, named_next).await
+                }
                 None => {
                     let digests = self.put_small(dest, head).await?;
                     self.small.clear(key).await?;
@@ -277,6 +293,17 @@ impl BlobStore for FsBlobStore {
         }
         self.small.clear(key).await?;
         Ok(digests)
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &str, body: ByteStream) -> Result<Digests> {
+        self.put_as(key, body, false).await
+    }
+
+    async fn put_named_next(&self, key: &str, body: ByteStream) -> Result<Digests> {
+        self.put_as(key, body, true).await
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<BlobObject> {
@@ -582,6 +609,32 @@ mod tests {
         store.put("blobs/sha256/ab/cd/abcd", stream_from_bytes(&b"now a file"[..])).await.unwrap();
         assert_eq!(read(&store, "blobs/sha256/ab/cd/abcd").await, b"now a file");
         assert_eq!(store.small.size("blobs/sha256/ab/cd/abcd").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rows_beside_the_table_are_kept_by_its_commits_and_its_close() {
+        use crate::store::{Cond, Key, Table};
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let table = super::super::embedded::EmbeddedTable::open(&dir.path().join("t.redb")).unwrap();
+            let store = FsBlobStore::open_beside(&dir.path().join("blobs"), INLINE_BYTES, &table).unwrap();
+            (table, store)
+        };
+        let (table, store) = open();
+        // Named next: readable at once, durable with the table's next commit.
+        store.put_named_next("blobs/one", stream_from_bytes(&b"one"[..])).await.unwrap();
+        assert_eq!(read(&store, "blobs/one").await, b"one");
+        table.put(Key::new("A", "B").item(), Cond::None).await.unwrap();
+        // Named next with no write after it: the table's close makes it durable.
+        store.put_named_next("blobs/two", stream_from_bytes(&b"two"[..])).await.unwrap();
+        store.put("blobs/three", stream_from_bytes(&b"three"[..])).await.unwrap();
+        assert!(!dir.path().join("blobs/.small.redb").exists(), "the rows are in the table's file");
+        drop((table, store));
+        let (table, store) = open();
+        for (key, want) in [("blobs/one", &b"one"[..]), ("blobs/two", b"two"), ("blobs/three", b"three")] {
+            assert_eq!(read(&store, key).await, want, "{key}");
+        }
+        assert!(table.get(&Key::new("A", "B")).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -41,6 +41,21 @@ pub async fn fs_blobs() -> (Arc<dyn BlobStore>, Guard) {
     (Arc::new(b), Guard(Some(dir)))
 }
 
+/// The embedded table and a blob store whose rows are in its file, as `depot serve`
+/// opens them.
+pub async fn embedded_pair() -> (Arc<dyn Table>, Arc<dyn BlobStore>, Guard) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = EmbeddedTable::open(&dir.path().join("t.redb")).unwrap();
+    let b = FsBlobStore::open_beside(&dir.path().join("blobs"), depot_core::store::fs::INLINE_BYTES, &t).unwrap();
+    (Arc::new(t), Arc::new(b), Guard(Some(dir)))
+}
+
+pub async fn aws_pair() -> (Arc<dyn Table>, Arc<dyn BlobStore>, Guard) {
+    let (t, _) = dynamo_table().await;
+    let (b, _) = s3_blobs().await;
+    (t, b, Guard(None))
+}
+
 pub async fn s3_blobs() -> (Arc<dyn BlobStore>, Guard) {
     let b = S3BlobStore::new(&sdk_config().await, unique("conformance"));
     b.ensure_bucket().await.unwrap();

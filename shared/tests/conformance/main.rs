@@ -78,13 +78,12 @@ table_suite!(dynamo_table, crate::common::dynamo_table);
 
 /// Use cases that need both ports, on each pair of adapters.
 macro_rules! backend_suite {
-    ($pair:ident, $table:path, $blobs:path, [$($test:ident),* $(,)?]) => {
+    ($pair:ident, $open:path, [$($test:ident),* $(,)?]) => {
         mod $pair {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    let (t, _g1) = $table().await;
-                    let (b, _g2) = $blobs().await;
+                    let (t, b, _g) = $open().await;
                     super::$test(t, b).await;
                 }
             )*
@@ -94,11 +93,10 @@ macro_rules! backend_suite {
 
 /// The integrity use cases, on one pair of adapters.
 macro_rules! integrity_suite {
-    ($pair:ident, $table:path, $blobs:path) => {
+    ($pair:ident, $open:path) => {
         backend_suite!(
             $pair,
-            $table,
-            $blobs,
+            $open,
             [
                 completion_publishes_what_it_hashed,
                 concurrent_completions_store_one_blob,
@@ -115,5 +113,6 @@ macro_rules! integrity_suite {
     };
 }
 
-integrity_suite!(embedded_fs, crate::common::embedded_table, crate::common::fs_blobs);
-integrity_suite!(dynamo_s3, crate::common::dynamo_table, crate::common::s3_blobs);
+// The embedded pair as `depot serve` opens it: the blob store's rows in the table's file.
+integrity_suite!(embedded_fs, crate::common::embedded_pair);
+integrity_suite!(dynamo_s3, crate::common::aws_pair);

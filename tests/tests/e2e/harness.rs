@@ -126,10 +126,21 @@ impl Server {
 
     /// The server's peak resident set so far, in bytes (Linux `VmHWM`).
     pub fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The server's resident set now, in bytes (Linux `VmRSS`): what a test subtracts from
+    /// a peak to see how much a request made it grow (the allocator keeps some tens of
+    /// MiB resident from the start).
+    pub fn rss(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let kb: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap();
         kb * 1024
