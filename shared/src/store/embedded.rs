@@ -134,6 +134,10 @@ struct Batch<'a> {
     rows: Vec<&'a [super::small::Op]>,
 }
 
+/// How long the writer keeps open a transaction that holds only rows it has answered
+/// (their version's write, which comes next, then joins it: one commit, one flush).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// How often the writer writes the counters' deltas when nothing else comes (well
 /// within `RELAXED_WINDOW`, the transaction's flush included).
 pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -417,35 +421,58 @@ impl EmbeddedTable {
         Ok(EmbeddedTable { db, writer, deltas })
     }
 
-    /// Commits `batch` (results in order), after every pending delta. The deltas go in a
-    /// transaction of their own, committed without a flush while no read runs (so that a
-    /// read sees each delta once: pending or written), and made durable by the flush of
-    /// the batch's transaction right after. Deltas that transaction did not write are kept.
-    fn commit_with_deltas(db: &Database, deltas: &Deltas, batch: &Batch, durability: Durability) -> Result<Outcome> {
-        if !deltas.is_empty() {
-            let _gate = deltas.gate.write().expect("deltas gate");
-            let taken = deltas.take();
-            let writes = taken.iter().map(Vec::as_slice).collect();
-            if let Err(e) = Self::commit_group(db, &Batch { writes, rows: vec![] }, Durability::None) {
-                deltas.restore(taken);
-                return Err(e);
-            }
+    /// Writes every pending delta in a transaction of its own, committed without a flush
+    /// while no read runs (so that a read sees each delta once: pending or written); the
+    /// next durable commit makes them durable. Deltas it did not write are kept.
+    fn write_deltas(db: &Database, deltas: &Deltas) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
         }
+        let _gate = deltas.gate.write().expect("deltas gate");
+        let taken = deltas.take();
+        let writes = taken.iter().map(Vec::as_slice).collect();
+        if let Err(e) = Self::commit_group(db, &Batch { writes, rows: vec![] }, Durability::None) {
+            deltas.restore(taken);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes the pending deltas, then commits `batch` (results in order) with
+    /// `durability`.
+    fn commit_with_deltas(db: &Database, deltas: &Deltas, batch: &Batch, durability: Durability) -> Result<Outcome> {
+        Self::write_deltas(db, deltas)?;
         Self::commit_group(db, batch, durability)
     }
 
-    /// The writer thread: takes the writes waiting, commits them in one durable
-    /// transaction (with the counters' deltas), and answers each once it is committed;
-    /// writes the deltas alone every [`DRAIN_EVERY`] when nothing else comes; until the
-    /// last handle goes, when it writes what is left.
+    /// The writer thread. Each round takes the requests waiting, writes the counters'
+    /// deltas first (a transaction of their own, see [`Self::write_deltas`]), then
+    /// the requests in one transaction, and commits it, durable unless it holds only
+    /// rows that need no flush. Those rows are answered as soon as they are applied (a
+    /// small upload's blob, whose version comes next): the transaction then stays open
+    /// for up to [`LINGER`] for more requests, so that the version's write joins it and
+    /// one commit, one flush, carries both. Every [`DRAIN_EVERY`] with nothing else to
+    /// do, it commits durably what is pending or was committed without a flush; when the
+    /// last handle goes, it does so and ends.
     fn writer(db: &Database, deltas: &Deltas, rx: std::sync::mpsc::Receiver<Request>) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut last_drain = std::time::Instant::now();
+        // Whether a commit without a flush happened since the last durable one.
+        let mut unflushed = false;
         let nothing = Batch::default();
         loop {
             let first = match rx.recv_timeout(DRAIN_EVERY.saturating_sub(last_drain.elapsed())) {
-                Ok(r) => Some(r),
-                Err(RecvTimeoutError::Timeout) => None,
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    last_drain = std::time::Instant::now();
+                    if !deltas.is_empty() || unflushed {
+                        match Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
+                            Ok(_) => unflushed = false,
+                            Err(e) => tracing::warn!(error = %e, "writing counters failed; kept for the next try"),
+                        }
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     if let Err(e) = Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
                         tracing::warn!(error = %e, "writing the last counters failed");
@@ -453,46 +480,24 @@ impl EmbeddedTable {
                     return;
                 }
             };
-            let Some(first) = first else {
-                last_drain = std::time::Instant::now();
-                if !deltas.is_empty() {
-                    if let Err(e) = Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
-                        tracing::warn!(error = %e, "writing counters failed; kept for the next try");
-                    }
-                }
+            let mut waiting = group(first, &rx);
+            if let Err(e) = Self::write_deltas(db, deltas) {
+                Self::fail(waiting, &e);
                 continue;
-            };
-            let group = group(first, &rx);
-            let mut batch = Batch::default();
-            let mut durable = false;
-            for r in &group {
-                match r {
-                    Request::Write { ops, .. } => {
-                        batch.writes.push(ops);
-                        durable = true;
-                    }
-                    Request::Rows { ops, durable: d, .. } => {
-                        batch.rows.push(ops);
-                        durable |= d;
-                    }
-                }
             }
-            // A group of rows that need no flush leaves the deltas to the next one.
-            let outcome = if durable || deltas.is_empty() {
-                let durability = if durable { Durability::Immediate } else { Durability::None };
-                let outcome = Self::commit_with_deltas(db, deltas, &batch, durability);
-                if durable {
-                    // The group wrote every delta waiting.
-                    last_drain = std::time::Instant::now();
-                }
-                outcome
-            } else {
-                Self::commit_group(db, &batch, Durability::None)
-            };
-            match outcome {
-                Ok(Outcome { writes, rows }) => {
+            // What was committed without a flush is made durable within DRAIN_EVERY, even
+            // while requests keep coming.
+            let overdue = unflushed && last_drain.elapsed() >= DRAIN_EVERY;
+            match Self::round(db, &rx, &mut waiting, overdue) {
+                Ok((durable, Outcome { writes, rows })) => {
+                    if durable {
+                        last_drain = std::time::Instant::now();
+                        unflushed = false;
+                    } else {
+                        unflushed = true;
+                    }
                     let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
-                    for r in group {
+                    for r in waiting {
                         match r {
                             Request::Write { answer, .. } => {
                                 let _ = answer.send(writes.next().expect("a result a write"));
@@ -503,18 +508,78 @@ impl EmbeddedTable {
                         }
                     }
                 }
-                Err(e) => {
-                    let message = e.to_string();
-                    for r in group {
-                        let failed = Error::Internal(message.clone());
-                        match r {
-                            Request::Write { answer, .. } => drop(answer.send(Err(failed))),
-                            Request::Rows { answer, .. } => drop(answer.send(Err(failed))),
-                        }
+                // Rows answered before the failed commit are lost with it; so is the
+                // version that named them, which is in it, or fails after it (redb
+                // takes no write after a failed commit until it is opened again).
+                Err(e) => Self::fail(waiting, &e),
+            }
+        }
+    }
+
+    /// Answers every request with `e`.
+    fn fail(requests: Vec<Request>, e: &Error) {
+        let message = e.to_string();
+        for r in requests {
+            let failed = Error::Internal(message.clone());
+            match r {
+                Request::Write { answer, .. } => drop(answer.send(Err(failed))),
+                Request::Rows { answer, .. } => drop(answer.send(Err(failed))),
+            }
+        }
+    }
+
+    /// One transaction of the writer: applies `waiting`, answers at once the rows that
+    /// need no flush, and, while only such rows are in it (and no flush is `overdue`),
+    /// waits up to [`LINGER`] for more requests. Commits, and returns whether durably,
+    /// with the results of the requests left in `waiting`, in their order.
+    fn round(
+        db: &Database,
+        rx: &std::sync::mpsc::Receiver<Request>,
+        waiting: &mut Vec<Request>,
+        overdue: bool,
+    ) -> Result<(bool, Outcome)> {
+        let mut wtx = db.begin_write().map_err(db_err)?;
+        let mut durable = overdue;
+        let mut results = Outcome { writes: vec![], rows: vec![] };
+        let mut todo = std::mem::take(waiting);
+        loop {
+            let mut batch = Batch::default();
+            for r in &todo {
+                match r {
+                    Request::Write { ops, .. } => batch.writes.push(ops),
+                    Request::Rows { ops, .. } => batch.rows.push(ops),
+                }
+            }
+            let Outcome { writes, rows } = Self::apply_batch(&wtx, &batch)?;
+            let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
+            for r in todo {
+                match r {
+                    Request::Write { .. } => {
+                        durable = true;
+                        results.writes.push(writes.next().expect("a result a write"));
+                        waiting.push(r);
+                    }
+                    Request::Rows { durable: true, .. } => {
+                        durable = true;
+                        results.rows.push(rows.next().expect("a result a row change"));
+                        waiting.push(r);
+                    }
+                    Request::Rows { durable: false, answer, .. } => {
+                        let _ = answer.send(Ok(rows.next().expect("a result a row change")));
                     }
                 }
             }
+            if durable {
+                break;
+            }
+            match rx.recv_timeout(LINGER) {
+                Ok(r) => todo = group(r, rx),
+                Err(_) => break,
+            }
         }
+        wtx.set_durability(if durable { Durability::Immediate } else { Durability::None });
+        wtx.commit().map_err(db_err)?;
+        Ok((durable, results))
     }
 
     /// Runs the batch's row changes, then each write, in one write transaction, in order
@@ -523,32 +588,35 @@ impl EmbeddedTable {
     fn commit_group(db: &Database, batch: &Batch, durability: Durability) -> Result<Outcome> {
         let mut wtx = db.begin_write().map_err(db_err)?;
         wtx.set_durability(durability);
-        let outcome = {
-            let rows = if batch.rows.is_empty() {
-                vec![]
-            } else {
-                let mut table = wtx.open_table(super::small::ROWS).map_err(db_err)?;
-                batch.rows.iter().map(|ops| super::small::apply(&mut table, ops)).collect::<Result<_>>()?
-            };
-            let mut writes = Vec::with_capacity(batch.writes.len());
-            if !batch.writes.is_empty() {
-                let mut tx = Tx {
-                    items: wtx.open_table(ITEMS).map_err(db_err)?,
-                    indexes: INDEXES
-                        .iter()
-                        .map(|d| wtx.open_table(index_table(d)).map(|t| (d, t)))
-                        .collect::<Result<_, _>>()
-                        .map_err(db_err)?,
-                };
-                for ops in &batch.writes {
-                    // A storage failure mid-write drops the transaction: nothing of the group lands.
-                    writes.push(tx.run(ops)?);
-                }
-            }
-            Outcome { writes, rows }
-        };
+        let outcome = Self::apply_batch(&wtx, batch)?;
         wtx.commit().map_err(db_err)?;
         Ok(outcome)
+    }
+
+    /// Applies the batch's row changes, then each write, in the open transaction.
+    fn apply_batch(wtx: &redb::WriteTransaction, batch: &Batch) -> Result<Outcome> {
+        let rows = if batch.rows.is_empty() {
+            vec![]
+        } else {
+            let mut table = wtx.open_table(super::small::ROWS).map_err(db_err)?;
+            batch.rows.iter().map(|ops| super::small::apply(&mut table, ops)).collect::<Result<_>>()?
+        };
+        let mut writes = Vec::with_capacity(batch.writes.len());
+        if !batch.writes.is_empty() {
+            let mut tx = Tx {
+                items: wtx.open_table(ITEMS).map_err(db_err)?,
+                indexes: INDEXES
+                    .iter()
+                    .map(|d| wtx.open_table(index_table(d)).map(|t| (d, t)))
+                    .collect::<Result<_, _>>()
+                    .map_err(db_err)?,
+            };
+            for ops in &batch.writes {
+                // A storage failure mid-write drops the transaction: nothing of the group lands.
+                writes.push(tx.run(ops)?);
+            }
+        }
+        Ok(Outcome { writes, rows })
     }
 
     /// Hands `ops` to the writer, which applies every one or none, and answers once the

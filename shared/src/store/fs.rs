@@ -621,12 +621,15 @@ mod tests {
             (table, store)
         };
         let (table, store) = open();
-        // Named next: readable at once, durable with the table's next commit.
+        // Named next: committed (readable and durable) with the table's next write.
         store.put_named_next("blobs/one", stream_from_bytes(&b"one"[..])).await.unwrap();
-        assert_eq!(read(&store, "blobs/one").await, b"one");
         table.put(Key::new("A", "B").item(), Cond::None).await.unwrap();
-        // Named next with no write after it: the table's close makes it durable.
+        assert_eq!(read(&store, "blobs/one").await, b"one");
+        // Named next with no write after it: committed alone after a moment, readable, and
+        // made durable by the table's close.
         store.put_named_next("blobs/two", stream_from_bytes(&b"two"[..])).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(read(&store, "blobs/two").await, b"two");
         store.put("blobs/three", stream_from_bytes(&b"three"[..])).await.unwrap();
         assert!(!dir.path().join("blobs/.small.redb").exists(), "the rows are in the table's file");
         drop((table, store));

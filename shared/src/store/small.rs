@@ -8,10 +8,12 @@
 //! which commits every write waiting for it in one transaction (a group commit). A put
 //! is answered once that transaction is durable: the same guarantee as a file's (an
 //! acknowledged put survives a power cut). A put whose bytes the caller's next table
-//! write names ([`BlobStore::put_named_next`](super::BlobStore::put_named_next)) is
-//! answered once it is committed: when it shares the table's file, the commit that
-//! makes that write durable makes the row durable too, as redb's commits are durable in
-//! order, so the upload pays one flush, not two.
+//! write names ([`BlobStore::put_named_next`](super::BlobStore::put_named_next)), when
+//! it shares the table's file, is answered as soon as the writer has applied it: the
+//! writer keeps that transaction open for the write that comes next, which commits with
+//! it, so the upload pays one commit and one flush, not two (and, were that write late,
+//! the row commits alone without a flush, made durable by the next durable commit, as
+//! redb's commits are durable in order).
 //!
 //! Each row is the time it was written (seconds since the epoch, 8 bytes little-endian)
 //! followed by the bytes. The store in `fs.rs` decides what goes here and keeps one
@@ -96,8 +98,7 @@ impl SmallBlobs {
     }
 
     /// Applies `ops` and answers once they are durable, or, when `named_next` and the file
-    /// is the table's, once they are committed (the table's next durable commit makes
-    /// them durable).
+    /// is the table's, once the writer has applied them (see the module's doc).
     pub(super) async fn apply(&self, ops: Vec<Op>, named_next: bool) -> Result<Vec<bool>> {
         self.table.write_rows(ops, !(named_next && self.shared)).await
     }
