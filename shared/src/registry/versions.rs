@@ -407,7 +407,10 @@ impl Registry {
                     }
                     None => return Err(exists(req)),
                 },
-                Err(e) if e.failed_op(4) => {
+                // The path held by another version. When the version's own condition failed
+                // too, the path is that version's, which changed meanwhile (created or
+                // deleted by a racing writer): read again, below.
+                Err(e) if e.failed_op(4) && !e.failed_op(0) => {
                     let file = req.content_path.trim_start_matches('/');
                     let message = format!("{file} already exists: another version holds this path");
                     return Err(Error::exists_as(Kind::File, file, message));

@@ -59,6 +59,7 @@ macro_rules! table_suite {
                 table_delete_many,
                 registry_projects_and_repositories,
                 registry_packages_and_versions,
+                overwrites_race_creates_and_deletes,
                 downloads_race_roll_ups,
                 registry_page_starts_expire,
                 registry_history_spills_past_the_item,

@@ -373,6 +373,47 @@ pub(crate) async fn registry_packages_and_versions(t: Arc<dyn Table>) {
 /// step by step: a collector's mark makes a commit wait, a collector that runs after a
 /// commit keeps the blob, and one that removes the blob between an upload's store and
 /// its commit is undone from the upload's spare.
+/// Overwrites racing plain uploads and deletes of the same version: an overwrite never
+/// answers that the version (or its file) exists, since the one holding it is what it
+/// replaces; a plain upload answers Ok or Exists; each round ends with one version.
+pub(crate) async fn overwrites_race_creates_and_deletes(t: Arc<dyn Table>) {
+    use depot_core::model::RepoType;
+    use depot_core::registry::NewVersion;
+    let (blobs, _g) = common::fs_blobs().await;
+    let reg = Arc::new(rds_registry(t.clone(), blobs, "ow", &["r"]).await);
+    let blob = reg.store_content(depot_core::store::stream_from_bytes(b"bytes".to_vec())).await.unwrap();
+    for round in 0..6 {
+        let v = format!("2.0.{round}");
+        let tasks = (0..10).map(|i| {
+            let (reg, blob, v) = (reg.clone(), blob.clone(), v.clone());
+            tokio::spawn(async move {
+                if i == 9 && round % 2 == 1 {
+                    // A delete in the odd rounds (the version may not be there yet).
+                    let _ = reg.delete_version(&writer(), "ow", "r", "rds://x", &v).await;
+                    return (None, Ok(()));
+                }
+                let req = NewVersion {
+                    overwrite: i % 2 == 0,
+                    ..NewVersion::new("ow", "r", "rds://x", "x", RepoType::Rds, &v, blob)
+                };
+                (Some(i % 2 == 0), reg.create_version(req, &writer()).await.map(drop))
+            })
+        });
+        for done in futures::future::join_all(tasks).await {
+            match done.unwrap() {
+                (Some(true), Err(e @ Error::Exists { .. })) => panic!("an overwrite of {v} answered {e:?}"),
+                (Some(false), Err(Error::Exists { .. })) | (_, Ok(())) => {}
+                // Many writers on one package may exhaust the retries: 503, retry.
+                (_, Err(Error::Unavailable { .. })) => {}
+                (_, Err(e)) => panic!("{v}: {e:?}"),
+            }
+        }
+        if round % 2 == 0 {
+            reg.get_version("ow", "r", "rds://x", &v).await.unwrap();
+        }
+    }
+}
+
 pub(crate) async fn registry_gc_guard(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
     use depot_core::model::RepoType;
     use depot_core::registry::{BlobRef, Hold, NewVersion};
