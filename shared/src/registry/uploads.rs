@@ -701,7 +701,9 @@ impl Registry {
         let received = self.blobs.head(taken).await?.unwrap_or(0);
         if received != session.size {
             if !verifying {
-                self.discard_upload(session).await?;
+                if let Some(won) = self.discard_refused(session, expected).await? {
+                    return Ok(won);
+                }
             }
             return Err(Error::Invalid(format!(
                 "size mismatch: the session declared {} bytes and {received} arrived; the upload was discarded",
@@ -714,7 +716,9 @@ impl Registry {
         };
         if digests.sha256 != expected {
             if !verifying {
-                self.discard_upload(session).await?;
+                if let Some(won) = self.discard_refused(session, expected).await? {
+                    return Ok(won);
+                }
             }
             return Err(Error::Invalid(format!(
                 "sha256 mismatch: declared {expected}, received {}; the upload was discarded",
@@ -844,6 +848,33 @@ impl Registry {
             self.blobs.delete(k).await?;
         }
         Ok(())
+    }
+
+    /// Drops the bytes of a session whose completion refused them, and the session while
+    /// it is still open. A concurrent completion may have completed it meanwhile, with
+    /// the right bytes taken before these replaced them: then it stays, and this
+    /// completion answers as that one did (the blob it staged), when it staged the
+    /// `expected` sha256.
+    async fn discard_refused(&self, session: &UploadSession, expected: &str) -> Result<Option<StagedBlob>> {
+        self.drop_session_bytes(session).await?;
+        let open = Cond::Eq("state".into(), state_value(UploadState::Open));
+        match self.table.delete(&upload_key(&session.id), open).await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_conflict() => match self.table.get(&upload_key(&session.id)).await? {
+                Some(item) => {
+                    let now: UploadSession = from_item(item)?;
+                    match now.state {
+                        UploadState::Complete => {
+                            let staged = self.staged_of(&now).await?;
+                            Ok((staged.sha256 == expected).then_some(staged))
+                        }
+                        _ => Ok(None),
+                    }
+                }
+                None => Ok(None),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Drops a session's bytes and the session.

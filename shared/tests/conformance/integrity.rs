@@ -170,6 +170,53 @@ pub(crate) async fn concurrent_completions_store_one_blob(t: Arc<dyn Table>, blo
     assert_eq!(reg.complete_upload(session, Some(&sha), None).await.unwrap().sha256, sha);
 }
 
+/// Completions racing the client's own PUTs of other bytes to the session's URL: a
+/// completion that took the right bytes completes the session, and one that took the
+/// others, after it, neither discards that session nor answers 400 for it.
+pub(crate) async fn completions_racing_rewrites_keep_a_completed_session(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {
+    let reg = rds_registry(t, blobs.clone(), "in", &["r"]).await;
+    for round in 0..8 {
+        let good = format!("the bytes declared, round {round}").into_bytes();
+        let evil = format!("other bytes, within round {round}").into_bytes();
+        assert_eq!(good.len(), evil.len());
+        let sha = sha256_hex(&good);
+        let opened = reg.open_upload(new_upload(good.len() as u64, &sha), "u", MAX_UPLOAD_SIZE).await.unwrap();
+        send_to(&*blobs, &opened.targets[0].url, good.clone()).await;
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let (reg, blobs, session, url, evil) =
+                    (reg.clone(), blobs.clone(), opened.session.clone(), opened.targets[0].url.clone(), evil.clone());
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        send_to(&*blobs, &url, evil).await;
+                        None
+                    } else {
+                        Some(reg.complete_upload(session, None, None).await)
+                    }
+                })
+            })
+            .collect();
+        let mut completed = 0;
+        for r in runs {
+            match r.await.unwrap() {
+                Some(Ok(staged)) => {
+                    assert_eq!(staged.sha256, sha);
+                    completed += 1;
+                }
+                Some(Err(e)) => assert!(matches!(e, Error::Invalid(_) | Error::NotFound { .. }), "{e:?}"),
+                None => {}
+            }
+        }
+        if completed > 0 {
+            let session = reg.get_upload(&opened.session.id).await.unwrap();
+            assert_eq!(session.state, depot_core::registry::UploadState::Complete, "round {round}");
+            let staged = reg.complete_upload(session, None, None).await.unwrap();
+            let stored = blobs.get(&staged.key, None).await.unwrap().bytes().await.unwrap();
+            assert_eq!(stored, good, "round {round}");
+        }
+    }
+}
+
 /// A closed session's URLs take nothing (checked by the local route before it stores),
 /// and bytes that reach `uploads/` anyway (S3 cannot revoke a presigned URL) are garbage.
 pub(crate) async fn closed_sessions_take_no_bytes(t: Arc<dyn Table>, blobs: Arc<dyn BlobStore>) {

@@ -101,6 +101,7 @@ macro_rules! integrity_suite {
             [
                 completion_publishes_what_it_hashed,
                 concurrent_completions_store_one_blob,
+                completions_racing_rewrites_keep_a_completed_session,
                 closed_sessions_take_no_bytes,
                 verify_finds_bad_blobs,
                 forced_delete_wins_against_commits,
