@@ -319,6 +319,23 @@ async fn a_deployment_caps_session_size() {
     assert!(err.contains("DEPOT_MAX_SESSION_BYTES must be a number from 1 to 5368709120"), "{err}");
 }
 
+/// DEPOT_INLINE_BLOB_BYTES takes 0 to 1 MiB (what a put holds before it streams); any
+/// other value keeps depot from starting, saying so.
+#[test]
+fn a_bad_inline_blob_limit_is_refused_at_start() {
+    for bad in ["1048577", "-1", "abc", "1e3", "99999999999999999999999"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(crate::harness::binary("depot"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+            .env("DEPOT_INLINE_BLOB_BYTES", bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("DEPOT_INLINE_BLOB_BYTES must be a number from 0 to 1048576, not '{bad}'")), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn proxy_mode_streams_downloads() {
     let (_dir, server, api) = embedded(&[("DEPOT_DOWNLOAD_MODE", "proxy")]);
