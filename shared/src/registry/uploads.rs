@@ -856,9 +856,8 @@ impl Registry {
     /// completion answers as that one did (the blob it staged), when it staged the
     /// `expected` sha256.
     async fn discard_refused(&self, session: &UploadSession, expected: &str) -> Result<Option<StagedBlob>> {
-        self.drop_session_bytes(session).await?;
         let open = Cond::Eq("state".into(), state_value(UploadState::Open));
-        match self.table.delete(&upload_key(&session.id), open).await {
+        match self.discard_upload_if(session, open).await {
             Ok(()) => Ok(None),
             Err(e) if e.is_conflict() => match self.table.get(&upload_key(&session.id)).await? {
                 Some(item) => {
@@ -879,8 +878,13 @@ impl Registry {
 
     /// Drops a session's bytes and the session.
     pub async fn discard_upload(&self, session: &UploadSession) -> Result<()> {
+        self.discard_upload_if(session, Cond::None).await
+    }
+
+    /// Drops a session's bytes, and the session when `cond` holds on it.
+    async fn discard_upload_if(&self, session: &UploadSession, cond: Cond) -> Result<()> {
         self.drop_session_bytes(session).await?;
-        self.table.delete(&upload_key(&session.id), Cond::None).await
+        self.table.delete(&upload_key(&session.id), cond).await
     }
 
     /// The blob a completed session staged for a repository, by `sha256:<hex>`. This is

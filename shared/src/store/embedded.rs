@@ -108,14 +108,14 @@ fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
 #[derive(Clone)]
 pub struct EmbeddedTable {
     pub(super) db: Arc<Database>,
-    writer: Arc<Writer<Request>>,
+    writer: Arc<Writer>,
     deltas: Arc<Deltas>,
 }
 
 /// What waits for the writer: a write's operations, or changes to the blob store's rows
 /// (`small.rs`), each with where its answer goes. Rows changed with `durable` unset are
-/// answered once committed, without a flush of their own when nothing else in their
-/// group needs one: the next durable commit makes them durable.
+/// answered as soon as they are applied, and committed with what joins their
+/// transaction (see [`EmbeddedTable::writer`]).
 enum Request {
     Write { ops: Vec<TxOp>, answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>> },
     Rows { ops: Vec<super::small::Op>, durable: bool, answer: tokio::sync::oneshot::Sender<Result<Vec<bool>>> },
@@ -204,29 +204,29 @@ fn add_into(into: &mut Vec<(String, i64)>, add: &[(String, i64)]) {
 
 /// The writer thread: it ends when the last handle's sender goes, and the last handle
 /// waits for it, so that the file is free to open again once the table is dropped.
-struct Writer<R> {
-    requests: Option<std::sync::mpsc::Sender<R>>,
+struct Writer {
+    requests: Option<std::sync::mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl<R: Send + 'static> Writer<R> {
+impl Writer {
     /// Starts the thread `name`, which runs `run` on the requests sent to it.
-    fn spawn(name: &str, run: impl FnOnce(std::sync::mpsc::Receiver<R>) + Send + 'static) -> Result<Self> {
-        let (requests, rx) = std::sync::mpsc::channel::<R>();
+    fn spawn(name: &str, run: impl FnOnce(std::sync::mpsc::Receiver<Request>) + Send + 'static) -> Result<Self> {
+        let (requests, rx) = std::sync::mpsc::channel::<Request>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(rx)).map_err(db_err)?;
         Ok(Writer { requests: Some(requests), thread: Some(thread) })
     }
 
     /// Hands a request to the thread.
-    fn send(&self, request: R) -> Result<()> {
-        let requests = self.requests.as_ref().ok_or_else(|| db_err("the store is closed"))?;
-        requests.send(request).map_err(|_| db_err("the store's writer stopped"))
+    fn send(&self, request: Request) -> Result<()> {
+        let requests = self.requests.as_ref().ok_or_else(|| db_err("the table is closed"))?;
+        requests.send(request).map_err(|_| db_err("the table's writer stopped"))
     }
 }
 
 /// `first` and the requests waiting behind it, at most [`GROUP_MAX`]: what one
 /// transaction commits together.
-fn group<R>(first: R, rx: &std::sync::mpsc::Receiver<R>) -> Vec<R> {
+fn group(first: Request, rx: &std::sync::mpsc::Receiver<Request>) -> Vec<Request> {
     let mut group = vec![first];
     while group.len() < GROUP_MAX {
         match rx.try_recv() {
@@ -237,7 +237,7 @@ fn group<R>(first: R, rx: &std::sync::mpsc::Receiver<R>) -> Vec<R> {
     group
 }
 
-impl<R> Drop for Writer<R> {
+impl Drop for Writer {
     fn drop(&mut self) {
         drop(self.requests.take());
         if let Some(t) = self.thread.take() {
@@ -438,11 +438,11 @@ impl EmbeddedTable {
         Ok(())
     }
 
-    /// Writes the pending deltas, then commits `batch` (results in order) with
-    /// `durability`.
-    fn commit_with_deltas(db: &Database, deltas: &Deltas, batch: &Batch, durability: Durability) -> Result<Outcome> {
+    /// Writes the pending deltas, then commits durably: they, and whatever was committed
+    /// without a flush before, are on disk once this returns.
+    fn commit_durably(db: &Database, deltas: &Deltas) -> Result<()> {
         Self::write_deltas(db, deltas)?;
-        Self::commit_group(db, batch, durability)
+        Self::commit_group(db, &Batch::default(), Durability::Immediate).map(drop)
     }
 
     /// The writer thread. Each round takes the requests waiting, writes the counters'
@@ -459,14 +459,13 @@ impl EmbeddedTable {
         let mut last_drain = std::time::Instant::now();
         // Whether a commit without a flush happened since the last durable one.
         let mut unflushed = false;
-        let nothing = Batch::default();
         loop {
             let first = match rx.recv_timeout(DRAIN_EVERY.saturating_sub(last_drain.elapsed())) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
                     last_drain = std::time::Instant::now();
                     if !deltas.is_empty() || unflushed {
-                        match Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
+                        match Self::commit_durably(db, deltas) {
                             Ok(_) => unflushed = false,
                             Err(e) => tracing::warn!(error = %e, "writing counters failed; kept for the next try"),
                         }
@@ -474,7 +473,7 @@ impl EmbeddedTable {
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    if let Err(e) = Self::commit_with_deltas(db, deltas, &nothing, Durability::Immediate) {
+                    if let Err(e) = Self::commit_durably(db, deltas) {
                         tracing::warn!(error = %e, "writing the last counters failed");
                     }
                     return;
@@ -628,7 +627,8 @@ impl EmbeddedTable {
     }
 
     /// Hands changes of the blob store's rows to the writer; answers once they are
-    /// committed, and, with `durable`, flushed.
+    /// committed and flushed, or, without `durable`, once they are applied (committed
+    /// with what joins them, see [`EmbeddedTable::writer`]).
     pub(super) async fn write_rows(&self, ops: Vec<super::small::Op>, durable: bool) -> Result<Vec<bool>> {
         let (answer, got) = tokio::sync::oneshot::channel();
         self.writer.send(Request::Rows { ops, durable, answer })?;

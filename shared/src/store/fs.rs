@@ -61,11 +61,10 @@ impl FsBlobStore {
         Self::open_with(root, INLINE_BYTES)
     }
 
-    /// Opens the store with puts of at most `inline_bytes` kept as rows (0: none). Rows
-    /// written earlier are read whatever the limit.
-    /// Rows go in `<root>/.small.redb`, each put flushed on its own.
+    /// Opens the store with puts of at most `inline_bytes` kept as rows (0: none), in
+    /// `<root>/.small.redb`, each put flushed on its own. Rows written earlier are read
+    /// whatever the limit.
     pub fn open_with(root: &Path, inline_bytes: usize) -> Result<Self> {
-        std::fs::create_dir_all(root.join(".tmp"))?;
         let small = SmallBlobs::open(&root.join(".small.redb"))?;
         Self::with_rows(root, inline_bytes, small)
     }
