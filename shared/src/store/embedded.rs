@@ -4,7 +4,11 @@
 //! table keyed by `GPK\0GSK\0PK\0SK\0`. Every read is one redb read transaction. Writes
 //! go through one writer thread, in order: the writes waiting for it are committed in one
 //! redb transaction (a group commit), each applying all or nothing and seeing the ones
-//! before it, so that concurrent writers share a flush.
+//! before it, so that concurrent writers share a flush. What the thread need not do is
+//! done on the caller's task: a put's item is checked and encoded there (so an item over
+//! the size limit is refused before its conditions are read, as DynamoDB refuses it), and
+//! of an item that a put or a delete replaces the writer decodes only the attributes the
+//! condition and the index entries read.
 //!
 //! Counters added through `Table::update_relaxed` (downloads) do not wait for the
 //! writer: they are kept as deltas in memory, added to every read of their item, and
@@ -95,9 +99,13 @@ fn check_item(item: &Item) -> Result<Key> {
 }
 
 fn index_entry(def: &IndexDef, item: &Item) -> Option<Vec<u8>> {
+    index_entry_at(def, item, &Key::of(item).ok()?)
+}
+
+/// `def`'s entry for an item stored at `key`, when it has both of the index's attributes.
+fn index_entry_at(def: &IndexDef, item: &Item, key: &Key) -> Option<Vec<u8>> {
     let gpk = item.get(def.pk)?.as_str()?;
     let gsk = item.get(def.sk)?.as_str()?;
-    let key = Key::of(item).ok()?;
     Some(enc(&[gpk, gsk, &key.pk, &key.sk]))
 }
 
@@ -117,7 +125,7 @@ pub struct EmbeddedTable {
 /// answered as soon as they are applied, and committed with what joins their
 /// transaction (see [`EmbeddedTable::writer`]).
 enum Request {
-    Write { ops: Vec<TxOp>, answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>> },
+    Write { write: Write, answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>> },
     Rows { ops: Vec<super::small::Op>, durable: bool, answer: tokio::sync::oneshot::Sender<Result<Vec<bool>>> },
 }
 
@@ -130,7 +138,7 @@ struct Outcome {
 /// A group's writes and row changes, as the writer commits them.
 #[derive(Default)]
 struct Batch<'a> {
-    writes: Vec<&'a [TxOp]>,
+    writes: Vec<&'a Write>,
     rows: Vec<&'a [super::small::Op]>,
 }
 
@@ -165,18 +173,21 @@ impl Deltas {
 
     /// Takes every pending delta, as the writes that add them (each refused, and so
     /// dropped, when its item is gone: a deleted item's counts go with it).
-    fn take(&self) -> Vec<Vec<TxOp>> {
+    fn take(&self) -> Vec<Write> {
         let pending = std::mem::take(&mut *self.pending.lock().expect("deltas"));
         pending
             .into_iter()
-            .map(|(key, add)| vec![TxOp::Update { key, set: Item::new(), add, cond: Cond::Exists }])
+            .map(|(key, add)| Write {
+                ops: vec![TxOp::Update { key, set: Item::new(), add, cond: Cond::Exists }],
+                puts: vec![None],
+            })
             .collect()
     }
 
     /// Puts back deltas a failed transaction did not write.
-    fn restore(&self, writes: Vec<Vec<TxOp>>) {
+    fn restore(&self, writes: Vec<Write>) {
         let mut pending = self.pending.lock().expect("deltas");
-        for op in writes.into_iter().flatten() {
+        for op in writes.into_iter().flat_map(|w| w.ops) {
             if let TxOp::Update { key, add, .. } = op {
                 add_into(pending.entry(key).or_default(), &add);
             }
@@ -249,6 +260,114 @@ impl Drop for Writer {
 /// The most writes committed together.
 const GROUP_MAX: usize = 256;
 
+/// One write as the writer runs it: its operations, with each put's item prepared on
+/// the caller's task ([`Encoded`]), so that the one writer thread only checks and stores.
+struct Write {
+    ops: Vec<TxOp>,
+    /// A put's encoding, at the put's place; `None` for the other operations.
+    puts: Vec<Option<Encoded>>,
+}
+
+/// A put's item as stored: its key, its encoding (within the size limit), and its entry
+/// in each secondary index.
+struct Encoded {
+    key: Key,
+    bytes: Vec<u8>,
+    entries: Vec<Option<Vec<u8>>>,
+}
+
+impl Write {
+    /// Checks and encodes the puts of `ops`: a put the port refuses (a bad key, an item
+    /// over the size limit) refuses the write before it reaches the writer.
+    fn new(ops: Vec<TxOp>) -> Result<Self> {
+        let puts = ops
+            .iter()
+            .map(|op| match op {
+                TxOp::Put { item, .. } => Encoded::new(item).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Write { ops, puts })
+    }
+}
+
+impl Encoded {
+    fn new(item: &Item) -> Result<Self> {
+        let key = check_item(item)?;
+        let bytes = encode_item(&key, item)?;
+        let entries = INDEXES.iter().map(|d| index_entry(d, item)).collect();
+        Ok(Encoded { key, bytes, entries })
+    }
+}
+
+/// An item's encoding, refused over the size limit.
+fn encode_item(key: &Key, item: &Item) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(item).map_err(db_err)?;
+    if bytes.len() > MAX_ITEM_BYTES {
+        tracing::warn!(pk = %key.pk, sk = %key.sk, bytes = bytes.len(), "item over the size limit refused");
+        return Err(Error::TooLarge(super::table::ITEM_TOO_LARGE.into()));
+    }
+    Ok(bytes)
+}
+
+/// The attributes a condition reads.
+fn cond_attrs<'a>(cond: &'a Cond, out: &mut Vec<&'a str>) {
+    match cond {
+        Cond::None | Cond::NotExists | Cond::Exists => {}
+        Cond::Eq(attr, _) | Cond::Ge(attr, _) | Cond::Lacks(attr) => out.push(attr),
+        Cond::All(cs) => cs.iter().for_each(|c| cond_attrs(c, out)),
+    }
+}
+
+/// Decodes only the `wanted` attributes of an encoded item, skipping the others' values
+/// unread into memory: what a condition and the index entries of an item that is
+/// replaced or deleted need, at a fraction of a whole decode's cost.
+fn decode_attrs(bytes: &[u8], wanted: &[&str]) -> Result<Item> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Attrs<'w>(&'w [&'w str]);
+    /// A key: its name when it is wanted.
+    struct Name<'w>(&'w [&'w str]);
+    impl<'de> DeserializeSeed<'de> for Name<'_> {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Name<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an attribute name")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(self.0.contains(&v).then(|| v.to_string()))
+        }
+    }
+    impl<'de> Visitor<'de> for Attrs<'_> {
+        type Value = Item;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an item")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Item, A::Error> {
+            let mut item = Item::new();
+            while let Some(name) = map.next_key_seed(Name(self.0))? {
+                match name {
+                    Some(name) => {
+                        item.insert(name, map.next_value::<Value>()?);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(item)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let item = de.deserialize_map(Attrs(wanted)).map_err(db_err)?;
+    de.end().map_err(db_err)?;
+    Ok(item)
+}
+
 struct Tx<'a> {
     items: redb::Table<'a, &'static [u8], &'static [u8]>,
     indexes: Vec<(&'static IndexDef, redb::Table<'a, &'static [u8], ()>)>,
@@ -264,12 +383,26 @@ impl Tx<'_> {
         }
     }
 
+    /// The attributes of the item at `key` that `cond` and the index entries read.
+    fn read_attrs(&self, key: &Key, cond: &Cond) -> Result<Option<Item>> {
+        check_key_str(&key.pk)?;
+        check_key_str(&key.sk)?;
+        let mut wanted: Vec<&str> = INDEXES.iter().flat_map(|d| [d.pk, d.sk]).collect();
+        cond_attrs(cond, &mut wanted);
+        match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
+            Some(v) => Ok(Some(decode_attrs(v.value(), &wanted)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Replaces (or removes, when `new` is None) the item at `key`, keeping indexes in
-    /// step. `new` comes with its encoding, checked before anything was written.
-    fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<(&Item, &[u8])>) -> Result<()> {
+    /// step. `new` is the item's encoding and its index entries, checked before anything
+    /// was written.
+    fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<(&[u8], &[Option<Vec<u8>>])>) -> Result<()> {
         let k = enc(&[&key.pk, &key.sk]);
-        for (def, table) in &mut self.indexes {
-            let (was, is) = (old.and_then(|o| index_entry(def, o)), new.and_then(|(n, _)| index_entry(def, n)));
+        for (i, (def, table)) in self.indexes.iter_mut().enumerate() {
+            let was = old.and_then(|o| index_entry_at(def, o, key));
+            let is = new.and_then(|(_, entries)| entries.get(i).cloned().flatten());
             // An entry that stays (a counter's update) is left alone.
             if was == is {
                 continue;
@@ -282,7 +415,7 @@ impl Tx<'_> {
             }
         }
         match new {
-            Some((_, bytes)) => {
+            Some((bytes, _)) => {
                 self.items.insert(k.as_slice(), bytes).map_err(db_err)?;
             }
             None => {
@@ -292,58 +425,53 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// What one operation leaves at its key, after its condition held: the item (`None`
-    /// for a delete), checked as the port requires. Nothing is written here.
-    fn compute(op: &TxOp, old: Option<&Item>) -> Result<Option<Item>> {
-        match op {
-            TxOp::Put { item, .. } => {
-                check_item(item)?;
-                Ok(Some(item.clone()))
+    /// The item an update leaves at `key`, over `old`, checked as the port requires.
+    fn updated(key: &Key, set: &Item, add: &[(String, i64)], old: Option<&Item>) -> Result<Item> {
+        let mut item = old.cloned().unwrap_or_else(|| key.item());
+        for (k, v) in set {
+            if k == PK || k == SK {
+                return Err(Error::Internal("an update cannot change PK or SK".into()));
             }
-            TxOp::Delete { .. } => Ok(None),
-            TxOp::Check { .. } => Ok(old.cloned()),
-            TxOp::Update { key, set, add, .. } => {
-                let mut item = old.cloned().unwrap_or_else(|| key.item());
-                for (k, v) in set {
-                    if k == PK || k == SK {
-                        return Err(Error::Internal("an update cannot change PK or SK".into()));
-                    }
-                    if v.is_null() {
-                        item.remove(k);
-                    } else {
-                        item.insert(k.clone(), v.clone());
-                    }
-                }
-                for (attr, delta) in add {
-                    let cur = match item.get(attr) {
-                        None => 0,
-                        Some(v) => {
-                            v.as_i64().ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?
-                        }
-                    };
-                    let sum =
-                        cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
-                    item.insert(attr.clone(), Value::from(sum));
-                }
-                check_item(&item)?;
-                Ok(Some(item))
+            if v.is_null() {
+                item.remove(k);
+            } else {
+                item.insert(k.clone(), v.clone());
             }
         }
+        for (attr, delta) in add {
+            let cur = match item.get(attr) {
+                None => 0,
+                Some(v) => v.as_i64().ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?,
+            };
+            let sum = cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
+            item.insert(attr.clone(), Value::from(sum));
+        }
+        check_item(&item)?;
+        Ok(item)
     }
 
     /// Runs one write's operations in the open transaction: every condition is checked
-    /// and every result computed and encoded, then all of them written, or none is. The
+    /// and every update computed and encoded, then all of them written, or none is. The
     /// outer error is one that leaves the transaction unusable (storage failed while
-    /// writing); the inner one refuses this write alone.
-    fn run(&mut self, ops: &[TxOp]) -> Result<Result<Vec<Option<Item>>>> {
-        let mut planned = Vec::with_capacity(ops.len());
+    /// writing); the inner one refuses this write alone. The results hold each update's
+    /// item (`None` for the other operations).
+    fn run(&mut self, w: &Write) -> Result<Result<Vec<Option<Item>>>> {
+        let mut planned = Vec::with_capacity(w.ops.len());
         let mut failed = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            let (key, cond) = match op_parts(op) {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
+        for (i, op) in w.ops.iter().enumerate() {
+            let (key, cond) = match (op, w.puts.get(i).and_then(Option::as_ref)) {
+                (TxOp::Put { cond, .. }, Some(put)) => (&put.key, cond),
+                (TxOp::Put { .. }, None) => return Err(db_err("a put reached the writer unprepared")),
+                (TxOp::Delete { key, cond } | TxOp::Check { key, cond } | TxOp::Update { key, cond, .. }, _) => {
+                    (key, cond)
+                }
             };
-            let old = self.read(&key)?;
+            // An update needs the whole item; the others what their condition and the
+            // index entries read.
+            let old = match op {
+                TxOp::Update { .. } => self.read(key)?,
+                _ => self.read_attrs(key, cond)?,
+            };
             if !cond_holds(old.as_ref(), cond) {
                 failed.push(i);
             }
@@ -352,41 +480,46 @@ impl Tx<'_> {
         if !failed.is_empty() {
             return Ok(Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed }));
         }
-        let mut news = Vec::with_capacity(ops.len());
-        for (op, (key, old)) in ops.iter().zip(&planned) {
-            let new = match Self::compute(op, old.as_ref()) {
-                Ok(n) => n,
-                Err(e) => return Ok(Err(e)),
-            };
-            let bytes = match &new {
-                Some(item) if !matches!(op, TxOp::Check { .. }) => {
-                    let bytes = serde_json::to_vec(item).map_err(db_err)?;
-                    if bytes.len() > MAX_ITEM_BYTES {
-                        tracing::warn!(pk = %key.pk, sk = %key.sk, bytes = bytes.len(), "item over the size limit refused");
-                        return Ok(Err(Error::TooLarge(super::table::ITEM_TOO_LARGE.into())));
-                    }
-                    Some(bytes)
+        let mut updates = Vec::with_capacity(w.ops.len());
+        for (op, (key, old)) in w.ops.iter().zip(&planned) {
+            updates.push(match op {
+                TxOp::Update { set, add, .. } => {
+                    let item = match Self::updated(key, set, add, old.as_ref()) {
+                        Ok(item) => item,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    let bytes = match encode_item(key, &item) {
+                        Ok(b) => b,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    let entries: Vec<_> = INDEXES.iter().map(|d| index_entry(d, &item)).collect();
+                    Some((item, bytes, entries))
                 }
                 _ => None,
-            };
-            news.push((new, bytes));
+            });
         }
-        for (op, ((key, old), (new, bytes))) in ops.iter().zip(planned.iter().zip(&news)) {
-            match (op, new, bytes) {
-                (TxOp::Check { .. }, _, _) => {}
-                (_, Some(item), Some(bytes)) => self.write(key, old.as_ref(), Some((item, bytes)))?,
-                _ => self.write(key, old.as_ref(), None)?,
+        let mut results = Vec::with_capacity(w.ops.len());
+        for (i, (op, ((key, old), update))) in w.ops.iter().zip(planned.iter().zip(updates)).enumerate() {
+            match (op, update) {
+                (TxOp::Check { .. }, _) => results.push(None),
+                (TxOp::Delete { .. }, _) => {
+                    self.write(key, old.as_ref(), None)?;
+                    results.push(None);
+                }
+                (TxOp::Put { .. }, _) => {
+                    let put = w.puts[i].as_ref().expect("a put prepared");
+                    self.write(key, old.as_ref(), Some((&put.bytes, &put.entries)))?;
+                    results.push(None);
+                }
+                (TxOp::Update { .. }, Some((item, bytes, entries))) => {
+                    self.write(key, old.as_ref(), Some((&bytes, &entries)))?;
+                    results.push(Some(item));
+                }
+                (TxOp::Update { .. }, None) => return Err(db_err("an update without its item")),
             }
         }
-        Ok(Ok(news.into_iter().map(|(n, _)| n).collect()))
+        Ok(Ok(results))
     }
-}
-
-fn op_parts(op: &TxOp) -> Result<(Key, &Cond)> {
-    Ok(match op {
-        TxOp::Put { item, cond } => (check_item(item)?, cond),
-        TxOp::Delete { key, cond } | TxOp::Check { key, cond } | TxOp::Update { key, cond, .. } => (key.clone(), cond),
-    })
 }
 
 impl EmbeddedTable {
@@ -430,7 +563,7 @@ impl EmbeddedTable {
         }
         let _gate = deltas.gate.write().expect("deltas gate");
         let taken = deltas.take();
-        let writes = taken.iter().map(Vec::as_slice).collect();
+        let writes = taken.iter().collect();
         if let Err(e) = Self::commit_group(db, &Batch { writes, rows: vec![] }, Durability::None) {
             deltas.restore(taken);
             return Err(e);
@@ -545,7 +678,7 @@ impl EmbeddedTable {
             let mut batch = Batch::default();
             for r in &todo {
                 match r {
-                    Request::Write { ops, .. } => batch.writes.push(ops),
+                    Request::Write { write, .. } => batch.writes.push(write),
                     Request::Rows { ops, .. } => batch.rows.push(ops),
                 }
             }
@@ -610,9 +743,9 @@ impl EmbeddedTable {
                     .collect::<Result<_, _>>()
                     .map_err(db_err)?,
             };
-            for ops in &batch.writes {
+            for w in &batch.writes {
                 // A storage failure mid-write drops the transaction: nothing of the group lands.
-                writes.push(tx.run(ops)?);
+                writes.push(tx.run(w)?);
             }
         }
         Ok(Outcome { writes, rows })
@@ -621,8 +754,9 @@ impl EmbeddedTable {
     /// Hands `ops` to the writer, which applies every one or none, and answers once the
     /// group it went in is durable.
     async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
+        let write = Write::new(ops)?;
         let (answer, got) = tokio::sync::oneshot::channel();
-        self.writer.send(Request::Write { ops, answer })?;
+        self.writer.send(Request::Write { write, answer })?;
         got.await.map_err(|_| db_err("the table's writer stopped"))?
     }
 
@@ -772,8 +906,7 @@ impl Table for EmbeddedTable {
                             failed: vec![0],
                         });
                     }
-                    let op = TxOp::Update { key: key.clone(), set: Item::new(), add: add.to_vec(), cond: Cond::None };
-                    let new = Tx::compute(&op, Some(&item))?.ok_or_else(|| db_err("update wrote nothing"))?;
+                    let new = Tx::updated(key, &Item::new(), add, Some(&item))?;
                     add_into(pending.entry(key.clone()).or_default(), add);
                     Some(new)
                 }
@@ -796,5 +929,35 @@ impl Table for EmbeddedTable {
         let (db, deltas) = (self.db.clone(), self.deltas.clone());
         let q = query.clone();
         tokio::task::spawn_blocking(move || Self::query_sync(&db, &deltas, &q)).await.map_err(db_err)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_decode_keeps_the_wanted_attributes_whole_and_nothing_else() {
+        let item: Item = serde_json::from_value(serde_json::json!({
+            "PK": "P", "SK": "S", "GSI1PK": "g", "revision": 7,
+            "big": {"nested": [1, {"deep": "x"}], "s": "a\"b"},
+            "wanted \"quoted\"": [true, null],
+        }))
+        .unwrap();
+        let bytes = serde_json::to_vec(&item).unwrap();
+        let got = decode_attrs(&bytes, &["GSI1PK", "revision", "wanted \"quoted\"", "absent"]).unwrap();
+        let want: Item = serde_json::from_value(serde_json::json!({
+            "GSI1PK": "g", "revision": 7, "wanted \"quoted\"": [true, null],
+        }))
+        .unwrap();
+        assert_eq!(got, want);
+        // A name written with escapes is the name it spells.
+        let got = decode_attrs(br#"{"\u0047SI1PK":"g","x":[{"GSI1PK":"inner"}]}"#, &["GSI1PK"]).unwrap();
+        assert_eq!(got.get("GSI1PK"), Some(&Value::from("g")));
+        assert_eq!(got.len(), 1);
+        // What is not one JSON object is refused, as a whole decode would.
+        for bad in [&br#"{"a":1} x"#[..], br#"[1]"#, br#"{"a":"#] {
+            assert!(decode_attrs(bad, &["a"]).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }
