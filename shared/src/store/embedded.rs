@@ -10,6 +10,10 @@
 //! of an item that a put or a delete replaces the writer decodes only the attributes the
 //! condition and the index entries read.
 //!
+//! The blob store's small rows (`small.rs`) share the file and the writer. A row that
+//! the caller's next write names does not wait for the writer either: it is pending in
+//! memory ([`PendingRows`]) and written ahead of the next group, that write's.
+//!
 //! Counters added through `Table::update_relaxed` (downloads) do not wait for the
 //! writer: they are kept as deltas in memory, added to every read of their item, and
 //! written by the writer in its next transaction, or within [`DRAIN_EVERY`] (a durable
@@ -118,15 +122,14 @@ pub struct EmbeddedTable {
     pub(super) db: Arc<Database>,
     writer: Arc<Writer>,
     deltas: Arc<Deltas>,
+    pending: Arc<PendingRows>,
 }
 
 /// What waits for the writer: a write's operations, or changes to the blob store's rows
-/// (`small.rs`), each with where its answer goes. Rows changed with `durable` unset are
-/// answered as soon as they are applied, and committed with what joins their
-/// transaction (see [`EmbeddedTable::writer`]).
+/// (`small.rs`), each with where its answer goes.
 enum Request {
     Write { write: Write, answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>> },
-    Rows { ops: Vec<super::small::Op>, durable: bool, answer: tokio::sync::oneshot::Sender<Result<Vec<bool>>> },
+    Rows { ops: Vec<super::small::Op>, answer: tokio::sync::oneshot::Sender<Result<Vec<bool>>> },
 }
 
 /// What a group's commit answers: each write's result, and each row change's.
@@ -135,16 +138,72 @@ struct Outcome {
     rows: Vec<Vec<bool>>,
 }
 
-/// A group's writes and row changes, as the writer commits them.
+/// A group's writes and row changes, as the writer commits them, after the rows that were
+/// pending when it began (see [`PendingRows`]).
 #[derive(Default)]
 struct Batch<'a> {
+    pending: Vec<PendingRow>,
     writes: Vec<&'a Write>,
     rows: Vec<&'a [super::small::Op]>,
 }
 
-/// How long the writer keeps open a transaction that holds only rows it has answered
-/// (their version's write, which comes next, then joins it: one commit, one flush).
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// A pending row: its key, the number it was put under, and the row.
+type PendingRow = (String, u64, Arc<[u8]>);
+
+/// Blob rows put without waiting for the writer (`small.rs`: a small blob that the
+/// caller's next table write names). Each stays here, and is read from here, until a
+/// commit holds it: the writer takes what is here when it begins a group and writes it
+/// ahead of the group's requests, so the write that names a row, sent after the row was
+/// put here, commits with it (one commit, one flush) or after it. A row leaves once the
+/// commit that wrote it has returned, unless it was put again meanwhile; rows no write
+/// follows are committed, durably, within [`DRAIN_EVERY`], or when the table closes.
+#[derive(Default)]
+pub(super) struct PendingRows {
+    rows: std::sync::Mutex<(u64, std::collections::BTreeMap<String, (u64, Arc<[u8]>)>)>,
+}
+
+impl PendingRows {
+    fn is_empty(&self) -> bool {
+        self.rows.lock().expect("pending rows").1.is_empty()
+    }
+
+    fn put(&self, key: String, row: Arc<[u8]>) {
+        let mut rows = self.rows.lock().expect("pending rows");
+        rows.0 += 1;
+        let n = rows.0;
+        rows.1.insert(key, (n, row));
+    }
+
+    /// The row pending under `key`.
+    pub(super) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        self.rows.lock().expect("pending rows").1.get(key).map(|(_, row)| row.clone())
+    }
+
+    /// Every row pending under a key that starts with `prefix`, in key order.
+    pub(super) fn under(&self, prefix: &str) -> Vec<(String, Arc<[u8]>)> {
+        let rows = self.rows.lock().expect("pending rows");
+        rows.1
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (_, row))| (k.clone(), row.clone()))
+            .collect()
+    }
+
+    fn take(&self) -> Vec<PendingRow> {
+        let rows = self.rows.lock().expect("pending rows");
+        rows.1.iter().map(|(k, (n, row))| (k.clone(), *n, row.clone())).collect()
+    }
+
+    /// Forgets the rows a commit wrote, but not those put again since.
+    fn written(&self, taken: &[PendingRow]) {
+        let mut rows = self.rows.lock().expect("pending rows");
+        for (key, n, _) in taken {
+            if rows.1.get(key).is_some_and(|(m, _)| m == n) {
+                rows.1.remove(key);
+            }
+        }
+    }
+}
 
 /// How often the writer writes the counters' deltas when nothing else comes (well
 /// within `RELAXED_WINDOW`, the transaction's flush included).
@@ -548,10 +607,12 @@ impl EmbeddedTable {
         tx.commit().map_err(db_err)?;
         let db = Arc::new(db);
         let deltas = Arc::new(Deltas::default());
-        let (for_writer, deltas_for_writer) = (db.clone(), deltas.clone());
-        let writer =
-            Arc::new(Writer::spawn("depot-table-writer", move |rx| Self::writer(&for_writer, &deltas_for_writer, rx))?);
-        Ok(EmbeddedTable { db, writer, deltas })
+        let pending = Arc::new(PendingRows::default());
+        let (for_writer, deltas_for_writer, pending_for_writer) = (db.clone(), deltas.clone(), pending.clone());
+        let writer = Arc::new(Writer::spawn("depot-table-writer", move |rx| {
+            Self::writer(&for_writer, &deltas_for_writer, &pending_for_writer, rx)
+        })?);
+        Ok(EmbeddedTable { db, writer, deltas, pending })
     }
 
     /// Writes every pending delta in a transaction of its own, committed without a flush
@@ -564,70 +625,63 @@ impl EmbeddedTable {
         let _gate = deltas.gate.write().expect("deltas gate");
         let taken = deltas.take();
         let writes = taken.iter().collect();
-        if let Err(e) = Self::commit_group(db, &Batch { writes, rows: vec![] }, Durability::None) {
+        let batch = Batch { writes, ..Batch::default() };
+        if let Err(e) = Self::commit_group(db, &batch, Durability::None) {
             deltas.restore(taken);
             return Err(e);
         }
         Ok(())
     }
 
-    /// Writes the pending deltas, then commits durably: they, and whatever was committed
-    /// without a flush before, are on disk once this returns.
-    fn commit_durably(db: &Database, deltas: &Deltas) -> Result<()> {
+    /// Commits durably the pending deltas and rows, and whatever was committed without a
+    /// flush before: they are on disk once this returns.
+    fn commit_durably(db: &Database, deltas: &Deltas, pending: &PendingRows) -> Result<()> {
         Self::write_deltas(db, deltas)?;
-        Self::commit_group(db, &Batch::default(), Durability::Immediate).map(drop)
+        Self::commit_pending(db, pending, &mut Batch::default()).map(drop)
     }
 
     /// The writer thread. Each round takes the requests waiting, writes the counters'
-    /// deltas first (a transaction of their own, see [`Self::write_deltas`]), then
-    /// the requests in one transaction, and commits it, durable unless it holds only
-    /// rows that need no flush. Those rows are answered as soon as they are applied (a
-    /// small upload's blob, whose version comes next): the transaction then stays open
-    /// for up to [`LINGER`] for more requests, so that the version's write joins it and
-    /// one commit, one flush, carries both. Every [`DRAIN_EVERY`] with nothing else to
-    /// do, it commits durably what is pending or was committed without a flush; when the
-    /// last handle goes, it does so and ends.
-    fn writer(db: &Database, deltas: &Deltas, rx: std::sync::mpsc::Receiver<Request>) {
+    /// deltas (a transaction of their own, see [`Self::write_deltas`]), then the pending
+    /// rows and the requests in one transaction, and commits it durably. Every
+    /// [`DRAIN_EVERY`] with nothing else to do, it commits durably what is pending or was
+    /// committed without a flush; when the last handle goes, it does so and ends.
+    fn writer(db: &Database, deltas: &Deltas, pending: &PendingRows, rx: std::sync::mpsc::Receiver<Request>) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut last_drain = std::time::Instant::now();
-        // Whether a commit without a flush happened since the last durable one.
-        let mut unflushed = false;
         loop {
             let first = match rx.recv_timeout(DRAIN_EVERY.saturating_sub(last_drain.elapsed())) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
                     last_drain = std::time::Instant::now();
-                    if !deltas.is_empty() || unflushed {
-                        match Self::commit_durably(db, deltas) {
-                            Ok(_) => unflushed = false,
-                            Err(e) => tracing::warn!(error = %e, "writing counters failed; kept for the next try"),
+                    if !deltas.is_empty() || !pending.is_empty() {
+                        if let Err(e) = Self::commit_durably(db, deltas, pending) {
+                            tracing::warn!(error = %e, "writing counters and rows failed; kept for the next try");
                         }
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    if let Err(e) = Self::commit_durably(db, deltas) {
-                        tracing::warn!(error = %e, "writing the last counters failed");
+                    if let Err(e) = Self::commit_durably(db, deltas, pending) {
+                        tracing::warn!(error = %e, "writing the last counters and rows failed");
                     }
                     return;
                 }
             };
-            let mut waiting = group(first, &rx);
+            let waiting = group(first, &rx);
             if let Err(e) = Self::write_deltas(db, deltas) {
                 Self::fail(waiting, &e);
                 continue;
             }
-            // What was committed without a flush is made durable within DRAIN_EVERY, even
-            // while requests keep coming.
-            let overdue = unflushed && last_drain.elapsed() >= DRAIN_EVERY;
-            match Self::round(db, &rx, &mut waiting, overdue) {
-                Ok((durable, Outcome { writes, rows })) => {
-                    if durable {
-                        last_drain = std::time::Instant::now();
-                        unflushed = false;
-                    } else {
-                        unflushed = true;
-                    }
+            let mut batch = Batch::default();
+            for r in &waiting {
+                match r {
+                    Request::Write { write, .. } => batch.writes.push(write),
+                    Request::Rows { ops, .. } => batch.rows.push(ops),
+                }
+            }
+            match Self::commit_pending(db, pending, &mut batch) {
+                Ok(Outcome { writes, rows }) => {
+                    last_drain = std::time::Instant::now();
                     let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
                     for r in waiting {
                         match r {
@@ -640,9 +694,8 @@ impl EmbeddedTable {
                         }
                     }
                 }
-                // Rows answered before the failed commit are lost with it; so is the
-                // version that named them, which is in it, or fails after it (redb
-                // takes no write after a failed commit until it is opened again).
+                // The pending rows stay pending (redb takes no write after a failed
+                // commit until it is opened again).
                 Err(e) => Self::fail(waiting, &e),
             }
         }
@@ -660,63 +713,17 @@ impl EmbeddedTable {
         }
     }
 
-    /// One transaction of the writer: applies `waiting`, answers at once the rows that
-    /// need no flush, and, while only such rows are in it (and no flush is `overdue`),
-    /// waits up to [`LINGER`] for more requests. Commits, and returns whether durably,
-    /// with the results of the requests left in `waiting`, in their order.
-    fn round(
-        db: &Database,
-        rx: &std::sync::mpsc::Receiver<Request>,
-        waiting: &mut Vec<Request>,
-        overdue: bool,
-    ) -> Result<(bool, Outcome)> {
-        let mut wtx = db.begin_write().map_err(db_err)?;
-        let mut durable = overdue;
-        let mut results = Outcome { writes: vec![], rows: vec![] };
-        let mut todo = std::mem::take(waiting);
-        loop {
-            let mut batch = Batch::default();
-            for r in &todo {
-                match r {
-                    Request::Write { write, .. } => batch.writes.push(write),
-                    Request::Rows { ops, .. } => batch.rows.push(ops),
-                }
-            }
-            let Outcome { writes, rows } = Self::apply_batch(&wtx, &batch)?;
-            let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
-            for r in todo {
-                match r {
-                    Request::Write { .. } => {
-                        durable = true;
-                        results.writes.push(writes.next().expect("a result a write"));
-                        waiting.push(r);
-                    }
-                    Request::Rows { durable: true, .. } => {
-                        durable = true;
-                        results.rows.push(rows.next().expect("a result a row change"));
-                        waiting.push(r);
-                    }
-                    Request::Rows { durable: false, answer, .. } => {
-                        let _ = answer.send(Ok(rows.next().expect("a result a row change")));
-                    }
-                }
-            }
-            if durable {
-                break;
-            }
-            match rx.recv_timeout(LINGER) {
-                Ok(r) => todo = group(r, rx),
-                Err(_) => break,
-            }
-        }
-        wtx.set_durability(if durable { Durability::Immediate } else { Durability::None });
-        wtx.commit().map_err(db_err)?;
-        Ok((durable, results))
+    /// Commits durably the rows pending now, then `batch`, and forgets those rows.
+    fn commit_pending(db: &Database, pending: &PendingRows, batch: &mut Batch) -> Result<Outcome> {
+        batch.pending = pending.take();
+        let outcome = Self::commit_group(db, batch, Durability::Immediate)?;
+        pending.written(&batch.pending);
+        Ok(outcome)
     }
 
-    /// Runs the batch's row changes, then each write, in one write transaction, in order
-    /// (each sees the ones before it), and commits: the results of all, or an error for
-    /// all when nothing was committed.
+    /// Runs the batch's pending rows, its row changes, then each write, in one write
+    /// transaction, in order (each sees the ones before it), and commits: the results of
+    /// all, or an error for all when nothing was committed.
     fn commit_group(db: &Database, batch: &Batch, durability: Durability) -> Result<Outcome> {
         let mut wtx = db.begin_write().map_err(db_err)?;
         wtx.set_durability(durability);
@@ -725,12 +732,16 @@ impl EmbeddedTable {
         Ok(outcome)
     }
 
-    /// Applies the batch's row changes, then each write, in the open transaction.
+    /// Applies the batch's pending rows, its row changes, then each write, in the open
+    /// transaction.
     fn apply_batch(wtx: &redb::WriteTransaction, batch: &Batch) -> Result<Outcome> {
-        let rows = if batch.rows.is_empty() {
+        let rows = if batch.rows.is_empty() && batch.pending.is_empty() {
             vec![]
         } else {
             let mut table = wtx.open_table(super::small::ROWS).map_err(db_err)?;
+            for (key, _, row) in &batch.pending {
+                table.insert(key.as_str(), &row[..]).map_err(db_err)?;
+            }
             batch.rows.iter().map(|ops| super::small::apply(&mut table, ops)).collect::<Result<_>>()?
         };
         let mut writes = Vec::with_capacity(batch.writes.len());
@@ -761,12 +772,23 @@ impl EmbeddedTable {
     }
 
     /// Hands changes of the blob store's rows to the writer; answers once they are
-    /// committed and flushed, or, without `durable`, once they are applied (committed
-    /// with what joins them, see [`EmbeddedTable::writer`]).
-    pub(super) async fn write_rows(&self, ops: Vec<super::small::Op>, durable: bool) -> Result<Vec<bool>> {
+    /// committed and flushed.
+    pub(super) async fn write_rows(&self, ops: Vec<super::small::Op>) -> Result<Vec<bool>> {
         let (answer, got) = tokio::sync::oneshot::channel();
-        self.writer.send(Request::Rows { ops, durable, answer })?;
+        self.writer.send(Request::Rows { ops, answer })?;
         got.await.map_err(|_| db_err("the table's writer stopped"))?
+    }
+
+    /// Puts a blob's row without waiting: readable at once (through [`Self::pending_rows`]),
+    /// and committed with the next write, which must not be answered before it
+    /// ([`PendingRows`]).
+    pub(super) fn put_row_pending(&self, key: String, row: Arc<[u8]>) {
+        self.pending.put(key, row);
+    }
+
+    /// The rows put without waiting and not committed yet.
+    pub(super) fn pending_rows(&self) -> &PendingRows {
+        &self.pending
     }
 
     /// The item as written in the database, without pending deltas.

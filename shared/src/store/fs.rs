@@ -208,7 +208,7 @@ impl FsBlobStore {
         }
         let modified =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        self.small.apply(vec![Op::Put { key: key.to_string(), modified, bytes }], named_next).await?;
+        self.small.put(key, modified, bytes, named_next).await?;
         Ok(hasher.finish())
     }
 
@@ -218,7 +218,7 @@ impl FsBlobStore {
             return Ok(false);
         }
         let op = Op::Copy { from: from.to_string(), to: to.to_string(), moving };
-        Ok(self.small.apply(vec![op], false).await?.first().copied().unwrap_or(false))
+        Ok(self.small.apply(vec![op]).await?.first().copied().unwrap_or(false))
     }
 
     /// A put whose whole body is `bytes`: written, flushed and renamed into place on one
@@ -623,12 +623,17 @@ mod tests {
         // Named next: committed (readable and durable) with the table's next write.
         store.put_named_next("blobs/one", stream_from_bytes(&b"one"[..])).await.unwrap();
         table.put(Key::new("A", "B").item(), Cond::None).await.unwrap();
+        assert!(table.pending_rows().get("blobs/one").is_none(), "the write's commit holds the row");
         assert_eq!(read(&store, "blobs/one").await, b"one");
-        // Named next with no write after it: committed alone after a moment, readable, and
-        // made durable by the table's close.
+        // A pending row deleted: gone, and stays gone.
+        store.put_named_next("blobs/gone", stream_from_bytes(&b"gone"[..])).await.unwrap();
+        store.delete("blobs/gone").await.unwrap();
+        assert!(store.head("blobs/gone").await.unwrap().is_none());
+        // Named next with no write after it: readable at once, pending, and made durable
+        // by the table's close.
         store.put_named_next("blobs/two", stream_from_bytes(&b"two"[..])).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(read(&store, "blobs/two").await, b"two");
+        assert_eq!(store.list("blobs/").await.unwrap().len(), 2, "a pending row is listed");
         store.put("blobs/three", stream_from_bytes(&b"three"[..])).await.unwrap();
         assert!(!dir.path().join("blobs/.small.redb").exists(), "the rows are in the table's file");
         drop((table, store));
@@ -636,6 +641,7 @@ mod tests {
         for (key, want) in [("blobs/one", &b"one"[..]), ("blobs/two", b"two"), ("blobs/three", b"three")] {
             assert_eq!(read(&store, key).await, want, "{key}");
         }
+        assert!(store.head("blobs/gone").await.unwrap().is_none());
         assert!(table.get(&Key::new("A", "B")).await.unwrap().is_some());
     }
 

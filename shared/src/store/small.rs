@@ -9,11 +9,10 @@
 //! is answered once that transaction is durable: the same guarantee as a file's (an
 //! acknowledged put survives a power cut). A put whose bytes the caller's next table
 //! write names ([`BlobStore::put_named_next`](super::BlobStore::put_named_next)), when
-//! it shares the table's file, is answered as soon as the writer has applied it: the
-//! writer keeps that transaction open for the write that comes next, which commits with
-//! it, so the upload pays one commit and one flush, not two (and, were that write late,
-//! the row commits alone without a flush, made durable by the next durable commit, as
-//! redb's commits are durable in order).
+//! it shares the table's file, does not wait for the writer at all: its row is pending
+//! in memory, read from there, and the writer writes it ahead of the next group it
+//! commits, which holds that write (`embedded.rs`, `PendingRows`). The upload pays one
+//! trip to the writer, one commit and one flush, not two of each.
 //!
 //! Each row is the time it was written (seconds since the epoch, 8 bytes little-endian)
 //! followed by the bytes. The store in `fs.rs` decides what goes here and keeps one
@@ -46,18 +45,23 @@ pub(super) enum Op {
     Copy { from: String, to: String, moving: bool },
 }
 
+/// A row: the time it was written, then the bytes.
+fn row(modified: i64, bytes: &[Bytes]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(8 + bytes.iter().map(Bytes::len).sum::<usize>());
+    row.extend_from_slice(&modified.to_le_bytes());
+    for b in bytes {
+        row.extend_from_slice(b);
+    }
+    row
+}
+
 /// Applies `ops` in the writer's open transaction; what each answers.
 pub(super) fn apply(t: &mut redb::Table<&str, &[u8]>, ops: &[Op]) -> Result<Vec<bool>> {
     let mut answers = Vec::with_capacity(ops.len());
     for op in ops {
         answers.push(match op {
             Op::Put { key, modified, bytes } => {
-                let mut row = Vec::with_capacity(8 + bytes.iter().map(Bytes::len).sum::<usize>());
-                row.extend_from_slice(&modified.to_le_bytes());
-                for b in bytes {
-                    row.extend_from_slice(b);
-                }
-                t.insert(key.as_str(), row.as_slice()).map_err(db_err)?;
+                t.insert(key.as_str(), row(*modified, bytes).as_slice()).map_err(db_err)?;
                 true
             }
             Op::Delete(key) => t.remove(key.as_str()).map_err(db_err)?.is_some(),
@@ -79,6 +83,11 @@ pub(super) fn apply(t: &mut redb::Table<&str, &[u8]>, ops: &[Op]) -> Result<Vec<
     Ok(answers)
 }
 
+/// The time a row was written.
+fn modified(row: &[u8]) -> i64 {
+    row.get(..8).map_or(0, |m| i64::from_le_bytes(m.try_into().expect("8 bytes")))
+}
+
 /// The rows of one blob store, in a table's file.
 pub(super) struct SmallBlobs {
     table: EmbeddedTable,
@@ -97,13 +106,28 @@ impl SmallBlobs {
         SmallBlobs { table, shared: true }
     }
 
-    /// Applies `ops` and answers once they are durable, or, when `named_next` and the file
-    /// is the table's, once the writer has applied them (see the module's doc).
-    pub(super) async fn apply(&self, ops: Vec<Op>, named_next: bool) -> Result<Vec<bool>> {
-        self.table.write_rows(ops, !(named_next && self.shared)).await
+    /// Applies `ops` and answers once they are durable.
+    pub(super) async fn apply(&self, ops: Vec<Op>) -> Result<Vec<bool>> {
+        self.table.write_rows(ops).await
     }
 
+    /// Writes `bytes` under `key`: durably before it answers, or, when `named_next` and
+    /// the file is the table's, pending until the table's next commit (module doc).
+    pub(super) async fn put(&self, key: &str, modified: i64, bytes: Vec<Bytes>, named_next: bool) -> Result<()> {
+        if named_next && self.shared {
+            self.table.put_row_pending(key.to_string(), row(modified, &bytes).into());
+            return Ok(());
+        }
+        self.apply(vec![Op::Put { key: key.to_string(), modified, bytes }]).await.map(drop)
+    }
+
+    /// Runs `f` on the row under `key`: the pending one, else the committed one. Pending
+    /// rows are looked at first: one leaves them only once its commit has returned, so
+    /// that a row is always in one or the other.
     fn read<T>(&self, key: &str, f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        if let Some(row) = self.table.pending_rows().get(key) {
+            return Ok(Some(f(&row)));
+        }
         let rtx = self.table.db.begin_read().map_err(db_err)?;
         let t = rtx.open_table(ROWS).map_err(db_err)?;
         Ok(t.get(key).map_err(db_err)?.map(|v| f(v.value())))
@@ -128,26 +152,32 @@ impl SmallBlobs {
     /// no write).
     pub(super) async fn clear(&self, key: &str) -> Result<()> {
         if self.size(key)?.is_some() {
-            self.apply(vec![Op::Delete(key.to_string())], false).await?;
+            self.apply(vec![Op::Delete(key.to_string())]).await?;
         }
         Ok(())
     }
 
-    /// Every row whose key starts with `prefix`, in key order.
+    /// Every row whose key starts with `prefix`, in key order, pending ones included.
     pub(super) fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>> {
+        let info = |key: &str, v: &[u8]| {
+            let size = v.len().saturating_sub(8) as u64;
+            (key.to_string(), BlobInfo { key: key.to_string(), size, modified: modified(v) })
+        };
+        let pending = self.table.pending_rows().under(prefix);
+        let mut rows: std::collections::BTreeMap<String, BlobInfo> = pending.iter().map(|(k, v)| info(k, v)).collect();
         let rtx = self.table.db.begin_read().map_err(db_err)?;
         let t = rtx.open_table(ROWS).map_err(db_err)?;
-        let mut out = Vec::new();
         for entry in t.range(prefix..).map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
             let key = k.value();
             if !key.starts_with(prefix) {
                 break;
             }
-            let v = v.value();
-            let modified = v.get(..8).map_or(0, |m| i64::from_le_bytes(m.try_into().expect("8 bytes")));
-            out.push(BlobInfo { key: key.to_string(), size: v.len().saturating_sub(8) as u64, modified });
+            if !rows.contains_key(key) {
+                let (k, i) = info(key, v.value());
+                rows.insert(k, i);
+            }
         }
-        Ok(out)
+        Ok(rows.into_values().collect())
     }
 }
