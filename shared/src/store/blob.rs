@@ -52,7 +52,7 @@ pub trait BlobStore: Send + Sync + 'static {
     /// [`BlobStore::put`] for bytes that the caller's next table write names (a version's
     /// blob): they must survive a power cut once that write has, not before, and need
     /// not be readable before it is committed. The embedded store keeps small blobs in
-    /// the embedded table's file, where that write's commit makes them readable and
+    /// the embedded table's file, pending in memory until that write's commit makes them
     /// durable, and so skips a commit and a flush of their own. Every other store puts as
     /// usual, which is what this does unless a store says otherwise.
     async fn put_named_next(&self, key: &str, body: ByteStream) -> Result<Digests> {
