@@ -189,7 +189,8 @@ impl PendingRows {
             .collect()
     }
 
-    fn take(&self) -> Vec<PendingRow> {
+    /// What is pending now; it stays until [`Self::written`].
+    fn snapshot(&self) -> Vec<PendingRow> {
         let rows = self.rows.lock().expect("pending rows");
         rows.1.iter().map(|(k, (n, row))| (k.clone(), *n, row.clone())).collect()
     }
@@ -236,9 +237,9 @@ impl Deltas {
         let pending = std::mem::take(&mut *self.pending.lock().expect("deltas"));
         pending
             .into_iter()
-            .map(|(key, add)| Write {
-                ops: vec![TxOp::Update { key, set: Item::new(), add, cond: Cond::Exists }],
-                puts: vec![None],
+            // Each key was read, and so checked, when its delta was added.
+            .filter_map(|(key, add)| {
+                Write::new(vec![TxOp::Update { key, set: Item::new(), add, cond: Cond::Exists }]).ok()
             })
             .collect()
     }
@@ -336,14 +337,19 @@ struct Encoded {
 }
 
 impl Write {
-    /// Checks and encodes the puts of `ops`: a put the port refuses (a bad key, an item
-    /// over the size limit) refuses the write before it reaches the writer.
+    /// Checks every operation's key and encodes the puts of `ops`: what the port refuses
+    /// (a bad key, an item over the size limit) refuses this write alone, before it
+    /// reaches the writer, whose errors fail its whole group.
     fn new(ops: Vec<TxOp>) -> Result<Self> {
         let puts = ops
             .iter()
             .map(|op| match op {
                 TxOp::Put { item, .. } => Encoded::new(item).map(Some),
-                _ => Ok(None),
+                TxOp::Delete { key, .. } | TxOp::Check { key, .. } | TxOp::Update { key, .. } => {
+                    check_key_str(&key.pk)?;
+                    check_key_str(&key.sk)?;
+                    Ok(None)
+                }
             })
             .collect::<Result<_>>()?;
         Ok(Write { ops, puts })
@@ -433,9 +439,8 @@ struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// The item at `key` (checked by [`Write::new`]).
     fn read(&self, key: &Key) -> Result<Option<Item>> {
-        check_key_str(&key.pk)?;
-        check_key_str(&key.sk)?;
         match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
             Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
             None => Ok(None),
@@ -444,8 +449,6 @@ impl Tx<'_> {
 
     /// The attributes of the item at `key` that `cond` and the index entries read.
     fn read_attrs(&self, key: &Key, cond: &Cond) -> Result<Option<Item>> {
-        check_key_str(&key.pk)?;
-        check_key_str(&key.sk)?;
         let mut wanted: Vec<&str> = INDEXES.iter().flat_map(|d| [d.pk, d.sk]).collect();
         cond_attrs(cond, &mut wanted);
         match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
@@ -715,7 +718,7 @@ impl EmbeddedTable {
 
     /// Commits durably the rows pending now, then `batch`, and forgets those rows.
     fn commit_pending(db: &Database, pending: &PendingRows, batch: &mut Batch) -> Result<Outcome> {
-        batch.pending = pending.take();
+        batch.pending = pending.snapshot();
         let outcome = Self::commit_group(db, batch, Durability::Immediate)?;
         pending.written(&batch.pending);
         Ok(outcome)

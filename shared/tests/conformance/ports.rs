@@ -286,6 +286,26 @@ pub(crate) async fn table_conditional_put(t: Arc<dyn Table>) {
     t.delete(&Key::new("P", "a"), Cond::None).await.unwrap();
     assert!(t.delete(&Key::new("P", "a"), Cond::Exists).await.unwrap_err().is_conflict());
     assert!(matches!(t.get(&Key::new("P\0", "a")).await, Err(Error::Invalid(_))));
+    // A bad key refuses its own write, and only that one: writes racing it (which the
+    // embedded table may commit in one group with it) land.
+    let bad = Key::new("P\0", "a");
+    let writes = (0..16).map(|i| {
+        let (t, bad) = (t.clone(), bad.clone());
+        async move {
+            let refused = match i % 5 {
+                0 => t.delete(&bad, Cond::None).await,
+                1 => t.update(&bad, Item::new(), &[("n".into(), 1)], Cond::None).await.map(drop),
+                2 => t.transact(vec![TxOp::Check { key: bad, cond: Cond::Exists }]).await,
+                3 => t.update_relaxed(&bad, &[("n".into(), 1)], Cond::None).await.map(drop),
+                _ => return t.put(item("P", &format!("ok{i}"), json!({})), Cond::NotExists).await.unwrap(),
+            };
+            assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+        }
+    });
+    futures::future::join_all(writes).await;
+    for i in (4..16).step_by(5) {
+        assert!(t.get(&Key::new("P", format!("ok{i}"))).await.unwrap().is_some(), "ok{i}");
+    }
 }
 
 pub(crate) async fn table_transaction_all_or_nothing(t: Arc<dyn Table>) {
