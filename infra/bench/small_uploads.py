@@ -14,7 +14,11 @@ own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
 - Then wrk uploads to depot over one connection, and over 16 at once (each upload a
   new version of one of 64 charts, from bodies prepared beforehand; `uploads.lua`), and
   it prints the throughput of 16 against one's, and the CPU time depot used per upload
-  (user and system, from /proc). Needs wrk (Debian's package).
+  (user and system, from /proc). Needs wrk (Debian's package). Each of the two phases
+  runs on a server of its own with a new data directory, so that both start from the
+  same empty repository: an upload's cost grows with its package's versions (the
+  package item lists its first 256) and with the database, so a phase that ran after
+  the other would be measured on a larger repository.
 - Both servers' data directories go under $DEPOT_BENCH_DIR, else target/bench
   (depot_proc.py says why not /tmp).
 - The floor: what the flushes an acknowledged depot upload needs cost on this disk,
@@ -162,6 +166,16 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def setup(srv):
+    """Creates the project and the chart repository, and returns an admin token's
+    Authorization header."""
+    call(srv.base, "POST", "/repository/api/project/create", json.dumps({"name": "bench"}).encode())
+    call(srv.base, "POST", "/repository/api/repo/create",
+         json.dumps({"projectId": "bench", "name": "charts", "type": "RDS"}).encode())
+    token = call(srv.base, "POST", "/auth/api/user/token/admin/bench")["data"]["id"]
+    return "Basic " + base64.b64encode(f"admin:{token}".encode()).decode()
+
+
 def ms(xs):
     xs = sorted(xs)
     return statistics.median(xs) * 1000, xs[int(len(xs) * 0.9)] * 1000
@@ -172,11 +186,7 @@ def main():
     uploads = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     with Serve(binary) as srv, PypiServer() as pypi:
-        call(srv.base, "POST", "/repository/api/project/create", json.dumps({"name": "bench"}).encode())
-        call(srv.base, "POST", "/repository/api/repo/create",
-             json.dumps({"projectId": "bench", "name": "charts", "type": "RDS"}).encode())
-        token = call(srv.base, "POST", "/auth/api/user/token/admin/bench")["data"]["id"]
-        auth = "Basic " + base64.b64encode(f"admin:{token}".encode()).decode()
+        auth = setup(srv)
         depot = Client(srv.port, "/rds/api/bench/charts/charts", auth)
         pypi_client = Client(pypi.port, "/", None)
         depot_times, pypi_times = [], []
@@ -197,6 +207,11 @@ def main():
         # Throughput under wrk: one connection, then 16 at once, each upload a new
         # version of one of 64 charts (so that uploads at once are of different charts).
         def rate(connections, seconds=5):
+            nonlocal n
+            with Serve(binary) as fresh:
+                return rate_on(fresh, setup(fresh), connections, seconds)
+
+        def rate_on(srv, auth, connections, seconds):
             nonlocal n
             with tempfile.NamedTemporaryFile(prefix="uploads-", delete=False) as f:
                 for _ in range(6000 * seconds):
