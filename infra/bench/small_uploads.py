@@ -204,10 +204,10 @@ def main():
         print(f"  pypiserver  median {pm:6.2f} ms   p90 {p90:6.2f} ms")
         print(f"  depot / pypiserver: {dm / pm:.2f}")
 
-        # Throughput under wrk: one connection, then 16 at once, each upload a new
-        # version of one of 64 charts (so that uploads at once are of different charts).
+        # Throughput under wrk: one connection, then 16 at once, each on a fresh server,
+        # each upload a new version of one of 64 charts (so that uploads at once are of
+        # different charts).
         def rate(connections, seconds=5):
-            nonlocal n
             with Serve(binary) as fresh:
                 return rate_on(fresh, setup(fresh), connections, seconds)
 
