@@ -7,8 +7,10 @@
 //! before it, so that concurrent writers share a flush. What the thread need not do is
 //! done on the caller's task: a put's item is checked and encoded there (so an item over
 //! the size limit is refused before its conditions are read, as DynamoDB refuses it), and
-//! of an item that a put or a delete replaces the writer decodes only the attributes the
-//! condition and the index entries read.
+//! of an item that a write replaces the writer decodes only the attributes the condition
+//! and the index entries read. An update is patched into the stored encoding, whose other
+//! attributes are copied undecoded, and the updated item goes back encoded; each write
+//! goes back to its caller too, to be freed there.
 //!
 //! The blob store's small rows (`small.rs`) share the file and the writer. A row that
 //! the caller's next write names does not wait for the writer either: it is pending in
@@ -128,13 +130,20 @@ pub struct EmbeddedTable {
 /// What waits for the writer: a write's operations, or changes to the blob store's rows
 /// (`small.rs`), each with where its answer goes.
 enum Request {
-    Write { write: Write, answer: tokio::sync::oneshot::Sender<Result<Vec<Option<Item>>>> },
+    Write { write: Write, answer: tokio::sync::oneshot::Sender<Answer> },
     Rows { ops: Vec<super::small::Op>, answer: tokio::sync::oneshot::Sender<Result<Vec<bool>>> },
 }
 
+/// What a write's result is: each update's item, encoded, at the update's place.
+type Written = Result<Vec<Option<Vec<u8>>>>;
+
+/// A write's answer: its result, and the write itself, handed back so that the caller's
+/// task, not the one writer thread, frees it.
+type Answer = (Written, Write);
+
 /// What a group's commit answers: each write's result, and each row change's.
 struct Outcome {
-    writes: Vec<Result<Vec<Option<Item>>>>,
+    writes: Vec<Written>,
     rows: Vec<Vec<bool>>,
 }
 
@@ -369,10 +378,87 @@ impl Encoded {
 fn encode_item(key: &Key, item: &Item) -> Result<Vec<u8>> {
     let bytes = serde_json::to_vec(item).map_err(db_err)?;
     if bytes.len() > MAX_ITEM_BYTES {
-        tracing::warn!(pk = %key.pk, sk = %key.sk, bytes = bytes.len(), "item over the size limit refused");
-        return Err(Error::TooLarge(super::table::ITEM_TOO_LARGE.into()));
+        return Err(too_large(key, bytes.len()));
     }
     Ok(bytes)
+}
+
+/// The refusal of an item whose encoding is `bytes` long, over the size limit.
+fn too_large(key: &Key, bytes: usize) -> Error {
+    tracing::warn!(pk = %key.pk, sk = %key.sk, bytes, "item over the size limit refused");
+    Error::TooLarge(super::table::ITEM_TOO_LARGE.into())
+}
+
+/// An update applied to an item's encoding (`stored`, as [`encode_item`] wrote it)
+/// without decoding the attributes it leaves alone, which are copied as they are. Returns
+/// the new encoding, and the attributes the secondary indexes read, checked as
+/// [`check_item`] checks them; `None` when `stored` names an attribute with escapes, which
+/// this does not take apart (the caller then decodes the whole item). The checks and
+/// refusals are [`Tx::updated`]'s.
+fn patch_encoded(set: &Item, add: &[(String, i64)], stored: &[u8]) -> Result<Option<(Vec<u8>, Item)>> {
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    /// An attribute's value: as stored, or as the update writes it.
+    enum Raw<'a> {
+        Stored(&'a RawValue),
+        New(Box<RawValue>),
+    }
+    impl Raw<'_> {
+        fn get(&self) -> &str {
+            match self {
+                Raw::Stored(v) => v.get(),
+                Raw::New(v) => v.get(),
+            }
+        }
+    }
+    impl serde::Serialize for Raw<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            match self {
+                Raw::Stored(v) => v.serialize(s),
+                Raw::New(v) => v.serialize(s),
+            }
+        }
+    }
+    // Sorted as `Item`'s own map sorts, so the encoding keeps the order a decode and
+    // encode would give it.
+    let Ok(stored) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(stored) else {
+        return Ok(None);
+    };
+    let mut attrs: BTreeMap<&str, Raw> = stored.into_iter().map(|(k, v)| (k, Raw::Stored(v))).collect();
+    for (k, v) in set {
+        if k == PK || k == SK {
+            return Err(Error::Internal("an update cannot change PK or SK".into()));
+        }
+        if v.is_null() {
+            attrs.remove(k.as_str());
+        } else {
+            attrs.insert(k, Raw::New(serde_json::value::to_raw_value(v).map_err(db_err)?));
+        }
+    }
+    for (attr, delta) in add {
+        let cur = match attrs.get(attr.as_str()) {
+            None => 0,
+            Some(v) => serde_json::from_str::<Value>(v.get())
+                .ok()
+                .and_then(|v| v.as_i64())
+                .ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?,
+        };
+        let sum = cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
+        attrs.insert(attr, Raw::New(serde_json::value::to_raw_value(&sum).map_err(db_err)?));
+    }
+    let mut indexed = Item::new();
+    for attr in INDEXES.iter().flat_map(|d| [d.pk, d.sk]) {
+        if let Some(v) = attrs.get(attr) {
+            match serde_json::from_str::<Value>(v.get()).map_err(db_err)? {
+                Value::String(s) => {
+                    check_key_str(&s)?;
+                    indexed.insert(attr.to_string(), Value::String(s));
+                }
+                _ => return Err(Error::Invalid(format!("index key attribute {attr} must be a string"))),
+            }
+        }
+    }
+    Ok(Some((serde_json::to_vec(&attrs).map_err(db_err)?, indexed)))
 }
 
 /// The attributes a condition reads.
@@ -439,22 +525,28 @@ struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    /// The item at `key` (checked by [`Write::new`]).
-    fn read(&self, key: &Key) -> Result<Option<Item>> {
+    /// The attributes of the item at `key` (checked by [`Write::new`]) that `cond` and
+    /// the index entries read.
+    fn read_attrs(&self, key: &Key, cond: &Cond) -> Result<Option<Item>> {
         match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+            Some(v) => Ok(Some(decode_attrs(v.value(), &Self::wanted(cond))?)),
             None => Ok(None),
         }
     }
 
-    /// The attributes of the item at `key` that `cond` and the index entries read.
-    fn read_attrs(&self, key: &Key, cond: &Cond) -> Result<Option<Item>> {
+    /// [`Self::read_attrs`], and the item's encoding.
+    fn read_attrs_and_bytes(&self, key: &Key, cond: &Cond) -> Result<(Option<Item>, Option<Vec<u8>>)> {
+        match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
+            Some(v) => Ok((Some(decode_attrs(v.value(), &Self::wanted(cond))?), Some(v.value().to_vec()))),
+            None => Ok((None, None)),
+        }
+    }
+
+    /// The attributes a condition and the index entries read.
+    fn wanted(cond: &Cond) -> Vec<&str> {
         let mut wanted: Vec<&str> = INDEXES.iter().flat_map(|d| [d.pk, d.sk]).collect();
         cond_attrs(cond, &mut wanted);
-        match self.items.get(enc(&[&key.pk, &key.sk]).as_slice()).map_err(db_err)? {
-            Some(v) => Ok(Some(decode_attrs(v.value(), &wanted)?)),
-            None => Ok(None),
-        }
+        wanted
     }
 
     /// Replaces (or removes, when `new` is None) the item at `key`, keeping indexes in
@@ -487,6 +579,33 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The encoding of the item an update leaves at `key` over the one stored (`stored`),
+    /// and its index entries, checked as the port requires. The stored encoding is
+    /// patched ([`patch_encoded`]), not decoded: what the update leaves alone is copied as
+    /// it is, so that a large item (a package summary's history) costs the one writer
+    /// little more than a small one.
+    fn updated_encoding(
+        key: &Key,
+        set: &Item,
+        add: &[(String, i64)],
+        stored: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
+        if let Some(bytes) = stored {
+            if let Some((bytes, indexed)) = patch_encoded(set, add, bytes)? {
+                if bytes.len() > MAX_ITEM_BYTES {
+                    return Err(too_large(key, bytes.len()));
+                }
+                let entries = INDEXES.iter().map(|d| index_entry_at(d, &indexed, key)).collect();
+                return Ok((bytes, entries));
+            }
+        }
+        let old = stored.map(|b| serde_json::from_slice(b).map_err(db_err)).transpose()?;
+        let item = Self::updated(key, set, add, old.as_ref())?;
+        let bytes = encode_item(key, &item)?;
+        let entries = INDEXES.iter().map(|d| index_entry(d, &item)).collect();
+        Ok((bytes, entries))
+    }
+
     /// The item an update leaves at `key`, over `old`, checked as the port requires.
     fn updated(key: &Key, set: &Item, add: &[(String, i64)], old: Option<&Item>) -> Result<Item> {
         let mut item = old.cloned().unwrap_or_else(|| key.item());
@@ -516,8 +635,9 @@ impl Tx<'_> {
     /// and every update computed and encoded, then all of them written, or none is. The
     /// outer error is one that leaves the transaction unusable (storage failed while
     /// writing); the inner one refuses this write alone. The results hold each update's
-    /// item (`None` for the other operations).
-    fn run(&mut self, w: &Write) -> Result<Result<Vec<Option<Item>>>> {
+    /// item, encoded (`None` for the other operations): the caller decodes it, if it
+    /// wants it, on its own task.
+    fn run(&mut self, w: &Write) -> Result<Result<Vec<Option<Vec<u8>>>>> {
         let mut planned = Vec::with_capacity(w.ops.len());
         let mut failed = Vec::new();
         for (i, op) in w.ops.iter().enumerate() {
@@ -528,40 +648,32 @@ impl Tx<'_> {
                     (key, cond)
                 }
             };
-            // An update needs the whole item; the others what their condition and the
-            // index entries read.
-            let old = match op {
-                TxOp::Update { .. } => self.read(key)?,
-                _ => self.read_attrs(key, cond)?,
+            // Each reads what its condition and the index entries read; an update keeps
+            // the stored encoding too, which it patches.
+            let (old, stored) = match op {
+                TxOp::Update { .. } => self.read_attrs_and_bytes(key, cond)?,
+                _ => (self.read_attrs(key, cond)?, None),
             };
             if !cond_holds(old.as_ref(), cond) {
                 failed.push(i);
             }
-            planned.push((key, old));
+            planned.push((key, old, stored));
         }
         if !failed.is_empty() {
             return Ok(Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed }));
         }
         let mut updates = Vec::with_capacity(w.ops.len());
-        for (op, (key, old)) in w.ops.iter().zip(&planned) {
+        for (op, (key, _, stored)) in w.ops.iter().zip(&planned) {
             updates.push(match op {
-                TxOp::Update { set, add, .. } => {
-                    let item = match Self::updated(key, set, add, old.as_ref()) {
-                        Ok(item) => item,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    let bytes = match encode_item(key, &item) {
-                        Ok(b) => b,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    let entries: Vec<_> = INDEXES.iter().map(|d| index_entry(d, &item)).collect();
-                    Some((item, bytes, entries))
-                }
+                TxOp::Update { set, add, .. } => match Self::updated_encoding(key, set, add, stored.as_deref()) {
+                    Ok(update) => Some(update),
+                    Err(e) => return Ok(Err(e)),
+                },
                 _ => None,
             });
         }
         let mut results = Vec::with_capacity(w.ops.len());
-        for (i, (op, ((key, old), update))) in w.ops.iter().zip(planned.iter().zip(updates)).enumerate() {
+        for (i, (op, ((key, old, _), update))) in w.ops.iter().zip(planned.iter().zip(updates)).enumerate() {
             match (op, update) {
                 (TxOp::Check { .. }, _) => results.push(None),
                 (TxOp::Delete { .. }, _) => {
@@ -573,9 +685,9 @@ impl Tx<'_> {
                     self.write(key, old.as_ref(), Some((&put.bytes, &put.entries)))?;
                     results.push(None);
                 }
-                (TxOp::Update { .. }, Some((item, bytes, entries))) => {
+                (TxOp::Update { .. }, Some((bytes, entries))) => {
                     self.write(key, old.as_ref(), Some((&bytes, &entries)))?;
-                    results.push(Some(item));
+                    results.push(Some(bytes));
                 }
                 (TxOp::Update { .. }, None) => return Err(db_err("an update without its item")),
             }
@@ -688,8 +800,8 @@ impl EmbeddedTable {
                     let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
                     for r in waiting {
                         match r {
-                            Request::Write { answer, .. } => {
-                                let _ = answer.send(writes.next().expect("a result a write"));
+                            Request::Write { answer, write } => {
+                                let _ = answer.send((writes.next().expect("a result a write"), write));
                             }
                             Request::Rows { answer, .. } => {
                                 let _ = answer.send(Ok(rows.next().expect("a result a row change")));
@@ -710,7 +822,7 @@ impl EmbeddedTable {
         for r in requests {
             let failed = Error::Internal(message.clone());
             match r {
-                Request::Write { answer, .. } => drop(answer.send(Err(failed))),
+                Request::Write { answer, write } => drop(answer.send((Err(failed), write))),
                 Request::Rows { answer, .. } => drop(answer.send(Err(failed))),
             }
         }
@@ -767,11 +879,13 @@ impl EmbeddedTable {
 
     /// Hands `ops` to the writer, which applies every one or none, and answers once the
     /// group it went in is durable.
-    async fn write(&self, ops: Vec<TxOp>) -> Result<Vec<Option<Item>>> {
+    async fn write(&self, ops: Vec<TxOp>) -> Written {
         let write = Write::new(ops)?;
         let (answer, got) = tokio::sync::oneshot::channel();
         self.writer.send(Request::Write { write, answer })?;
-        got.await.map_err(|_| db_err("the table's writer stopped"))?
+        let (written, write) = got.await.map_err(|_| db_err("the table's writer stopped"))?;
+        drop(write);
+        written
     }
 
     /// Hands changes of the blob store's rows to the writer; answers once they are
@@ -912,7 +1026,8 @@ impl Table for EmbeddedTable {
     async fn update(&self, key: &Key, set: Item, add: &[(String, i64)], cond: Cond) -> Result<Item> {
         let op = TxOp::Update { key: key.clone(), set, add: add.to_vec(), cond };
         let mut out = self.write(vec![op]).await?;
-        out.pop().flatten().ok_or_else(|| db_err("update wrote nothing"))
+        let bytes = out.pop().flatten().ok_or_else(|| db_err("update wrote nothing"))?;
+        serde_json::from_slice(&bytes).map_err(db_err)
     }
 
     async fn update_relaxed(&self, key: &Key, add: &[(String, i64)], cond: Cond) -> Result<Item> {
@@ -960,6 +1075,61 @@ impl Table for EmbeddedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_patched_into_the_encoding_is_the_update_of_the_decoded_item() {
+        use serde_json::json;
+        let key = Key::new("P", "S");
+        let stored: Item = serde_json::from_value(json!({
+            "PK": "P", "SK": "S", "GSI1PK": "g", "GSI1SK": "s", "revision": 7, "downloads": 3,
+            "historyVersion": ["1.0.0", "1.0.1"], "description": "a \"quoted\" \u{e9} \n", "n": {"x": [1, 2.5]},
+        }))
+        .unwrap();
+        let bytes = serde_json::to_vec(&stored).unwrap();
+        let item = |v: serde_json::Value| -> Item { serde_json::from_value(v).unwrap() };
+        let adds = |a: &[(&str, i64)]| -> Vec<(String, i64)> { a.iter().map(|(k, d)| (k.to_string(), *d)).collect() };
+        let cases = [
+            (
+                item(json!({"historyVersion": ["1.0.0", "1.0.1", "1.0.2"], "description": "new", "GSI1SK": "t"})),
+                adds(&[("revision", 1), ("versions", 1)]),
+            ),
+            (item(json!({"n": null, "GSI1PK": null})), adds(&[])),
+            (Item::new(), adds(&[("downloads", 5), ("downloads", -2)])),
+        ];
+        for (set, add) in &cases {
+            let (patched, entries) = Tx::updated_encoding(&key, set, add, Some(&bytes)).unwrap();
+            let want = Tx::updated(&key, set, add, Some(&stored)).unwrap();
+            assert_eq!(serde_json::from_slice::<Item>(&patched).unwrap(), want, "{set:?} {add:?}");
+            // The same bytes as a decode and an encode would give, and the same index entries.
+            assert_eq!(patched, encode_item(&key, &want).unwrap());
+            assert_eq!(entries, INDEXES.iter().map(|d| index_entry(d, &want)).collect::<Vec<_>>());
+        }
+        // An item that does not exist yet is made from its key.
+        let (made, _) = Tx::updated_encoding(&key, &Item::new(), &adds(&[("n", 2)]), None).unwrap();
+        assert_eq!(serde_json::from_slice::<Item>(&made).unwrap(), item(json!({"PK": "P", "SK": "S", "n": 2})));
+        // The refusals are the decoded update's.
+        let refused =
+            |set: Item, add: Vec<(String, i64)>| Tx::updated_encoding(&key, &set, &add, Some(&bytes)).unwrap_err();
+        assert!(
+            matches!(refused(Item::new(), adds(&[("description", 1)])), Error::Invalid(m) if m.contains("not a number"))
+        );
+        assert!(
+            matches!(refused(Item::new(), adds(&[("revision", i64::MAX)])), Error::Invalid(m) if m.contains("overflows"))
+        );
+        assert!(matches!(refused(item(json!({"PK": "Q"})), adds(&[])), Error::Internal(_)));
+        assert!(
+            matches!(refused(item(json!({"GSI1PK": 5})), adds(&[])), Error::Invalid(m) if m.contains("must be a string"))
+        );
+        let over = item(json!({"big": "x".repeat(MAX_ITEM_BYTES)}));
+        assert!(matches!(refused(over, adds(&[])), Error::TooLarge(_)));
+        // A name written with escapes is not taken apart: the whole item is decoded instead.
+        let escaped = br#"{"PK":"P","SK":"S","\u0047SI1PK":"g","n":1}"#;
+        assert!(patch_encoded(&Item::new(), &[], escaped).unwrap().is_none());
+        let (bytes, entries) = Tx::updated_encoding(&key, &Item::new(), &adds(&[("n", 1)]), Some(escaped)).unwrap();
+        let want = item(json!({"PK": "P", "SK": "S", "GSI1PK": "g", "n": 2}));
+        assert_eq!(serde_json::from_slice::<Item>(&bytes).unwrap(), want);
+        assert_eq!(entries, INDEXES.iter().map(|d| index_entry(d, &want)).collect::<Vec<_>>());
+    }
 
     #[test]
     fn a_partial_decode_keeps_the_wanted_attributes_whole_and_nothing_else() {
