@@ -540,6 +540,22 @@ async fn bad_uploads_are_clear_4xx() {
     let idx = index(&api, "bp", "charts").await;
     assert!(idx["entries"].as_mapping().unwrap().is_empty(), "{idx:?}");
 
+    // A chart of a few KB that unpacks past what is read on the request's task (64 KiB,
+    // its RDS.yaml past 16 KiB) but within the limits is read again with them, and stored.
+    let mut yaml = meta("big", "2.0.0");
+    yaml.extend(std::iter::repeat_n(b'#', 20 * 1024));
+    yaml.push(b'\n');
+    let bytes = gzip(&tar_of(&[("big/RDS.yaml", yaml), ("big/zeros", vec![0u8; 1024 * 1024])]));
+    assert!(bytes.len() < 64 * 1024, "{}", bytes.len());
+    let (s, b) = upload(&api, up, "big-2.0.0.tgz", bytes.clone()).await;
+    assert_eq!(s, 201, "{b}");
+    let idx = index(&api, "bp", "charts").await;
+    assert_eq!(idx["entries"]["big"][0]["version"].as_str(), Some("2.0.0"), "{idx:?}");
+    let url = format!("{}/rds/bp/charts/charts/big-2.0.0.tgz", api.base);
+    let got = api.http.get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(got.bytes().await.unwrap() == bytes, "the stored chart is not the uploaded one");
+
     // A repository that refuses overwrites keeps the first upload even with ?force.
     let (s, b) = api
         .post(
