@@ -14,7 +14,12 @@ own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
 - Then wrk uploads to depot over one connection, and over 16 at once (each upload a
   new version of one of 64 charts, from bodies prepared beforehand; `uploads.lua`), and
   it prints the throughput of 16 against one's, and the CPU time depot used per upload
-  (user and system, from /proc). Needs wrk (Debian's package). Each of the two phases
+  (user and system, from /proc). Needs wrk (Debian's package).
+- For 16 connections it prints what the machine's cores allow too: how busy they were
+  (/proc/stat), the CPU time per upload of depot and of wrk together, and the rate at
+  which that CPU time would fill every core. When 16 connections come near that rate,
+  the uploads are bound by the cores, not by the flushes, and a group commit cannot
+  raise the ratio past that rate over one connection's. Each of the two phases
   runs on a server of its own with a new data directory, so that both start from the
   same empty repository: an upload's cost grows with its package's versions (the
   package item lists its first 256) and with the database, so a phase that ran after
@@ -35,6 +40,7 @@ import io
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -166,6 +172,28 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds():
+    """The user and system CPU time of this process's finished children (wrk's, once it
+    has been waited for)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def machine_ticks():
+    """The machine's CPU time by state (/proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def busy_fractions(before, after):
+    """How much of the machine's CPU time between two `machine_ticks` was busy (neither
+    idle nor waiting on I/O, nor stolen), and how much the host stole."""
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d) or 1
+    idle, iowait, steal = d[3], d[4], d[7]
+    return (total - idle - iowait - steal) / total, steal / total
+
+
 def setup(srv):
     """Creates the project and the chart repository, and returns an admin token's
     Authorization header."""
@@ -220,6 +248,8 @@ def main():
                     f.write(b"%08d" % len(body) + body)
             threads = 1 if connections == 1 else 2
             cpu = cpu_seconds(srv.proc.pid)
+            client = children_cpu_seconds()
+            machine = machine_ticks()
             out = subprocess.run(
                 ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: {auth}",
                  "-s", os.path.join(os.path.dirname(os.path.abspath(__file__)), "uploads.lua"),
@@ -227,15 +257,23 @@ def main():
                 capture_output=True, text=True, check=True).stdout
             os.unlink(f.name)
             cpu = cpu_seconds(srv.proc.pid) - cpu
+            client = children_cpu_seconds() - client
+            busy, steal = busy_fractions(machine, machine_ticks())
             if "Non-2xx" in out:
                 raise SystemExit(f"uploads failed under wrk:\n{out}")
             done = int(re.search(r"(\d+) requests in", out).group(1))
-            return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), cpu * 1000 / done
+            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            return rps, cpu * 1000 / done, client * 1000 / done, busy, steal
 
-        one, one_cpu = rate(1)
-        sixteen, sixteen_cpu = rate(16)
+        one, one_cpu, _, _, _ = rate(1)
+        sixteen, sixteen_cpu, wrk_cpu, busy, steal = rate(16)
         print(f"throughput (wrk): 1 connection {one:.0f} uploads/s, 16 connections {sixteen:.0f}/s ({sixteen / one:.1f}x)")
         print(f"depot's CPU per upload: {one_cpu:.2f} ms with 1 connection, {sixteen_cpu:.2f} ms with 16")
+        cores = os.cpu_count()
+        ceiling = cores * 1000 / (sixteen_cpu + wrk_cpu)
+        print(f"16 connections: the {cores} cores {busy * 100:.0f}% busy ({steal * 100:.0f}% stolen by the host); "
+              f"depot and wrk {sixteen_cpu + wrk_cpu:.2f} ms CPU per upload, so the cores allow at most "
+              f"{ceiling:.0f}/s ({ceiling / one:.1f}x one connection's rate)")
         files = os.environ.get("DEPOT_INLINE_BLOB_BYTES") == "0"
         floor = floor_ms(srv.dir.name, files)
         what = ("a new file fsynced, renamed, its directory fsynced; a database page fsynced" if files
