@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde_json::Value;
 
+use super::flush::{Flusher, Flushes, FlushedFile};
 use super::table::{check_key_str, check_tx, decode_token, encode_token};
 use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, SK};
 use crate::{Error, Result};
@@ -287,14 +288,21 @@ fn add_into(into: &mut Vec<(String, i64)>, add: &[(String, i64)]) {
 struct Writer {
     requests: Option<std::sync::mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The file's flusher, which ends after the writer (`flush.rs`).
+    flusher: Option<Flusher>,
 }
 
 impl Writer {
-    /// Starts the thread `name`, which runs `run` on the requests sent to it.
-    fn spawn(name: &str, run: impl FnOnce(std::sync::mpsc::Receiver<Request>) + Send + 'static) -> Result<Self> {
+    /// Starts the thread `name`, which runs `run` on the requests sent to it, with the
+    /// file's flusher.
+    fn spawn(
+        name: &str,
+        flusher: Flusher,
+        run: impl FnOnce(std::sync::mpsc::Receiver<Request>) + Send + 'static,
+    ) -> Result<Self> {
         let (requests, rx) = std::sync::mpsc::channel::<Request>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || run(rx)).map_err(db_err)?;
-        Ok(Writer { requests: Some(requests), thread: Some(thread) })
+        Ok(Writer { requests: Some(requests), thread: Some(thread), flusher: Some(flusher) })
     }
 
     /// Hands a request to the thread.
@@ -323,6 +331,8 @@ impl Drop for Writer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // What the writer's last commits asked for is flushed before this returns.
+        drop(self.flusher.take());
     }
 }
 
@@ -702,7 +712,10 @@ impl EmbeddedTable {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let opened = FlushedFile::open(file)
+            .and_then(|(backend, flusher)| Ok((redb::Builder::new().create_with_backend(backend)?, flusher)));
+        let (db, flusher) = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::unavailable(
                 format!(
                     "{} is in use by another depot process (depot serve, gc or verify): stop that one first; \
@@ -720,12 +733,14 @@ impl EmbeddedTable {
             tx.open_table(index_table(def)).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
+        flusher.flushes.settle().map_err(db_err)?;
         let db = Arc::new(db);
         let deltas = Arc::new(Deltas::default());
         let pending = Arc::new(PendingRows::default());
         let (for_writer, deltas_for_writer, pending_for_writer) = (db.clone(), deltas.clone(), pending.clone());
-        let writer = Arc::new(Writer::spawn("depot-table-writer", move |rx| {
-            Self::writer(&for_writer, &deltas_for_writer, &pending_for_writer, rx)
+        let flushes = flusher.flushes.clone();
+        let writer = Arc::new(Writer::spawn("depot-table-writer", flusher, move |rx| {
+            Self::writer(&for_writer, &deltas_for_writer, &pending_for_writer, &flushes, rx)
         })?);
         Ok(EmbeddedTable { db, writer, deltas, pending })
     }
@@ -760,7 +775,13 @@ impl EmbeddedTable {
     /// rows and the requests in one transaction, and commits it durably. Every
     /// [`DRAIN_EVERY`] with nothing else to do, it commits durably what is pending or was
     /// committed without a flush; when the last handle goes, it does so and ends.
-    fn writer(db: &Database, deltas: &Deltas, pending: &PendingRows, rx: std::sync::mpsc::Receiver<Request>) {
+    fn writer(
+        db: &Database,
+        deltas: &Deltas,
+        pending: &PendingRows,
+        flushes: &Flushes,
+        rx: std::sync::mpsc::Receiver<Request>,
+    ) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut last_drain = std::time::Instant::now();
         loop {
@@ -779,6 +800,9 @@ impl EmbeddedTable {
                     if let Err(e) = Self::commit_durably(db, deltas, pending) {
                         tracing::warn!(error = %e, "writing the last counters and rows failed");
                     }
+                    if let Err(e) = flushes.settle() {
+                        tracing::warn!(error = %e, "flushing the last commits failed");
+                    }
                     return;
                 }
             };
@@ -794,24 +818,37 @@ impl EmbeddedTable {
                     Request::Rows { ops, .. } => batch.rows.push(ops),
                 }
             }
-            match Self::commit_pending(db, pending, &mut batch) {
-                Ok(Outcome { writes, rows }) => {
+            let committed = Self::commit_pending(db, pending, &mut batch);
+            drop(batch);
+            match committed {
+                // Answered once the flush after this commit is done, while this thread
+                // goes on with the next group.
+                Ok(outcome) => {
                     last_drain = std::time::Instant::now();
-                    let (mut writes, mut rows) = (writes.into_iter(), rows.into_iter());
-                    for r in waiting {
-                        match r {
-                            Request::Write { answer, write } => {
-                                let _ = answer.send((writes.next().expect("a result a write"), write));
-                            }
-                            Request::Rows { answer, .. } => {
-                                let _ = answer.send(Ok(rows.next().expect("a result a row change")));
-                            }
-                        }
-                    }
+                    flushes.after(Box::new(move |flushed| Self::answer(waiting, outcome, flushed)));
                 }
                 // The pending rows stay pending (redb takes no write after a failed
                 // commit until it is opened again).
                 Err(e) => Self::fail(waiting, &e),
+            }
+        }
+    }
+
+    /// Answers a group's requests with its commit's outcome, once the flush after it
+    /// is done; every one with the error, if that flush failed.
+    fn answer(waiting: Vec<Request>, outcome: Outcome, flushed: std::io::Result<()>) {
+        if let Err(e) = flushed {
+            return Self::fail(waiting, &db_err(e));
+        }
+        let (mut writes, mut rows) = (outcome.writes.into_iter(), outcome.rows.into_iter());
+        for r in waiting {
+            match r {
+                Request::Write { answer, write } => {
+                    let _ = answer.send((writes.next().expect("a result a write"), write));
+                }
+                Request::Rows { answer, .. } => {
+                    let _ = answer.send(Ok(rows.next().expect("a result a row change")));
+                }
             }
         }
     }

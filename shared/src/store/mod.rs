@@ -9,6 +9,8 @@ pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "embedded")]
+mod flush;
+#[cfg(feature = "embedded")]
 pub mod fs;
 pub mod s3;
 pub mod schema;
