@@ -12,6 +12,11 @@
 //! attributes are copied undecoded, and the updated item goes back encoded; each write
 //! goes back to its caller too, to be freed there.
 //!
+//! The commit is flushed (fdatasync) by a thread of its own (`flush.rs`, the file's
+//! redb storage backend) while the writer applies the next group; a group's writers
+//! are answered once its flush is done. A read may see a group up to one flush before
+//! its writers are answered.
+//!
 //! The blob store's small rows (`small.rs`) share the file and the writer. A row that
 //! the caller's next write names does not wait for the writer either: it is pending in
 //! memory ([`PendingRows`]) and written ahead of the next group, that write's.
@@ -30,7 +35,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde_json::Value;
 
-use super::flush::{Flusher, Flushes, FlushedFile};
+use super::flush::{FlushedFile, Flusher, Flushes};
 use super::table::{check_key_str, check_tx, decode_token, encode_token};
 use super::{Cond, IndexDef, Item, Key, Page, Query, SkCond, Table, TxOp, INDEXES, PK, SK};
 use crate::{Error, Result};

@@ -639,6 +639,78 @@ async fn concurrent_uploads(api: &Api, p: &str, r: &str) {
     assert_eq!(res.bytes().await.unwrap().to_vec(), winners[0], "the stored bytes are the winner's");
 }
 
+/// A crash (SIGKILL) while 16 clients upload at once: every upload that was answered
+/// 201 is there after the restart, byte for byte, and the database opens and takes
+/// uploads again. (A killed process keeps what reached the kernel; what this shows is
+/// that nothing is answered before its commit is written, and that a commit cut off in
+/// memory leaves a file that opens.)
+#[tokio::test]
+async fn a_crash_under_concurrent_uploads_keeps_every_answered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let start = || crate::harness::Server::start(&["--data-dir", &data_dir], &[("DEPOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let server = start();
+    let api = Api::new(&server.base);
+    rds_repo(&api, "crash", "charts").await;
+    let url = format!("{}/rds/api/crash/charts/charts", server.base);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let (url, stop, http) = (url.clone(), stop.clone(), reqwest::Client::new());
+            tokio::spawn(async move {
+                let mut answered = vec![];
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let (file, bytes) = chart(&format!("c{c}"), &format!("1.0.{i}"), "tgz");
+                    let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(file.clone());
+                    let sent = http
+                        .post(&url)
+                        .basic_auth("admin", Some(ADMIN_PASSWORD))
+                        .multipart(reqwest::multipart::Form::new().part("chart", part))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(res) if res.status().as_u16() == 201 => answered.push((file, bytes)),
+                        Ok(res) => panic!("an upload answered {}", res.status()),
+                        // The server is gone.
+                        Err(_) => break,
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    server.stop_with("KILL");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut answered = vec![];
+    for c in clients {
+        answered.extend(c.await.unwrap());
+    }
+    assert!(answered.len() >= 16, "only {} uploads were answered before the crash", answered.len());
+    let server = start();
+    let api = Api::new(&server.base);
+    let idx = index(&api, "crash", "charts").await;
+    let listed: usize = idx["entries"].as_mapping().unwrap().values().map(|v| v.as_sequence().unwrap().len()).sum();
+    assert!(listed >= answered.len(), "{listed} versions listed, {} answered", answered.len());
+    for (file, bytes) in &answered {
+        let res = api
+            .http
+            .get(format!("{}/rds/crash/charts/charts/{file}", api.base))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{file} was answered 201 and is gone");
+        assert!(res.bytes().await.unwrap() == *bytes, "{file}: other bytes");
+    }
+    let (file, bytes) = chart("after", "1.0.0", "tgz");
+    assert_eq!(upload(&api, "/rds/api/crash/charts/charts", &file, bytes).await.0, 201);
+    eprintln!("a crash under 16 uploaders: {} answered, {listed} listed after the restart", answered.len());
+}
+
 #[tokio::test]
 async fn concurrent_uploads_on_the_embedded_backend() {
     let (_dir, _server, api) = embedded(&[]);
