@@ -350,6 +350,8 @@ struct Write {
     ops: Vec<TxOp>,
     /// A put's encoding, at the put's place; `None` for the other operations.
     puts: Vec<Option<Encoded>>,
+    /// An update's set values, encoded, at the update's place; empty for the others.
+    sets: Vec<Vec<RawSet>>,
 }
 
 /// A put's item as stored: its key, its encoding (within the size limit), and its entry
@@ -376,7 +378,14 @@ impl Write {
                 }
             })
             .collect::<Result<_>>()?;
-        Ok(Write { ops, puts })
+        let sets = ops
+            .iter()
+            .map(|op| match op {
+                TxOp::Update { set, .. } => encode_set(set),
+                _ => Ok(Vec::new()),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Write { ops, puts, sets })
     }
 }
 
@@ -404,24 +413,38 @@ fn too_large(key: &Key, bytes: usize) -> Error {
     Error::TooLarge(super::table::ITEM_TOO_LARGE.into())
 }
 
+/// An attribute an update sets, its value encoded (`None`: the attribute is removed).
+type RawSet = (String, Option<Box<serde_json::value::RawValue>>);
+
+/// The values an update sets, encoded (on the caller's task, by [`Write::new`]).
+fn encode_set(set: &Item) -> Result<Vec<RawSet>> {
+    set.iter()
+        .map(|(k, v)| {
+            let raw = (!v.is_null()).then(|| serde_json::value::to_raw_value(v)).transpose().map_err(db_err)?;
+            Ok((k.clone(), raw))
+        })
+        .collect()
+}
+
 /// An update applied to an item's encoding (`stored`, as [`encode_item`] wrote it)
 /// without decoding the attributes it leaves alone, which are copied as they are. Returns
 /// the new encoding, and the attributes the secondary indexes read, checked as
 /// [`check_item`] checks them; `None` when `stored` names an attribute with escapes, which
 /// this does not take apart (the caller then decodes the whole item). The checks and
 /// refusals are [`Tx::updated`]'s.
-fn patch_encoded(set: &Item, add: &[(String, i64)], stored: &[u8]) -> Result<Option<(Vec<u8>, Item)>> {
+fn patch_encoded(set: &[RawSet], add: &[(String, i64)], stored: &[u8]) -> Result<Option<(Vec<u8>, Item)>> {
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
     /// An attribute's value: as stored, or as the update writes it.
     enum Raw<'a> {
         Stored(&'a RawValue),
+        Set(&'a RawValue),
         New(Box<RawValue>),
     }
     impl Raw<'_> {
         fn get(&self) -> &str {
             match self {
-                Raw::Stored(v) => v.get(),
+                Raw::Stored(v) | Raw::Set(v) => v.get(),
                 Raw::New(v) => v.get(),
             }
         }
@@ -429,7 +452,7 @@ fn patch_encoded(set: &Item, add: &[(String, i64)], stored: &[u8]) -> Result<Opt
     impl serde::Serialize for Raw<'_> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
             match self {
-                Raw::Stored(v) => v.serialize(s),
+                Raw::Stored(v) | Raw::Set(v) => v.serialize(s),
                 Raw::New(v) => v.serialize(s),
             }
         }
@@ -444,11 +467,10 @@ fn patch_encoded(set: &Item, add: &[(String, i64)], stored: &[u8]) -> Result<Opt
         if k == PK || k == SK {
             return Err(Error::Internal("an update cannot change PK or SK".into()));
         }
-        if v.is_null() {
-            attrs.remove(k.as_str());
-        } else {
-            attrs.insert(k, Raw::New(serde_json::value::to_raw_value(v).map_err(db_err)?));
-        }
+        match v {
+            None => attrs.remove(k.as_str()),
+            Some(v) => attrs.insert(k, Raw::Set(v)),
+        };
     }
     for (attr, delta) in add {
         let cur = match attrs.get(attr.as_str()) {
@@ -605,8 +627,19 @@ impl Tx<'_> {
         add: &[(String, i64)],
         stored: Option<&[u8]>,
     ) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
+        Self::updated_encoding_raw(key, set, &encode_set(set)?, add, stored)
+    }
+
+    /// [`Self::updated_encoding`], with the set values encoded already (`raw`).
+    fn updated_encoding_raw(
+        key: &Key,
+        set: &Item,
+        raw: &[RawSet],
+        add: &[(String, i64)],
+        stored: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
         if let Some(bytes) = stored {
-            if let Some((bytes, indexed)) = patch_encoded(set, add, bytes)? {
+            if let Some((bytes, indexed)) = patch_encoded(raw, add, bytes)? {
                 if bytes.len() > MAX_ITEM_BYTES {
                     return Err(too_large(key, bytes.len()));
                 }
@@ -678,12 +711,14 @@ impl Tx<'_> {
             return Ok(Err(Error::Conflict { message: format!("condition failed on operations {failed:?}"), failed }));
         }
         let mut updates = Vec::with_capacity(w.ops.len());
-        for (op, (key, _, stored)) in w.ops.iter().zip(&planned) {
+        for (i, (op, (key, _, stored))) in w.ops.iter().zip(&planned).enumerate() {
             updates.push(match op {
-                TxOp::Update { set, add, .. } => match Self::updated_encoding(key, set, add, stored.as_deref()) {
-                    Ok(update) => Some(update),
-                    Err(e) => return Ok(Err(e)),
-                },
+                TxOp::Update { set, add, .. } => {
+                    match Self::updated_encoding_raw(key, set, &w.sets[i], add, stored.as_deref()) {
+                        Ok(update) => Some(update),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
                 _ => None,
             });
         }
@@ -1166,7 +1201,7 @@ mod tests {
         assert!(matches!(refused(over, adds(&[])), Error::TooLarge(_)));
         // A name written with escapes is not taken apart: the whole item is decoded instead.
         let escaped = br#"{"PK":"P","SK":"S","\u0047SI1PK":"g","n":1}"#;
-        assert!(patch_encoded(&Item::new(), &[], escaped).unwrap().is_none());
+        assert!(patch_encoded(&[], &[], escaped).unwrap().is_none());
         let (bytes, entries) = Tx::updated_encoding(&key, &Item::new(), &adds(&[("n", 1)]), Some(escaped)).unwrap();
         let want = item(json!({"PK": "P", "SK": "S", "GSI1PK": "g", "n": 2}));
         assert_eq!(serde_json::from_slice::<Item>(&bytes).unwrap(), want);
