@@ -621,6 +621,7 @@ impl Tx<'_> {
     /// patched ([`patch_encoded`]), not decoded: what the update leaves alone is copied as
     /// it is, so that a large item (a package summary's history) costs the one writer
     /// little more than a small one.
+    #[cfg(test)]
     fn updated_encoding(
         key: &Key,
         set: &Item,
@@ -630,7 +631,8 @@ impl Tx<'_> {
         Self::updated_encoding_raw(key, set, &encode_set(set)?, add, stored)
     }
 
-    /// [`Self::updated_encoding`], with the set values encoded already (`raw`).
+    /// [`Self::updated_encoding`], with the set values encoded already (`raw`, by
+    /// [`Write::new`] on the caller's task): what the writer runs.
     fn updated_encoding_raw(
         key: &Key,
         set: &Item,
