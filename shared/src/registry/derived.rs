@@ -423,5 +423,5 @@ impl Registry {
 /// The package a change names.
 fn changed_package(item: &Item) -> Option<String> {
     let sk = item.get(crate::store::SK)?.as_str()?;
-    sk.rsplit_once('\n').map(|(k, _)| k.to_string())
+    crate::store::schema::changed_package(sk).map(str::to_string)
 }

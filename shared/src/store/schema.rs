@@ -221,9 +221,28 @@ pub fn changes_partition(project: &str, repo: &str) -> String {
 }
 
 /// One write's change to `package_key`: unique per write, so that removing the ones a
-/// rendering has read never removes a later write's.
+/// rendering has read never removes a later write's. The sort key starts with the time of
+/// the write (nanoseconds, 20 digits), so that the writes of one moment land next to each
+/// other (on embedded storage, in one page of the table, whatever their packages), then a
+/// random id, then the package: `{time}{id}\n{package}`. Items from before the time came
+/// first are `{package}\n{id}`; [`changed_package`] reads both.
 pub fn change_key(project: &str, repo: &str, package_key: &str) -> Key {
-    Key::new(changes_partition(project, repo), format!("{package_key}\n{}", uuid::Uuid::new_v4().simple()))
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Key::new(changes_partition(project, repo), format!("{nanos:020}{}\n{package_key}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The package a change item's sort key names ([`change_key`]), in either form: the
+/// package is the side of the newline with a `://` in it, which a package key always has
+/// and the time and the id never do.
+pub fn changed_package(sk: &str) -> Option<&str> {
+    let (a, b) = sk.split_once('\n')?;
+    if b.contains("://") {
+        Some(b)
+    } else if a.contains("://") {
+        Some(a)
+    } else {
+        None
+    }
 }
 
 /// The index that lists a repository's packages by name.
@@ -404,4 +423,23 @@ async fn edit_grants(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_names_its_package_in_either_key_form() {
+        let key = change_key("p", "r", "rds://my/chart-1.0");
+        assert!(key.pk == changes_partition("p", "r"));
+        assert_eq!(changed_package(&key.sk), Some("rds://my/chart-1.0"));
+        // The sort key starts with the time, so that one moment's writes sort together.
+        assert!(key.sk[..20].bytes().all(|b| b.is_ascii_digit()), "{}", key.sk);
+        assert!(change_key("p", "r", "rds://a").sk[..20] >= key.sk[..20]);
+        // Items written before the time came first.
+        assert_eq!(changed_package("rds://old\n0123456789abcdef0123456789abcdef"), Some("rds://old"));
+        assert_eq!(changed_package("no package here"), None);
+        assert_eq!(changed_package("123\n456"), None);
+    }
 }
