@@ -569,6 +569,17 @@ pub(crate) async fn many_versions(t: Arc<dyn Table>, n: usize, inline: usize) {
     let p = reg.get_package("mv", "r", "rds://big").await.unwrap();
     assert_eq!(p.versions as usize, n);
     assert_eq!(reg.package_history(&p).await.unwrap(), want);
+    // Only the versions past the inline list have history items of their own.
+    let prefix = depot_core::store::schema::history_prefix(&p.history_id);
+    let q = Query::prefix(depot_core::store::schema::package_partition("mv", "r", "rds://big"), prefix);
+    let items = depot_core::store::query_all(&*t, q).await.unwrap();
+    assert_eq!(items.len(), n.saturating_sub(inline));
+    // A package from before that gave its inline versions history items too: read once.
+    let mut old = depot_core::store::schema::history_key("mv", "r", "rds://big", &p.history_id, &v(1)).item();
+    old.insert("version".into(), v(1).into());
+    old.insert("seq".into(), 1.into());
+    t.put(old, Cond::None).await.unwrap();
+    assert_eq!(reg.package_history(&p).await.unwrap(), want);
     // A version deleted and uploaded again keeps its place, inline or not.
     for i in [3, n - 2] {
         reg.delete_version(&manager(), "mv", "r", "rds://big", &v(i)).await.unwrap();
