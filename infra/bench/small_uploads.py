@@ -2,7 +2,7 @@
 """Small uploads: `depot serve` (embedded) against pypiserver, in the same run, and the
 flush floor of the disk they write to.
 
-Usage: python infra/bench/small_uploads.py [path/to/depot] [uploads] [rounds]
+Usage: python infra/bench/small_uploads.py [path/to/depot] [uploads] [rounds] [pairs]
 Run it with a Python that has pypiserver and waitress installed (its `auto` server then
 is waitress; a virtualenv of its
 own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
@@ -14,7 +14,10 @@ own: `python3 -m venv /tmp/pb && /tmp/pb/bin/pip install pypiserver waitress`).
 - Then wrk uploads to depot over one connection, and over 16 at once (each upload a
   new version of one of 64 charts, from bodies prepared beforehand; `uploads.lua`), and
   it prints the throughput of 16 against one's, and the CPU time depot used per upload
-  (user and system, from /proc). Needs wrk (Debian's package).
+  (user and system, from /proc). Needs wrk (Debian's package). It does so in `pairs`
+  rounds (default 5), one connection then 16 in each, and prints each round's ratio and
+  their median: on a shared 2-core host one pair's ratio was seen anywhere from 3.1 to
+  4.7 for the same binary, as the host's speed moved between the two runs.
 - For 16 connections it prints what the machine's cores allow too: how busy they were
   (/proc/stat), the CPU time per upload of depot and of wrk together, and the rate at
   which that CPU time would fill every core. When 16 connections come near that rate,
@@ -213,6 +216,7 @@ def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/depot"
     uploads = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    pairs = int(sys.argv[4]) if len(sys.argv) > 4 else 5
     with Serve(binary) as srv, PypiServer() as pypi:
         auth = setup(srv)
         depot = Client(srv.port, "/rds/api/bench/charts/charts", auth)
@@ -265,15 +269,22 @@ def main():
             rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
             return rps, cpu * 1000 / done, client * 1000 / done, busy, steal
 
-        one, one_cpu, _, _, _ = rate(1)
-        sixteen, sixteen_cpu, wrk_cpu, busy, steal = rate(16)
-        print(f"throughput (wrk): 1 connection {one:.0f} uploads/s, 16 connections {sixteen:.0f}/s ({sixteen / one:.1f}x)")
-        print(f"depot's CPU per upload: {one_cpu:.2f} ms with 1 connection, {sixteen_cpu:.2f} ms with 16")
         cores = os.cpu_count()
-        ceiling = cores * 1000 / (sixteen_cpu + wrk_cpu)
-        print(f"16 connections: the {cores} cores {busy * 100:.0f}% busy ({steal * 100:.0f}% stolen by the host); "
-              f"depot and wrk {sixteen_cpu + wrk_cpu:.2f} ms CPU per upload, so the cores allow at most "
-              f"{ceiling:.0f}/s ({ceiling / one:.1f}x one connection's rate)")
+        ratios = []
+        print(f"throughput (wrk), {pairs} rounds of 1 connection then 16:")
+        for i in range(pairs):
+            one, one_cpu, _, _, _ = rate(1)
+            sixteen, sixteen_cpu, wrk_cpu, busy, steal = rate(16)
+            ratios.append(sixteen / one)
+            ceiling = cores * 1000 / (sixteen_cpu + wrk_cpu)
+            print(f"  round {i + 1}: 1 connection {one:.0f} uploads/s, 16 connections {sixteen:.0f}/s "
+                  f"({sixteen / one:.2f}x); depot's CPU per upload {one_cpu:.2f} ms with 1, {sixteen_cpu:.2f} ms "
+                  f"with 16")
+            print(f"    16 connections: the {cores} cores {busy * 100:.0f}% busy ({steal * 100:.0f}% stolen by the "
+                  f"host); depot and wrk {sixteen_cpu + wrk_cpu:.2f} ms CPU per upload, so the cores allow at most "
+                  f"{ceiling:.0f}/s ({ceiling / one:.1f}x one connection's rate)")
+        print(f"16 connections against 1: median {statistics.median(ratios):.2f}x "
+              f"(from {min(ratios):.2f}x to {max(ratios):.2f}x over {pairs} rounds)")
         files = os.environ.get("DEPOT_INLINE_BLOB_BYTES") == "0"
         floor = floor_ms(srv.dir.name, files)
         what = ("a new file fsynced, renamed, its directory fsynced; a database page fsynced" if files
