@@ -435,41 +435,22 @@ fn encode_set(set: &Item) -> Result<Vec<RawSet>> {
 fn patch_encoded(set: &[RawSet], add: &[(String, i64)], stored: &[u8]) -> Result<Option<(Vec<u8>, Item)>> {
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
-    /// An attribute's value: as stored, or as the update writes it.
-    enum Raw<'a> {
-        Stored(&'a RawValue),
-        Set(&'a RawValue),
-        New(Box<RawValue>),
-    }
-    impl Raw<'_> {
-        fn get(&self) -> &str {
-            match self {
-                Raw::Stored(v) | Raw::Set(v) => v.get(),
-                Raw::New(v) => v.get(),
-            }
-        }
-    }
-    impl serde::Serialize for Raw<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-            match self {
-                Raw::Stored(v) | Raw::Set(v) => v.serialize(s),
-                Raw::New(v) => v.serialize(s),
-            }
-        }
-    }
+    /// An attribute's value: borrowed as stored or as the update's set encoded it, or a
+    /// sum the update computed.
+    type Raw<'a> = std::borrow::Cow<'a, RawValue>;
     // Sorted as `Item`'s own map sorts, so the encoding keeps the order a decode and
     // encode would give it.
     let Ok(stored) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(stored) else {
         return Ok(None);
     };
-    let mut attrs: BTreeMap<&str, Raw> = stored.into_iter().map(|(k, v)| (k, Raw::Stored(v))).collect();
+    let mut attrs: BTreeMap<&str, Raw> = stored.into_iter().map(|(k, v)| (k, Raw::Borrowed(v))).collect();
     for (k, v) in set {
         if k == PK || k == SK {
             return Err(Error::Internal("an update cannot change PK or SK".into()));
         }
         match v {
             None => attrs.remove(k.as_str()),
-            Some(v) => attrs.insert(k, Raw::Set(v)),
+            Some(v) => attrs.insert(k, Raw::Borrowed(v)),
         };
     }
     for (attr, delta) in add {
@@ -481,7 +462,7 @@ fn patch_encoded(set: &[RawSet], add: &[(String, i64)], stored: &[u8]) -> Result
                 .ok_or_else(|| Error::Invalid(format!("attribute {attr} is not a number")))?,
         };
         let sum = cur.checked_add(*delta).ok_or_else(|| Error::Invalid(format!("attribute {attr} overflows")))?;
-        attrs.insert(attr, Raw::New(serde_json::value::to_raw_value(&sum).map_err(db_err)?));
+        attrs.insert(attr, Raw::Owned(serde_json::value::to_raw_value(&sum).map_err(db_err)?));
     }
     let mut indexed = Item::new();
     for attr in INDEXES.iter().flat_map(|d| [d.pk, d.sk]) {

@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn a_change_names_its_package_in_either_key_form() {
         let key = change_key("p", "r", "rds://my/chart-1.0");
-        assert!(key.pk == changes_partition("p", "r"));
+        assert_eq!(key.pk, changes_partition("p", "r"));
         assert_eq!(changed_package(&key.sk), Some("rds://my/chart-1.0"));
         // The sort key starts with the time, so that one moment's writes sort together.
         assert!(key.sk[..20].bytes().all(|b| b.is_ascii_digit()), "{}", key.sk);
